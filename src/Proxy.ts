@@ -1,0 +1,129 @@
+// Composition root: config + services + listeners + admin, started together and drained together.
+import { Effect, Layer, type Scope } from "effect"
+import { startAdmin } from "./admin/AdminServer.ts"
+import type { Config, ListenerName } from "./config/Config.ts"
+import { type ProxyError, proxyError } from "./domain/ProxyError.ts"
+import { type RunningListener, startListener } from "./listeners/Listener.ts"
+import type { Protocol } from "./listeners/Protocol.ts"
+import { tcpProtocol } from "./listeners/tcp.ts"
+import { Log } from "./services/Log.ts"
+import { Metrics } from "./services/Metrics.ts"
+import { Resolver } from "./services/Resolver.ts"
+import { RoutingCache } from "./services/RoutingCache.ts"
+import { SsrfGuard } from "./services/SsrfGuard.ts"
+
+export interface ProxyHandle {
+  readonly listeners: ReadonlyArray<RunningListener>
+  readonly admin: { readonly host: string; readonly port: number } | undefined
+}
+
+/** The protocols built so far; a listener in the config without one here is refused at startup. */
+const protocolFor = (name: ListenerName, config: Config): Protocol | undefined => {
+  switch (name) {
+    case "tcp":
+      return tcpProtocol(config.listeners.tcp!.route!)
+    default:
+      return undefined
+  }
+}
+
+/** The resolver from the config file's `routes`: the embedded default. */
+export const staticResolver = (config: Config): Layer.Layer<Resolver> => Resolver.layerStatic(config.routes)
+
+/** Every service the listeners need, from config. Pass your own Resolver layer to replace the static map. */
+export const servicesLayer = (config: Config, resolver: Layer.Layer<Resolver, unknown> = staticResolver(config)) => {
+  const base = Layer.mergeAll(resolver, SsrfGuard.layer({ allow: config.ssrf.allow }), Metrics.layer)
+  const cache = RoutingCache.layer({
+    ttl: config.cache.ttl,
+    negativeTtl: config.cache.negativeTtl,
+    maxEntries: config.cache.maxEntries,
+    resolveTimeout: config.timeouts.resolve
+  })
+  return Layer.provideMerge(cache, base)
+}
+
+/**
+ * Starts every configured listener and the admin endpoint. When the scope closes, listeners stop accepting,
+ * open connections get up to `timeouts.drain` seconds to finish, and whatever is left is closed.
+ */
+export const startProxy = Effect.fnUntraced(function* (config: Config) {
+  const log = yield* Log
+  const metrics = yield* Metrics
+  let ready = false
+  const listeners: Array<RunningListener> = []
+
+  // Registered first so it runs last: by then listeners have drained (their own finalizers only force-close).
+  yield* Effect.addFinalizer(() =>
+    Effect.promise(async () => {
+      ready = false
+      for (const l of listeners) l.stopAccepting()
+      const open = listeners.reduce((n, l) => n + l.open(), 0)
+      if (open === 0) return
+      log.info("draining", { connections: open, timeoutSeconds: config.timeouts.drain })
+      let timer: NodeJS.Timeout | undefined
+      const deadline = new Promise<"timeout">((resolve) => {
+        timer = setTimeout(() => resolve("timeout"), config.timeouts.drain * 1000)
+      })
+      const outcome = await Promise.race([Promise.all(listeners.map((l) => l.whenIdle())), deadline])
+      clearTimeout(timer)
+      if (outcome === "timeout") {
+        log.warn("drain timeout, closing remaining connections", {
+          connections: listeners.reduce((n, l) => n + l.open(), 0)
+        })
+        for (const l of listeners) l.destroyAll()
+      } else log.info("drained")
+    })
+  )
+
+  for (const name of Object.keys(config.listeners) as Array<ListenerName>) {
+    const protocol = protocolFor(name, config)
+    if (protocol === undefined) {
+      return yield* Effect.fail(
+        proxyError("INTERNAL", "internal", `listeners.${name}: this protocol is not implemented yet`)
+      )
+    }
+    listeners.push(yield* startListener(protocol, config.listeners[name]!, config.timeouts))
+  }
+
+  const admin =
+    config.admin === undefined
+      ? undefined
+      : yield* startAdmin(config.admin.host, config.admin.port, {
+          ready: () => ready,
+          listeners: () =>
+            Object.fromEntries(listeners.map((l) => [l.name, { host: l.host, port: l.port, open: l.open() }])),
+          metrics: () => Effect.runPromise(metrics.prometheus)
+        })
+  if (admin) log.info("admin listening", { host: admin.host, port: admin.port, paths: "/healthz /readyz /metrics" })
+  if (config.workers !== 1)
+    log.warn("workers: only one proxy process is supported yet; running one", { workers: config.workers })
+  ready = true
+  return { listeners, admin: admin && { host: admin.host, port: admin.port } } satisfies ProxyHandle
+})
+
+export interface RunOptions {
+  /** Your Resolver; default: the static `routes` of the config. */
+  readonly resolver?: Layer.Layer<Resolver, unknown>
+  /** Log sink; default: stdout per `config.log`. */
+  readonly log?: Layer.Layer<Log>
+}
+
+/**
+ * Builds the services in the caller's scope and starts the proxy in it: closing that scope drains and stops
+ * everything. This is what `polyproxy serve` runs, and what an embedding program or a spec runs.
+ */
+export const runProxy = (
+  config: Config,
+  options: RunOptions = {}
+): Effect.Effect<ProxyHandle, ProxyError, Scope.Scope> =>
+  Effect.gen(function* () {
+    const layer = Layer.merge(servicesLayer(config, options.resolver), options.log ?? Log.layer(config.log))
+    const context = yield* Layer.build(layer).pipe(
+      Effect.mapError((e) =>
+        typeof e === "object" && e !== null && (e as ProxyError)._tag === "ProxyError"
+          ? (e as ProxyError)
+          : proxyError("INTERNAL", "internal", `cannot start services: ${String(e)}`)
+      )
+    )
+    return yield* startProxy(config).pipe(Effect.provideContext(context))
+  })

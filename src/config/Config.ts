@@ -1,0 +1,77 @@
+// The config contract: what `polyproxy serve --config FILE` reads. Other work and its acceptance checks depend on these names.
+
+export type ListenerName = "http" | "postgres" | "mysql" | "mongodb" | "smtp" | "tcp"
+export const listenerNames: ReadonlyArray<ListenerName> = ["http", "postgres", "mysql", "mongodb", "smtp", "tcp"]
+
+export interface TlsFiles {
+  /** Paths to PEM files, resolved against the config file's folder. */
+  readonly cert: string
+  readonly key: string
+  readonly ca?: string | undefined
+  /** Refuse clients that do not present a certificate signed by `ca` (mTLS). */
+  readonly requireClientCert: boolean
+}
+
+export interface ListenerConfig {
+  readonly host: string
+  /** 0 = any free port; the bound port is logged and reported by GET /readyz. */
+  readonly port: number
+  readonly tls?: TlsFiles | undefined
+  /** Open connections this listener holds at most; 0 = no limit. */
+  readonly maxConnections: number
+  /** Generic TCP listener only: every connection goes to this resource id. */
+  readonly route?: string | undefined
+}
+
+export interface RouteConfig {
+  readonly endpoint: string
+  readonly metadata?: Readonly<Record<string, unknown>> | undefined
+  /** Seconds to wait for the backend's TCP connect on this route (overrides timeouts.connect). */
+  readonly timeout?: number | undefined
+}
+
+export interface Config {
+  /** Proxy processes; 0 = one per core. */
+  readonly workers: number
+  readonly admin: { readonly host: string; readonly port: number } | undefined
+  readonly listeners: Readonly<Partial<Record<ListenerName, ListenerConfig>>>
+  /** The embedded static resolver: resource id (wildcards such as "*.example.com" allowed) -> backend. */
+  readonly routes: Readonly<Record<string, RouteConfig>>
+  /** TLS for every listener that terminates TLS and has none of its own (also set by PROXY_TLS_*). */
+  readonly tls?: TlsFiles | undefined
+  readonly cache: {
+    /** Seconds a resolved route is reused. */
+    readonly ttl: number
+    /** Seconds a NOT_FOUND/FORBIDDEN answer is reused. */
+    readonly negativeTtl: number
+    readonly maxEntries: number
+  }
+  readonly ssrf: {
+    /** CIDR ranges that may be dialed although special-purpose (private, loopback...). */
+    readonly allow: ReadonlyArray<string>
+  }
+  /** Seconds; 0 = no limit (idle only). */
+  readonly timeouts: {
+    readonly handshake: number
+    readonly connect: number
+    readonly idle: number
+    readonly resolve: number
+    readonly drain: number
+  }
+  readonly log: {
+    readonly level: LogLevel
+    /** auto = JSON when stdout is not a TTY. */
+    readonly format: "auto" | "json" | "pretty"
+  }
+}
+
+export type LogLevel = "debug" | "info" | "warn" | "error"
+
+export const defaults = {
+  workers: 1,
+  admin: { host: "127.0.0.1", port: 9090 },
+  listenerHost: "0.0.0.0",
+  cache: { ttl: 60, negativeTtl: 5, maxEntries: 100_000 },
+  timeouts: { handshake: 10, connect: 5, idle: 0, resolve: 5, drain: 30 },
+  log: { level: "info" as LogLevel, format: "auto" as const }
+} as const

@@ -1,0 +1,201 @@
+// Turns the parsed YAML/JSON (plus environment overrides) into a Config, or a message naming the bad key and why.
+import * as path from "node:path"
+import { parseEndpoint } from "../domain/Endpoint.ts"
+import { parseCidrList } from "../domain/SpecialRanges.ts"
+import {
+  type Config,
+  defaults,
+  type ListenerConfig,
+  type ListenerName,
+  type LogLevel,
+  listenerNames,
+  type RouteConfig,
+  type TlsFiles
+} from "./Config.ts"
+
+export class ConfigError extends Error {
+  readonly key: string
+  constructor(key: string, why: string) {
+    super(key === "" ? why : `${key}: ${why}`)
+    this.key = key
+    this.name = "ConfigError"
+  }
+}
+
+type Obj = Record<string, unknown>
+const isObj = (v: unknown): v is Obj => typeof v === "object" && v !== null && !Array.isArray(v)
+const show = (v: unknown) => (typeof v === "string" ? JSON.stringify(v) : String(JSON.stringify(v) ?? v))
+
+const object = (v: unknown, key: string, known: ReadonlyArray<string>): Obj => {
+  if (!isObj(v)) throw new ConfigError(key, `expected a mapping, got ${show(v)}`)
+  for (const k of Object.keys(v)) {
+    if (!known.includes(k))
+      throw new ConfigError(key === "" ? k : `${key}.${k}`, `unknown key (known: ${known.join(", ")})`)
+  }
+  return v
+}
+
+const int = (v: unknown, key: string, min: number, max: number, fallback?: number): number => {
+  if (v === undefined && fallback !== undefined) return fallback
+  if (v === undefined) throw new ConfigError(key, `required: an integer from ${min} to ${max}`)
+  if (typeof v !== "number" || !Number.isInteger(v) || v < min || v > max) {
+    throw new ConfigError(key, `expected an integer from ${min} to ${max}, got ${show(v)}`)
+  }
+  return v
+}
+
+const seconds = (v: unknown, key: string, fallback: number): number => {
+  if (v === undefined) return fallback
+  if (typeof v !== "number" || !Number.isFinite(v) || v < 0 || v > 86_400) {
+    throw new ConfigError(key, `expected a number of seconds from 0 to 86400, got ${show(v)}`)
+  }
+  return v
+}
+
+const str = (v: unknown, key: string, fallback?: string): string => {
+  if (v === undefined && fallback !== undefined) return fallback
+  if (typeof v !== "string" || v.length === 0) throw new ConfigError(key, `expected a non-empty string, got ${show(v)}`)
+  return v
+}
+
+const bool = (v: unknown, key: string, fallback: boolean): boolean => {
+  if (v === undefined) return fallback
+  if (typeof v !== "boolean") throw new ConfigError(key, `expected true or false, got ${show(v)}`)
+  return v
+}
+
+const oneOf = <A extends string>(v: unknown, key: string, options: ReadonlyArray<A>, fallback: A): A => {
+  if (v === undefined) return fallback
+  if (typeof v !== "string" || !options.includes(v as A)) {
+    throw new ConfigError(key, `expected one of ${options.join(", ")}, got ${show(v)}`)
+  }
+  return v as A
+}
+
+const host = (v: unknown, key: string, fallback: string): string => {
+  const h = str(v, key, fallback)
+  if (/\s/.test(h)) throw new ConfigError(key, `expected a host name or IP address, got ${show(v)}`)
+  return h
+}
+
+const tlsFiles = (v: unknown, key: string, baseDir: string): TlsFiles | undefined => {
+  if (v === undefined || v === null || v === false) return undefined
+  const o = object(v, key, ["cert", "key", "ca", "requireClientCert"])
+  const file = (k: string) => path.resolve(baseDir, str(o[k], `${key}.${k}`))
+  const requireClientCert = bool(o.requireClientCert, `${key}.requireClientCert`, false)
+  if (requireClientCert && o.ca === undefined) {
+    throw new ConfigError(`${key}.ca`, "required when requireClientCert is true: the CA that signs client certificates")
+  }
+  return {
+    cert: file("cert"),
+    key: file("key"),
+    ca: o.ca === undefined ? undefined : file("ca"),
+    requireClientCert
+  }
+}
+
+const listener = (name: ListenerName, v: unknown, baseDir: string): ListenerConfig => {
+  const key = `listeners.${name}`
+  const known = ["host", "port", "tls", "maxConnections", ...(name === "tcp" ? ["route"] : [])]
+  const o = object(v ?? {}, key, known)
+  return {
+    host: host(o.host, `${key}.host`, defaults.listenerHost),
+    port: int(o.port, `${key}.port`, 0, 65535),
+    tls: tlsFiles(o.tls, `${key}.tls`, baseDir),
+    maxConnections: int(o.maxConnections, `${key}.maxConnections`, 0, 10_000_000, 0),
+    route: name === "tcp" ? str(o.route, `${key}.route`) : undefined
+  }
+}
+
+const endpoint = (v: string, key: string): string => {
+  const parsed = parseEndpoint(v)
+  if (typeof parsed === "string") throw new ConfigError(key, parsed)
+  return v
+}
+
+const route = (id: string, v: unknown): RouteConfig => {
+  const key = `routes.${id}`
+  if (id.length === 0) throw new ConfigError("routes", "a route id must not be empty")
+  if (id.includes("*") && !/^\*\.[^*]+$/.test(id)) {
+    throw new ConfigError(key, `a wildcard must be the whole first label, as in "*.example.com"`)
+  }
+  if (typeof v === "string") return { endpoint: endpoint(v, key) }
+  const o = object(v, key, ["endpoint", "metadata", "timeout"])
+  if (o.metadata !== undefined && !isObj(o.metadata)) throw new ConfigError(`${key}.metadata`, "expected a mapping")
+  return {
+    endpoint: endpoint(str(o.endpoint, `${key}.endpoint`), `${key}.endpoint`),
+    metadata: o.metadata as Obj | undefined,
+    timeout: o.timeout === undefined ? undefined : seconds(o.timeout, `${key}.timeout`, 0)
+  }
+}
+
+/** Validates a raw config value. `baseDir` anchors relative certificate paths (the config file's folder). */
+export const decodeConfig = (raw: unknown, baseDir: string): Config => {
+  const o = object(raw ?? {}, "", [
+    "workers",
+    "admin",
+    "listeners",
+    "routes",
+    "cache",
+    "ssrf",
+    "timeouts",
+    "log",
+    "tls"
+  ])
+
+  const admin =
+    o.admin === false || o.admin === null
+      ? undefined
+      : (() => {
+          const a = object(o.admin ?? {}, "admin", ["host", "port"])
+          return {
+            host: host(a.host, "admin.host", defaults.admin.host),
+            port: int(a.port, "admin.port", 0, 65535, defaults.admin.port)
+          }
+        })()
+
+  const ls = object(o.listeners ?? {}, "listeners", listenerNames)
+  const listeners: Partial<Record<ListenerName, ListenerConfig>> = {}
+  for (const name of listenerNames) if (ls[name] !== undefined) listeners[name] = listener(name, ls[name], baseDir)
+
+  const rs = o.routes === undefined || o.routes === null ? {} : o.routes
+  if (!isObj(rs)) throw new ConfigError("routes", `expected a mapping of resource id to "host:port", got ${show(rs)}`)
+  const routes: Record<string, RouteConfig> = {}
+  for (const [id, v] of Object.entries(rs)) routes[id.toLowerCase()] = route(id, v)
+
+  const c = object(o.cache ?? {}, "cache", ["ttl", "negativeTtl", "maxEntries"])
+  const s = object(o.ssrf ?? {}, "ssrf", ["allow"])
+  const allow = s.allow ?? []
+  if (!Array.isArray(allow) || !allow.every((x) => typeof x === "string")) {
+    throw new ConfigError("ssrf.allow", `expected a list of CIDR ranges such as "127.0.0.0/8", got ${show(allow)}`)
+  }
+  const cidrs = parseCidrList(allow)
+  if (typeof cidrs === "string") throw new ConfigError("ssrf.allow", cidrs)
+  const t = object(o.timeouts ?? {}, "timeouts", ["handshake", "connect", "idle", "resolve", "drain"])
+  const l = object(o.log ?? {}, "log", ["level", "format"])
+
+  return {
+    workers: int(o.workers, "workers", 0, 1024, defaults.workers),
+    admin,
+    listeners,
+    routes,
+    tls: tlsFiles(o.tls, "tls", baseDir),
+    cache: {
+      ttl: seconds(c.ttl, "cache.ttl", defaults.cache.ttl),
+      negativeTtl: seconds(c.negativeTtl, "cache.negativeTtl", defaults.cache.negativeTtl),
+      maxEntries: int(c.maxEntries, "cache.maxEntries", 1, 100_000_000, defaults.cache.maxEntries)
+    },
+    ssrf: { allow: allow as Array<string> },
+    timeouts: {
+      handshake: seconds(t.handshake, "timeouts.handshake", defaults.timeouts.handshake),
+      connect: seconds(t.connect, "timeouts.connect", defaults.timeouts.connect),
+      idle: seconds(t.idle, "timeouts.idle", defaults.timeouts.idle),
+      resolve: seconds(t.resolve, "timeouts.resolve", defaults.timeouts.resolve),
+      drain: seconds(t.drain, "timeouts.drain", defaults.timeouts.drain)
+    },
+    log: {
+      level: oneOf<LogLevel>(l.level, "log.level", ["debug", "info", "warn", "error"], defaults.log.level),
+      format: oneOf(l.format, "log.format", ["auto", "json", "pretty"] as const, defaults.log.format)
+    }
+  }
+}

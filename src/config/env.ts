@@ -1,0 +1,121 @@
+// Environment overrides: POLYPROXY_<PATH> sets the config key at PATH (camelCase keys in SNAKE_CASE), e.g.
+// POLYPROXY_LISTENERS_HTTP_PORT=8081 -> listeners.http.port. The seed's PROXY_TLS_* variables set the shared `tls`.
+
+import { listenerNames } from "./Config.ts"
+import { ConfigError } from "./decode.ts"
+
+type Kind = "int" | "number" | "string" | "bool" | "list" | "json"
+
+const leaf: ReadonlyArray<readonly [string, Kind]> = [
+  ["workers", "int"],
+  ["admin.host", "string"],
+  ["admin.port", "int"],
+  ["routes", "json"],
+  ["cache.ttl", "number"],
+  ["cache.negativeTtl", "number"],
+  ["cache.maxEntries", "int"],
+  ["ssrf.allow", "list"],
+  ["timeouts.handshake", "number"],
+  ["timeouts.connect", "number"],
+  ["timeouts.idle", "number"],
+  ["timeouts.resolve", "number"],
+  ["timeouts.drain", "number"],
+  ["log.level", "string"],
+  ["log.format", "string"],
+  ...["tls", ...listenerNames.map((n) => `listeners.${n}.tls`)].flatMap((p) => [
+    [`${p}.cert`, "string"] as const,
+    [`${p}.key`, "string"] as const,
+    [`${p}.ca`, "string"] as const,
+    [`${p}.requireClientCert`, "bool"] as const
+  ]),
+  ...listenerNames.flatMap((n) => [
+    [`listeners.${n}.host`, "string"] as const,
+    [`listeners.${n}.port`, "int"] as const,
+    [`listeners.${n}.maxConnections`, "int"] as const
+  ]),
+  ["listeners.tcp.route", "string"]
+]
+
+/** "listeners.http.maxConnections" -> "POLYPROXY_LISTENERS_HTTP_MAX_CONNECTIONS" */
+export const envName = (keyPath: string): string =>
+  `POLYPROXY_${keyPath
+    .replace(/([a-z])([A-Z])/g, "$1_$2")
+    .replace(/\./g, "_")
+    .toUpperCase()}`
+
+const byEnvName = new Map(leaf.map(([p, kind]) => [envName(p), { path: p, kind }]))
+
+/** Variables read by the CLI itself rather than mapped to a key. */
+const reserved = new Set(["POLYPROXY_CONFIG"])
+
+export const documentedEnv = (): ReadonlyArray<readonly [string, string]> => leaf.map(([p]) => [envName(p), p])
+
+const convert = (name: string, value: string, kind: Kind): unknown => {
+  switch (kind) {
+    case "string":
+      return value
+    case "list":
+      return value
+        .split(",")
+        .map((s) => s.trim())
+        .filter((s) => s.length > 0)
+    case "bool":
+      if (/^(true|1|yes|on)$/i.test(value)) return true
+      if (/^(false|0|no|off)$/i.test(value)) return false
+      throw new ConfigError(name, `expected true or false, got ${JSON.stringify(value)}`)
+    case "json":
+      try {
+        return JSON.parse(value)
+      } catch {
+        throw new ConfigError(name, "expected a JSON object")
+      }
+    default: {
+      const n = Number(value)
+      if (value.trim() === "" || Number.isNaN(n))
+        throw new ConfigError(name, `expected a number, got ${JSON.stringify(value)}`)
+      return n
+    }
+  }
+}
+
+const setPath = (root: Record<string, unknown>, keyPath: string, value: unknown) => {
+  const parts = keyPath.split(".")
+  let node = root
+  for (const part of parts.slice(0, -1)) {
+    const next = node[part]
+    node[part] = typeof next === "object" && next !== null && !Array.isArray(next) ? { ...next } : {}
+    node = node[part] as Record<string, unknown>
+  }
+  node[parts[parts.length - 1]!] = value
+}
+
+/**
+ * Applies POLYPROXY_* and PROXY_TLS_* variables on top of the raw file value (never mutating it).
+ * Relative paths from the environment are made absolute against `cwd`, since the file's folder means nothing to them.
+ */
+export const applyEnv = (raw: unknown, env: Readonly<Record<string, string | undefined>>, cwd: string): unknown => {
+  const root: Record<string, unknown> =
+    typeof raw === "object" && raw !== null && !Array.isArray(raw) ? { ...(raw as Record<string, unknown>) } : {}
+  const abs = (p: string) => (p.startsWith("/") ? p : `${cwd}/${p}`)
+  for (const [name, value] of Object.entries(env)) {
+    if (!name.startsWith("POLYPROXY_") || value === undefined || reserved.has(name)) continue
+    const target = byEnvName.get(name)
+    if (target === undefined) throw new ConfigError(name, "unknown environment variable (see README: Environment)")
+    const v = convert(name, value, target.kind)
+    setPath(root, target.path, /\.(cert|key|ca)$/.test(target.path) ? abs(v as string) : v)
+  }
+  if (/^(true|1|yes|on)$/i.test(env.PROXY_TLS_ENABLED ?? "")) {
+    const need = (n: string) => {
+      const v = env[n]
+      if (v === undefined || v === "") throw new ConfigError(n, "required when PROXY_TLS_ENABLED is true")
+      return abs(v)
+    }
+    setPath(root, "tls", {
+      cert: need("PROXY_TLS_CERT"),
+      key: need("PROXY_TLS_KEY"),
+      ...(env.PROXY_TLS_CA ? { ca: abs(env.PROXY_TLS_CA) } : {}),
+      requireClientCert: convert("PROXY_TLS_REQUIRE_CLIENT_CERT", env.PROXY_TLS_REQUIRE_CLIENT_CERT ?? "false", "bool")
+    })
+  }
+  return root
+}

@@ -1,0 +1,39 @@
+// Every failure on a connection's path, with the facts each protocol needs to answer in its own words.
+import { Data } from "effect"
+
+/** Why a connection could not be proxied. Each listener maps a reason to its protocol's error (see ARCHITECTURE.md). */
+export type Reason =
+  | "NOT_FOUND" // the resolver knows no such resource
+  | "FORBIDDEN" // resolver refused, or SSRF guard refused the endpoint
+  | "UNAVAILABLE" // backend cold, breaker open, limits reached; retryAfter may say when to come back
+  | "TIMEOUT" // resolver did not answer in time
+  | "INTERNAL" // a bug or an unexpected resolver failure
+  | "BAD_REQUEST" // the client sent a handshake we cannot parse or that is too large
+  | "HANDSHAKE_TIMEOUT" // the client did not finish its handshake in time
+  | "CONNECT_FAILED" // dialing the backend failed or timed out
+
+/** Which side caused it: the client, the backend, the resolver, or us. */
+export type Source = "client" | "backend" | "resolver" | "internal"
+
+export class ProxyError extends Data.TaggedError("ProxyError")<{
+  readonly reason: Reason
+  readonly source: Source
+  readonly message: string
+  /** Whether the client may try again with the same request. */
+  readonly retryable: boolean
+  /** Seconds after which a retry is worthwhile (UNAVAILABLE). */
+  readonly retryAfter?: number | undefined
+  readonly cause?: unknown
+  /** The routing key, once identify found it: for logs. */
+  readonly resourceId?: string | undefined
+}> {}
+
+const retryableReasons: ReadonlySet<Reason> = new Set(["UNAVAILABLE", "TIMEOUT", "CONNECT_FAILED", "HANDSHAKE_TIMEOUT"])
+
+/** Builds a ProxyError with the retry decision taken from its reason. */
+export const proxyError = (
+  reason: Reason,
+  source: Source,
+  message: string,
+  extra: { readonly retryAfter?: number; readonly cause?: unknown } = {}
+): ProxyError => new ProxyError({ reason, source, message, retryable: retryableReasons.has(reason), ...extra })

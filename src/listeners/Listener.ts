@@ -1,0 +1,273 @@
+// The shared accept loop: accept -> identify -> resolve -> vet -> admit -> connect -> replay -> relay -> close.
+// A short fiber runs the handshake phases and ends; the relay that follows is plain Node callbacks.
+
+import * as net from "node:net"
+import { Context, Effect, Exit, type Fiber } from "effect"
+import type { ListenerConfig } from "../config/Config.ts"
+import { formatEndpoint } from "../domain/Endpoint.ts"
+import { ProxyError, proxyError } from "../domain/ProxyError.ts"
+import type { ConnectionInfo, Route } from "../domain/Route.ts"
+import { type RelayTotals, relay } from "../relay/relay.ts"
+import { Log } from "../services/Log.ts"
+import { Metrics } from "../services/Metrics.ts"
+import { Resolver } from "../services/Resolver.ts"
+import { RoutingCache } from "../services/RoutingCache.ts"
+import { dial } from "./dial.ts"
+import type { Identified, Protocol } from "./Protocol.ts"
+
+export interface ListenerTimeouts {
+  /** Seconds for identify (the client's handshake); 0 = none. */
+  readonly handshake: number
+  readonly connect: number
+  readonly idle: number
+}
+
+export interface RunningListener {
+  readonly name: string
+  readonly host: string
+  readonly port: number
+  /** Connections open now (handshaking or relaying). */
+  readonly open: () => number
+  /** Stop accepting; open connections go on. */
+  readonly stopAccepting: () => void
+  /** Resolves when no connection is open. */
+  readonly whenIdle: () => Promise<void>
+  /** Ends whatever is still open (after the drain deadline). */
+  readonly destroyAll: () => void
+}
+
+/** How long a refused client gets to read our error before the socket is destroyed. */
+const refuseGraceMs = 2_000
+
+// Shared handlers: found through `this`, so accepting a connection allocates no closures for them.
+function ignoreError() {}
+function destroySelf(this: net.Socket) {
+  this.destroy()
+}
+
+const listen = (server: net.Server, host: string, port: number) =>
+  Effect.callback<net.AddressInfo, ProxyError>((resume) => {
+    const onError = (err: NodeJS.ErrnoException) =>
+      resume(
+        Effect.fail(proxyError("INTERNAL", "internal", `cannot listen on ${host}:${port}: ${err.code ?? err.message}`))
+      )
+    server.once("error", onError)
+    server.listen({ host, port, backlog: 4096 }, () => {
+      server.off("error", onError)
+      resume(Effect.succeed(server.address() as net.AddressInfo))
+    })
+  })
+
+/** Starts one listener for `protocol`. The returned handle lets the composition root drain all listeners together. */
+export const startListener = Effect.fnUntraced(function* (
+  protocol: Protocol,
+  config: ListenerConfig,
+  timeouts: ListenerTimeouts
+) {
+  const context = yield* Effect.context<RoutingCache | Resolver | Metrics | Log>()
+  const cache = Context.get(context, RoutingCache)
+  const resolver = Context.get(context, Resolver)
+  const log = Context.get(context, Log)
+  const metrics = Context.get(context, Metrics).listener(protocol.name)
+  const runFork = Effect.runForkWith(context)
+  const open = new Set<net.Socket>()
+  const handshakes = new Set<Fiber.Fiber<unknown, unknown>>()
+  let idleWaiters: Array<() => void> = []
+  const handshakeMs = timeouts.handshake * 1000
+
+  const forget = (socket: net.Socket) => {
+    if (!open.delete(socket)) return
+    if (open.size === 0 && idleWaiters.length > 0) {
+      for (const w of idleWaiters) w()
+      idleWaiters = []
+    }
+  }
+
+  const refuse = (client: net.Socket, error: ProxyError, info: ConnectionInfo) => {
+    metrics.refused(error.reason.toLowerCase())
+    metrics.closed(client.bytesRead, 0)
+    const fields = {
+      listener: protocol.name,
+      client: `${info.remoteAddress}:${info.remotePort}`,
+      resource: error.resourceId,
+      reason: error.reason,
+      source: error.source,
+      message: error.message
+    }
+    if (error.source === "internal") log.error("connection refused", fields)
+    else log.info("connection refused", fields)
+    forget(client)
+    if (client.destroyed) return
+    protocol.refuse(client, error)
+    client.setTimeout(refuseGraceMs, destroySelf)
+  }
+
+  // identify -> resolve -> vet -> connect -> replay, all bounded; ends once the relay can start.
+  const handshake = Effect.fnUntraced(function* (client: net.Socket, info: ConnectionInfo) {
+    const identified: Identified = yield* protocol.identify(client).pipe(
+      handshakeMs > 0
+        ? Effect.timeoutOrElse({
+            duration: handshakeMs,
+            orElse: () =>
+              Effect.fail(
+                proxyError(
+                  "HANDSHAKE_TIMEOUT",
+                  "client",
+                  `client did not complete its handshake within ${timeouts.handshake}s`
+                )
+              )
+          })
+        : (e) => e
+    )
+    const who: ConnectionInfo =
+      identified.tlsSubject === undefined && identified.sni === undefined
+        ? info
+        : { ...info, tlsSubject: identified.tlsSubject, sni: identified.sni }
+    return yield* connect(identified, who).pipe(
+      Effect.mapError((e) =>
+        e.resourceId === undefined ? new ProxyError({ ...e, resourceId: identified.resourceId }) : e
+      )
+    )
+  })
+
+  const connect = Effect.fnUntraced(function* (identified: Identified, who: ConnectionInfo) {
+    const { route, target } = yield* cache.get(identified.resourceId, who)
+    const backend = yield* dial(target, (route.timeout ?? timeouts.connect) * 1000)
+    backend.on("error", ignoreError)
+    if (protocol.replay) yield* protocol.replay(identified, route, backend)
+    else if (identified.replay !== undefined && identified.replay.length > 0) backend.write(identified.replay)
+    return { identified, route, backend, who }
+  })
+
+  const startRelay = (
+    accepted: net.Socket,
+    client: net.Socket,
+    backend: net.Socket,
+    route: Route,
+    who: ConnectionInfo,
+    started: number
+  ) => {
+    if (client.destroyed || backend.destroyed) {
+      client.destroy()
+      backend.destroy()
+      metrics.closed(client.bytesRead, backend.bytesRead)
+      forget(accepted)
+      return
+    }
+    const endpoint = formatEndpoint(route.endpoint)
+    if (resolver.onConnect) runFork(resolver.onConnect(route.resourceId, who))
+    log.debug("connection relaying", { listener: protocol.name, resource: route.resourceId, backend: endpoint })
+    relay(
+      client,
+      backend,
+      (totals: RelayTotals) => {
+        metrics.closed(totals.bytesFromClient, totals.bytesFromBackend)
+        forget(accepted)
+        const durationMs = Math.round(performance.now() - started)
+        log.debug("connection closed", {
+          listener: protocol.name,
+          resource: route.resourceId,
+          bytesFromClient: totals.bytesFromClient,
+          bytesFromBackend: totals.bytesFromBackend,
+          durationMs,
+          error: totals.error?.message
+        })
+        if (resolver.onDisconnect) {
+          runFork(
+            resolver.onDisconnect({
+              ...who,
+              resourceId: route.resourceId,
+              endpoint,
+              bytesFromClient: totals.bytesFromClient,
+              bytesFromBackend: totals.bytesFromBackend,
+              durationMs
+            })
+          )
+        }
+      },
+      { idleTimeoutMs: timeouts.idle * 1000 }
+    )
+  }
+
+  const onConnection = (socket: net.Socket) => {
+    socket.on("error", ignoreError)
+    if (config.maxConnections > 0 && open.size >= config.maxConnections) {
+      const info = {
+        protocol: protocol.name,
+        remoteAddress: socket.remoteAddress ?? "",
+        remotePort: socket.remotePort ?? 0
+      }
+      metrics.accepted()
+      open.add(socket)
+      refuse(
+        socket,
+        proxyError(
+          "UNAVAILABLE",
+          "internal",
+          `listener ${protocol.name} is at its limit of ${config.maxConnections} connections`,
+          { retryAfter: 1 }
+        ),
+        info
+      )
+      return
+    }
+    socket.setNoDelay(true)
+    metrics.accepted()
+    open.add(socket)
+    const started = performance.now()
+    const info: ConnectionInfo = {
+      protocol: protocol.name,
+      remoteAddress: socket.remoteAddress ?? "",
+      remotePort: socket.remotePort ?? 0
+    }
+    const fiber = runFork(handshake(socket, info))
+    handshakes.add(fiber)
+    fiber.addObserver((exit) => {
+      handshakes.delete(fiber)
+      if (Exit.isSuccess(exit)) {
+        const { identified, route, backend, who } = exit.value
+        startRelay(socket, identified.client, backend, route, who, started)
+        return
+      }
+      const reason = exit.cause.reasons[0]
+      if (reason?._tag === "Fail") refuse(socket, reason.error, info)
+      else if (reason?._tag === "Die") refuse(socket, proxyError("INTERNAL", "internal", String(reason.defect)), info)
+      else {
+        // Interrupted (shutdown): no answer is owed.
+        socket.destroy()
+        metrics.closed(socket.bytesRead, 0)
+        forget(socket)
+      }
+    })
+  }
+
+  const server = net.createServer(
+    { allowHalfOpen: true, pauseOnConnect: !protocol.readsHandshake, noDelay: true },
+    onConnection
+  )
+  server.on("error", (err) => log.error("listener error", { listener: protocol.name, message: err.message }))
+  const address = yield* listen(server, config.host, config.port)
+  log.info("listening", { listener: protocol.name, host: address.address, port: address.port })
+
+  const running: RunningListener = {
+    name: protocol.name,
+    host: address.address,
+    port: address.port,
+    open: () => open.size,
+    stopAccepting: () => {
+      server.close()
+    },
+    whenIdle: () => (open.size === 0 ? Promise.resolve() : new Promise<void>((resolve) => idleWaiters.push(resolve))),
+    destroyAll: () => {
+      for (const fiber of handshakes) fiber.interruptUnsafe()
+      for (const socket of open) socket.destroy()
+    }
+  }
+  yield* Effect.addFinalizer(() =>
+    Effect.sync(() => {
+      server.close()
+      running.destroyAll()
+    })
+  )
+  return running
+})

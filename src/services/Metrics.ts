@@ -1,0 +1,115 @@
+// Counters, gauges and histograms, updated synchronously from Node callbacks (no fiber on the data path)
+// and rendered as Prometheus text for GET /metrics.
+import { Context, type Effect, Exit, Layer, Metric } from "effect"
+import { PrometheusMetrics } from "effect/observability"
+import type { ProxyError } from "../domain/ProxyError.ts"
+
+/** Per-listener handles, built once when the listener starts (attributes resolved then, not per connection). */
+export interface ListenerMetrics {
+  readonly accepted: () => void
+  /** A connection ended; bytes are the totals of both sockets, taken once at close. */
+  readonly closed: (bytesFromClient: number, bytesFromBackend: number) => void
+  readonly refused: (reason: string) => void
+  readonly active: () => number
+}
+
+export interface MetricsShape {
+  readonly listener: (name: string) => ListenerMetrics
+  readonly resolved: (result: "ok" | Exit.Exit<unknown, ProxyError>, ms: number) => void
+  readonly cacheLookup: (hit: boolean) => void
+  readonly prometheus: Effect.Effect<string>
+}
+
+const ctx = Context.empty()
+const latencyBoundaries = Metric.exponentialBoundaries({ start: 0.05, factor: 2, count: 16 })
+
+const make = (): MetricsShape => {
+  const accepted = Metric.counter("polyproxy_connections_accepted_total", {
+    description: "Client connections accepted, per listener",
+    incremental: true
+  })
+  const closed = Metric.counter("polyproxy_connections_closed_total", {
+    description: "Proxied connections that ended, per listener",
+    incremental: true
+  })
+  const active = Metric.gauge("polyproxy_connections_active", { description: "Open client connections, per listener" })
+  const errors = Metric.counter("polyproxy_errors_total", {
+    description: "Connections refused or failed, per listener and reason",
+    incremental: true
+  })
+  const bytesIn = Metric.counter("polyproxy_bytes_from_client_total", {
+    description: "Bytes read from clients",
+    incremental: true
+  })
+  const bytesOut = Metric.counter("polyproxy_bytes_from_backend_total", {
+    description: "Bytes read from backends",
+    incremental: true
+  })
+  const resolveMs = Metric.histogram("polyproxy_resolve_duration_ms", {
+    description: "Resolver call latency in milliseconds (cache misses only)",
+    boundaries: latencyBoundaries
+  })
+  const resolveResults = Metric.counter("polyproxy_resolves_total", {
+    description: "Resolver calls by result",
+    incremental: true
+  })
+  const cache = Metric.counter("polyproxy_route_cache_lookups_total", {
+    description: "Routing cache lookups by result (hit/miss)",
+    incremental: true
+  })
+  const cacheHit = Metric.withAttributes(cache, { result: "hit" })
+  const cacheMiss = Metric.withAttributes(cache, { result: "miss" })
+  const resolveByResult = new Map<string, Metric.Counter<number>>()
+
+  return {
+    listener: (name) => {
+      const attrs = { listener: name }
+      const a = Metric.withAttributes(accepted, attrs)
+      const c = Metric.withAttributes(closed, attrs)
+      const g = Metric.withAttributes(active, attrs)
+      const bi = Metric.withAttributes(bytesIn, attrs)
+      const bo = Metric.withAttributes(bytesOut, attrs)
+      const byReason = new Map<string, Metric.Counter<number>>()
+      let open = 0
+      return {
+        accepted: () => {
+          a.updateUnsafe(1, ctx)
+          g.updateUnsafe(++open, ctx)
+        },
+        closed: (fromClient, fromBackend) => {
+          c.updateUnsafe(1, ctx)
+          g.updateUnsafe(--open, ctx)
+          if (fromClient > 0) bi.updateUnsafe(fromClient, ctx)
+          if (fromBackend > 0) bo.updateUnsafe(fromBackend, ctx)
+        },
+        refused: (reason) => {
+          let m = byReason.get(reason)
+          if (m === undefined) byReason.set(reason, (m = Metric.withAttributes(errors, { ...attrs, reason })))
+          m.updateUnsafe(1, ctx)
+        },
+        active: () => open
+      }
+    },
+    resolved: (result, ms) => {
+      const key = result === "ok" ? "ok" : Exit.isFailure(result) ? failureReason(result) : "ok"
+      let m = resolveByResult.get(key)
+      if (m === undefined) resolveByResult.set(key, (m = Metric.withAttributes(resolveResults, { result: key })))
+      m.updateUnsafe(1, ctx)
+      resolveMs.updateUnsafe(ms, ctx)
+    },
+    cacheLookup: (hit) => (hit ? cacheHit : cacheMiss).updateUnsafe(1, ctx),
+    prometheus: PrometheusMetrics.format()
+  }
+}
+
+const failureReason = (exit: Exit.Exit<unknown, ProxyError>): string => {
+  if (Exit.isSuccess(exit)) return "ok"
+  const reason = exit.cause.reasons[0]
+  return reason?._tag === "Fail" ? reason.error.reason.toLowerCase() : "interrupted"
+}
+
+export class Metrics extends Context.Service<Metrics, MetricsShape>()("polyproxy/Metrics") {
+  static readonly layer = Layer.sync(Metrics, make)
+  /** Same registry-backed implementation: metrics have no I/O, so tests use the real thing. */
+  static readonly layerTest = Metrics.layer
+}

@@ -1,0 +1,148 @@
+// The user's extension point: resource id -> backend. Swap this layer for your own in production.
+import { Context, Effect, Layer } from "effect"
+import { type Endpoint, parseEndpoint } from "../domain/Endpoint.ts"
+import { type ResolveCode, ResolveError, resolveCodes } from "../domain/ResolveError.ts"
+import type { ConnectionInfo, DisconnectInfo, Route } from "../domain/Route.ts"
+
+export interface ResolverShape {
+  /** Where `resourceId` lives, or a ResolveError with a code (NOT_FOUND, FORBIDDEN, UNAVAILABLE, TIMEOUT, INTERNAL). */
+  readonly resolve: (resourceId: string, info?: ConnectionInfo) => Effect.Effect<Route, ResolveError>
+  /** A connection for `resourceId` was seen: resolvers that scale backends to zero use it as a keep-alive beat. */
+  readonly track: (resourceId: string) => Effect.Effect<void>
+  /** Forget what is known of `resourceId` (the RoutingCache purges its own entry too). */
+  readonly purge: (resourceId: string) => Effect.Effect<void>
+  readonly getStats: Effect.Effect<Readonly<Record<string, unknown>>>
+  /** Called once a connection is relaying; absent = nothing to call (saves a fiber per connection). */
+  readonly onConnect?: ((resourceId: string, info: ConnectionInfo) => Effect.Effect<void>) | undefined
+  /** Called once a proxied connection has closed, with its byte counts. */
+  readonly onDisconnect?: ((info: DisconnectInfo) => Effect.Effect<void>) | undefined
+}
+
+/** What a plain-object resolver returns: the endpoint as "host:port" ("[v6]:port"). */
+export interface AsyncRoute {
+  readonly endpoint: string
+  readonly metadata?: Readonly<Record<string, unknown>> | undefined
+  readonly timeout?: number | undefined
+}
+
+/**
+ * A resolver written without Effect: async functions. `resolve` returns null/undefined for NOT_FOUND, or throws
+ * a `ResolveError` (or any object with a `code` among the ResolveCodes); any other throw is INTERNAL.
+ */
+export interface AsyncResolver {
+  resolve(
+    resourceId: string,
+    info?: ConnectionInfo
+  ): Promise<AsyncRoute | null | undefined> | AsyncRoute | null | undefined
+  track?(resourceId: string): Promise<void> | void
+  purge?(resourceId: string): Promise<void> | void
+  getStats?(): Promise<Record<string, unknown>> | Record<string, unknown>
+  onConnect?(resourceId: string, info: ConnectionInfo): Promise<void> | void
+  onDisconnect?(info: DisconnectInfo): Promise<void> | void
+}
+
+export interface StaticRoute {
+  readonly endpoint: string
+  readonly metadata?: Readonly<Record<string, unknown>> | undefined
+  readonly timeout?: number | undefined
+}
+
+const toRoute = (resourceId: string, r: AsyncRoute): Route | ResolveError => {
+  const endpoint: Endpoint | string = typeof r?.endpoint === "string" ? parseEndpoint(r.endpoint) : "no endpoint"
+  if (typeof endpoint === "string") {
+    return new ResolveError({ code: "INTERNAL", message: `resolver answered ${resourceId} with a bad ${endpoint}` })
+  }
+  return { resourceId, endpoint, metadata: r.metadata ?? {}, timeout: r.timeout }
+}
+
+const asResolveError = (resourceId: string, e: unknown): ResolveError => {
+  if (e instanceof ResolveError) return e
+  const o = e as { code?: unknown; message?: unknown; retryAfter?: unknown } | null
+  if (o !== null && typeof o === "object" && resolveCodes.includes(o.code as ResolveCode)) {
+    return new ResolveError({
+      code: o.code as ResolveCode,
+      message: typeof o.message === "string" ? o.message : `${o.code} for ${resourceId}`,
+      retryAfter: typeof o.retryAfter === "number" ? o.retryAfter : undefined
+    })
+  }
+  return new ResolveError({
+    code: "INTERNAL",
+    message: `resolver failed for ${resourceId}: ${String((e as Error)?.message ?? e)}`
+  })
+}
+
+/** Static table lookup: exact id first, then the most specific wildcard ("*.b.example.com" before "*.example.com"). */
+export const lookupStatic = <A>(table: ReadonlyMap<string, A>, resourceId: string): A | undefined => {
+  const id = resourceId.toLowerCase()
+  const exact = table.get(id)
+  if (exact !== undefined) return exact
+  for (let dot = id.indexOf("."); dot >= 0; dot = id.indexOf(".", dot + 1)) {
+    const hit = table.get(`*${id.slice(dot)}`)
+    if (hit !== undefined) return hit
+  }
+  return undefined
+}
+
+const ignore = (_: unknown) => Effect.void
+
+export class Resolver extends Context.Service<Resolver, ResolverShape>()("polyproxy/Resolver") {
+  /** The embedded default: a map from the config file's `routes`. Endpoints are parsed once, here. */
+  static readonly makeStatic = (routes: Readonly<Record<string, StaticRoute>>): ResolverShape => {
+    const table = new Map<string, Route>()
+    for (const [id, r] of Object.entries(routes)) {
+      const route = toRoute(id.toLowerCase(), r)
+      if (route instanceof ResolveError) throw new Error(route.message)
+      table.set(id.toLowerCase(), route)
+    }
+    let resolves = 0
+    let misses = 0
+    return {
+      resolve: (resourceId) =>
+        Effect.suspend(() => {
+          resolves++
+          const hit = lookupStatic(table, resourceId)
+          if (hit !== undefined) return Effect.succeed(hit.resourceId === resourceId ? hit : { ...hit, resourceId })
+          misses++
+          return Effect.fail(new ResolveError({ code: "NOT_FOUND", message: `no route for "${resourceId}"` }))
+        }),
+      track: ignore,
+      purge: ignore,
+      getStats: Effect.sync(() => ({ kind: "static", routes: table.size, resolves, misses }))
+    }
+  }
+
+  static readonly layerStatic = (routes: Readonly<Record<string, StaticRoute>>) =>
+    Layer.sync(Resolver, () => Resolver.makeStatic(routes))
+
+  /** Adapts a plain object of async functions, for users who do not write Effect. */
+  static readonly fromAsync = (impl: AsyncResolver): ResolverShape => {
+    const call = <A>(f: () => Promise<A> | A) => Effect.tryPromise({ try: async () => f(), catch: (e) => e })
+    const hook = <A>(f: () => Promise<A> | A) => Effect.ignore(call(f))
+    return {
+      resolve: (resourceId, info) =>
+        call(() => impl.resolve(resourceId, info)).pipe(
+          Effect.mapError((e) => asResolveError(resourceId, e)),
+          Effect.flatMap((r) => {
+            if (r === null || r === undefined) {
+              return Effect.fail(new ResolveError({ code: "NOT_FOUND", message: `no route for "${resourceId}"` }))
+            }
+            const route = toRoute(resourceId, r)
+            return route instanceof ResolveError ? Effect.fail(route) : Effect.succeed(route)
+          })
+        ),
+      track: (id) => (impl.track ? hook(() => impl.track!(id)) : Effect.void),
+      purge: (id) => (impl.purge ? hook(() => impl.purge!(id)) : Effect.void),
+      getStats: impl.getStats
+        ? call(() => impl.getStats!()).pipe(Effect.catch((e) => Effect.succeed({ error: String(e) })))
+        : Effect.succeed({ kind: "async" }),
+      onConnect: impl.onConnect ? (id, info) => hook(() => impl.onConnect!(id, info)) : undefined,
+      onDisconnect: impl.onDisconnect ? (info) => hook(() => impl.onDisconnect!(info)) : undefined
+    }
+  }
+
+  static readonly layerAsync = (impl: AsyncResolver) => Layer.sync(Resolver, () => Resolver.fromAsync(impl))
+
+  /** For tests: a fixed table plus a log of every call. */
+  static readonly layerTest = (routes: Readonly<Record<string, string>>) =>
+    Resolver.layerStatic(Object.fromEntries(Object.entries(routes).map(([k, endpoint]) => [k, { endpoint }])))
+}

@@ -1,0 +1,109 @@
+// resolve + vet, cached: one resolver call per key per TTL, shared by every connection that asks meanwhile.
+import { Cache, Context, Duration, Effect, Exit, Layer } from "effect"
+import type { VettedEndpoint } from "../domain/Endpoint.ts"
+import { type ProxyError, proxyError } from "../domain/ProxyError.ts"
+import type { ResolveError } from "../domain/ResolveError.ts"
+import type { ConnectionInfo, Route } from "../domain/Route.ts"
+import { Metrics } from "./Metrics.ts"
+import { Resolver } from "./Resolver.ts"
+import { SsrfGuard } from "./SsrfGuard.ts"
+
+export interface RoutingCacheOptions {
+  /** Seconds a resolved and vetted route is reused. */
+  readonly ttl: number
+  /** Seconds a NOT_FOUND / FORBIDDEN answer is reused. */
+  readonly negativeTtl: number
+  readonly maxEntries: number
+  /** Seconds the resolver may take before the connection fails with TIMEOUT. */
+  readonly resolveTimeout: number
+}
+
+export interface CachedRoute {
+  readonly route: Route
+  /** The vetted address to dial: never look the host up again (DNS rebinding). */
+  readonly target: VettedEndpoint
+}
+
+// Transient failures are kept only a moment: long enough to shed a stampede, short enough to recover quickly.
+const transientTtl = Duration.seconds(1)
+
+export const fromResolveError = (e: ResolveError): ProxyError =>
+  proxyError(e.code, "resolver", e.message, e.retryAfter === undefined ? {} : { retryAfter: e.retryAfter })
+
+export class RoutingCache extends Context.Service<
+  RoutingCache,
+  {
+    readonly get: (resourceId: string, info?: ConnectionInfo) => Effect.Effect<CachedRoute, ProxyError>
+    readonly purge: (resourceId: string) => Effect.Effect<void>
+    readonly stats: Effect.Effect<{ readonly hits: number; readonly misses: number; readonly size: number }>
+  }
+>()("polyproxy/RoutingCache") {
+  static readonly make = Effect.fnUntraced(function* (options: RoutingCacheOptions) {
+    const resolver = yield* Resolver
+    const guard = yield* SsrfGuard
+    const metrics = yield* Metrics
+    const positive = Duration.seconds(options.ttl)
+    const negative = Duration.seconds(options.negativeTtl)
+    const transient = Duration.min(negative, transientTtl)
+    const resolveTimeout = Duration.seconds(options.resolveTimeout)
+    let hits = 0
+    let misses = 0
+
+    // The first caller's connection info goes to the resolver; a key's answer must not depend on who asks
+    // (resolvers whose answer does should be paired with cache.ttl: 0).
+    const pending = new Map<string, ConnectionInfo | undefined>()
+
+    const lookup = (resourceId: string): Effect.Effect<CachedRoute, ProxyError> => {
+      const info = pending.get(resourceId)
+      const started = performance.now()
+      return resolver.resolve(resourceId, info).pipe(
+        Effect.timeoutOrElse({
+          duration: resolveTimeout,
+          orElse: () =>
+            Effect.fail(
+              proxyError(
+                "TIMEOUT",
+                "resolver",
+                `resolver did not answer for "${resourceId}" within ${options.resolveTimeout}s`
+              )
+            )
+        }),
+        Effect.mapError((e) => (e._tag === "ResolveError" ? fromResolveError(e) : e)),
+        Effect.onExit((exit) =>
+          Effect.sync(() => metrics.resolved(Exit.isSuccess(exit) ? "ok" : exit, performance.now() - started))
+        ),
+        Effect.flatMap((route) => Effect.map(guard.vet(route.endpoint), (target) => ({ route, target })))
+      )
+    }
+
+    const cache = yield* Cache.makeWith(lookup, {
+      capacity: options.maxEntries,
+      timeToLive: (exit) => {
+        if (Exit.isSuccess(exit)) return positive
+        const reason = (exit.cause.reasons[0] as { error?: ProxyError } | undefined)?.error?.reason
+        return reason === "NOT_FOUND" || reason === "FORBIDDEN" ? negative : transient
+      }
+    })
+
+    return RoutingCache.of({
+      get: (resourceId, info) =>
+        Effect.flatMap(Cache.has(cache, resourceId), (present) => {
+          metrics.cacheLookup(present)
+          if (present) {
+            hits++
+            return Cache.get(cache, resourceId)
+          }
+          misses++
+          if (!pending.has(resourceId)) pending.set(resourceId, info)
+          return Effect.ensuring(
+            Cache.get(cache, resourceId),
+            Effect.sync(() => pending.delete(resourceId))
+          )
+        }),
+      purge: (resourceId) => Effect.andThen(Cache.invalidate(cache, resourceId), resolver.purge(resourceId)),
+      stats: Effect.map(Cache.size(cache), (size) => ({ hits, misses, size }))
+    })
+  })
+
+  static readonly layer = (options: RoutingCacheOptions) => Layer.effect(RoutingCache, RoutingCache.make(options))
+}
