@@ -52,29 +52,6 @@ export const startProxy = Effect.fnUntraced(function* (config: Config) {
   let ready = false
   const listeners: Array<RunningListener> = []
 
-  // Registered first so it runs last: by then listeners have drained (their own finalizers only force-close).
-  yield* Effect.addFinalizer(() =>
-    Effect.promise(async () => {
-      ready = false
-      for (const l of listeners) l.stopAccepting()
-      const open = listeners.reduce((n, l) => n + l.open(), 0)
-      if (open === 0) return
-      log.info("draining", { connections: open, timeoutSeconds: config.timeouts.drain })
-      let timer: NodeJS.Timeout | undefined
-      const deadline = new Promise<"timeout">((resolve) => {
-        timer = setTimeout(() => resolve("timeout"), config.timeouts.drain * 1000)
-      })
-      const outcome = await Promise.race([Promise.all(listeners.map((l) => l.whenIdle())), deadline])
-      clearTimeout(timer)
-      if (outcome === "timeout") {
-        log.warn("drain timeout, closing remaining connections", {
-          connections: listeners.reduce((n, l) => n + l.open(), 0)
-        })
-        for (const l of listeners) l.destroyAll()
-      } else log.info("drained")
-    })
-  )
-
   for (const name of Object.keys(config.listeners) as Array<ListenerName>) {
     const protocol = protocolFor(name, config)
     if (protocol === undefined) {
@@ -97,6 +74,30 @@ export const startProxy = Effect.fnUntraced(function* (config: Config) {
   if (admin) log.info("admin listening", { host: admin.host, port: admin.port, paths: "/healthz /readyz /metrics" })
   if (config.workers !== 1)
     log.warn("workers: only one proxy process is supported yet; running one", { workers: config.workers })
+  // Registered last so it runs first: readiness turns 503 and the admin endpoint keeps answering while the listeners
+  // drain; their own finalizers then only close what is left.
+  yield* Effect.addFinalizer(() =>
+    Effect.promise(async () => {
+      ready = false
+      for (const l of listeners) l.stopAccepting()
+      const open = listeners.reduce((n, l) => n + l.open(), 0)
+      if (open === 0) return
+      log.info("draining", { connections: open, timeoutSeconds: config.timeouts.drain })
+      let timer: NodeJS.Timeout | undefined
+      const deadline = new Promise<"timeout">((resolve) => {
+        timer = setTimeout(() => resolve("timeout"), config.timeouts.drain * 1000)
+      })
+      const outcome = await Promise.race([Promise.all(listeners.map((l) => l.whenIdle())), deadline])
+      clearTimeout(timer)
+      if (outcome === "timeout") {
+        log.warn("drain timeout, closing remaining connections", {
+          connections: listeners.reduce((n, l) => n + l.open(), 0)
+        })
+        for (const l of listeners) l.destroyAll()
+      } else log.info("drained")
+    })
+  )
+
   ready = true
   return { listeners, admin: admin && { host: admin.host, port: admin.port } } satisfies ProxyHandle
 })

@@ -58,6 +58,18 @@ const listen = (server: net.Server, host: string, port: number) =>
     })
   })
 
+// Error fields such as `message` are not enumerable: copy them by name.
+const withResource = (e: ProxyError, resourceId: string) =>
+  new ProxyError({
+    reason: e.reason,
+    source: e.source,
+    message: e.message,
+    retryable: e.retryable,
+    retryAfter: e.retryAfter,
+    cause: e.cause,
+    resourceId
+  })
+
 /** Starts one listener for `protocol`. The returned handle lets the composition root drain all listeners together. */
 export const startListener = Effect.fnUntraced(function* (
   protocol: Protocol,
@@ -124,9 +136,7 @@ export const startListener = Effect.fnUntraced(function* (
         ? info
         : { ...info, tlsSubject: identified.tlsSubject, sni: identified.sni }
     return yield* connect(identified, who).pipe(
-      Effect.mapError((e) =>
-        e.resourceId === undefined ? new ProxyError({ ...e, resourceId: identified.resourceId }) : e
-      )
+      Effect.mapError((e) => (e.resourceId === undefined ? withResource(e, identified.resourceId) : e))
     )
   })
 

@@ -1,0 +1,204 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Exit, Fiber, Layer } from "effect"
+import { TestClock } from "effect/testing"
+import type { ProxyError } from "../../src/domain/ProxyError.ts"
+import { ResolveError } from "../../src/domain/ResolveError.ts"
+import { Metrics } from "../../src/services/Metrics.ts"
+import { type AsyncResolver, Resolver } from "../../src/services/Resolver.ts"
+import { RoutingCache } from "../../src/services/RoutingCache.ts"
+import { SsrfGuard } from "../../src/services/SsrfGuard.ts"
+
+const options = { ttl: 60, negativeTtl: 5, maxEntries: 3, resolveTimeout: 2 }
+
+/** A resolver that counts calls and answers from a mutable table, optionally slowly. */
+const counting = (table: Record<string, string>, delayMs = 0) => {
+  const calls: Array<string> = []
+  const impl: AsyncResolver = {
+    resolve: async (id) => {
+      calls.push(id)
+      if (delayMs > 0) await new Promise((r) => setTimeout(r, delayMs))
+      const endpoint = table[id]
+      if (endpoint === "forbidden") throw new ResolveError({ code: "FORBIDDEN", message: "tenant suspended" })
+      if (endpoint === "cold") throw { code: "UNAVAILABLE", message: "waking up", retryAfter: 3 }
+      if (endpoint === "boom") throw new Error("database of routes is down")
+      if (endpoint === "hang") return new Promise(() => {})
+      return endpoint === undefined ? null : { endpoint, metadata: { id } }
+    }
+  }
+  return { calls, impl }
+}
+
+const layer = (impl: AsyncResolver, ssrf: Layer.Layer<SsrfGuard> = SsrfGuard.layerTest, o = options) =>
+  RoutingCache.layer(o).pipe(Layer.provide(Layer.mergeAll(Resolver.layerAsync(impl), ssrf, Metrics.layerTest)))
+
+const failureOf = (exit: Exit.Exit<unknown, ProxyError>) => {
+  if (Exit.isSuccess(exit)) throw new Error("expected a failure")
+  const reason = exit.cause.reasons[0]
+  if (reason?._tag !== "Fail") throw new Error(`expected a Fail, got ${reason?._tag}`)
+  return reason.error
+}
+
+describe("RoutingCache", () => {
+  it.live("100 concurrent connections for one cold key make one resolver call", () => {
+    const { calls, impl } = counting({ appdb: "127.0.0.1:5432" }, 50)
+    return Effect.gen(function* () {
+      const cache = yield* RoutingCache
+      const results = yield* Effect.all(
+        Array.from({ length: 100 }, () => cache.get("appdb")),
+        { concurrency: "unbounded" }
+      )
+      expect(calls).toEqual(["appdb"])
+      expect(new Set(results.map((r) => `${r.target.ip}:${r.target.port}`))).toEqual(new Set(["127.0.0.1:5432"]))
+      expect(results[0]?.route.metadata).toEqual({ id: "appdb" })
+      expect((yield* cache.stats).misses).toBeGreaterThanOrEqual(1)
+    }).pipe(Effect.provide(layer(impl)))
+  })
+
+  it.effect("reuses an answer for ttl seconds, then asks again", () => {
+    const { calls, impl } = counting({ a: "127.0.0.1:1" })
+    return Effect.gen(function* () {
+      const cache = yield* RoutingCache
+      yield* cache.get("a")
+      yield* TestClock.adjust("59 seconds")
+      yield* cache.get("a")
+      expect(calls.length).toBe(1)
+      expect((yield* cache.stats).hits).toBe(1)
+      yield* TestClock.adjust("2 seconds")
+      yield* cache.get("a")
+      expect(calls.length).toBe(2)
+    }).pipe(Effect.provide(layer(impl)))
+  })
+
+  it.effect("keeps NOT_FOUND for negativeTtl only, and a fixed route shows up after it", () => {
+    const table: Record<string, string> = {}
+    const { calls, impl } = counting(table)
+    return Effect.gen(function* () {
+      const cache = yield* RoutingCache
+      expect(failureOf(yield* Effect.exit(cache.get("new"))).reason).toBe("NOT_FOUND")
+      table.new = "127.0.0.1:2"
+      expect(failureOf(yield* Effect.exit(cache.get("new"))).reason).toBe("NOT_FOUND")
+      expect(calls.length).toBe(1)
+      yield* TestClock.adjust("6 seconds")
+      expect((yield* cache.get("new")).route.endpoint.port).toBe(2)
+      expect(calls.length).toBe(2)
+    }).pipe(Effect.provide(layer(impl)))
+  })
+
+  it.effect("maps every resolver failure to its reason, with retry-after for cold backends", () => {
+    const { impl } = counting({ f: "forbidden", c: "cold", b: "boom", bad: "not-an-endpoint" })
+    return Effect.gen(function* () {
+      const cache = yield* RoutingCache
+      const f = failureOf(yield* Effect.exit(cache.get("f")))
+      expect([f.reason, f.source, f.message]).toEqual(["FORBIDDEN", "resolver", "tenant suspended"])
+      const c = failureOf(yield* Effect.exit(cache.get("c")))
+      expect([c.reason, c.retryAfter, c.retryable]).toEqual(["UNAVAILABLE", 3, true])
+      const b = failureOf(yield* Effect.exit(cache.get("b")))
+      expect([b.reason, b.message]).toEqual(["INTERNAL", "resolver failed for b: database of routes is down"])
+      const bad = failureOf(yield* Effect.exit(cache.get("bad")))
+      expect(bad.reason).toBe("INTERNAL")
+      expect(bad.message).toContain("not-an-endpoint")
+    }).pipe(Effect.provide(layer(impl)))
+  })
+
+  it.effect("fails with TIMEOUT when the resolver does not answer in time", () => {
+    const { impl } = counting({ h: "hang" })
+    return Effect.gen(function* () {
+      const cache = yield* RoutingCache
+      const fiber = yield* Effect.forkChild(Effect.exit(cache.get("h")))
+      yield* TestClock.adjust("3 seconds")
+      const e = failureOf(yield* Fiber.join(fiber))
+      expect(e.reason).toBe("TIMEOUT")
+      expect(e.message).toContain("within 2s")
+    }).pipe(Effect.provide(layer(impl)))
+  })
+
+  it.effect("vets every answer: an endpoint the SSRF guard refuses is FORBIDDEN", () => {
+    const { impl } = counting({ meta: "169.254.169.254:80" })
+    return Effect.gen(function* () {
+      const cache = yield* RoutingCache
+      const e = failureOf(yield* Effect.exit(cache.get("meta")))
+      expect(e.reason).toBe("FORBIDDEN")
+      expect(e.message).toContain("169.254.169.254")
+    }).pipe(Effect.provide(layer(impl, SsrfGuard.layer({ allow: ["127.0.0.0/8"] }) as Layer.Layer<SsrfGuard>)))
+  })
+
+  it.effect("purge drops the entry so the next connection asks the resolver", () => {
+    const { calls, impl } = counting({ a: "127.0.0.1:1" })
+    return Effect.gen(function* () {
+      const cache = yield* RoutingCache
+      yield* cache.get("a")
+      yield* cache.purge("a")
+      yield* cache.get("a")
+      expect(calls).toEqual(["a", "a"])
+    }).pipe(Effect.provide(layer(impl)))
+  })
+
+  it.effect("holds at most maxEntries keys", () => {
+    const { impl } = counting({
+      a: "127.0.0.1:1",
+      b: "127.0.0.1:2",
+      c: "127.0.0.1:3",
+      d: "127.0.0.1:4",
+      e: "127.0.0.1:5"
+    })
+    return Effect.gen(function* () {
+      const cache = yield* RoutingCache
+      for (const k of ["a", "b", "c", "d", "e"]) yield* cache.get(k)
+      expect((yield* cache.stats).size).toBeLessThanOrEqual(3)
+    }).pipe(Effect.provide(layer(impl)))
+  })
+})
+
+describe("Resolver", () => {
+  it.effect("static routes: exact ids, then the most specific wildcard, case-insensitively", () =>
+    Effect.gen(function* () {
+      const r = yield* Resolver
+      expect((yield* r.resolve("appdb")).endpoint).toEqual({ host: "127.0.0.1", port: 5432 })
+      expect((yield* r.resolve("x.eu.example.com")).endpoint.port).toBe(2)
+      expect((yield* r.resolve("X.Example.COM")).endpoint.port).toBe(1)
+      expect((yield* r.resolve("x.eu.example.com")).resourceId).toBe("x.eu.example.com")
+      const miss = yield* Effect.flip(r.resolve("example.com"))
+      expect(miss.code).toBe("NOT_FOUND")
+      expect(yield* r.getStats).toMatchObject({ kind: "static", routes: 3, misses: 1 })
+    }).pipe(
+      Effect.provide(
+        Resolver.layerStatic({
+          appdb: { endpoint: "127.0.0.1:5432" },
+          "*.example.com": { endpoint: "[::1]:1" },
+          "*.eu.example.com": { endpoint: "127.0.0.1:2" }
+        })
+      )
+    )
+  )
+
+  it.effect("the async adapter calls the user's hooks and swallows their failures", () => {
+    const seen: Array<string> = []
+    const impl: AsyncResolver = {
+      resolve: () => ({ endpoint: "127.0.0.1:1" }),
+      track: (id) => void seen.push(`track ${id}`),
+      onConnect: (id) => void seen.push(`connect ${id}`),
+      onDisconnect: () => {
+        throw new Error("hook bug")
+      },
+      getStats: () => ({ custom: 1 })
+    }
+    return Effect.gen(function* () {
+      const r = yield* Resolver
+      yield* r.track("a")
+      yield* r.onConnect!("a", { protocol: "tcp", remoteAddress: "127.0.0.1", remotePort: 1 })
+      yield* r.onDisconnect!({
+        protocol: "tcp",
+        remoteAddress: "127.0.0.1",
+        remotePort: 1,
+        resourceId: "a",
+        endpoint: "127.0.0.1:1",
+        bytesFromBackend: 0,
+        bytesFromClient: 0,
+        durationMs: 1
+      })
+      expect(seen).toEqual(["track a", "connect a"])
+      expect(yield* r.getStats).toEqual({ custom: 1 })
+      expect(r.purge).toBeDefined()
+    }).pipe(Effect.provide(Resolver.layerAsync(impl)))
+  })
+})
