@@ -71,7 +71,10 @@ describe("polyproxy CLI", () => {
   })
 
   it("check-config names a TLS file that cannot be read", () => {
-    const r = run(["check-config", write("tls.yaml", "listeners:\n  postgres: { port: 0, tls: { cert: nope.crt, key: nope.key } }\n")])
+    const r = run([
+      "check-config",
+      write("tls.yaml", "listeners:\n  postgres: { port: 0, tls: { cert: nope.crt, key: nope.key } }\n")
+    ])
     expect(r.status).toBe(2)
     expect(r.stderr).toContain("listeners.postgres.tls.cert: cannot read")
   })
@@ -123,7 +126,10 @@ log: { format: json }
     const taken = net.createServer()
     await new Promise<void>((r) => taken.listen(0, "127.0.0.1", r))
     const port = (taken.address() as net.AddressInfo).port
-    const config = write("taken.yaml", `admin: false\nlisteners: { tcp: { host: 127.0.0.1, port: ${port}, route: x } }\n`)
+    const config = write(
+      "taken.yaml",
+      `admin: false\nlisteners: { tcp: { host: 127.0.0.1, port: ${port}, route: x } }\n`
+    )
     const r = spawnSync(process.execPath, [cli, "serve", "--config", config], { encoding: "utf8", timeout: 15_000 })
     expect(r.status).toBe(1)
     expect(r.stderr).toContain(`cannot listen on 127.0.0.1:${port}: EADDRINUSE`)

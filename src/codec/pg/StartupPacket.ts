@@ -126,7 +126,7 @@ const decodeStartupMessage = (buf: Buffer, length: number, code: number): Decode
     const value = decodeText(packet, nameEnd + 1, valueEnd)
     if (name === undefined || value === undefined) return invalid("startup parameter is not valid UTF-8")
     // The server keeps the last of two "user"s; routing on the first would send a tenant's login elsewhere.
-    if (parameters.has(name)) return invalid(`duplicate startup parameter "${name}"`)
+    if (parameters.has(name)) return invalid(`duplicate startup parameter ${JSON.stringify(name)}`)
     parameters.set(name, value)
     offset = valueEnd + 1
   }
