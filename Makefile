@@ -46,7 +46,9 @@ typecheck: deps
 	npx tsc --noEmit -p tsconfig.json
 
 test: deps test-deps lint typecheck
-	npx vitest run
+	@mkdir -p .tmp
+	npx vitest run --reporter=default --reporter=json --outputFile.json=.tmp/vitest.json; \
+	  status=$$?; node scripts/test-summary.mjs .tmp/vitest.json || true; exit $$status
 
 format: deps
 	npx biome check --write .

@@ -1,0 +1,322 @@
+import fc from "fast-check"
+import { describe, expect, it } from "vitest"
+import {
+  CANCEL_REQUEST_CODE,
+  databaseOf,
+  decodeStartup,
+  detectDirectTls,
+  encodeCancelRequest,
+  encodeStartup,
+  GSSENC_REQUEST_CODE,
+  PROTOCOL_3_0,
+  PROTOCOL_3_2,
+  SSL_REQUEST,
+  SSL_REQUEST_CODE,
+  type Startup,
+  type StartupMessage
+} from "../../../src/codec/pg/index.ts"
+import { decodeAll, feedByteByByte, int32, packet, wellFormed } from "./support.ts"
+
+const startupOf = (buf: Buffer): StartupMessage => {
+  const result = decodeStartup(buf)
+  if (result._tag !== "Frame" || result.value._tag !== "StartupMessage") {
+    throw new Error(`expected a StartupMessage, got ${JSON.stringify(result)}`)
+  }
+  return result.value
+}
+
+const reasonOf = (buf: Buffer, maxLength?: number): string => {
+  const result = decodeStartup(buf, maxLength)
+  if (result._tag !== "Invalid") throw new Error(`expected Invalid, got ${JSON.stringify(result)}`)
+  return result.reason
+}
+
+/** A StartupMessage body written by hand, so the layout under test is not the encoder's. */
+const body = (...strings: string[]): Buffer => Buffer.from(strings.map((s) => `${s}\0`).join(""), "utf8")
+
+describe("decodeStartup", () => {
+  it("decodes a StartupMessage's version, parameters in order, and keeps the raw bytes", () => {
+    const bytes = encodeStartup({ user: "app", database: "appdb", application_name: "psql", options: "-c x=1" })
+    const result = decodeStartup(bytes)
+    expect(result).toMatchObject({ _tag: "Frame", size: bytes.length })
+    const msg = startupOf(bytes)
+    expect(msg).toMatchObject({ major: 3, minor: 0 })
+    expect([...msg.parameters]).toEqual([
+      ["user", "app"],
+      ["database", "appdb"],
+      ["application_name", "psql"],
+      ["options", "-c x=1"]
+    ])
+    expect(msg.raw.equals(bytes)).toBe(true)
+  })
+
+  it("copies raw so it does not pin or alias the read buffer", () => {
+    const bytes = encodeStartup({ user: "app" })
+    const msg = startupOf(bytes)
+    bytes.fill(0)
+    expect(msg.raw.readInt32BE(0)).toBe(msg.raw.length)
+  })
+
+  it("accepts protocol 3.2 and a newer 3.x minor, which the backend will negotiate down", () => {
+    expect(startupOf(encodeStartup({ user: "u" }, PROTOCOL_3_2))).toMatchObject({ major: 3, minor: 2 })
+    expect(startupOf(encodeStartup({ user: "u" }, (3 << 16) | 9))).toMatchObject({ major: 3, minor: 9 })
+  })
+
+  it("keeps replication, _pq_ options and empty values as sent", () => {
+    const msg = startupOf(
+      packet(0, PROTOCOL_3_0, body("user", "rep", "replication", "database", "_pq_.x", "", "database", "")).fill(0, 0, 0)
+    )
+    expect(msg).toBeDefined()
+  })
+
+  it("decodes SSLRequest, GSSENCRequest and CancelRequest", () => {
+    expect(decodeStartup(SSL_REQUEST)).toEqual({ _tag: "Frame", value: { _tag: "SSLRequest" }, size: 8 })
+    expect(decodeStartup(packet(8, GSSENC_REQUEST_CODE))).toEqual({
+      _tag: "Frame",
+      value: { _tag: "GSSENCRequest" },
+      size: 8
+    })
+    const cancel = decodeStartup(packet(16, CANCEL_REQUEST_CODE, int32(4242, -559038737)))
+    expect(cancel).toMatchObject({ _tag: "Frame", size: 16, value: { _tag: "CancelRequest", processId: 4242 } })
+    if (cancel._tag === "Frame" && cancel.value._tag === "CancelRequest") {
+      expect(cancel.value.secretKey.toString("hex")).toBe("deadbeef")
+    }
+  })
+
+  it("decodes a protocol 3.2 CancelRequest with a 32-byte key and the 256-byte maximum", () => {
+    for (const keyLength of [32, 256]) {
+      const key = Buffer.alloc(keyLength, 0xab)
+      const result = decodeStartup(encodeCancelRequest(7, key))
+      expect(result).toMatchObject({ _tag: "Frame", size: 12 + keyLength })
+      if (result._tag === "Frame" && result.value._tag === "CancelRequest") expect(result.value.secretKey).toEqual(key)
+    }
+  })
+
+  it("round-trips a CancelRequest through encodeCancelRequest", () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: -0x80000000, max: 0x7fffffff }),
+        fc.uint8Array({ minLength: 4, maxLength: 256 }),
+        (pid, key) => {
+          const bytes = encodeCancelRequest(pid, key)
+          expect(decodeStartup(bytes)).toEqual({
+            _tag: "Frame",
+            value: { _tag: "CancelRequest", processId: pid, secretKey: Buffer.from(key) },
+            size: bytes.length
+          })
+        }
+      )
+    )
+  })
+
+  it("answers Need, byte by byte, until the packet is whole, then a Frame of its exact size", () => {
+    for (const bytes of [SSL_REQUEST, encodeStartup({ user: "app", database: "appdb" }), encodeCancelRequest(1, int32(2))]) {
+      const results = feedByteByByte(bytes, (b) => decodeStartup(b))
+      const last = results.pop()
+      for (const [i, result] of results.entries()) {
+        expect(result._tag).toBe("Need")
+        // Never asks for more than the packet still lacks, so a caller reading exactly that never over-reads.
+        if (result._tag === "Need") expect(result.bytes).toBeLessThanOrEqual(bytes.length - (i + 1))
+      }
+      expect(last).toMatchObject({ _tag: "Frame", size: bytes.length })
+    }
+  })
+
+  it("asks for exactly the rest once the length is known", () => {
+    const bytes = encodeStartup({ user: "app" })
+    expect(decodeStartup(bytes.subarray(0, 2))).toEqual({ _tag: "Need", bytes: 6 })
+    expect(decodeStartup(bytes.subarray(0, 9))).toEqual({ _tag: "Need", bytes: bytes.length - 9 })
+  })
+
+  it("decodes two packets in one buffer one after the other using size", () => {
+    const startup = encodeStartup({ user: "app", database: "appdb" })
+    const both = Buffer.concat([SSL_REQUEST, startup])
+    const first = decodeStartup(both)
+    expect(first).toEqual({ _tag: "Frame", value: { _tag: "SSLRequest" }, size: 8 })
+    const second = decodeStartup(both.subarray(first._tag === "Frame" ? first.size : 0))
+    expect(second).toMatchObject({ _tag: "Frame", size: startup.length, value: { _tag: "StartupMessage" } })
+    expect(decodeAll(both, (b) => decodeStartup(b)).map((v: Startup) => v._tag)).toEqual(["SSLRequest", "StartupMessage"])
+  })
+
+  it("reads a packet's parameters only up to its own length, not into the next packet", () => {
+    // The first packet lacks its terminator; the NUL that follows belongs to the next packet.
+    const first = packet(8 + 9, PROTOCOL_3_0, Buffer.from("user\0app\0", "latin1"))
+    expect(reasonOf(Buffer.concat([first, Buffer.from([0]), SSL_REQUEST]))).toBe(
+      "invalid startup packet layout: missing terminator"
+    )
+  })
+
+  it("refuses a length above maxLength (10,000 by default) before the bytes arrive", () => {
+    expect(reasonOf(packet(10_001, PROTOCOL_3_0))).toBe("invalid length of startup packet: 10001 (at most 10000)")
+    expect(reasonOf(packet(10_001, PROTOCOL_3_0).subarray(0, 4))).toContain("at most 10000")
+    expect(decodeStartup(packet(10_000, PROTOCOL_3_0))).toEqual({ _tag: "Need", bytes: 10_000 - 8 })
+    expect(reasonOf(encodeStartup({ user: "a".repeat(100) }), 64)).toContain("at most 64")
+  })
+
+  it("refuses a length field smaller than 8, negative or huge", () => {
+    for (const length of [0, 4, 7, -1, -0x80000000]) {
+      expect(reasonOf(packet(length, PROTOCOL_3_0))).toBe(`invalid length of startup packet: ${length} (at least 8)`)
+    }
+    expect(reasonOf(packet(0x7fffffff, PROTOCOL_3_0))).toContain("at most 10000")
+  })
+
+  it("refuses protocol 2.0 and 4.0 naming the version", () => {
+    expect(reasonOf(encodeStartup({ user: "app" }, 2 << 16))).toBe(
+      "unsupported frontend protocol 2.0: server supports 3.0 to 3.2"
+    )
+    expect(reasonOf(encodeStartup({ user: "app" }, 4 << 16))).toBe(
+      "unsupported frontend protocol 4.0: server supports 3.0 to 3.2"
+    )
+    expect(reasonOf(packet(8, 0xffff0001))).toContain("unsupported frontend protocol 65535.1")
+  })
+
+  it("refuses an unknown request code as soon as it is visible", () => {
+    expect(reasonOf(packet(300, (1234 << 16) | 5681))).toBe("unknown startup request code 1234.5681")
+  })
+
+  it("refuses special requests of the wrong length", () => {
+    expect(reasonOf(packet(12, SSL_REQUEST_CODE, int32(0)))).toBe("invalid length of SSLRequest: 12 (expected 8)")
+    expect(reasonOf(packet(9, GSSENC_REQUEST_CODE, Buffer.from([0])))).toContain("GSSENCRequest")
+    expect(reasonOf(packet(12, CANCEL_REQUEST_CODE, int32(1)))).toContain("invalid length of CancelRequest: 12")
+    expect(reasonOf(packet(15, CANCEL_REQUEST_CODE, Buffer.alloc(7)))).toContain("CancelRequest")
+    expect(reasonOf(packet(12 + 257, CANCEL_REQUEST_CODE, Buffer.alloc(261)))).toContain("CancelRequest: 269")
+  })
+
+  it("refuses a StartupMessage without user, or with an empty one", () => {
+    const noUser = "no PostgreSQL user name specified in startup packet"
+    expect(reasonOf(encodeStartup({ database: "appdb" }))).toBe(noUser)
+    expect(reasonOf(encodeStartup({ user: "", database: "appdb" }))).toBe(noUser)
+    expect(reasonOf(encodeStartup({}))).toBe(noUser)
+  })
+
+  it("refuses parameters that are not NUL-terminated, a missing terminator, or bytes after it", () => {
+    const raw = (text: string) => {
+      const b = Buffer.from(text, "latin1")
+      return packet(8 + b.length, PROTOCOL_3_0, b)
+    }
+    expect(reasonOf(raw("user"))).toBe("invalid startup packet layout: parameter name not NUL-terminated")
+    expect(reasonOf(raw("user\0app"))).toBe("invalid startup packet layout: parameter value not NUL-terminated")
+    expect(reasonOf(raw("user\0app\0"))).toBe("invalid startup packet layout: missing terminator")
+    expect(reasonOf(raw(""))).toBe("invalid startup packet layout: missing terminator")
+    expect(reasonOf(raw("user\0app\0\0x"))).toBe("invalid startup packet layout: expected terminator as last byte")
+    expect(reasonOf(raw("user\0app\0\0\0"))).toBe("invalid startup packet layout: expected terminator as last byte")
+  })
+
+  it("refuses a duplicate parameter, which the server and the proxy could read differently", () => {
+    const b = body("user", "tenant_a", "database", "x", "user", "tenant_b", "")
+    expect(reasonOf(packet(8 + b.length, PROTOCOL_3_0, b))).toBe('duplicate startup parameter "user"')
+  })
+
+  it("refuses invalid UTF-8 rather than merge different names into one routing key", () => {
+    const b = Buffer.concat([Buffer.from("user\0caf", "latin1"), Buffer.from([0xe9, 0, 0])])
+    expect(reasonOf(packet(8 + b.length, PROTOCOL_3_0, b))).toBe("startup parameter is not valid UTF-8")
+  })
+
+  it("keeps non-ASCII and a leading BOM exactly", () => {
+    const params = { user: "\u{feff}jörg", database: "données_🐘" }
+    expect(Object.fromEntries(startupOf(encodeStartup(params)).parameters)).toEqual(params)
+  })
+
+  it("refuses garbage: HTTP, a TLS record and zeroes", () => {
+    expect(reasonOf(Buffer.from("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))).toContain("invalid length of startup packet")
+    expect(reasonOf(Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc]))).toContain("at most 10000")
+    expect(reasonOf(Buffer.alloc(16))).toContain("at least 8")
+  })
+
+  it("never throws and returns well-formed results for arbitrary bytes", () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 300 }), (bytes) => {
+        const buf = Buffer.from(bytes)
+        expect(wellFormed(decodeStartup(buf), buf.length)).toBe(true)
+      }),
+      { numRuns: 2000 }
+    )
+  })
+
+  it("never throws on arbitrary bytes behind a plausible header", () => {
+    const header = fc.constantFrom(PROTOCOL_3_0, PROTOCOL_3_2, SSL_REQUEST_CODE, GSSENC_REQUEST_CODE, CANCEL_REQUEST_CODE)
+    fc.assert(
+      fc.property(header, fc.uint8Array({ maxLength: 300 }), fc.integer({ min: -2, max: 2 }), (code, rest, skew) => {
+        const buf = packet(8 + rest.length + skew, code, rest)
+        expect(wellFormed(decodeStartup(buf), buf.length)).toBe(true)
+      }),
+      { numRuns: 2000 }
+    )
+  })
+
+  const parameterName = fc.string({ minLength: 1, maxLength: 20 }).filter((s) => !s.includes("\0"))
+  const parameterValue = fc.string({ maxLength: 40 }).filter((s) => !s.includes("\0"))
+  const parameterMaps = fc
+    .dictionary(parameterName, parameterValue, { maxKeys: 8 })
+    .chain((extra) =>
+      fc.record({ user: parameterValue.filter((s) => s.length > 0) }).map((required) => ({ ...required, ...extra }))
+    )
+    .filter((params) => params.user.length > 0)
+
+  it("round-trips arbitrary parameter maps through encodeStartup", () => {
+    fc.assert(
+      fc.property(parameterMaps, fc.constantFrom(PROTOCOL_3_0, PROTOCOL_3_2), (params, version) => {
+        const bytes = encodeStartup(new Map(Object.entries(params)), version)
+        const result = decodeStartup(bytes)
+        expect(result).toMatchObject({ _tag: "Frame", size: bytes.length })
+        const msg = startupOf(bytes)
+        expect(msg.minor).toBe(version & 0xffff)
+        expect([...msg.parameters]).toEqual(Object.entries(params))
+        // The proxy rewrites by re-encoding what it decoded: that must give back the same bytes.
+        expect(encodeStartup(msg.parameters, version).equals(bytes)).toBe(true)
+      })
+    )
+  })
+
+  it("round-trips arbitrary unicode too", () => {
+    const text = fc.string({ unit: "grapheme", maxLength: 20 }).filter((s) => !s.includes("\0"))
+    fc.assert(
+      fc.property(text.filter((s) => s.length > 0), text, (user, database) => {
+        expect(Object.fromEntries(startupOf(encodeStartup({ user, database })).parameters)).toEqual({ user, database })
+      })
+    )
+  })
+
+  it("answers Need for every proper prefix of a valid packet", () => {
+    fc.assert(
+      fc.property(parameterMaps, fc.nat(), (params, cut) => {
+        const bytes = encodeStartup(params)
+        const prefix = bytes.subarray(0, cut % bytes.length)
+        const result = decodeStartup(prefix)
+        expect(result._tag).toBe("Need")
+        if (result._tag === "Need") expect(prefix.length + result.bytes).toBeLessThanOrEqual(bytes.length)
+      })
+    )
+  })
+})
+
+describe("encodeStartup", () => {
+  it("writes the length, the version and a final NUL", () => {
+    const bytes = encodeStartup(new Map([["user", "app"]]))
+    expect(bytes.toString("latin1")).toBe("\0\0\0\x12\0\x03\0\0user\0app\0\0")
+  })
+
+  it("refuses a NUL or an empty name, which would change the packet's meaning", () => {
+    expect(() => encodeStartup({ user: "a\0database" })).toThrow(RangeError)
+    expect(() => encodeStartup({ "us\0er": "a" })).toThrow(RangeError)
+    expect(() => encodeStartup({ "": "a" })).toThrow(RangeError)
+  })
+})
+
+describe("databaseOf", () => {
+  it("is the database, or the user when the database is absent or empty, as the server decides", () => {
+    expect(databaseOf(startupOf(encodeStartup({ user: "u", database: "d" })))).toBe("d")
+    expect(databaseOf(startupOf(encodeStartup({ user: "u" })))).toBe("u")
+    expect(databaseOf(startupOf(encodeStartup({ user: "u", database: "" })))).toBe("u")
+  })
+})
+
+describe("detectDirectTls", () => {
+  it("sees a TLS handshake record in the first byte, a length otherwise, and needs one byte", () => {
+    expect(detectDirectTls(Buffer.from([0x16, 0x03, 0x01]))).toBe(true)
+    expect(detectDirectTls(Buffer.from([0x16]))).toBe(true)
+    expect(detectDirectTls(SSL_REQUEST)).toBe(false)
+    expect(detectDirectTls(encodeStartup({ user: "app" }))).toBe(false)
+    expect(detectDirectTls(Buffer.alloc(0))).toBe("need")
+  })
+})

@@ -1,0 +1,55 @@
+// Helpers shared by the pg codec specs: raw packets, and a loop that decodes a buffer message by message.
+import type { Decoded } from "../../../src/codec/pg/index.ts"
+
+/** An int32 length and code followed by `body`, with the length written as given (right or wrong). */
+export const packet = (length: number, code: number, body: Uint8Array = new Uint8Array()): Buffer => {
+  const out = Buffer.alloc(8 + body.length)
+  out.writeInt32BE(length | 0, 0)
+  out.writeInt32BE(code | 0, 4)
+  out.set(body, 8)
+  return out
+}
+
+/** A typed message: type byte, int32 length counting itself, body. */
+export const message = (type: string, body: Uint8Array = new Uint8Array()): Buffer => {
+  const out = Buffer.alloc(5 + body.length)
+  out.write(type, 0, "latin1")
+  out.writeInt32BE(4 + body.length, 1)
+  out.set(body, 5)
+  return out
+}
+
+export const int32 = (...values: number[]): Buffer => {
+  const out = Buffer.alloc(4 * values.length)
+  values.forEach((value, i) => out.writeInt32BE(value, 4 * i))
+  return out
+}
+
+/** Decodes frame after frame using `size`, as a listener does; throws on anything but whole frames. */
+export const decodeAll = <A>(buf: Buffer, decode: (buf: Buffer) => Decoded<A>): A[] => {
+  const values: A[] = []
+  let rest = buf
+  while (rest.length > 0) {
+    const result = decode(rest)
+    if (result._tag !== "Frame") throw new Error(`expected a frame at byte ${buf.length - rest.length}: ${JSON.stringify(result)}`)
+    values.push(result.value)
+    rest = rest.subarray(result.size)
+  }
+  return values
+}
+
+/** Feeds `bytes` one at a time, as the slowest network would; returns every result along the way. */
+export const feedByteByByte = <A>(bytes: Buffer, decode: (buf: Buffer) => Decoded<A>): Decoded<A>[] =>
+  Array.from({ length: bytes.length }, (_, i) => decode(bytes.subarray(0, i + 1)))
+
+/** The check every decoder result must pass whatever the input. */
+export const wellFormed = <A>(result: Decoded<A>, inputLength: number): boolean => {
+  switch (result._tag) {
+    case "Need":
+      return Number.isInteger(result.bytes) && result.bytes > 0
+    case "Frame":
+      return Number.isInteger(result.size) && result.size > 0 && result.size <= inputLength
+    case "Invalid":
+      return typeof result.reason === "string" && result.reason.length > 0
+  }
+}
