@@ -1,11 +1,15 @@
 // Composition root: config + services + listeners + admin, started together and drained together.
+
+import * as fs from "node:fs"
 import { Effect, Layer, type Scope } from "effect"
 import { startAdmin } from "./admin/AdminServer.ts"
 import type { Config, ListenerName } from "./config/Config.ts"
 import { type ProxyError, proxyError } from "./domain/ProxyError.ts"
 import { type RunningListener, startListener } from "./listeners/Listener.ts"
-import type { Protocol } from "./listeners/Protocol.ts"
+import { CancelKeys } from "./listeners/postgres/CancelKeys.ts"
+import { type PgRouteBy, postgresProtocol } from "./listeners/postgres/postgres.ts"
 import { tcpProtocol } from "./listeners/tcp.ts"
+import { loadServerTls } from "./listeners/tls.ts"
 import { Log } from "./services/Log.ts"
 import { Metrics } from "./services/Metrics.ts"
 import { Resolver } from "./services/Resolver.ts"
@@ -18,14 +22,28 @@ export interface ProxyHandle {
 }
 
 /** The protocols built so far; a listener in the config without one here is refused at startup. */
-const protocolFor = (name: ListenerName, config: Config): Protocol | undefined => {
+const protocolFor = Effect.fnUntraced(function* (name: ListenerName, config: Config, cancelKeys: CancelKeys) {
+  const listener = config.listeners[name]!
+  const tlsFiles = listener.tls ?? config.tls
   switch (name) {
     case "tcp":
-      return tcpProtocol(config.listeners.tcp!.route!)
+      return tcpProtocol(listener.route!)
+    case "postgres": {
+      const upstream = listener.upstreamTls
+      return postgresProtocol({
+        tls: tlsFiles ? yield* loadServerTls(tlsFiles, `listeners.${name}.tls`) : undefined,
+        routeBy: (listener.routeBy ?? "database") as PgRouteBy,
+        upstreamTls: upstream && {
+          rejectUnauthorized: upstream.rejectUnauthorized,
+          ca: upstream.ca === undefined ? undefined : fs.readFileSync(upstream.ca)
+        },
+        cancelKeys
+      })
+    }
     default:
-      return undefined
+      return yield* proxyError("INTERNAL", "internal", `listeners.${name}: this protocol is not implemented yet`)
   }
-}
+})
 
 /** The resolver from the config file's `routes`: the embedded default. */
 export const staticResolver = (config: Config): Layer.Layer<Resolver> => Resolver.layerStatic(config.routes)
@@ -52,13 +70,9 @@ export const startProxy = Effect.fnUntraced(function* (config: Config) {
   let ready = false
   const listeners: Array<RunningListener> = []
 
+  const cancelKeys = new CancelKeys()
   for (const name of Object.keys(config.listeners) as Array<ListenerName>) {
-    const protocol = protocolFor(name, config)
-    if (protocol === undefined) {
-      return yield* Effect.fail(
-        proxyError("INTERNAL", "internal", `listeners.${name}: this protocol is not implemented yet`)
-      )
-    }
+    const protocol = yield* protocolFor(name, config, cancelKeys)
     listeners.push(yield* startListener(protocol, config.listeners[name]!, config.timeouts))
   }
 

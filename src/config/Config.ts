@@ -21,6 +21,22 @@ export interface ListenerConfig {
   readonly maxConnections: number
   /** Generic TCP listener only: every connection goes to this resource id. */
   readonly route?: string | undefined
+  /** Which part of the handshake is the routing key (postgres: database | user | user-suffix | sni). */
+  readonly routeBy?: string | undefined
+  /** Open TLS to the backends of this listener (a route's `metadata.tls` overrides it). */
+  readonly upstreamTls?: UpstreamTls | undefined
+}
+
+export interface UpstreamTls {
+  /** CA file (PEM) that signs backend certificates; default: the system's. */
+  readonly ca?: string | undefined
+  /** Verify the backend's certificate and host name. */
+  readonly rejectUnauthorized: boolean
+}
+
+/** Routing keys per protocol listener; the first is the default. */
+export const routeByOptions: Readonly<Partial<Record<ListenerName, ReadonlyArray<string>>>> = {
+  postgres: ["database", "user", "user-suffix", "sni"]
 }
 
 export interface RouteConfig {

@@ -10,7 +10,9 @@ import {
   type LogLevel,
   listenerNames,
   type RouteConfig,
-  type TlsFiles
+  routeByOptions,
+  type TlsFiles,
+  type UpstreamTls
 } from "./Config.ts"
 
 export class ConfigError extends Error {
@@ -94,11 +96,31 @@ const tlsFiles = (v: unknown, key: string, baseDir: string): TlsFiles | undefine
   }
 }
 
+const upstreamTls = (v: unknown, key: string, baseDir: string): UpstreamTls | undefined => {
+  if (v === undefined || v === false || v === null) return undefined
+  if (v === true) return { rejectUnauthorized: true }
+  const o = object(v, key, ["ca", "rejectUnauthorized"])
+  return {
+    ca: o.ca === undefined ? undefined : path.resolve(baseDir, str(o.ca, `${key}.ca`)),
+    rejectUnauthorized: bool(o.rejectUnauthorized, `${key}.rejectUnauthorized`, true)
+  }
+}
+
 const listener = (name: ListenerName, v: unknown, baseDir: string): ListenerConfig => {
   const key = `listeners.${name}`
-  const known = ["host", "port", "tls", "maxConnections", ...(name === "tcp" ? ["route"] : [])]
+  const routeBy = routeByOptions[name]
+  const known = [
+    "host",
+    "port",
+    "tls",
+    "maxConnections",
+    ...(name === "tcp" ? ["route"] : []),
+    ...(routeBy ? ["routeBy", "upstreamTls"] : [])
+  ]
   const o = object(v ?? {}, key, known)
   return {
+    routeBy: routeBy ? oneOf(o.routeBy, `${key}.routeBy`, routeBy, routeBy[0]!) : undefined,
+    upstreamTls: upstreamTls(o.upstreamTls, `${key}.upstreamTls`, baseDir),
     host: host(o.host, `${key}.host`, defaults.listenerHost),
     port: int(o.port, `${key}.port`, 0, 65535),
     tls: tlsFiles(o.tls, `${key}.tls`, baseDir),

@@ -26,6 +26,8 @@ export class ProxyError extends Data.TaggedError("ProxyError")<{
   readonly cause?: unknown
   /** The routing key, once identify found it: for logs. */
   readonly resourceId?: string | undefined
+  /** Close without an answer: the protocol's own servers stay silent here (e.g. an unknown Postgres cancel key). */
+  readonly quiet?: boolean | undefined
 }> {}
 
 const retryableReasons: ReadonlySet<Reason> = new Set(["UNAVAILABLE", "TIMEOUT", "CONNECT_FAILED", "HANDSHAKE_TIMEOUT"])
@@ -35,5 +37,5 @@ export const proxyError = (
   reason: Reason,
   source: Source,
   message: string,
-  extra: { readonly retryAfter?: number; readonly cause?: unknown } = {}
+  extra: { readonly retryAfter?: number; readonly cause?: unknown; readonly quiet?: boolean } = {}
 ): ProxyError => new ProxyError({ reason, source, message, retryable: retryableReasons.has(reason), ...extra })

@@ -4,7 +4,7 @@
 import * as net from "node:net"
 import { Context, Effect, Exit, type Fiber } from "effect"
 import type { ListenerConfig } from "../config/Config.ts"
-import { formatEndpoint } from "../domain/Endpoint.ts"
+import { formatEndpoint, type VettedEndpoint } from "../domain/Endpoint.ts"
 import { ProxyError, proxyError } from "../domain/ProxyError.ts"
 import type { ConnectionInfo, Route } from "../domain/Route.ts"
 import { type RelayTotals, relay } from "../relay/relay.ts"
@@ -13,7 +13,7 @@ import { Metrics } from "../services/Metrics.ts"
 import { Resolver } from "../services/Resolver.ts"
 import { RoutingCache } from "../services/RoutingCache.ts"
 import { dial } from "./dial.ts"
-import type { Identified, Protocol } from "./Protocol.ts"
+import type { ClientConnection, Identified, Protocol } from "./Protocol.ts"
 
 export interface ListenerTimeouts {
   /** Seconds for identify (the client's handshake); 0 = none. */
@@ -67,8 +67,16 @@ const withResource = (e: ProxyError, resourceId: string) =>
     retryable: e.retryable,
     retryAfter: e.retryAfter,
     cause: e.cause,
+    quiet: e.quiet,
     resourceId
   })
+
+/** A route for a connection whose backend is already known (identify found it), for logs and hooks. */
+const directRoute = (resourceId: string, target: VettedEndpoint): Route => ({
+  resourceId,
+  endpoint: { host: target.host, port: target.port },
+  metadata: {}
+})
 
 /** Starts one listener for `protocol`. The returned handle lets the composition root drain all listeners together. */
 export const startListener = Effect.fnUntraced(function* (
@@ -95,9 +103,10 @@ export const startListener = Effect.fnUntraced(function* (
     }
   }
 
-  const refuse = (client: net.Socket, error: ProxyError, info: ConnectionInfo) => {
+  /** `accepted` is what the listener tracks; `client` is where the answer goes (a TLSSocket after an upgrade). */
+  const refuse = (accepted: net.Socket, client: net.Socket, error: ProxyError, info: ConnectionInfo) => {
     metrics.refused(error.reason.toLowerCase())
-    metrics.closed(client.bytesRead, 0)
+    metrics.closed(accepted.bytesRead, 0)
     const fields = {
       listener: protocol.name,
       client: `${info.remoteAddress}:${info.remotePort}`,
@@ -107,16 +116,18 @@ export const startListener = Effect.fnUntraced(function* (
       message: error.message
     }
     if (error.source === "internal") log.error("connection refused", fields)
+    else if (error.quiet) log.debug("connection refused", fields)
     else log.info("connection refused", fields)
-    forget(client)
-    if (client.destroyed) return
-    protocol.refuse(client, error)
-    client.setTimeout(refuseGraceMs, destroySelf)
+    forget(accepted)
+    if (client.destroyed || accepted.destroyed) return
+    if (error.quiet) client.end()
+    else protocol.refuse(client, error)
+    accepted.setTimeout(refuseGraceMs, destroySelf)
   }
 
   // identify -> resolve -> vet -> connect -> replay, all bounded; ends once the relay can start.
-  const handshake = Effect.fnUntraced(function* (client: net.Socket, info: ConnectionInfo) {
-    const identified: Identified = yield* protocol.identify(client).pipe(
+  const handshake = Effect.fnUntraced(function* (conn: ClientConnection, info: ConnectionInfo) {
+    const identified: Identified = yield* protocol.identify(conn).pipe(
       handshakeMs > 0
         ? Effect.timeoutOrElse({
             duration: handshakeMs,
@@ -141,22 +152,31 @@ export const startListener = Effect.fnUntraced(function* (
   })
 
   const connect = Effect.fnUntraced(function* (identified: Identified, who: ConnectionInfo) {
-    const { route, target } = yield* cache.get(identified.resourceId, who)
-    const backend = yield* dial(target, (route.timeout ?? timeouts.connect) * 1000)
-    backend.on("error", ignoreError)
-    if (protocol.replay) yield* protocol.replay(identified, route, backend)
-    else if (identified.replay !== undefined && identified.replay.length > 0) backend.write(identified.replay)
-    return { identified, route, backend, who }
+    const { route, target } =
+      identified.target === undefined
+        ? yield* cache.get(identified.resourceId, who)
+        : { route: directRoute(identified.resourceId, identified.target), target: identified.target }
+    const dialed = yield* dial(target, (route.timeout ?? timeouts.connect) * 1000)
+    dialed.on("error", ignoreError)
+    let backend = dialed
+    if (protocol.replay) {
+      backend = yield* protocol
+        .replay(identified, route, dialed)
+        .pipe(Effect.onError(() => Effect.sync(() => dialed.destroy())))
+    } else if (identified.replay !== undefined && identified.replay.length > 0) backend.write(identified.replay)
+    return { identified, route, target, backend, who }
   })
 
   const startRelay = (
     accepted: net.Socket,
-    client: net.Socket,
+    identified: Identified,
     backend: net.Socket,
     route: Route,
+    target: VettedEndpoint,
     who: ConnectionInfo,
     started: number
   ) => {
+    const client = identified.client
     if (client.destroyed || backend.destroyed) {
       client.destroy()
       backend.destroy()
@@ -197,6 +217,7 @@ export const startListener = Effect.fnUntraced(function* (
       },
       { idleTimeoutMs: timeouts.idle * 1000 }
     )
+    protocol.relaying?.(identified, backend, target)
   }
 
   const onConnection = (socket: net.Socket) => {
@@ -210,6 +231,7 @@ export const startListener = Effect.fnUntraced(function* (
       metrics.accepted()
       open.add(socket)
       refuse(
+        socket,
         socket,
         proxyError(
           "UNAVAILABLE",
@@ -230,20 +252,23 @@ export const startListener = Effect.fnUntraced(function* (
       remoteAddress: socket.remoteAddress ?? "",
       remotePort: socket.remotePort ?? 0
     }
-    const fiber = runFork(handshake(socket, info))
+    const conn: ClientConnection = { client: socket }
+    const fiber = runFork(handshake(conn, info))
     handshakes.add(fiber)
     fiber.addObserver((exit) => {
       handshakes.delete(fiber)
       if (Exit.isSuccess(exit)) {
-        const { identified, route, backend, who } = exit.value
-        startRelay(socket, identified.client, backend, route, who, started)
+        const { identified, route, target, backend, who } = exit.value
+        startRelay(socket, identified, backend, route, target, who, started)
         return
       }
       const reason = exit.cause.reasons[0]
-      if (reason?._tag === "Fail") refuse(socket, reason.error, info)
-      else if (reason?._tag === "Die") refuse(socket, proxyError("INTERNAL", "internal", String(reason.defect)), info)
-      else {
+      if (reason?._tag === "Fail") refuse(socket, conn.client, reason.error, info)
+      else if (reason?._tag === "Die") {
+        refuse(socket, conn.client, proxyError("INTERNAL", "internal", String(reason.defect)), info)
+      } else {
         // Interrupted (shutdown): no answer is owed.
+        conn.client.destroy()
         socket.destroy()
         metrics.closed(socket.bytesRead, 0)
         forget(socket)

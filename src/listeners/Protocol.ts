@@ -2,8 +2,14 @@
 
 import type * as net from "node:net"
 import type { Effect } from "effect"
+import type { VettedEndpoint } from "../domain/Endpoint.ts"
 import type { ProxyError } from "../domain/ProxyError.ts"
 import type { Route } from "../domain/Route.ts"
+
+/** The client side of one connection. identify replaces `client` when it upgrades to TLS, so errors go the right way. */
+export interface ClientConnection {
+  client: net.Socket
+}
 
 /** The identify phase's answer. */
 export interface Identified {
@@ -16,16 +22,25 @@ export interface Identified {
   readonly sni?: string | undefined
   /** Bytes read from the client during identify that the backend must see first. */
   readonly replay?: Buffer | undefined
+  /** Skip resolve and vet: dial this address, vetted earlier (e.g. a Postgres cancel request for a known session). */
+  readonly target?: VettedEndpoint | undefined
+  /** Protocol state carried from identify to replay/relaying (e.g. the parsed startup message). */
+  readonly state?: unknown
 }
 
 export interface Protocol {
   readonly name: string
-  /** Whether the listener should keep the socket paused until identify reads it (raw TCP never reads). */
+  /** Whether identify reads from the socket (raw TCP does not: its socket stays paused until the relay). */
   readonly readsHandshake: boolean
   /** identify: read just enough to find the routing key; may answer the client and upgrade to TLS. */
-  readonly identify: (client: net.Socket) => Effect.Effect<Identified, ProxyError>
-  /** replay: the first bytes the backend gets, after connect. Default: `identified.replay`. */
-  readonly replay?: (identified: Identified, route: Route, backend: net.Socket) => Effect.Effect<void, ProxyError>
+  readonly identify: (conn: ClientConnection) => Effect.Effect<Identified, ProxyError>
+  /**
+   * replay: the first bytes the backend gets, after connect; returns the socket to relay with (a TLSSocket when it
+   * started TLS to the backend). Default: write `identified.replay` to the dialed socket.
+   */
+  readonly replay?: (identified: Identified, route: Route, backend: net.Socket) => Effect.Effect<net.Socket, ProxyError>
+  /** Called once the relay is attached, to watch the first messages (e.g. Postgres BackendKeyData). */
+  readonly relaying?: (identified: Identified, backend: net.Socket, target: VettedEndpoint) => void
   /** Answer the client in its own protocol's words, then close (the listener destroys it after a grace period). */
   readonly refuse: (client: net.Socket, error: ProxyError) => void
 }

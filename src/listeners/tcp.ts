@@ -1,14 +1,13 @@
 // Generic TCP: every connection goes to one configured resource. Nothing is read from the client before the relay,
 // and a refusal is a plain close, since raw TCP has no error message to send.
 
-import type * as net from "node:net"
 import { Effect } from "effect"
 import type { Protocol } from "./Protocol.ts"
 
 export const tcpProtocol = (route: string, name = "tcp"): Protocol => ({
   name,
   readsHandshake: false,
-  identify: (client: net.Socket) => Effect.succeed({ resourceId: route, client }),
+  identify: (conn) => Effect.succeed({ resourceId: route, client: conn.client }),
   refuse: (client) => {
     // Drop what the client sent and close our side; the listener destroys the socket if the client lingers.
     client.resume()

@@ -1,4 +1,5 @@
 // Helpers shared by the pg codec specs: raw packets, and a loop that decodes a buffer message by message.
+import { createServer, type Socket } from "node:net"
 import type { Decoded } from "../../../src/codec/pg/index.ts"
 
 /** An int32 length and code followed by `body`, with the length written as given (right or wrong). */
@@ -21,7 +22,7 @@ export const message = (type: string, body: Uint8Array = new Uint8Array()): Buff
 
 export const int32 = (...values: number[]): Buffer => {
   const out = Buffer.alloc(4 * values.length)
-  values.forEach((value, i) => out.writeInt32BE(value, 4 * i))
+  for (const [i, value] of values.entries()) out.writeInt32BE(value, 4 * i)
   return out
 }
 
@@ -31,7 +32,8 @@ export const decodeAll = <A>(buf: Buffer, decode: (buf: Buffer) => Decoded<A>): 
   let rest = buf
   while (rest.length > 0) {
     const result = decode(rest)
-    if (result._tag !== "Frame") throw new Error(`expected a frame at byte ${buf.length - rest.length}: ${JSON.stringify(result)}`)
+    if (result._tag !== "Frame")
+      throw new Error(`expected a frame at byte ${buf.length - rest.length}: ${JSON.stringify(result)}`)
     values.push(result.value)
     rest = rest.subarray(result.size)
   }
@@ -53,3 +55,54 @@ export const wellFormed = <A>(result: Decoded<A>, inputLength: number): boolean 
       return typeof result.reason === "string" && result.reason.length > 0
   }
 }
+
+export interface TestServer {
+  readonly port: number
+  readonly close: () => Promise<void>
+}
+
+/** A TCP server on 127.0.0.1 and a free port, closing every connection it accepted when closed. */
+export const listen = async (onConnection: (socket: Socket) => void): Promise<TestServer> => {
+  const sockets = new Set<Socket>()
+  const server = createServer((socket) => {
+    sockets.add(socket)
+    socket.once("close", () => sockets.delete(socket))
+    socket.on("error", () => {})
+    onConnection(socket)
+  })
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject)
+    server.listen(0, "127.0.0.1", resolve)
+  })
+  const address = server.address()
+  if (address === null || typeof address === "string") throw new Error("expected a TCP address")
+  return {
+    port: address.port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const socket of sockets) socket.destroy()
+        server.close(() => resolve())
+      })
+  }
+}
+
+/** Reads until `decode` stops answering Need; resolves with its answer and every byte read so far. */
+export const readFrame = <A>(
+  socket: Socket,
+  decode: (buf: Buffer) => Decoded<A>
+): Promise<{ readonly result: Decoded<A>; readonly bytes: Buffer }> =>
+  new Promise((resolve, reject) => {
+    let bytes = Buffer.alloc(0)
+    const onData = (chunk: Buffer) => {
+      bytes = Buffer.concat([bytes, chunk])
+      const result = decode(bytes)
+      if (result._tag === "Need") return
+      socket.off("data", onData)
+      socket.off("close", onClose)
+      socket.pause()
+      resolve({ result, bytes })
+    }
+    const onClose = () => reject(new Error(`connection closed after ${bytes.length} bytes`))
+    socket.on("data", onData)
+    socket.once("close", onClose)
+  })

@@ -76,7 +76,7 @@ export const decodeStartup = (buf: Buffer, maxLength: number = MAX_STARTUP_PACKE
         {
           _tag: "CancelRequest",
           processId: buf.readInt32BE(8),
-          // A copy: the request outlives the socket's read buffer only as long as the lookup, but must not pin it.
+          // A copy, so a key held while the cancel is routed does not pin the socket's read buffer.
           secretKey: Buffer.from(buf.subarray(12, length))
         },
         length

@@ -1,0 +1,227 @@
+// PostgreSQL: route by the startup message's database (or user, user suffix, SNI), terminate TLS if configured,
+// route CancelRequests to the backend of their session, and refuse with an ErrorResponse carrying a SQLSTATE.
+
+import type * as net from "node:net"
+import type * as tls from "node:tls"
+import { Effect } from "effect"
+import {
+  databaseOf,
+  decodeSslResponse,
+  decodeStartup,
+  detectDirectTls,
+  encodeStartup,
+  SSL_ACCEPTED,
+  SSL_REFUSED,
+  SSL_REQUEST,
+  type Startup,
+  type StartupMessage
+} from "../../codec/pg/index.ts"
+import { type ProxyError, proxyError } from "../../domain/ProxyError.ts"
+import type { Route } from "../../domain/Route.ts"
+import type { ClientConnection, Identified, Protocol } from "../Protocol.ts"
+import { readFrame } from "../readFrame.ts"
+import { acceptTls, type ClientTlsOptions, clientCertProblem, connectTls, type ServerTls, subjectOf } from "../tls.ts"
+import type { CancelKeys } from "./CancelKeys.ts"
+import { pgErrorFor } from "./errorResponse.ts"
+import { watchBackendKeyData } from "./keyDataTap.ts"
+
+export type PgRouteBy = "database" | "user" | "user-suffix" | "sni"
+
+export interface PostgresOptions {
+  readonly name?: string
+  /** Terminate TLS here (SSLRequest and PostgreSQL 17 direct TLS); absent = answer N to SSLRequest. */
+  readonly tls?: ServerTls | undefined
+  readonly routeBy: PgRouteBy
+  /** TLS towards backends unless a route's metadata.tls says otherwise. */
+  readonly upstreamTls?: ClientTlsOptions | undefined
+  readonly cancelKeys: CancelKeys
+}
+
+/** A startup packet is at most 10,000 bytes (Postgres' own limit); the whole client handshake stays well under. */
+const maxHandshakeBytes = 10_000
+
+type First = Startup | { readonly _tag: "DirectTls" }
+const directTls: First = { _tag: "DirectTls" }
+
+const decodeFirst = (buf: Buffer) => {
+  const tlsFirst = detectDirectTls(buf)
+  if (tlsFirst === "need") return { _tag: "Need" as const, bytes: 1 }
+  if (tlsFirst) return { _tag: "Frame" as const, value: directTls, size: 0 }
+  return decodeStartup(buf)
+}
+
+const badRequest = (message: string) => proxyError("BAD_REQUEST", "client", message)
+
+interface PgState {
+  readonly startup: Buffer
+}
+
+/** The routing key and the startup packet to replay (rewritten when the key was a suffix of the user name). */
+const routingKey = (
+  message: StartupMessage,
+  routeBy: PgRouteBy,
+  sni: string | undefined
+): { readonly key: string; readonly startup: Buffer } | ProxyError => {
+  switch (routeBy) {
+    case "database":
+      return { key: databaseOf(message), startup: message.raw }
+    case "user":
+      return { key: message.parameters.get("user") ?? "", startup: message.raw }
+    case "sni": {
+      if (sni === undefined || sni === "") {
+        return proxyError("FORBIDDEN", "client", "this listener routes by TLS server name: connect with TLS and SNI")
+      }
+      return { key: sni.split(".")[0]!.toLowerCase(), startup: message.raw }
+    }
+    case "user-suffix": {
+      const user = message.parameters.get("user") ?? ""
+      const dot = user.lastIndexOf(".")
+      if (dot <= 0 || dot === user.length - 1) {
+        return proxyError("FORBIDDEN", "client", `user "${user}" has no tenant: connect as "user.tenant"`)
+      }
+      const params = new Map(message.parameters)
+      params.set("user", user.slice(0, dot))
+      // Postgres defaults the database to the user name: keep the client's intent, which was the full name's prefix.
+      if (!params.get("database")) params.set("database", user.slice(0, dot))
+      return { key: user.slice(dot + 1), startup: encodeStartup(params, (message.major << 16) | message.minor) }
+    }
+  }
+}
+
+export const postgresProtocol = (options: PostgresOptions): Protocol => {
+  const identify = Effect.fnUntraced(function* (conn: ClientConnection) {
+    let tlsDone = false
+    let gssDone = false
+    let subject: string | undefined
+    let sni: string | undefined
+    const upgrade = Effect.fnUntraced(function* (alpn?: ReadonlyArray<string>) {
+      const secure: tls.TLSSocket = yield* acceptTls(conn.client, options.tls!, alpn)
+      conn.client = secure
+      const denied = clientCertProblem(secure, options.tls!)
+      if (denied) return yield* denied
+      if (alpn !== undefined && secure.alpnProtocol !== "postgresql") {
+        // PostgreSQL 17 requires the ALPN to prove the client meant to speak Postgres over direct TLS.
+        return yield* badRequest('direct TLS without ALPN protocol "postgresql"')
+      }
+      tlsDone = true
+      subject = options.tls!.requireClientCert ? subjectOf(secure) : undefined
+      sni = (secure as tls.TLSSocket & { servername?: string | false }).servername || undefined
+    })
+
+    let rest: Buffer | undefined
+    // At most: SSLRequest or GSSENCRequest (each once), then the startup message or a cancel request.
+    for (let round = 0; round < 3; round++) {
+      const read = yield* readFrame<First>(conn.client, decodeFirst, maxHandshakeBytes, rest)
+      rest = read.rest
+      const packet = read.value
+      switch (packet._tag) {
+        case "DirectTls": {
+          if (tlsDone || options.tls === undefined) {
+            return yield* badRequest(options.tls === undefined ? "TLS is not enabled on this listener" : "TLS twice")
+          }
+          conn.client.unshift(rest)
+          rest = undefined
+          yield* upgrade(["postgresql"])
+          continue
+        }
+        case "SSLRequest": {
+          // Bytes behind an SSLRequest would be read as if they came over TLS (CVE-2021-23214): refuse them.
+          if (tlsDone || rest.length > 0) return yield* badRequest("unexpected data after SSLRequest")
+          if (options.tls === undefined) {
+            conn.client.write(SSL_REFUSED)
+            tlsDone = true
+            continue
+          }
+          conn.client.write(SSL_ACCEPTED)
+          yield* upgrade()
+          continue
+        }
+        case "GSSENCRequest": {
+          if (gssDone || rest.length > 0) return yield* badRequest("unexpected GSSENCRequest")
+          gssDone = true
+          conn.client.write(SSL_REFUSED) // 'N': no GSSAPI encryption here; the client goes on (to TLS or plain).
+          continue
+        }
+        case "CancelRequest": {
+          const target = options.cancelKeys.find(packet.processId, packet.secretKey)
+          if (target === undefined) {
+            // Postgres answers an unknown key with silence, so a scanner learns nothing.
+            return yield* proxyError("NOT_FOUND", "client", `cancel request for unknown process ${packet.processId}`, {
+              quiet: true
+            })
+          }
+          return {
+            resourceId: `cancel:${packet.processId}`,
+            client: conn.client,
+            replay: Buffer.from(read.bytes),
+            target
+          } satisfies Identified
+        }
+        case "StartupMessage": {
+          const routed = routingKey(packet, options.routeBy, sni)
+          if (!("key" in routed)) return yield* routed
+          if (routed.key === "") return yield* badRequest("startup message names no database or user")
+          const state: PgState = {
+            startup: rest.length > 0 ? Buffer.concat([routed.startup, rest]) : Buffer.from(routed.startup)
+          }
+          return {
+            resourceId: routed.key,
+            client: conn.client,
+            tlsSubject: subject,
+            sni,
+            state
+          } satisfies Identified
+        }
+      }
+    }
+    return yield* badRequest("too many negotiation requests")
+  })
+
+  /** Sends SSLRequest to the backend, expects 'S', then starts TLS: for backends that need TLS from the proxy. */
+  const backendTls = Effect.fnUntraced(function* (backend: net.Socket, route: Route, tlsOptions: ClientTlsOptions) {
+    backend.write(SSL_REQUEST)
+    const answer = yield* readFrame(backend, decodeSslResponse, 1).pipe(
+      Effect.mapError((e) => proxyError("CONNECT_FAILED", "backend", `backend TLS negotiation failed: ${e.message}`))
+    )
+    if (answer.value === "N") {
+      return yield* proxyError("CONNECT_FAILED", "backend", `backend ${route.endpoint.host} does not accept TLS`)
+    }
+    return yield* connectTls(backend, { ...tlsOptions, servername: tlsOptions.servername ?? route.endpoint.host })
+  })
+
+  const upstreamTlsFor = (route: Route): ClientTlsOptions | undefined => {
+    const wanted = route.metadata.tls
+    if (wanted === false) return undefined
+    if (wanted === true) return options.upstreamTls ?? { rejectUnauthorized: true }
+    if (typeof wanted === "object" && wanted !== null) {
+      const w = wanted as { ca?: string; rejectUnauthorized?: boolean; servername?: string }
+      return { ca: w.ca, rejectUnauthorized: w.rejectUnauthorized ?? true, servername: w.servername }
+    }
+    return options.upstreamTls
+  }
+
+  return {
+    name: options.name ?? "postgres",
+    readsHandshake: true,
+    identify,
+    replay: (identified, route, backend) =>
+      Effect.gen(function* () {
+        const state = identified.state as PgState | undefined
+        // A cancel request goes to the backend as it came, in clear: Postgres reads it before any TLS.
+        if (state === undefined) {
+          backend.write(identified.replay!)
+          return backend
+        }
+        const tlsOptions = upstreamTlsFor(route)
+        const socket = tlsOptions ? yield* backendTls(backend, route, tlsOptions) : backend
+        socket.write(state.startup)
+        return socket
+      }),
+    relaying: (identified, backend, target) => {
+      if (identified.state !== undefined) watchBackendKeyData(backend, target, options.cancelKeys)
+    },
+    refuse: (client, error) => {
+      client.end(pgErrorFor(error))
+    }
+  }
+}

@@ -1,0 +1,82 @@
+// identify helper: read from a socket until a pure decoder returns a frame. The decoder never sees the socket and the
+// socket is paused again before the frame is handed over, so nothing after the frame is lost or read twice.
+
+import type * as net from "node:net"
+import { Effect } from "effect"
+import { type ProxyError, proxyError } from "../domain/ProxyError.ts"
+
+/** The result shape every codec in src/codec returns. */
+export type DecodeResult<A> =
+  | { readonly _tag: "Need"; readonly bytes: number }
+  | { readonly _tag: "Frame"; readonly value: A; readonly size: number }
+  | { readonly _tag: "Invalid"; readonly reason: string }
+
+export interface ReadFrame<A> {
+  readonly value: A
+  /** The frame's own bytes. */
+  readonly bytes: Buffer
+  /** Bytes that arrived after the frame. */
+  readonly rest: Buffer
+}
+
+const empty = Buffer.alloc(0)
+
+/**
+ * Reads until `decode` answers Frame (success) or Invalid (BAD_REQUEST). Fails if the client closes first or sends
+ * more than `maxBytes` without completing a frame. `initial` holds bytes already read (the rest of an earlier frame).
+ */
+export const readFrame = <A>(
+  socket: net.Socket,
+  decode: (buf: Buffer) => DecodeResult<A>,
+  maxBytes: number,
+  initial: Buffer = empty
+): Effect.Effect<ReadFrame<A>, ProxyError> =>
+  Effect.callback<ReadFrame<A>, ProxyError>((resume) => {
+    let buf = initial
+    const cleanup = () => {
+      socket.pause()
+      socket.off("data", onData)
+      socket.off("end", onEnd)
+      socket.off("close", onEnd)
+      socket.off("error", onError)
+    }
+    const attempt = (): boolean => {
+      if (buf.length === 0) return false
+      const d = decode(buf)
+      if (d._tag === "Need") {
+        if (buf.length + d.bytes > maxBytes) {
+          cleanup()
+          resume(Effect.fail(proxyError("BAD_REQUEST", "client", `handshake larger than ${maxBytes} bytes`)))
+          return true
+        }
+        return false
+      }
+      cleanup()
+      if (d._tag === "Invalid") resume(Effect.fail(proxyError("BAD_REQUEST", "client", d.reason)))
+      else resume(Effect.succeed({ value: d.value, bytes: buf.subarray(0, d.size), rest: buf.subarray(d.size) }))
+      return true
+    }
+    function onData(chunk: Buffer) {
+      buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk])
+      attempt()
+    }
+    function onEnd() {
+      cleanup()
+      resume(Effect.fail(proxyError("BAD_REQUEST", "client", "client closed the connection during its handshake")))
+    }
+    function onError(err: Error) {
+      cleanup()
+      resume(
+        Effect.fail(
+          proxyError("BAD_REQUEST", "client", `client connection failed during its handshake: ${err.message}`)
+        )
+      )
+    }
+    if (attempt()) return
+    socket.on("data", onData)
+    socket.once("end", onEnd)
+    socket.once("close", onEnd)
+    socket.once("error", onError)
+    socket.resume()
+    return Effect.sync(cleanup)
+  })
