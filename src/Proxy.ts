@@ -6,9 +6,9 @@ import { startAdmin } from "./admin/AdminServer.ts"
 import type { Config, ListenerName } from "./config/Config.ts"
 import { type ProxyError, proxyError } from "./domain/ProxyError.ts"
 import { type RunningListener, startListener } from "./listeners/Listener.ts"
+import type { ProtocolContext } from "./listeners/ProtocolContext.ts"
 import { CancelKeys } from "./listeners/postgres/CancelKeys.ts"
-import { type PgRouteBy, postgresProtocol } from "./listeners/postgres/postgres.ts"
-import { tcpProtocol } from "./listeners/tcp.ts"
+import { protocols } from "./listeners/registry.ts"
 import { loadServerTls } from "./listeners/tls.ts"
 import { Log } from "./services/Log.ts"
 import { Metrics } from "./services/Metrics.ts"
@@ -21,28 +21,38 @@ export interface ProxyHandle {
   readonly admin: { readonly host: string; readonly port: number } | undefined
 }
 
-/** The protocols built so far; a listener in the config without one here is refused at startup. */
-const protocolFor = Effect.fnUntraced(function* (name: ListenerName, config: Config, cancelKeys: CancelKeys) {
+/** Builds the protocol of one configured listener, loading its TLS files once. */
+const protocolFor = Effect.fnUntraced(function* (
+  name: ListenerName,
+  config: Config,
+  shared: ProtocolContext["shared"]
+) {
   const listener = config.listeners[name]!
-  const tlsFiles = listener.tls ?? config.tls
-  switch (name) {
-    case "tcp":
-      return tcpProtocol(listener.route!)
-    case "postgres": {
-      const upstream = listener.upstreamTls
-      return postgresProtocol({
-        tls: tlsFiles ? yield* loadServerTls(tlsFiles, `listeners.${name}.tls`) : undefined,
-        routeBy: (listener.routeBy ?? "database") as PgRouteBy,
-        upstreamTls: upstream && {
-          rejectUnauthorized: upstream.rejectUnauthorized,
-          ca: upstream.ca === undefined ? undefined : fs.readFileSync(upstream.ca)
-        },
-        cancelKeys
-      })
-    }
-    default:
-      return yield* proxyError("INTERNAL", "internal", `listeners.${name}: this protocol is not implemented yet`)
+  const factory = protocols[name]
+  if (factory === undefined) {
+    return yield* proxyError("INTERNAL", "internal", `listeners.${name}: this protocol is not implemented yet`)
   }
+  const tlsFiles = listener.tls ?? config.tls
+  const upstream = listener.upstreamTls
+  const upstreamCa = upstream?.ca
+  return factory({
+    name,
+    listener,
+    config,
+    tls: tlsFiles ? yield* loadServerTls(tlsFiles, `listeners.${name}.tls`) : undefined,
+    upstreamTls: upstream && {
+      rejectUnauthorized: upstream.rejectUnauthorized,
+      ca:
+        upstreamCa === undefined
+          ? undefined
+          : yield* Effect.try({
+              try: () => fs.readFileSync(upstreamCa),
+              catch: (e) =>
+                proxyError("INTERNAL", "internal", `listeners.${name}.upstreamTls.ca: ${(e as Error).message}`)
+            })
+    },
+    shared
+  })
 })
 
 /** The resolver from the config file's `routes`: the embedded default. */
@@ -70,9 +80,9 @@ export const startProxy = Effect.fnUntraced(function* (config: Config) {
   let ready = false
   const listeners: Array<RunningListener> = []
 
-  const cancelKeys = new CancelKeys()
+  const shared = { cancelKeys: new CancelKeys() }
   for (const name of Object.keys(config.listeners) as Array<ListenerName>) {
-    const protocol = yield* protocolFor(name, config, cancelKeys)
+    const protocol = yield* protocolFor(name, config, shared)
     listeners.push(yield* startListener(protocol, config.listeners[name]!, config.timeouts))
   }
 

@@ -3,11 +3,12 @@
 
 import { Effect } from "effect"
 import type { Protocol } from "./Protocol.ts"
+import type { ProtocolContext } from "./ProtocolContext.ts"
 
-export const tcpProtocol = (route: string, name = "tcp"): Protocol => ({
-  name,
+export const tcpProtocol = (ctx: ProtocolContext): Protocol => ({
+  name: ctx.name,
   readsHandshake: false,
-  identify: (conn) => Effect.succeed({ resourceId: route, client: conn.client }),
+  identify: (conn) => Effect.succeed({ resourceId: ctx.listener.route!, client: conn.client }),
   refuse: (client) => {
     // Drop what the client sent and close our side; the listener destroys the socket if the client lingers.
     client.resume()

@@ -6,6 +6,7 @@ import * as tls from "node:tls"
 import { Effect } from "effect"
 import type { TlsFiles } from "../config/Config.ts"
 import { type ProxyError, proxyError } from "../domain/ProxyError.ts"
+import type { Route } from "../domain/Route.ts"
 
 export interface ServerTls {
   readonly context: tls.SecureContext
@@ -106,3 +107,21 @@ export const connectTls = (socket: net.Socket, options: ClientTlsOptions): Effec
     })
     return Effect.sync(() => secure.destroy())
   })
+
+/**
+ * TLS towards a route's backend: `metadata.tls` (true, false, or { ca, rejectUnauthorized, servername }) overrides the
+ * listener's `upstreamTls`.
+ */
+export const upstreamTlsFor = (
+  route: Route,
+  listenerDefault: ClientTlsOptions | undefined
+): ClientTlsOptions | undefined => {
+  const wanted = route.metadata.tls
+  if (wanted === false) return undefined
+  if (wanted === true) return listenerDefault ?? { rejectUnauthorized: true }
+  if (typeof wanted === "object" && wanted !== null) {
+    const w = wanted as { ca?: string; rejectUnauthorized?: boolean; servername?: string }
+    return { ca: w.ca, rejectUnauthorized: w.rejectUnauthorized ?? true, servername: w.servername }
+  }
+  return listenerDefault
+}

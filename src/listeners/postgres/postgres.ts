@@ -19,8 +19,17 @@ import {
 import { type ProxyError, proxyError } from "../../domain/ProxyError.ts"
 import type { Route } from "../../domain/Route.ts"
 import type { ClientConnection, Identified, Protocol } from "../Protocol.ts"
+import type { ProtocolContext } from "../ProtocolContext.ts"
 import { readFrame } from "../readFrame.ts"
-import { acceptTls, type ClientTlsOptions, clientCertProblem, connectTls, type ServerTls, subjectOf } from "../tls.ts"
+import {
+  acceptTls,
+  type ClientTlsOptions,
+  clientCertProblem,
+  connectTls,
+  type ServerTls,
+  subjectOf,
+  upstreamTlsFor
+} from "../tls.ts"
 import type { CancelKeys } from "./CancelKeys.ts"
 import { pgErrorFor } from "./errorResponse.ts"
 import { watchBackendKeyData } from "./keyDataTap.ts"
@@ -88,7 +97,16 @@ const routingKey = (
   }
 }
 
-export const postgresProtocol = (options: PostgresOptions): Protocol => {
+export const postgresProtocol = (ctx: ProtocolContext): Protocol =>
+  makePostgresProtocol({
+    name: ctx.name,
+    tls: ctx.tls,
+    routeBy: (ctx.listener.routeBy ?? "database") as PgRouteBy,
+    upstreamTls: ctx.upstreamTls,
+    cancelKeys: ctx.shared.cancelKeys
+  })
+
+export const makePostgresProtocol = (options: PostgresOptions): Protocol => {
   const identify = Effect.fnUntraced(function* (conn: ClientConnection) {
     let tlsDone = false
     let gssDone = false
@@ -189,17 +207,6 @@ export const postgresProtocol = (options: PostgresOptions): Protocol => {
     return yield* connectTls(backend, { ...tlsOptions, servername: tlsOptions.servername ?? route.endpoint.host })
   })
 
-  const upstreamTlsFor = (route: Route): ClientTlsOptions | undefined => {
-    const wanted = route.metadata.tls
-    if (wanted === false) return undefined
-    if (wanted === true) return options.upstreamTls ?? { rejectUnauthorized: true }
-    if (typeof wanted === "object" && wanted !== null) {
-      const w = wanted as { ca?: string; rejectUnauthorized?: boolean; servername?: string }
-      return { ca: w.ca, rejectUnauthorized: w.rejectUnauthorized ?? true, servername: w.servername }
-    }
-    return options.upstreamTls
-  }
-
   return {
     name: options.name ?? "postgres",
     readsHandshake: true,
@@ -212,7 +219,7 @@ export const postgresProtocol = (options: PostgresOptions): Protocol => {
           backend.write(identified.replay!)
           return backend
         }
-        const tlsOptions = upstreamTlsFor(route)
+        const tlsOptions = upstreamTlsFor(route, options.upstreamTls)
         const socket = tlsOptions ? yield* backendTls(backend, route, tlsOptions) : backend
         socket.write(state.startup)
         return socket
