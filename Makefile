@@ -55,3 +55,15 @@ format: deps
 
 clean:
 	rm -rf dist node_modules .tools
+
+# Benchmarks: never part of `make test`. Results go to bench/results/ (see bench/README.md).
+# Options pass through BENCH_ARGS, e.g. make bench BENCH_ARGS="--listener postgres --duration 5 --clients 1,10"
+BENCH_ARGS ?=
+
+.PHONY: bench-pg
+
+bench-pg: build
+	bash scripts/install-bench-deps.sh
+	node bench/pg/pgbench.ts $(BENCH_ARGS)
+
+bench: bench-pg

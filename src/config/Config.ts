@@ -21,6 +21,8 @@ export interface ListenerConfig {
   readonly maxConnections: number
   /** Generic TCP listener only: every connection goes to this resource id. */
   readonly route?: string | undefined
+  /** The resource used when the handshake names none (e.g. a MySQL client without a database). */
+  readonly defaultRoute?: string | undefined
   /** Which part of the handshake is the routing key (postgres: database | user | user-suffix | sni). */
   readonly routeBy?: string | undefined
   /** Open TLS to the backends of this listener (a route's `metadata.tls` overrides it). */

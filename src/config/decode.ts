@@ -115,11 +115,12 @@ const listener = (name: ListenerName, v: unknown, baseDir: string): ListenerConf
     "tls",
     "maxConnections",
     ...(name === "tcp" ? ["route"] : []),
-    ...(routeBy ? ["routeBy", "upstreamTls"] : [])
+    ...(routeBy ? ["routeBy", "upstreamTls", "defaultRoute"] : [])
   ]
   const o = object(v ?? {}, key, known)
   return {
     routeBy: routeBy ? oneOf(o.routeBy, `${key}.routeBy`, routeBy, routeBy[0]!) : undefined,
+    defaultRoute: o.defaultRoute === undefined ? undefined : str(o.defaultRoute, `${key}.defaultRoute`),
     upstreamTls: upstreamTls(o.upstreamTls, `${key}.upstreamTls`, baseDir),
     host: host(o.host, `${key}.host`, defaults.listenerHost),
     port: int(o.port, `${key}.port`, 0, 65535),
