@@ -74,13 +74,13 @@ export const servicesLayer = (config: Config, resolver: Layer.Layer<Resolver, un
  * Starts every configured listener and the admin endpoint. When the scope closes, listeners stop accepting,
  * open connections get up to `timeouts.drain` seconds to finish, and whatever is left is closed.
  */
-export const startProxy = Effect.fnUntraced(function* (config: Config) {
+export const startProxy = Effect.fnUntraced(function* (config: Config, cancelKeys: CancelKeys = new CancelKeys()) {
   const log = yield* Log
   const metrics = yield* Metrics
   let ready = false
   const listeners: Array<RunningListener> = []
 
-  const shared = { cancelKeys: new CancelKeys() }
+  const shared = { cancelKeys }
   for (const name of Object.keys(config.listeners) as Array<ListenerName>) {
     const protocol = yield* protocolFor(name, config, shared)
     listeners.push(yield* startListener(protocol, config.listeners[name]!, config.timeouts))
@@ -96,8 +96,6 @@ export const startProxy = Effect.fnUntraced(function* (config: Config) {
           metrics: () => Effect.runPromise(metrics.prometheus)
         })
   if (admin) log.info("admin listening", { host: admin.host, port: admin.port, paths: "/healthz /readyz /metrics" })
-  if (config.workers !== 1)
-    log.warn("workers: only one proxy process is supported yet; running one", { workers: config.workers })
   // Registered last so it runs first: readiness turns 503 and the admin endpoint keeps answering while the listeners
   // drain; their own finalizers then only close what is left.
   yield* Effect.addFinalizer(() =>
@@ -131,6 +129,8 @@ export interface RunOptions {
   readonly resolver?: Layer.Layer<Resolver, unknown>
   /** Log sink; default: stdout per `config.log`. */
   readonly log?: Layer.Layer<Log>
+  /** Postgres cancel keys; a cluster worker passes one backed by the primary's table. */
+  readonly cancelKeys?: CancelKeys
 }
 
 /**
@@ -150,5 +150,5 @@ export const runProxy = (
           : proxyError("INTERNAL", "internal", `cannot start services: ${String(e)}`)
       )
     )
-    return yield* startProxy(config).pipe(Effect.provideContext(context))
+    return yield* startProxy(config, options.cancelKeys).pipe(Effect.provideContext(context))
   })

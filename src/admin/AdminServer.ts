@@ -5,12 +5,18 @@ import type * as net from "node:net"
 import { Effect } from "effect"
 import { type ProxyError, proxyError } from "../domain/ProxyError.ts"
 
+export interface ListenerInfo {
+  readonly host: string
+  readonly port: number
+  readonly open: number
+}
+
+type Listeners = Readonly<Record<string, { readonly host: string; readonly port: number; readonly open: number }>>
+
 export interface AdminState {
   /** False while starting and once draining: load balancers should stop sending. */
   readonly ready: () => boolean
-  readonly listeners: () => Readonly<
-    Record<string, { readonly host: string; readonly port: number; readonly open: number }>
-  >
+  readonly listeners: () => Listeners | Promise<Listeners>
   readonly metrics: () => Promise<string>
 }
 
@@ -34,7 +40,10 @@ const handle = (state: AdminState) => (req: http.IncomingMessage, res: http.Serv
       return json(res, 200, { status: "ok" })
     case "/readyz": {
       const ready = state.ready()
-      return json(res, ready ? 200 : 503, { ready, listeners: state.listeners() })
+      return Promise.resolve(state.listeners()).then(
+        (listeners) => json(res, ready ? 200 : 503, { ready, listeners }),
+        (e) => json(res, 500, { error: String(e) })
+      )
     }
     case "/metrics":
       return state.metrics().then(

@@ -1,8 +1,12 @@
 // `polyproxy` subcommands. Exit codes: 0 ok, 1 runtime failure, 2 bad usage or bad config.
 
+import cluster from "node:cluster"
 import * as fs from "node:fs"
+import * as os from "node:os"
 import { fileURLToPath } from "node:url"
 import { Cause, Effect, Exit, Fiber } from "effect"
+import { runPrimary } from "../cluster/primary.ts"
+import { runWorker } from "../cluster/worker.ts"
 import type { Config, TlsFiles } from "../config/Config.ts"
 import { ConfigError } from "../config/decode.ts"
 import { documentedEnv } from "../config/env.ts"
@@ -78,6 +82,9 @@ const configFile = (args: ReadonlyArray<string>) =>
 export const serve = (args: ReadonlyArray<string>) => {
   const file = configFile(args)
   const config = load(file)
+  const workers = config.workers === 0 ? os.availableParallelism() : config.workers
+  if (cluster.isWorker) return runWorker(config)
+  if (workers > 1) return runPrimary(config, workers)
   const fiber = Effect.runFork(Effect.scoped(Effect.andThen(runProxy(config), Effect.never)))
   let signals = 0
   const stop = (signal: string) => {

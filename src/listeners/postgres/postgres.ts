@@ -161,7 +161,7 @@ export const makePostgresProtocol = (options: PostgresOptions): Protocol => {
           continue
         }
         case "CancelRequest": {
-          const target = options.cancelKeys.find(packet.processId, packet.secretKey)
+          const target = yield* Effect.promise(() => options.cancelKeys.find(packet.processId, packet.secretKey))
           if (target === undefined) {
             // Postgres answers an unknown key with silence, so a scanner learns nothing.
             return yield* proxyError("NOT_FOUND", "client", `cancel request for unknown process ${packet.processId}`, {

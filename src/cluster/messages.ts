@@ -1,0 +1,23 @@
+// IPC between the cluster primary and its workers. Small JSON messages; the data path never uses them.
+import type { VettedEndpoint } from "../domain/Endpoint.ts"
+
+export interface ListenerStatus {
+  readonly name: string
+  readonly host: string
+  readonly port: number
+  readonly open: number
+}
+
+export type FromWorker =
+  | { readonly t: "ready"; readonly listeners: ReadonlyArray<ListenerStatus> }
+  | { readonly t: "metrics"; readonly id: number; readonly text: string }
+  | { readonly t: "status"; readonly id: number; readonly listeners: ReadonlyArray<ListenerStatus> }
+  | { readonly t: "ck+"; readonly key: string; readonly target: VettedEndpoint }
+  | { readonly t: "ck-"; readonly key: string }
+  | { readonly t: "ck?"; readonly id: number; readonly key: string }
+
+export type FromPrimary =
+  | { readonly t: "metrics?"; readonly id: number }
+  | { readonly t: "status?"; readonly id: number }
+  | { readonly t: "ck="; readonly id: number; readonly target: VettedEndpoint | null }
+  | { readonly t: "shutdown" }

@@ -1,0 +1,195 @@
+// The primary process of `workers: N`: forks the workers (node:cluster shares each listening port among them,
+// round-robin), restarts a worker that dies, serves the admin endpoint with every worker's metrics summed, keeps the
+// cluster-wide Postgres cancel-key table, and drains every worker on SIGTERM/SIGINT.
+import cluster, { type Worker } from "node:cluster"
+import { Context, Effect, Exit, Metric } from "effect"
+import { PrometheusMetrics } from "effect/observability"
+import { startAdmin } from "../admin/AdminServer.ts"
+import type { Config } from "../config/Config.ts"
+import type { VettedEndpoint } from "../domain/Endpoint.ts"
+import { makeLog } from "../services/Log.ts"
+import { sumPrometheus } from "./aggregate.ts"
+import type { FromPrimary, FromWorker, ListenerStatus } from "./messages.ts"
+
+/** A worker that dies this soon after starting is crash-looping: wait before the next restart, doubling up to 30 s. */
+const healthyAfterMs = 10_000
+const maxBackoffMs = 30_000
+/** A worker that does not answer a metrics or status question within this is left out of that answer. */
+const askTimeoutMs = 2_000
+
+const restarts = Metric.counter("polyproxy_worker_restarts_total", {
+  description: "Worker processes restarted after dying",
+  incremental: true
+})
+const workersUp = Metric.gauge("polyproxy_workers", { description: "Worker processes running and ready" })
+const ctx = Context.empty()
+
+interface Slot {
+  worker: Worker
+  ready: boolean
+  startedAt: number
+  backoffMs: number
+  listeners: ReadonlyArray<ListenerStatus>
+}
+
+export const runPrimary = (config: Config, count: number): void => {
+  const log = makeLog(config.log)
+  const slots: Array<Slot> = []
+  const cancelKeys = new Map<string, { target: VettedEndpoint; worker: number }>()
+  const answers = new Map<number, (m: FromWorker) => void>()
+  let nextId = 1
+  let stopping = false
+
+  const refreshGauge = () => workersUp.updateUnsafe(slots.filter((s) => s.ready).length, ctx)
+
+  const onMessage = (slot: Slot) => (m: FromWorker) => {
+    switch (m.t) {
+      case "ready":
+        slot.ready = true
+        slot.listeners = m.listeners
+        refreshGauge()
+        if (slots.every((s) => s.ready)) {
+          log.info("workers ready", { workers: slots.length, listeners: m.listeners.map((l) => `${l.name}:${l.port}`) })
+        }
+        return
+      case "ck+":
+        cancelKeys.set(m.key, { target: m.target, worker: slot.worker.id })
+        return
+      case "ck-":
+        cancelKeys.delete(m.key)
+        return
+      case "ck?": {
+        const reply: FromPrimary = { t: "ck=", id: m.id, target: cancelKeys.get(m.key)?.target ?? null }
+        slot.worker.send(reply)
+        return
+      }
+      default: {
+        const answer = answers.get(m.id)
+        answers.delete(m.id)
+        answer?.(m)
+      }
+    }
+  }
+
+  const fork = (slot?: Slot): Slot => {
+    const worker = cluster.fork()
+    const s: Slot = slot ?? { worker, ready: false, startedAt: 0, backoffMs: 1_000, listeners: [] }
+    s.worker = worker
+    s.ready = false
+    s.startedAt = Date.now()
+    worker.on("message", onMessage(s))
+    worker.on("exit", (code, signal) => {
+      s.ready = false
+      refreshGauge()
+      // Its sessions are gone: so are their cancel keys.
+      for (const [key, v] of cancelKeys) if (v.worker === worker.id) cancelKeys.delete(key)
+      if (stopping) return
+      const quick = Date.now() - s.startedAt < healthyAfterMs
+      s.backoffMs = quick ? Math.min(s.backoffMs * 2, maxBackoffMs) : 1_000
+      const delay = quick ? s.backoffMs : 0
+      restarts.updateUnsafe(1, ctx)
+      log.error("worker died, restarting", { pid: worker.process.pid, code, signal, restartInMs: delay })
+      setTimeout(() => {
+        if (!stopping) fork(s)
+      }, delay)
+    })
+    return s
+  }
+
+  /** Asks every ready worker one question and gathers the answers that come back in time. */
+  const askAll = async <A extends FromWorker>(question: (id: number) => FromPrimary): Promise<Array<A>> => {
+    const got: Array<A | undefined> = await Promise.all(
+      slots
+        .filter((s) => s.ready && s.worker.isConnected())
+        .map(
+          (s) =>
+            new Promise<A | undefined>((resolve) => {
+              const id = nextId++
+              const timer = setTimeout(() => {
+                answers.delete(id)
+                resolve(undefined)
+              }, askTimeoutMs)
+              answers.set(id, (m) => {
+                clearTimeout(timer)
+                resolve(m as A)
+              })
+              s.worker.send(question(id))
+            })
+        )
+    )
+    return got.filter((x): x is A => x !== undefined)
+  }
+
+  for (let i = 0; i < count; i++) slots.push(fork())
+  log.info("starting workers", { workers: count })
+
+  const adminFiber =
+    config.admin === undefined
+      ? undefined
+      : Effect.runFork(
+          Effect.scoped(
+            Effect.gen(function* () {
+              const admin = yield* startAdmin(config.admin!.host, config.admin!.port, {
+                ready: () => !stopping && slots.every((s) => s.ready),
+                listeners: async () => {
+                  const status = await askAll<Extract<FromWorker, { t: "status" }>>((id) => ({ t: "status?", id }))
+                  const merged: Record<string, { host: string; port: number; open: number }> = {}
+                  for (const l of status.flatMap((s) => s.listeners)) {
+                    const m = merged[l.name]
+                    merged[l.name] = { host: l.host, port: l.port, open: (m?.open ?? 0) + l.open }
+                  }
+                  return merged
+                },
+                metrics: async () => {
+                  const mine = await Effect.runPromise(PrometheusMetrics.format())
+                  const theirs = await askAll<Extract<FromWorker, { t: "metrics" }>>((id) => ({ t: "metrics?", id }))
+                  return sumPrometheus([mine, ...theirs.map((m) => m.text)])
+                }
+              })
+              log.info("admin listening", {
+                host: admin.host,
+                port: admin.port,
+                paths: "/healthz /readyz /metrics",
+                workers: count
+              })
+              return yield* Effect.never
+            })
+          )
+        )
+  adminFiber?.addObserver((exit) => {
+    if (Exit.isFailure(exit) && !stopping) {
+      log.error("admin endpoint failed", { cause: String(exit.cause) })
+      process.exit(1)
+    }
+  })
+
+  let signals = 0
+  const stop = (signal: string) => {
+    if (++signals > 1) {
+      for (const s of slots) s.worker.process.kill("SIGKILL")
+      process.exit(0)
+    }
+    stopping = true
+    log.info("stopping workers", { signal, drainSeconds: config.timeouts.drain })
+    for (const s of slots) if (s.worker.isConnected()) s.worker.send({ t: "shutdown" } satisfies FromPrimary)
+    // Workers drain within timeouts.drain; a worker stuck past that (and a margin) is killed.
+    const deadline = setTimeout(
+      () => {
+        for (const s of slots) if (!s.worker.isDead()) s.worker.process.kill("SIGKILL")
+      },
+      config.timeouts.drain * 1000 + 5_000
+    )
+    deadline.unref()
+    const check = () => {
+      if (slots.every((s) => s.worker.isDead())) {
+        adminFiber?.interruptUnsafe()
+        log.info("stopped")
+        process.exit(0)
+      }
+    }
+    for (const s of slots) s.worker.once("exit", check)
+    check()
+  }
+  process.on("SIGTERM", () => stop("SIGTERM"))
+  process.on("SIGINT", () => stop("SIGINT"))
+}

@@ -1,0 +1,83 @@
+// A worker process of `workers: N`: runs the listeners (ports shared through node:cluster), no admin endpoint of its
+// own, and answers the primary's questions: metrics, listener status, and cancel keys of other workers' sessions.
+import { Cause, Effect, Exit } from "effect"
+import { PrometheusMetrics } from "effect/observability"
+import type { Config } from "../config/Config.ts"
+import type { VettedEndpoint } from "../domain/Endpoint.ts"
+import { CancelKeys, type SharedCancelKeys } from "../listeners/postgres/CancelKeys.ts"
+import { type ProxyHandle, runProxy } from "../Proxy.ts"
+import type { FromPrimary, FromWorker, ListenerStatus } from "./messages.ts"
+
+/** How long a cancel request waits for the primary's answer before it is dropped, as an unknown key would be. */
+const lookupTimeoutMs = 2_000
+
+const send = (m: FromWorker) => {
+  if (process.connected) process.send?.(m)
+}
+
+const statusOf = (handle: ProxyHandle | undefined): Array<ListenerStatus> =>
+  (handle?.listeners ?? []).map((l) => ({ name: l.name, host: l.host, port: l.port, open: l.open() }))
+
+export const runWorker = (config: Config): void => {
+  const waiting = new Map<number, (target: VettedEndpoint | undefined) => void>()
+  let nextId = 1
+  const shared: SharedCancelKeys = {
+    add: (key, target) => send({ t: "ck+", key, target }),
+    remove: (key) => send({ t: "ck-", key }),
+    lookup: (key) =>
+      new Promise((resolve) => {
+        const id = nextId++
+        const timer = setTimeout(() => {
+          if (waiting.delete(id)) resolve(undefined)
+        }, lookupTimeoutMs)
+        waiting.set(id, (target) => {
+          clearTimeout(timer)
+          resolve(target)
+        })
+        send({ t: "ck?", id, key })
+      })
+  }
+
+  let handle: ProxyHandle | undefined
+  const fiber = Effect.runFork(
+    Effect.scoped(
+      Effect.gen(function* () {
+        handle = yield* runProxy({ ...config, admin: undefined, workers: 1 }, { cancelKeys: new CancelKeys(shared) })
+        send({ t: "ready", listeners: statusOf(handle) })
+        return yield* Effect.never
+      })
+    )
+  )
+
+  const stop = () => fiber.interruptUnsafe()
+  process.on("message", (m: FromPrimary) => {
+    switch (m.t) {
+      case "metrics?":
+        void Effect.runPromise(PrometheusMetrics.format()).then((text) => send({ t: "metrics", id: m.id, text }))
+        return
+      case "status?":
+        send({ t: "status", id: m.id, listeners: statusOf(handle) })
+        return
+      case "ck=": {
+        const resolve = waiting.get(m.id)
+        waiting.delete(m.id)
+        resolve?.(m.target ?? undefined)
+        return
+      }
+      case "shutdown":
+        stop()
+    }
+  })
+  // A terminal's Ctrl-C reaches the whole process group: drain as the primary would ask.
+  process.on("SIGTERM", stop)
+  process.on("SIGINT", stop)
+  // The primary is gone (killed): nothing coordinates this worker any more.
+  process.on("disconnect", stop)
+  fiber.addObserver((exit) => {
+    if (Exit.isSuccess(exit) || Cause.hasInterruptsOnly(exit.cause)) process.exit(0)
+    const reason = exit.cause.reasons[0]
+    const message = reason?._tag === "Fail" ? (reason.error as { message?: string }).message : Cause.pretty(exit.cause)
+    process.stderr.write(`polyproxy worker ${process.pid}: cannot start: ${message}\n`)
+    process.exit(1)
+  })
+}
