@@ -1,7 +1,9 @@
 // Composition root: config + services + listeners + admin, started together and drained together.
 
 import * as fs from "node:fs"
-import { Effect, Layer, type Scope } from "effect"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import type * as Scope from "effect/Scope"
 import { startAdmin } from "./admin/AdminServer.ts"
 import type { Config, ListenerName } from "./config/Config.ts"
 import { type ProxyError, proxyError } from "./domain/ProxyError.ts"

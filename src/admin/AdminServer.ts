@@ -2,7 +2,7 @@
 
 import * as http from "node:http"
 import type * as net from "node:net"
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import { type ProxyError, proxyError } from "../domain/ProxyError.ts"
 
 export interface ListenerInfo {

@@ -2,12 +2,15 @@
 // round-robin), restarts a worker that dies, serves the admin endpoint with every worker's metrics summed, keeps the
 // cluster-wide Postgres cancel-key table, and drains every worker on SIGTERM/SIGINT.
 import cluster, { type Worker } from "node:cluster"
-import { Context, Effect, Exit, Metric } from "effect"
-import { PrometheusMetrics } from "effect/observability"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Metric from "effect/Metric"
 import { startAdmin } from "../admin/AdminServer.ts"
 import type { Config } from "../config/Config.ts"
 import type { VettedEndpoint } from "../domain/Endpoint.ts"
 import { makeLog } from "../services/Log.ts"
+import { prometheusText } from "../services/prometheus.ts"
 import { sumPrometheus } from "./aggregate.ts"
 import type { FromPrimary, FromWorker, ListenerStatus } from "./messages.ts"
 
@@ -141,7 +144,7 @@ export const runPrimary = (config: Config, count: number): void => {
                   return merged
                 },
                 metrics: async () => {
-                  const mine = await Effect.runPromise(PrometheusMetrics.format())
+                  const mine = prometheusText()
                   const theirs = await askAll<Extract<FromWorker, { t: "metrics" }>>((id) => ({ t: "metrics?", id }))
                   return sumPrometheus([mine, ...theirs.map((m) => m.text)])
                 }

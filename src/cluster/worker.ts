@@ -1,11 +1,13 @@
 // A worker process of `workers: N`: runs the listeners (ports shared through node:cluster), no admin endpoint of its
 // own, and answers the primary's questions: metrics, listener status, and cancel keys of other workers' sessions.
-import { Cause, Effect, Exit } from "effect"
-import { PrometheusMetrics } from "effect/observability"
+import * as Cause from "effect/Cause"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import type { Config } from "../config/Config.ts"
 import type { VettedEndpoint } from "../domain/Endpoint.ts"
 import { CancelKeys, type SharedCancelKeys } from "../listeners/postgres/CancelKeys.ts"
 import { type ProxyHandle, runProxy } from "../Proxy.ts"
+import { prometheusText } from "../services/prometheus.ts"
 import type { FromPrimary, FromWorker, ListenerStatus } from "./messages.ts"
 
 /** How long a cancel request waits for the primary's answer before it is dropped, as an unknown key would be. */
@@ -53,7 +55,7 @@ export const runWorker = (config: Config): void => {
   process.on("message", (m: FromPrimary) => {
     switch (m.t) {
       case "metrics?":
-        void Effect.runPromise(PrometheusMetrics.format()).then((text) => send({ t: "metrics", id: m.id, text }))
+        send({ t: "metrics", id: m.id, text: prometheusText() })
         return
       case "status?":
         send({ t: "status", id: m.id, listeners: statusOf(handle) })

@@ -1,5 +1,5 @@
 // Every failure on a connection's path, with the facts each protocol needs to answer in its own words.
-import { Data } from "effect"
+import * as Data from "effect/Data"
 
 /** Why a connection could not be proxied. Each listener maps a reason to its protocol's error (see ARCHITECTURE.md). */
 export type Reason =

@@ -1,5 +1,5 @@
 // The typed failure a Resolver returns: the user's extension point, so the codes are few and stable.
-import { Data } from "effect"
+import * as Data from "effect/Data"
 
 export type ResolveCode = "NOT_FOUND" | "FORBIDDEN" | "UNAVAILABLE" | "TIMEOUT" | "INTERNAL"
 export const resolveCodes: ReadonlyArray<ResolveCode> = ["NOT_FOUND", "FORBIDDEN", "UNAVAILABLE", "TIMEOUT", "INTERNAL"]

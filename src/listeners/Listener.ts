@@ -2,7 +2,10 @@
 // A short fiber runs the handshake phases and ends; the relay that follows is plain Node callbacks.
 
 import * as net from "node:net"
-import { Context, Effect, Exit, type Fiber } from "effect"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import type * as Fiber from "effect/Fiber"
 import type { ListenerConfig } from "../config/Config.ts"
 import { formatEndpoint, type VettedEndpoint } from "../domain/Endpoint.ts"
 import { ProxyError, proxyError } from "../domain/ProxyError.ts"

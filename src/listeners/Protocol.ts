@@ -1,7 +1,7 @@
 // What each protocol listener supplies to the shared accept loop: how to find the routing key, and how to say no.
 
 import type * as net from "node:net"
-import type { Effect } from "effect"
+import type * as Effect from "effect/Effect"
 import type { VettedEndpoint } from "../domain/Endpoint.ts"
 import type { ProxyError } from "../domain/ProxyError.ts"
 import type { Route } from "../domain/Route.ts"

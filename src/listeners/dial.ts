@@ -1,7 +1,7 @@
 // connect phase: dial the vetted IP (never the host name again) with a deadline.
 
 import * as net from "node:net"
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import { formatEndpoint, type VettedEndpoint } from "../domain/Endpoint.ts"
 import { type ProxyError, proxyError } from "../domain/ProxyError.ts"
 

@@ -2,7 +2,7 @@
 // socket is paused again before the frame is handed over, so nothing after the frame is lost or read twice.
 
 import type * as net from "node:net"
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import { type ProxyError, proxyError } from "../domain/ProxyError.ts"
 
 /** The result shape every codec in src/codec returns. */

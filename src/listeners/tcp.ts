@@ -1,7 +1,7 @@
 // Generic TCP: every connection goes to one configured resource. Nothing is read from the client before the relay,
 // and a refusal is a plain close, since raw TCP has no error message to send.
 
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import type { Protocol } from "./Protocol.ts"
 import type { ProtocolContext } from "./ProtocolContext.ts"
 

@@ -3,7 +3,7 @@
 import * as fs from "node:fs"
 import type * as net from "node:net"
 import * as tls from "node:tls"
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import type { TlsFiles } from "../config/Config.ts"
 import { type ProxyError, proxyError } from "../domain/ProxyError.ts"
 import type { Route } from "../domain/Route.ts"

@@ -1,6 +1,7 @@
 // Structured logs: one line per event, JSON when stdout is not a TTY. Plain functions so Node callbacks can log
 // without running an Effect.
-import { Context, Layer } from "effect"
+import * as Context from "effect/Context"
+import * as Layer from "effect/Layer"
 import type { LogLevel } from "../config/Config.ts"
 
 export type Fields = Readonly<Record<string, unknown>>

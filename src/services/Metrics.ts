@@ -1,8 +1,12 @@
 // Counters, gauges and histograms, updated synchronously from Node callbacks (no fiber on the data path)
 // and rendered as Prometheus text for GET /metrics.
-import { Context, type Effect, Exit, Layer, Metric } from "effect"
-import { PrometheusMetrics } from "effect/observability"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
 import type { ProxyError } from "../domain/ProxyError.ts"
+import { prometheusText } from "./prometheus.ts"
 
 /** Per-listener handles, built once when the listener starts (attributes resolved then, not per connection). */
 export interface ListenerMetrics {
@@ -98,7 +102,7 @@ const make = (): MetricsShape => {
       resolveMs.updateUnsafe(ms, ctx)
     },
     cacheLookup: (hit) => (hit ? cacheHit : cacheMiss).updateUnsafe(1, ctx),
-    prometheus: PrometheusMetrics.format()
+    prometheus: Effect.sync(prometheusText)
   }
 }
 

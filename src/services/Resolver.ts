@@ -1,5 +1,7 @@
 // The user's extension point: resource id -> backend. Swap this layer for your own in production.
-import { Context, Effect, Layer } from "effect"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
 import { type Endpoint, parseEndpoint } from "../domain/Endpoint.ts"
 import { type ResolveCode, ResolveError, resolveCodes } from "../domain/ResolveError.ts"
 import type { ConnectionInfo, DisconnectInfo, Route } from "../domain/Route.ts"

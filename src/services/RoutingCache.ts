@@ -1,5 +1,10 @@
 // resolve + vet, cached: one resolver call per key per TTL, shared by every connection that asks meanwhile.
-import { Cache, Context, Duration, Effect, Exit, Layer } from "effect"
+import * as Cache from "effect/Cache"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
 import type { VettedEndpoint } from "../domain/Endpoint.ts"
 import { type ProxyError, proxyError } from "../domain/ProxyError.ts"
 import type { ResolveError } from "../domain/ResolveError.ts"

@@ -3,7 +3,9 @@
 
 import * as dns from "node:dns"
 import * as net from "node:net"
-import { Context, Effect, Layer } from "effect"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
 import { type Endpoint, formatEndpoint, type VettedEndpoint } from "../domain/Endpoint.ts"
 import { type ProxyError, proxyError } from "../domain/ProxyError.ts"
 import { type CidrList, cidrListContains, classifyIp, isUnspecifiedIp, parseCidrList } from "../domain/SpecialRanges.ts"

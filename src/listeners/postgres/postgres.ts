@@ -3,7 +3,7 @@
 
 import type * as net from "node:net"
 import type * as tls from "node:tls"
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import {
   databaseOf,
   decodeSslResponse,
