@@ -7,11 +7,14 @@ import type * as Scope from "effect/Scope"
 import { startAdmin } from "./admin/AdminServer.ts"
 import type { Config, ListenerName } from "./config/Config.ts"
 import { type ProxyError, proxyError } from "./domain/ProxyError.ts"
+import { Admission } from "./listeners/Admission.ts"
 import { type RunningListener, startListener } from "./listeners/Listener.ts"
 import type { ProtocolContext } from "./listeners/ProtocolContext.ts"
 import { CancelKeys } from "./listeners/postgres/CancelKeys.ts"
 import { protocols } from "./listeners/registry.ts"
 import { loadServerTls } from "./listeners/tls.ts"
+import { CircuitBreaker } from "./services/CircuitBreaker.ts"
+import { ColdStart } from "./services/ColdStart.ts"
 import { Log } from "./services/Log.ts"
 import { Metrics } from "./services/Metrics.ts"
 import { Resolver } from "./services/Resolver.ts"
@@ -62,7 +65,13 @@ export const staticResolver = (config: Config): Layer.Layer<Resolver> => Resolve
 
 /** Every service the listeners need, from config. Pass your own Resolver layer to replace the static map. */
 export const servicesLayer = (config: Config, resolver: Layer.Layer<Resolver, unknown> = staticResolver(config)) => {
-  const base = Layer.mergeAll(resolver, SsrfGuard.layer({ allow: config.ssrf.allow }), Metrics.layer)
+  const base = Layer.mergeAll(
+    resolver,
+    SsrfGuard.layer({ allow: config.ssrf.allow }),
+    Metrics.layer,
+    CircuitBreaker.layer(config.breaker),
+    ColdStart.layer(config.coldStart)
+  )
   const cache = RoutingCache.layer({
     ttl: config.cache.ttl,
     negativeTtl: config.cache.negativeTtl,
@@ -83,9 +92,10 @@ export const startProxy = Effect.fnUntraced(function* (config: Config, cancelKey
   const listeners: Array<RunningListener> = []
 
   const shared = { cancelKeys }
+  const admission = new Admission(config.limits)
   for (const name of Object.keys(config.listeners) as Array<ListenerName>) {
     const protocol = yield* protocolFor(name, config, shared)
-    listeners.push(yield* startListener(protocol, config.listeners[name]!, config.timeouts))
+    listeners.push(yield* startListener(protocol, config.listeners[name]!, config.timeouts, admission))
   }
 
   const admin =

@@ -59,7 +59,8 @@ beforeAll(async () => {
         postgres: { host: "127.0.0.1", port: 0, tls: { cert: certs.server.certPath, key: certs.server.keyPath } }
       },
       ssrf: { allow: ["127.0.0.0/8"] },
-      timeouts: { handshake: 1, resolve: 0.5, connect: 2 }
+      timeouts: { handshake: 1, resolve: 0.5, connect: 2 },
+      coldStart: { timeout: 1 }
     },
     resolver
   )
@@ -292,7 +293,7 @@ describe("postgres listener: every failure is an ErrorResponse with its SQLSTATE
     ["nosuchdb", "3D000", /no route for "nosuchdb"/],
     ["banned", "28000", /suspended/],
     ["meta", "28000", /169\.254\.169\.254/],
-    ["colddb", "57P03", /waking up/],
+    ["colddb", "57P03", /colddb did not become ready within 1s/],
     ["slowdb", "08006", /did not answer/],
     ["deaddb", "08006", /ECONNREFUSED/],
     ["brokendb", "XX000", /route store unreachable/]
@@ -300,7 +301,7 @@ describe("postgres listener: every failure is an ErrorResponse with its SQLSTATE
     const e = await connectError(database)
     expect(e.code).toBe(code)
     expect(e.message).toMatch(message)
-    if (code === "57P03") expect(e.hint).toContain("retry in 4 s")
+    if (code === "57P03") expect(e.hint).toMatch(/retry in \d+ s/)
   })
 
   it("a client that sends nothing gets 08006 after the handshake timeout", async () => {

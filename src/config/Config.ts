@@ -38,7 +38,9 @@ export interface UpstreamTls {
 
 /** Routing keys per protocol listener; the first is the default. */
 export const routeByOptions: Readonly<Partial<Record<ListenerName, ReadonlyArray<string>>>> = {
-  postgres: ["database", "user", "user-suffix", "sni"]
+  postgres: ["database", "user", "user-suffix", "sni"],
+  mysql: ["database", "user"],
+  smtp: ["ehlo", "rcpt"]
 }
 
 export interface RouteConfig {
@@ -76,6 +78,23 @@ export interface Config {
     readonly resolve: number
     readonly drain: number
   }
+  /** Connections held at once: 0 = no limit. Over a limit the client gets its protocol's "unavailable" error. */
+  readonly limits: {
+    readonly maxConnections: number
+    readonly perResource: number
+  }
+  /** Per backend endpoint: consecutive connect failures open the breaker; it fails fast for `cooldown` seconds. */
+  readonly breaker: {
+    readonly failureThreshold: number
+    readonly cooldown: number
+  }
+  /** Waiting for a sleeping backend: the Resolver said UNAVAILABLE with retryAfter, or a wakeable route refused. */
+  readonly coldStart: {
+    /** Seconds a client waits for its backend to wake before it gets "unavailable". */
+    readonly timeout: number
+    /** Clients that may wait per resource; more get "unavailable" at once. */
+    readonly maxQueue: number
+  }
   readonly log: {
     readonly level: LogLevel
     /** auto = JSON when stdout is not a TTY. */
@@ -91,5 +110,8 @@ export const defaults = {
   listenerHost: "0.0.0.0",
   cache: { ttl: 60, negativeTtl: 5, maxEntries: 100_000 },
   timeouts: { handshake: 10, connect: 5, idle: 0, resolve: 5, drain: 30 },
-  log: { level: "info" as LogLevel, format: "auto" as const }
+  log: { level: "info" as LogLevel, format: "auto" as const },
+  limits: { maxConnections: 0, perResource: 0 },
+  breaker: { failureThreshold: 5, cooldown: 10 },
+  coldStart: { timeout: 30, maxQueue: 1000 }
 } as const

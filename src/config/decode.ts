@@ -163,7 +163,10 @@ export const decodeConfig = (raw: unknown, baseDir: string): Config => {
     "ssrf",
     "timeouts",
     "log",
-    "tls"
+    "tls",
+    "limits",
+    "breaker",
+    "coldStart"
   ])
 
   const admin =
@@ -196,6 +199,9 @@ export const decodeConfig = (raw: unknown, baseDir: string): Config => {
   if (typeof cidrs === "string") throw new ConfigError("ssrf.allow", cidrs)
   const t = object(o.timeouts ?? {}, "timeouts", ["handshake", "connect", "idle", "resolve", "drain"])
   const l = object(o.log ?? {}, "log", ["level", "format"])
+  const lim = object(o.limits ?? {}, "limits", ["maxConnections", "perResource"])
+  const br = object(o.breaker ?? {}, "breaker", ["failureThreshold", "cooldown"])
+  const cs = object(o.coldStart ?? {}, "coldStart", ["timeout", "maxQueue"])
 
   return {
     workers: int(o.workers, "workers", 0, 1024, defaults.workers),
@@ -215,6 +221,18 @@ export const decodeConfig = (raw: unknown, baseDir: string): Config => {
       idle: seconds(t.idle, "timeouts.idle", defaults.timeouts.idle),
       resolve: seconds(t.resolve, "timeouts.resolve", defaults.timeouts.resolve),
       drain: seconds(t.drain, "timeouts.drain", defaults.timeouts.drain)
+    },
+    limits: {
+      maxConnections: int(lim.maxConnections, "limits.maxConnections", 0, 100_000_000, defaults.limits.maxConnections),
+      perResource: int(lim.perResource, "limits.perResource", 0, 100_000_000, defaults.limits.perResource)
+    },
+    breaker: {
+      failureThreshold: int(br.failureThreshold, "breaker.failureThreshold", 0, 1_000_000, defaults.breaker.failureThreshold),
+      cooldown: seconds(br.cooldown, "breaker.cooldown", defaults.breaker.cooldown)
+    },
+    coldStart: {
+      timeout: seconds(cs.timeout, "coldStart.timeout", defaults.coldStart.timeout),
+      maxQueue: int(cs.maxQueue, "coldStart.maxQueue", 0, 10_000_000, defaults.coldStart.maxQueue)
     },
     log: {
       level: oneOf<LogLevel>(l.level, "log.level", ["debug", "info", "warn", "error"], defaults.log.level),

@@ -20,6 +20,12 @@ const leaf: ReadonlyArray<readonly [string, Kind]> = [
   ["timeouts.idle", "number"],
   ["timeouts.resolve", "number"],
   ["timeouts.drain", "number"],
+  ["limits.maxConnections", "int"],
+  ["limits.perResource", "int"],
+  ["breaker.failureThreshold", "int"],
+  ["breaker.cooldown", "number"],
+  ["coldStart.timeout", "number"],
+  ["coldStart.maxQueue", "int"],
   ["log.level", "string"],
   ["log.format", "string"],
   ...["tls", ...listenerNames.map((n) => `listeners.${n}.tls`)].flatMap((p) => [

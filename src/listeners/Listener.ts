@@ -11,10 +11,13 @@ import { formatEndpoint, type VettedEndpoint } from "../domain/Endpoint.ts"
 import { ProxyError, proxyError } from "../domain/ProxyError.ts"
 import type { ConnectionInfo, Route } from "../domain/Route.ts"
 import { type RelayTotals, relay } from "../relay/relay.ts"
+import { CircuitBreaker } from "../services/CircuitBreaker.ts"
+import { ColdStart } from "../services/ColdStart.ts"
 import { Log } from "../services/Log.ts"
 import { Metrics } from "../services/Metrics.ts"
 import { Resolver } from "../services/Resolver.ts"
 import { RoutingCache } from "../services/RoutingCache.ts"
+import type { Admission } from "./Admission.ts"
 import { dial } from "./dial.ts"
 import type { ClientConnection, Identified, Protocol } from "./Protocol.ts"
 
@@ -38,6 +41,9 @@ export interface RunningListener {
   /** Ends whatever is still open (after the drain deadline). */
   readonly destroyAll: () => void
 }
+
+/** TCP keep-alive probes after this much silence, on both sides: finds peers that vanished without a FIN. */
+const keepAliveMs = 60_000
 
 /** How long a refused client gets to read our error before the socket is destroyed. */
 const refuseGraceMs = 2_000
@@ -85,21 +91,29 @@ const directRoute = (resourceId: string, target: VettedEndpoint): Route => ({
 export const startListener = Effect.fnUntraced(function* (
   protocol: Protocol,
   config: ListenerConfig,
-  timeouts: ListenerTimeouts
+  timeouts: ListenerTimeouts,
+  admission: Admission
 ) {
-  const context = yield* Effect.context<RoutingCache | Resolver | Metrics | Log>()
+  const context = yield* Effect.context<RoutingCache | Resolver | Metrics | Log | CircuitBreaker | ColdStart>()
   const cache = Context.get(context, RoutingCache)
   const resolver = Context.get(context, Resolver)
+  const breaker = Context.get(context, CircuitBreaker)
+  const coldStart = Context.get(context, ColdStart)
   const log = Context.get(context, Log)
   const metrics = Context.get(context, Metrics).listener(protocol.name)
   const runFork = Effect.runForkWith(context)
-  const open = new Set<net.Socket>()
+  // Accepted socket -> its resource once known (for the per-resource limit), "" before.
+  const open = new Map<net.Socket, string>()
   const handshakes = new Set<Fiber.Fiber<unknown, unknown>>()
   let idleWaiters: Array<() => void> = []
   const handshakeMs = timeouts.handshake * 1000
 
   const forget = (socket: net.Socket) => {
-    if (!open.delete(socket)) return
+    const resource = open.get(socket)
+    if (resource === undefined) return
+    open.delete(socket)
+    admission.leave()
+    if (resource !== "") admission.leaveResource(resource)
     if (open.size === 0 && idleWaiters.length > 0) {
       for (const w of idleWaiters) w()
       idleWaiters = []
@@ -129,7 +143,7 @@ export const startListener = Effect.fnUntraced(function* (
   }
 
   // identify -> resolve -> vet -> connect -> replay, all bounded; ends once the relay can start.
-  const handshake = Effect.fnUntraced(function* (conn: ClientConnection, info: ConnectionInfo) {
+  const handshake = Effect.fnUntraced(function* (conn: ClientConnection, info: ConnectionInfo, accepted: net.Socket) {
     const identified: Identified = yield* protocol.identify(conn).pipe(
       handshakeMs > 0
         ? Effect.timeoutOrElse({
@@ -149,17 +163,75 @@ export const startListener = Effect.fnUntraced(function* (
       identified.tlsSubject === undefined && identified.sni === undefined
         ? info
         : { ...info, tlsSubject: identified.tlsSubject, sni: identified.sni }
+    const limited = identified.target === undefined ? admission.enterResource(identified.resourceId) : undefined
+    if (limited) return yield* withResource(limited, identified.resourceId)
+    if (identified.target === undefined && open.has(accepted)) open.set(accepted, identified.resourceId)
     return yield* connect(identified, who).pipe(
       Effect.mapError((e) => (e.resourceId === undefined ? withResource(e, identified.resourceId) : e))
     )
   })
 
+  const wake = (resourceId: string) => (resolver.wake ? resolver.wake(resourceId) : resolver.track(resourceId))
+
+  /** resolve, holding the client while the Resolver reports the backend cold (UNAVAILABLE with retry-after). */
+  const resolve = (resourceId: string, who: ConnectionInfo) =>
+    cache.get(resourceId, who).pipe(
+      Effect.catchIf(
+        (e) => e.reason === "UNAVAILABLE" && e.source === "resolver" && e.retryAfter !== undefined,
+        () =>
+          Effect.andThen(
+            coldStart.await(
+              resourceId,
+              wake(resourceId),
+              Effect.andThen(cache.purge(resourceId), cache.get(resourceId, who))
+            ),
+            cache.get(resourceId, who)
+          )
+      )
+    )
+
+  /** connect, through the backend's circuit breaker; a wakeable route that refuses is treated as asleep. */
+  const connectTo = (
+    resourceId: string,
+    route: Route,
+    target: VettedEndpoint
+  ): Effect.Effect<net.Socket, ProxyError> => {
+    const key = `${target.ip}:${target.port}`
+    const timeoutMs = (route.timeout ?? timeouts.connect) * 1000
+    const attempt = Effect.suspend(() => {
+      const gate = breaker.admit(key)
+      if (!gate.ok) {
+        return Effect.fail(
+          proxyError("UNAVAILABLE", "backend", `backend ${formatEndpoint(target)} is failing (circuit open)`, {
+            retryAfter: gate.retryAfter
+          })
+        )
+      }
+      return dial(target, timeoutMs).pipe(
+        Effect.tap(() => Effect.sync(() => breaker.success(key))),
+        Effect.tapError((e) => Effect.sync(() => breaker.failure(key, e.message)))
+      )
+    })
+    if (route.metadata.wakeable !== true) return attempt
+    const probe = Effect.map(dial(target, timeoutMs), (s) => {
+      s.destroy()
+      breaker.success(key)
+    })
+    return attempt.pipe(
+      Effect.catchIf(
+        (e) => e.reason === "CONNECT_FAILED" || (e.reason === "UNAVAILABLE" && e.source === "backend"),
+        () => Effect.andThen(coldStart.await(resourceId, wake(resourceId), probe), dial(target, timeoutMs))
+      )
+    )
+  }
+
   const connect = Effect.fnUntraced(function* (identified: Identified, who: ConnectionInfo) {
     const { route, target } =
       identified.target === undefined
-        ? yield* cache.get(identified.resourceId, who)
+        ? yield* resolve(identified.resourceId, who)
         : { route: directRoute(identified.resourceId, identified.target), target: identified.target }
-    const dialed = yield* dial(target, (route.timeout ?? timeouts.connect) * 1000)
+    const dialed = yield* connectTo(identified.resourceId, route, target)
+    dialed.setKeepAlive(true, keepAliveMs)
     dialed.on("error", ignoreError)
     let backend = dialed
     if (protocol.replay) {
@@ -225,30 +297,32 @@ export const startListener = Effect.fnUntraced(function* (
 
   const onConnection = (socket: net.Socket) => {
     socket.on("error", ignoreError)
-    if (config.maxConnections > 0 && open.size >= config.maxConnections) {
+    const overLimit =
+      config.maxConnections > 0 && open.size >= config.maxConnections
+        ? proxyError(
+            "UNAVAILABLE",
+            "internal",
+            `listener ${protocol.name} is at its limit of ${config.maxConnections} connections`,
+            {
+              retryAfter: 1
+            }
+          )
+        : admission.enter()
+    if (overLimit) {
+      // Not tracked in `open` and nothing entered in `admission`: the refusal releases nothing.
+      metrics.accepted()
       const info = {
         protocol: protocol.name,
         remoteAddress: socket.remoteAddress ?? "",
         remotePort: socket.remotePort ?? 0
       }
-      metrics.accepted()
-      open.add(socket)
-      refuse(
-        socket,
-        socket,
-        proxyError(
-          "UNAVAILABLE",
-          "internal",
-          `listener ${protocol.name} is at its limit of ${config.maxConnections} connections`,
-          { retryAfter: 1 }
-        ),
-        info
-      )
+      refuse(socket, socket, overLimit, info)
       return
     }
     socket.setNoDelay(true)
+    socket.setKeepAlive(true, keepAliveMs)
     metrics.accepted()
-    open.add(socket)
+    open.set(socket, "")
     const started = performance.now()
     const info: ConnectionInfo = {
       protocol: protocol.name,
@@ -256,7 +330,7 @@ export const startListener = Effect.fnUntraced(function* (
       remotePort: socket.remotePort ?? 0
     }
     const conn: ClientConnection = { client: socket }
-    const fiber = runFork(handshake(conn, info))
+    const fiber = runFork(handshake(conn, info, socket))
     handshakes.add(fiber)
     fiber.addObserver((exit) => {
       handshakes.delete(fiber)
@@ -298,7 +372,7 @@ export const startListener = Effect.fnUntraced(function* (
     whenIdle: () => (open.size === 0 ? Promise.resolve() : new Promise<void>((resolve) => idleWaiters.push(resolve))),
     destroyAll: () => {
       for (const fiber of handshakes) fiber.interruptUnsafe()
-      for (const socket of open) socket.destroy()
+      for (const socket of open.keys()) socket.destroy()
     }
   }
   yield* Effect.addFinalizer(() =>

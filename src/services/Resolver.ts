@@ -11,6 +11,11 @@ export interface ResolverShape {
   readonly resolve: (resourceId: string, info?: ConnectionInfo) => Effect.Effect<Route, ResolveError>
   /** A connection for `resourceId` was seen: resolvers that scale backends to zero use it as a keep-alive beat. */
   readonly track: (resourceId: string) => Effect.Effect<void>
+  /**
+   * Wake a sleeping backend (called once per cold period, however many clients wait). Absent = `track` is called
+   * instead, as a keep-alive beat.
+   */
+  readonly wake?: ((resourceId: string) => Effect.Effect<void>) | undefined
   /** Forget what is known of `resourceId` (the RoutingCache purges its own entry too). */
   readonly purge: (resourceId: string) => Effect.Effect<void>
   readonly getStats: Effect.Effect<Readonly<Record<string, unknown>>>
@@ -37,6 +42,7 @@ export interface AsyncResolver {
     info?: ConnectionInfo
   ): Promise<AsyncRoute | null | undefined> | AsyncRoute | null | undefined
   track?(resourceId: string): Promise<void> | void
+  wake?(resourceId: string): Promise<void> | void
   purge?(resourceId: string): Promise<void> | void
   getStats?(): Promise<Record<string, unknown>> | Record<string, unknown>
   onConnect?(resourceId: string, info: ConnectionInfo): Promise<void> | void
@@ -133,6 +139,7 @@ export class Resolver extends Context.Service<Resolver, ResolverShape>()("polypr
           })
         ),
       track: (id) => (impl.track ? hook(() => impl.track!(id)) : Effect.void),
+      wake: impl.wake ? (id) => hook(() => impl.wake!(id)) : undefined,
       purge: (id) => (impl.purge ? hook(() => impl.purge!(id)) : Effect.void),
       getStats: impl.getStats
         ? call(() => impl.getStats!()).pipe(Effect.catch((e) => Effect.succeed({ error: String(e) })))
