@@ -139,6 +139,9 @@ const startLocal = async (s: Setup): Promise<PostgresServer> => {
         // The readiness and port-clash patterns below are matched against English messages.
         "-c",
         "lc_messages=C",
+        // Specs open 100+ concurrent sessions through the proxy (Postgres' default is 100, 3 kept for superusers).
+        "-c",
+        "max_connections=300",
         ...tlsArgs
       ],
       account,
