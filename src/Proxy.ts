@@ -13,7 +13,7 @@ import type { ProtocolContext } from "./listeners/ProtocolContext.ts"
 import { CancelKeys } from "./listeners/postgres/CancelKeys.ts"
 import { protocols } from "./listeners/registry.ts"
 import { loadServerTls } from "./listeners/tls.ts"
-import { CircuitBreaker } from "./services/CircuitBreaker.ts"
+import { type BackendHealth, CircuitBreaker } from "./services/CircuitBreaker.ts"
 import { ColdStart } from "./services/ColdStart.ts"
 import { Log } from "./services/Log.ts"
 import { Metrics } from "./services/Metrics.ts"
@@ -21,9 +21,18 @@ import { Resolver } from "./services/Resolver.ts"
 import { RoutingCache } from "./services/RoutingCache.ts"
 import { SsrfGuard } from "./services/SsrfGuard.ts"
 
+/** What the admin API can ask of one proxy process (the cluster primary asks each worker the same). */
+export interface AdminOps {
+  readonly backends: () => ReadonlyArray<BackendHealth>
+  readonly stats: () => Promise<Record<string, unknown>>
+  readonly purge: (resourceId: string) => Promise<void>
+  readonly drain: () => void
+}
+
 export interface ProxyHandle {
   readonly listeners: ReadonlyArray<RunningListener>
   readonly admin: { readonly host: string; readonly port: number } | undefined
+  readonly ops: AdminOps
 }
 
 /** Builds the protocol of one configured listener, loading its TLS files once. */
@@ -98,6 +107,26 @@ export const startProxy = Effect.fnUntraced(function* (config: Config, cancelKey
     listeners.push(yield* startListener(protocol, config.listeners[name]!, config.timeouts, admission))
   }
 
+  const breaker = yield* CircuitBreaker
+  const cache = yield* RoutingCache
+  const resolver = yield* Resolver
+  const coldStart = yield* ColdStart
+  const ops: AdminOps = {
+    backends: () => breaker.snapshot(),
+    stats: async () => ({
+      pid: process.pid,
+      connections: Object.fromEntries(listeners.map((l) => [l.name, l.open()])),
+      cache: await Effect.runPromise(cache.stats),
+      coldStartWaiting: Object.fromEntries(coldStart.waiting()),
+      resolver: await Effect.runPromise(resolver.getStats)
+    }),
+    purge: (resourceId) => Effect.runPromise(cache.purge(resourceId)),
+    drain: () => {
+      ready = false
+      for (const l of listeners) l.stopAccepting()
+      log.info("draining on request (POST /admin/drain)", { connections: listeners.reduce((n, l) => n + l.open(), 0) })
+    }
+  }
   const admin =
     config.admin === undefined
       ? undefined
@@ -105,7 +134,12 @@ export const startProxy = Effect.fnUntraced(function* (config: Config, cancelKey
           ready: () => ready,
           listeners: () =>
             Object.fromEntries(listeners.map((l) => [l.name, { host: l.host, port: l.port, open: l.open() }])),
-          metrics: () => Effect.runPromise(metrics.prometheus)
+          metrics: () => Effect.runPromise(metrics.prometheus),
+          backends: ops.backends,
+          stats: ops.stats,
+          purge: ops.purge,
+          drain: ops.drain,
+          token: config.admin.token
         })
   if (admin) log.info("admin listening", { host: admin.host, port: admin.port, paths: "/healthz /readyz /metrics" })
   // Registered last so it runs first: readiness turns 503 and the admin endpoint keeps answering while the listeners
@@ -133,7 +167,7 @@ export const startProxy = Effect.fnUntraced(function* (config: Config, cancelKey
   )
 
   ready = true
-  return { listeners, admin: admin && { host: admin.host, port: admin.port } } satisfies ProxyHandle
+  return { listeners, admin: admin && { host: admin.host, port: admin.port }, ops } satisfies ProxyHandle
 })
 
 export interface RunOptions {

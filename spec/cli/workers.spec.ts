@@ -126,6 +126,15 @@ describe("workers: 2", () => {
     expect(metric(text, "polyproxy_workers")).toBe(2)
   })
 
+  it("answers the admin API for all workers: stats per worker, purge everywhere", async () => {
+    await ready()
+    const stats = (await (await get("/admin/stats")).json()) as { workers: Array<{ pid: number; resolver: unknown }> }
+    expect(stats.workers.length).toBe(2)
+    expect(new Set(stats.workers.map((w) => w.pid)).size).toBe(2)
+    const purge = await fetch(`http://127.0.0.1:${admin}/admin/purge?id=appdb`, { method: "POST" })
+    expect(await purge.json()).toEqual({ purged: "appdb" })
+  })
+
   it("drains every worker on SIGTERM and exits 0", async () => {
     const status = await ready()
     const c = net.connect(status.listeners.tcp!.port, "127.0.0.1")

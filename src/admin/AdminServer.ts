@@ -1,4 +1,6 @@
-// The admin endpoint: liveness, readiness with the bound ports, and Prometheus metrics.
+// The admin endpoint: liveness, readiness with the bound ports, Prometheus metrics, and the operator's API
+// (backend health, stats, purge, drain). Bound to loopback by default; `admin.token` requires a bearer token on
+// everything but /healthz, /readyz and /metrics, which probes and scrapers call.
 
 import * as http from "node:http"
 import type * as net from "node:net"
@@ -13,11 +15,23 @@ export interface ListenerInfo {
 
 type Listeners = Readonly<Record<string, { readonly host: string; readonly port: number; readonly open: number }>>
 
+type MaybeAsync<A> = A | Promise<A>
+
 export interface AdminState {
   /** False while starting and once draining: load balancers should stop sending. */
   readonly ready: () => boolean
-  readonly listeners: () => Listeners | Promise<Listeners>
+  readonly listeners: () => MaybeAsync<Listeners>
   readonly metrics: () => Promise<string>
+  /** Circuit-breaker view of every backend that has failed at least once. */
+  readonly backends: () => MaybeAsync<unknown>
+  /** The Resolver's getStats plus connection and cache counts. */
+  readonly stats: () => MaybeAsync<unknown>
+  /** Drop a resource from the routing cache (and the Resolver's own memory of it). */
+  readonly purge: (resourceId: string) => MaybeAsync<void>
+  /** Stop accepting and report not ready; open connections go on. */
+  readonly drain: () => MaybeAsync<void>
+  /** Bearer token for /admin/*; undefined = none required. */
+  readonly token?: string | undefined
 }
 
 const send = (res: http.ServerResponse, status: number, type: string, body: string) => {
@@ -32,9 +46,40 @@ const send = (res: http.ServerResponse, status: number, type: string, body: stri
 const json = (res: http.ServerResponse, status: number, value: unknown) =>
   send(res, status, "application/json", `${JSON.stringify(value)}\n`)
 
+const reply = (res: http.ServerResponse, work: () => unknown) =>
+  Promise.resolve()
+    .then(work)
+    .then(
+      (value) => json(res, 200, value ?? { ok: true }),
+      (e) => json(res, 500, { error: String((e as Error)?.message ?? e) })
+    )
+
+const paths = [
+  "/healthz",
+  "/readyz",
+  "/metrics",
+  "/admin/backends",
+  "/admin/stats",
+  "POST /admin/purge?id=",
+  "POST /admin/drain"
+]
+
 const handle = (state: AdminState) => (req: http.IncomingMessage, res: http.ServerResponse) => {
-  const path = (req.url ?? "/").split("?")[0]
-  if (req.method !== "GET" && req.method !== "HEAD") return json(res, 405, { error: "method not allowed" })
+  const url = new URL(req.url ?? "/", "http://admin")
+  const path = url.pathname
+  const method = req.method ?? "GET"
+  if (
+    path.startsWith("/admin/") &&
+    state.token !== undefined &&
+    req.headers.authorization !== `Bearer ${state.token}`
+  ) {
+    res.setHeader("www-authenticate", 'Bearer realm="polyproxy admin"')
+    return json(res, 401, { error: "a bearer token is required (admin.token)" })
+  }
+  const post = path === "/admin/purge" || path === "/admin/drain"
+  if (post ? method !== "POST" : method !== "GET" && method !== "HEAD") {
+    return json(res, 405, { error: `${method} not allowed on ${path}` })
+  }
   switch (path) {
     case "/healthz":
       return json(res, 200, { status: "ok" })
@@ -50,8 +95,25 @@ const handle = (state: AdminState) => (req: http.IncomingMessage, res: http.Serv
         (text) => send(res, 200, "text/plain; version=0.0.4; charset=utf-8", text),
         (e) => json(res, 500, { error: String(e) })
       )
+    case "/admin/backends":
+      return reply(res, async () => ({ backends: await state.backends() }))
+    case "/admin/stats":
+      return reply(res, state.stats)
+    case "/admin/purge": {
+      const id = url.searchParams.get("id")
+      if (!id) return json(res, 400, { error: "purge needs ?id=RESOURCE" })
+      return reply(res, async () => {
+        await state.purge(id)
+        return { purged: id }
+      })
+    }
+    case "/admin/drain":
+      return reply(res, async () => {
+        await state.drain()
+        return { draining: true }
+      })
     default:
-      return json(res, 404, { error: "not found", paths: ["/healthz", "/readyz", "/metrics"] })
+      return json(res, 404, { error: "not found", paths })
   }
 }
 

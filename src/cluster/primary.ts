@@ -12,7 +12,7 @@ import type { VettedEndpoint } from "../domain/Endpoint.ts"
 import { makeLog } from "../services/Log.ts"
 import { prometheusText } from "../services/prometheus.ts"
 import { sumPrometheus } from "./aggregate.ts"
-import type { FromPrimary, FromWorker, ListenerStatus } from "./messages.ts"
+import type { AdminOp, FromPrimary, FromWorker, ListenerStatus } from "./messages.ts"
 
 /** A worker that dies this soon after starting is crash-looping: wait before the next restart, doubling up to 30 s. */
 const healthyAfterMs = 10_000
@@ -42,6 +42,7 @@ export const runPrimary = (config: Config, count: number): void => {
   const answers = new Map<number, (m: FromWorker) => void>()
   let nextId = 1
   let stopping = false
+  let draining = false
 
   const refreshGauge = () => workersUp.updateUnsafe(slots.filter((s) => s.ready).length, ctx)
 
@@ -123,6 +124,16 @@ export const runPrimary = (config: Config, count: number): void => {
     return got.filter((x): x is A => x !== undefined)
   }
 
+  const adminAll = async (op: AdminOp, arg?: string): Promise<Array<unknown>> =>
+    (
+      await askAll<Extract<FromWorker, { t: "admin" }>>((id) => ({
+        t: "admin?",
+        id,
+        op,
+        ...(arg === undefined ? {} : { arg })
+      }))
+    ).map((m) => m.result)
+
   for (let i = 0; i < count; i++) slots.push(fork())
   log.info("starting workers", { workers: count })
 
@@ -133,7 +144,7 @@ export const runPrimary = (config: Config, count: number): void => {
           Effect.scoped(
             Effect.gen(function* () {
               const admin = yield* startAdmin(config.admin!.host, config.admin!.port, {
-                ready: () => !stopping && slots.every((s) => s.ready),
+                ready: () => !stopping && !draining && slots.every((s) => s.ready),
                 listeners: async () => {
                   const status = await askAll<Extract<FromWorker, { t: "status" }>>((id) => ({ t: "status?", id }))
                   const merged: Record<string, { host: string; port: number; open: number }> = {}
@@ -147,7 +158,16 @@ export const runPrimary = (config: Config, count: number): void => {
                   const mine = prometheusText()
                   const theirs = await askAll<Extract<FromWorker, { t: "metrics" }>>((id) => ({ t: "metrics?", id }))
                   return sumPrometheus([mine, ...theirs.map((m) => m.text)])
-                }
+                },
+                // Every worker keeps its own breakers and cache: show each one's view, labelled.
+                backends: async () => (await adminAll("backends")).flat(),
+                stats: async () => ({ workers: await adminAll("stats") }),
+                purge: async (id) => void (await adminAll("purge", id)),
+                drain: async () => {
+                  draining = true
+                  await adminAll("drain")
+                },
+                token: config.admin!.token
               })
               log.info("admin listening", {
                 host: admin.host,

@@ -66,6 +66,16 @@ export const runWorker = (config: Config): void => {
         resolve?.(m.target ?? undefined)
         return
       }
+      case "admin?": {
+        const ops = handle?.ops
+        const answer = (result: unknown) => send({ t: "admin", id: m.id, result })
+        if (ops === undefined) return answer({ error: "starting" })
+        if (m.op === "backends") return answer(ops.backends())
+        if (m.op === "drain") return answer(ops.drain())
+        const work = m.op === "stats" ? ops.stats() : ops.purge(m.arg ?? "")
+        void work.then(answer, (e: unknown) => answer({ error: String(e) }))
+        return
+      }
       case "shutdown":
         stop()
     }

@@ -40,7 +40,8 @@ export interface UpstreamTls {
 export const routeByOptions: Readonly<Partial<Record<ListenerName, ReadonlyArray<string>>>> = {
   postgres: ["database", "user", "user-suffix", "sni"],
   mysql: ["database", "user"],
-  smtp: ["ehlo", "rcpt"]
+  smtp: ["ehlo", "rcpt"],
+  mongodb: ["database", "appName", "sni"]
 }
 
 export interface RouteConfig {
@@ -50,13 +51,47 @@ export interface RouteConfig {
   readonly timeout?: number | undefined
 }
 
+/** Where routes come from: the `routes` above (static), a Redis hash, or an HTTP route service. */
+export type ResolverConfig =
+  | { readonly type: "static" }
+  | {
+      readonly type: "redis"
+      /** redis://[:password@]host:port[/db] or rediss://… */
+      readonly url: string
+      /** The hash whose fields are resource ids. */
+      readonly key: string
+      /** Seconds one Redis lookup may take. */
+      readonly timeout: number
+    }
+  | {
+      readonly type: "http"
+      /** GET {url}?id=<resource id> answers { endpoint, metadata?, timeout? } or 404/403/503. */
+      readonly url: string
+      /** Sent as `Authorization: Bearer <token>`. */
+      readonly token?: string | undefined
+      /** Seconds per request. */
+      readonly timeout: number
+      /** Extra attempts after a network error or a 5xx. */
+      readonly retries: number
+      /** Consecutive failed lookups after which the service is not asked for `cooldown` seconds; 0 = never. */
+      readonly failureThreshold: number
+      readonly cooldown: number
+      /** POST {wakeUrl}?id=<resource id> wakes a cold backend. */
+      readonly wakeUrl?: string | undefined
+    }
+
+export type ResolverType = ResolverConfig["type"]
+export const resolverTypes: ReadonlyArray<ResolverType> = ["static", "redis", "http"]
+
 export interface Config {
   /** Proxy processes; 0 = one per core. */
   readonly workers: number
-  readonly admin: { readonly host: string; readonly port: number } | undefined
+  readonly admin: { readonly host: string; readonly port: number; readonly token?: string | undefined } | undefined
   readonly listeners: Readonly<Partial<Record<ListenerName, ListenerConfig>>>
   /** The embedded static resolver: resource id (wildcards such as "*.example.com" allowed) -> backend. */
   readonly routes: Readonly<Record<string, RouteConfig>>
+  /** Which resolver answers; default static (the `routes`). A Resolver layer passed to runProxy wins over it. */
+  readonly resolver: ResolverConfig
   /** TLS for every listener that terminates TLS and has none of its own (also set by PROXY_TLS_*). */
   readonly tls?: TlsFiles | undefined
   readonly cache: {
@@ -113,5 +148,9 @@ export const defaults = {
   log: { level: "info" as LogLevel, format: "auto" as const },
   limits: { maxConnections: 0, perResource: 0 },
   breaker: { failureThreshold: 5, cooldown: 10 },
-  coldStart: { timeout: 30, maxQueue: 1000 }
+  coldStart: { timeout: 30, maxQueue: 1000 },
+  resolver: {
+    redis: { key: "polyproxy:routes", timeout: 1 },
+    http: { timeout: 2, retries: 2, failureThreshold: 5, cooldown: 5 }
+  }
 } as const

@@ -173,10 +173,11 @@ export const decodeConfig = (raw: unknown, baseDir: string): Config => {
     o.admin === false || o.admin === null
       ? undefined
       : (() => {
-          const a = object(o.admin ?? {}, "admin", ["host", "port"])
+          const a = object(o.admin ?? {}, "admin", ["host", "port", "token"])
           return {
             host: host(a.host, "admin.host", defaults.admin.host),
-            port: int(a.port, "admin.port", 0, 65535, defaults.admin.port)
+            port: int(a.port, "admin.port", 0, 65535, defaults.admin.port),
+            token: a.token === undefined ? undefined : str(a.token, "admin.token")
           }
         })()
 
@@ -227,7 +228,13 @@ export const decodeConfig = (raw: unknown, baseDir: string): Config => {
       perResource: int(lim.perResource, "limits.perResource", 0, 100_000_000, defaults.limits.perResource)
     },
     breaker: {
-      failureThreshold: int(br.failureThreshold, "breaker.failureThreshold", 0, 1_000_000, defaults.breaker.failureThreshold),
+      failureThreshold: int(
+        br.failureThreshold,
+        "breaker.failureThreshold",
+        0,
+        1_000_000,
+        defaults.breaker.failureThreshold
+      ),
       cooldown: seconds(br.cooldown, "breaker.cooldown", defaults.breaker.cooldown)
     },
     coldStart: {

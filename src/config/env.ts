@@ -10,6 +10,7 @@ const leaf: ReadonlyArray<readonly [string, Kind]> = [
   ["workers", "int"],
   ["admin.host", "string"],
   ["admin.port", "int"],
+  ["admin.token", "string"],
   ["routes", "json"],
   ["cache.ttl", "number"],
   ["cache.negativeTtl", "number"],
