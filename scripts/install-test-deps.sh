@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs the Debian packages that the conformance specs' local servers need.
+# haproxy: the PROXY protocol spec puts a real HAProxy in front of polyproxy.
 # Idempotent: naming an already-installed package to apt-get would upgrade it,
 # so only the missing ones are asked for, and the package lists are refreshed
 # only when something has to be installed.
 set -euo pipefail
 
-packages=(postgresql postgresql-contrib mariadb-server redis-server openssl)
+packages=(postgresql postgresql-contrib mariadb-server redis-server openssl haproxy)
 
 missing=()
 for pkg in "${packages[@]}"; do

@@ -19,6 +19,10 @@ export interface ListenerConfig {
   readonly tls?: TlsFiles | undefined
   /** Open connections this listener holds at most; 0 = no limit. */
   readonly maxConnections: number
+  /** Expect a PROXY protocol header (v1 or v2) from a trusted load balancer in front; the real client address wins. */
+  readonly proxyProtocol: boolean
+  /** Sources allowed to send that header (CIDR); connections from elsewhere are refused. Default: loopback. */
+  readonly trustedProxies: ReadonlyArray<string>
   /** Generic TCP listener only: every connection goes to this resource id. */
   readonly route?: string | undefined
   /** The resource used when the handshake names none (e.g. a MySQL client without a database). */
@@ -27,6 +31,49 @@ export interface ListenerConfig {
   readonly routeBy?: string | undefined
   /** Open TLS to the backends of this listener (a route's `metadata.tls` overrides it). */
   readonly upstreamTls?: UpstreamTls | undefined
+  /** `listeners.http` only: what the HTTP reverse proxy does besides routing by Host. */
+  readonly http?: HttpListenerOptions | undefined
+}
+
+/** `listeners.http` keys beyond the common ones. Seconds for timeouts; 0 = none. */
+export interface HttpListenerOptions {
+  /** Add X-Proxy-* response headers (route cache hit, upstream time, pooled connection reuse). */
+  readonly telemetry: boolean
+  /** Send the client's Host to the backend (true) or the route's endpoint host (false). */
+  readonly preserveHost: boolean
+  /** Whose X-Forwarded-* / Forwarded fields to extend rather than replace: true = everyone, or CIDR ranges. */
+  readonly trustForwarded: boolean | ReadonlyArray<string>
+  /** Accept HTTP/2 with prior knowledge (h2c) on a plain-text port. */
+  readonly h2c: boolean
+  /** SNI: a certificate per tenant domain (wildcards allowed); `tls` stays the default for other names. */
+  readonly certificates: ReadonlyArray<SniCertificate>
+  /** Bytes of request line plus fields; more gets 431. */
+  readonly maxHeaderSize: number
+  /** Seconds an idle client connection is kept between requests. */
+  readonly keepAliveTimeout: number
+  readonly upstream: {
+    /** Seconds from sending a request to the response head. */
+    readonly headersTimeout: number
+    /** Seconds without a byte while a body flows, either way. */
+    readonly bodyTimeout: number
+    /** Seconds a pooled connection may stay idle; keep it below the backends' own keep-alive timeout. */
+    readonly keepAliveTimeout: number
+    /** Connections per backend address; requests beyond wait for one. 0 = no limit. */
+    readonly maxConnections: number
+  }
+  /** Benchmark only: send every request to this "host:port" (IP literal) without asking the Resolver. */
+  readonly fixedBackend?: string | undefined
+  /** Benchmark only: answer every request with 200 "ok" at once, without a backend. */
+  readonly directResponse: boolean
+  /** Benchmark only: forward request heads as received (no hop-by-hop or X-Forwarded-* rewriting). */
+  readonly fastPath: boolean
+}
+
+export interface SniCertificate {
+  readonly cert: string
+  readonly key: string
+  /** Server names it serves ("a.example.com", "*.example.com"); default: the DNS names of the certificate. */
+  readonly hosts?: ReadonlyArray<string> | undefined
 }
 
 export interface UpstreamTls {

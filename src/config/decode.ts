@@ -5,11 +5,14 @@ import { parseCidrList } from "../domain/SpecialRanges.ts"
 import {
   type Config,
   defaults,
+  type HttpListenerOptions,
   type ListenerConfig,
   type ListenerName,
   type LogLevel,
   listenerNames,
+  type ResolverConfig,
   type RouteConfig,
+  resolverTypes,
   routeByOptions,
   type TlsFiles,
   type UpstreamTls
@@ -96,6 +99,16 @@ const tlsFiles = (v: unknown, key: string, baseDir: string): TlsFiles | undefine
   }
 }
 
+const cidrList = (v: unknown, key: string, fallback: ReadonlyArray<string>): ReadonlyArray<string> => {
+  if (v === undefined) return fallback
+  if (!Array.isArray(v) || !v.every((x) => typeof x === "string")) {
+    throw new ConfigError(key, `expected a list of CIDR ranges such as "10.0.0.0/8", got ${show(v)}`)
+  }
+  const parsed = parseCidrList(v)
+  if (typeof parsed === "string") throw new ConfigError(key, parsed)
+  return v
+}
+
 const upstreamTls = (v: unknown, key: string, baseDir: string): UpstreamTls | undefined => {
   if (v === undefined || v === false || v === null) return undefined
   if (v === true) return { rejectUnauthorized: true }
@@ -103,6 +116,86 @@ const upstreamTls = (v: unknown, key: string, baseDir: string): UpstreamTls | un
   return {
     ca: o.ca === undefined ? undefined : path.resolve(baseDir, str(o.ca, `${key}.ca`)),
     rejectUnauthorized: bool(o.rejectUnauthorized, `${key}.rejectUnauthorized`, true)
+  }
+}
+
+const httpKeys = [
+  "upstreamTls",
+  "telemetry",
+  "preserveHost",
+  "trustForwarded",
+  "h2c",
+  "certificates",
+  "maxHeaderSize",
+  "keepAliveTimeout",
+  "upstream",
+  "fixedBackend",
+  "directResponse",
+  "fastPath"
+]
+
+const httpOptions = (o: Obj, key: string, baseDir: string): HttpListenerOptions => {
+  const trust = o.trustForwarded
+  let trustForwarded: boolean | ReadonlyArray<string> = false
+  if (typeof trust === "boolean") trustForwarded = trust
+  else if (trust !== undefined) {
+    if (!Array.isArray(trust) || !trust.every((x) => typeof x === "string")) {
+      throw new ConfigError(
+        `${key}.trustForwarded`,
+        `expected true, false or a list of CIDR ranges, got ${show(trust)}`
+      )
+    }
+    const cidrs = parseCidrList(trust)
+    if (typeof cidrs === "string") throw new ConfigError(`${key}.trustForwarded`, cidrs)
+    trustForwarded = trust as Array<string>
+  }
+  const certs = o.certificates ?? []
+  if (!Array.isArray(certs)) throw new ConfigError(`${key}.certificates`, `expected a list, got ${show(certs)}`)
+  const certificates = certs.map((c, i) => {
+    const k = `${key}.certificates.${i}`
+    const e = object(c, k, ["cert", "key", "hosts"])
+    const hosts = e.hosts
+    if (hosts !== undefined && (!Array.isArray(hosts) || !hosts.every((h) => typeof h === "string" && h.length > 0))) {
+      throw new ConfigError(`${k}.hosts`, `expected a list of server names, got ${show(hosts)}`)
+    }
+    return {
+      cert: path.resolve(baseDir, str(e.cert, `${k}.cert`)),
+      key: path.resolve(baseDir, str(e.key, `${k}.key`)),
+      hosts: hosts as Array<string> | undefined
+    }
+  })
+  if (certificates.length > 0 && o.tls === undefined) {
+    throw new ConfigError(`${key}.certificates`, "needs `tls` too: its certificate serves clients without SNI")
+  }
+  const u = object(o.upstream ?? {}, `${key}.upstream`, [
+    "headersTimeout",
+    "bodyTimeout",
+    "keepAliveTimeout",
+    "maxConnections"
+  ])
+  const fixed = o.fixedBackend
+  if (fixed !== undefined) {
+    const parsed = parseEndpoint(str(fixed, `${key}.fixedBackend`))
+    if (typeof parsed === "string") throw new ConfigError(`${key}.fixedBackend`, parsed)
+    if (!/^[\d.]+$|:/.test(parsed.host)) throw new ConfigError(`${key}.fixedBackend`, "expected an IP literal")
+  }
+  return {
+    telemetry: bool(o.telemetry, `${key}.telemetry`, false),
+    preserveHost: bool(o.preserveHost, `${key}.preserveHost`, true),
+    trustForwarded,
+    h2c: bool(o.h2c, `${key}.h2c`, true),
+    certificates,
+    maxHeaderSize: int(o.maxHeaderSize, `${key}.maxHeaderSize`, 1024, 1_048_576, 16_384),
+    keepAliveTimeout: seconds(o.keepAliveTimeout, `${key}.keepAliveTimeout`, 5),
+    upstream: {
+      headersTimeout: seconds(u.headersTimeout, `${key}.upstream.headersTimeout`, 60),
+      bodyTimeout: seconds(u.bodyTimeout, `${key}.upstream.bodyTimeout`, 60),
+      keepAliveTimeout: seconds(u.keepAliveTimeout, `${key}.upstream.keepAliveTimeout`, 4),
+      maxConnections: int(u.maxConnections, `${key}.upstream.maxConnections`, 0, 1_000_000, 256)
+    },
+    fixedBackend: fixed as string | undefined,
+    directResponse: bool(o.directResponse, `${key}.directResponse`, false),
+    fastPath: bool(o.fastPath, `${key}.fastPath`, false)
   }
 }
 
@@ -114,18 +207,24 @@ const listener = (name: ListenerName, v: unknown, baseDir: string): ListenerConf
     "port",
     "tls",
     "maxConnections",
+    "proxyProtocol",
+    "trustedProxies",
     ...(name === "tcp" ? ["route"] : []),
-    ...(routeBy ? ["routeBy", "upstreamTls", "defaultRoute"] : [])
+    ...(routeBy ? ["routeBy", "upstreamTls", "defaultRoute"] : []),
+    ...(name === "http" ? httpKeys : [])
   ]
   const o = object(v ?? {}, key, known)
   return {
     routeBy: routeBy ? oneOf(o.routeBy, `${key}.routeBy`, routeBy, routeBy[0]!) : undefined,
     defaultRoute: o.defaultRoute === undefined ? undefined : str(o.defaultRoute, `${key}.defaultRoute`),
     upstreamTls: upstreamTls(o.upstreamTls, `${key}.upstreamTls`, baseDir),
+    http: name === "http" ? httpOptions(o, key, baseDir) : undefined,
     host: host(o.host, `${key}.host`, defaults.listenerHost),
     port: int(o.port, `${key}.port`, 0, 65535),
     tls: tlsFiles(o.tls, `${key}.tls`, baseDir),
     maxConnections: int(o.maxConnections, `${key}.maxConnections`, 0, 10_000_000, 0),
+    proxyProtocol: bool(o.proxyProtocol, `${key}.proxyProtocol`, false),
+    trustedProxies: cidrList(o.trustedProxies, `${key}.trustedProxies`, ["127.0.0.0/8", "::1/128"]),
     route: name === "tcp" ? str(o.route, `${key}.route`) : undefined
   }
 }
@@ -152,6 +251,69 @@ const route = (id: string, v: unknown): RouteConfig => {
   }
 }
 
+/** A URL with one of `schemes`; never echoed back, since it may carry a password. */
+const url = (v: unknown, key: string, schemes: ReadonlyArray<string>): string => {
+  const text = str(v, key)
+  let scheme: string
+  try {
+    scheme = new URL(text).protocol
+  } catch {
+    throw new ConfigError(key, `not a valid URL (expected ${schemes.map((s) => `${s}//…`).join(" or ")})`)
+  }
+  if (!schemes.includes(scheme)) {
+    throw new ConfigError(key, `expected a ${schemes.join(" or ")} URL, got ${scheme}`)
+  }
+  return text
+}
+
+const positiveSeconds = (v: unknown, key: string, fallback: number): number => {
+  const s = seconds(v, key, fallback)
+  if (s === 0) throw new ConfigError(key, "must be more than 0 seconds")
+  return s
+}
+
+const resolverConfig = (v: unknown): ResolverConfig => {
+  if (v === undefined || v === null) return { type: "static" }
+  const type = oneOf(isObj(v) ? v.type : undefined, "resolver.type", resolverTypes, "static")
+  const d = defaults.resolver
+  switch (type) {
+    case "static":
+      object(v, "resolver", ["type"])
+      return { type }
+    case "redis": {
+      const o = object(v, "resolver", ["type", "url", "key", "timeout"])
+      return {
+        type,
+        url: url(o.url, "resolver.url", ["redis:", "rediss:"]),
+        key: str(o.key, "resolver.key", d.redis.key),
+        timeout: positiveSeconds(o.timeout, "resolver.timeout", d.redis.timeout)
+      }
+    }
+    case "http": {
+      const o = object(v, "resolver", [
+        "type",
+        "url",
+        "token",
+        "timeout",
+        "retries",
+        "failureThreshold",
+        "cooldown",
+        "wakeUrl"
+      ])
+      return {
+        type,
+        url: url(o.url, "resolver.url", ["http:", "https:"]),
+        token: o.token === undefined ? undefined : str(o.token, "resolver.token"),
+        timeout: positiveSeconds(o.timeout, "resolver.timeout", d.http.timeout),
+        retries: int(o.retries, "resolver.retries", 0, 10, d.http.retries),
+        failureThreshold: int(o.failureThreshold, "resolver.failureThreshold", 0, 1_000_000, d.http.failureThreshold),
+        cooldown: seconds(o.cooldown, "resolver.cooldown", d.http.cooldown),
+        wakeUrl: o.wakeUrl === undefined ? undefined : url(o.wakeUrl, "resolver.wakeUrl", ["http:", "https:"])
+      }
+    }
+  }
+}
+
 /** Validates a raw config value. `baseDir` anchors relative certificate paths (the config file's folder). */
 export const decodeConfig = (raw: unknown, baseDir: string): Config => {
   const o = object(raw ?? {}, "", [
@@ -166,7 +328,8 @@ export const decodeConfig = (raw: unknown, baseDir: string): Config => {
     "tls",
     "limits",
     "breaker",
-    "coldStart"
+    "coldStart",
+    "resolver"
   ])
 
   const admin =
@@ -209,6 +372,7 @@ export const decodeConfig = (raw: unknown, baseDir: string): Config => {
     admin,
     listeners,
     routes,
+    resolver: resolverConfig(o.resolver),
     tls: tlsFiles(o.tls, "tls", baseDir),
     cache: {
       ttl: seconds(c.ttl, "cache.ttl", defaults.cache.ttl),

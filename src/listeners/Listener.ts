@@ -6,10 +6,12 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
+import { decodeProxyHeader, encodeProxyHeader } from "../codec/proxy/ProxyHeader.ts"
 import type { ListenerConfig } from "../config/Config.ts"
 import { formatEndpoint, type VettedEndpoint } from "../domain/Endpoint.ts"
 import { ProxyError, proxyError } from "../domain/ProxyError.ts"
 import type { ConnectionInfo, Route } from "../domain/Route.ts"
+import { cidrListContains, parseCidrList } from "../domain/SpecialRanges.ts"
 import { type RelayTotals, relay } from "../relay/relay.ts"
 import { CircuitBreaker } from "../services/CircuitBreaker.ts"
 import { ColdStart } from "../services/ColdStart.ts"
@@ -20,6 +22,7 @@ import { RoutingCache } from "../services/RoutingCache.ts"
 import type { Admission } from "./Admission.ts"
 import { dial } from "./dial.ts"
 import type { ClientConnection, Identified, Protocol } from "./Protocol.ts"
+import { readFrame } from "./readFrame.ts"
 
 export interface ListenerTimeouts {
   /** Seconds for identify (the client's handshake); 0 = none. */
@@ -107,6 +110,8 @@ export const startListener = Effect.fnUntraced(function* (
   const handshakes = new Set<Fiber.Fiber<unknown, unknown>>()
   let idleWaiters: Array<() => void> = []
   const handshakeMs = timeouts.handshake * 1000
+  const trustedList = config.proxyProtocol ? parseCidrList(config.trustedProxies) : undefined
+  const trusted = typeof trustedList === "string" ? undefined : trustedList
 
   const forget = (socket: net.Socket) => {
     const resource = open.get(socket)
@@ -142,11 +147,44 @@ export const startListener = Effect.fnUntraced(function* (
     accepted.setTimeout(refuseGraceMs, destroySelf)
   }
 
+  /** The PROXY protocol header of a trusted load balancer: the real client's address replaces the balancer's. */
+  const readProxyHeader = (conn: ClientConnection, info: ConnectionInfo) =>
+    Effect.map(readFrame(conn.client, decodeProxyHeader, 2_100), (read): ConnectionInfo => {
+      if (read.rest.length > 0) conn.client.unshift(read.rest)
+      const h = read.value
+      return h.command === "PROXY" && h.source !== undefined
+        ? { ...info, remoteAddress: h.source.address, remotePort: h.source.port }
+        : info
+    })
+
+  const clientPart = (conn: ClientConnection, accepted: ConnectionInfo) =>
+    config.proxyProtocol
+      ? Effect.flatMap(readProxyHeader(conn, accepted), (info) =>
+          Effect.map(protocol.identify(conn), (identified) => ({ info, identified }))
+        )
+      : Effect.map(protocol.identify(conn), (identified) => ({ info: accepted, identified }))
+
   // identify -> resolve -> vet -> connect -> replay, all bounded; ends once the relay can start.
-  const handshake = Effect.fnUntraced(function* (conn: ClientConnection, info: ConnectionInfo, accepted: net.Socket) {
-    const identified: Identified = yield* protocol.identify(conn).pipe(
-      handshakeMs > 0
-        ? Effect.timeoutOrElse({
+  const handshake = Effect.fnUntraced(function* (conn: ClientConnection, accepted: ConnectionInfo, socket: net.Socket) {
+    const { info, identified } = yield* timed(clientPart(conn, accepted))
+    const who: ConnectionInfo =
+      identified.tlsSubject === undefined && identified.sni === undefined
+        ? info
+        : { ...info, tlsSubject: identified.tlsSubject, sni: identified.sni }
+    const limited = identified.target === undefined ? admission.enterResource(identified.resourceId) : undefined
+    if (limited) return yield* withResource(limited, identified.resourceId)
+    if (identified.target === undefined && open.has(socket)) open.set(socket, identified.resourceId)
+    return yield* connect(identified, who).pipe(
+      Effect.mapError((e) => (e.resourceId === undefined ? withResource(e, identified.resourceId) : e))
+    )
+  })
+
+  /** The client's part of the handshake is bounded by timeouts.handshake (slow-loris). */
+  const timed = <A>(effect: Effect.Effect<A, ProxyError>): Effect.Effect<A, ProxyError> =>
+    handshakeMs <= 0
+      ? effect
+      : effect.pipe(
+          Effect.timeoutOrElse({
             duration: handshakeMs,
             orElse: () =>
               Effect.fail(
@@ -157,19 +195,7 @@ export const startListener = Effect.fnUntraced(function* (
                 )
               )
           })
-        : (e) => e
-    )
-    const who: ConnectionInfo =
-      identified.tlsSubject === undefined && identified.sni === undefined
-        ? info
-        : { ...info, tlsSubject: identified.tlsSubject, sni: identified.sni }
-    const limited = identified.target === undefined ? admission.enterResource(identified.resourceId) : undefined
-    if (limited) return yield* withResource(limited, identified.resourceId)
-    if (identified.target === undefined && open.has(accepted)) open.set(accepted, identified.resourceId)
-    return yield* connect(identified, who).pipe(
-      Effect.mapError((e) => (e.resourceId === undefined ? withResource(e, identified.resourceId) : e))
-    )
-  })
+        )
 
   const wake = (resourceId: string) => (resolver.wake ? resolver.wake(resourceId) : resolver.track(resourceId))
 
@@ -232,6 +258,17 @@ export const startListener = Effect.fnUntraced(function* (
         : { route: directRoute(identified.resourceId, identified.target), target: identified.target }
     const dialed = yield* connectTo(identified.resourceId, route, target)
     dialed.setKeepAlive(true, keepAliveMs)
+    const pp = route.metadata.proxyProtocol
+    if (pp === 1 || pp === 2) {
+      // The backend wants to know who the client is: the same header a load balancer would have sent us.
+      dialed.write(
+        encodeProxyHeader(
+          pp,
+          { address: who.remoteAddress, port: who.remotePort },
+          { address: dialed.remoteAddress ?? target.ip, port: target.port }
+        )
+      )
+    }
     dialed.on("error", ignoreError)
     let backend = dialed
     if (protocol.replay) {
@@ -308,7 +345,17 @@ export const startListener = Effect.fnUntraced(function* (
             }
           )
         : admission.enter()
-    if (overLimit) {
+    const untrusted =
+      overLimit === undefined && trusted !== undefined && !cidrListContains(trusted, socket.remoteAddress ?? "")
+        ? proxyError(
+            "FORBIDDEN",
+            "client",
+            `${socket.remoteAddress} may not send a PROXY protocol header (not in listeners.${protocol.name}.trustedProxies)`
+          )
+        : undefined
+    if (untrusted) admission.leave()
+    const refusal = overLimit ?? untrusted
+    if (refusal) {
       // Not tracked in `open` and nothing entered in `admission`: the refusal releases nothing.
       metrics.accepted()
       const info = {
@@ -316,7 +363,7 @@ export const startListener = Effect.fnUntraced(function* (
         remoteAddress: socket.remoteAddress ?? "",
         remotePort: socket.remotePort ?? 0
       }
-      refuse(socket, socket, overLimit, info)
+      refuse(socket, socket, refusal, info)
       return
     }
     socket.setNoDelay(true)
