@@ -8,6 +8,7 @@ import { startAdmin } from "./admin/AdminServer.ts"
 import type { Config, ListenerName } from "./config/Config.ts"
 import { type ProxyError, proxyError } from "./domain/ProxyError.ts"
 import { Admission } from "./listeners/Admission.ts"
+import { httpProtocolContext, startHttpListener } from "./listeners/http/HttpListener.ts"
 import { type RunningListener, startListener } from "./listeners/Listener.ts"
 import type { ProtocolContext } from "./listeners/ProtocolContext.ts"
 import { CancelKeys } from "./listeners/postgres/CancelKeys.ts"
@@ -72,8 +73,44 @@ const protocolFor = Effect.fnUntraced(function* (
 /** The resolver from the config file's `routes`: the embedded default. */
 export const staticResolver = (config: Config): Layer.Layer<Resolver> => Resolver.layerStatic(config.routes)
 
-/** Every service the listeners need, from config. Pass your own Resolver layer to replace the static map. */
-export const servicesLayer = (config: Config, resolver: Layer.Layer<Resolver, unknown> = staticResolver(config)) => {
+/** The resolver the config's `resolver` section names (static when absent). */
+export const configuredResolver = (config: Config): Layer.Layer<Resolver, unknown> => {
+  const r = config.resolver
+  switch (r?.type) {
+    case "redis":
+      // Loaded on demand: ioredis is not worth its memory in every worker of a proxy that never talks to Redis.
+      return Layer.unwrap(
+        Effect.map(
+          Effect.promise(() => import("./services/resolvers/RedisResolver.ts")),
+          (m) => m.layer({ url: r.url, key: r.key, commandTimeout: r.timeout })
+        )
+      )
+    case "http":
+      return Layer.unwrap(
+        Effect.map(
+          Effect.promise(() => import("./services/resolvers/HttpResolver.ts")),
+          (m) =>
+            m.layer({
+              url: r.url,
+              token: r.token,
+              timeout: r.timeout,
+              retries: r.retries,
+              failureThreshold: r.failureThreshold,
+              cooldown: r.cooldown,
+              wakeUrl: r.wakeUrl
+            })
+        )
+      )
+    default:
+      return staticResolver(config)
+  }
+}
+
+/** Every service the listeners need, from config. Pass your own Resolver layer to replace the configured one. */
+export const servicesLayer = (
+  config: Config,
+  resolver: Layer.Layer<Resolver, unknown> = configuredResolver(config)
+) => {
   const base = Layer.mergeAll(
     resolver,
     SsrfGuard.layer({ allow: config.ssrf.allow }),
@@ -103,8 +140,13 @@ export const startProxy = Effect.fnUntraced(function* (config: Config, cancelKey
   const shared = { cancelKeys }
   const admission = new Admission(config.limits)
   for (const name of Object.keys(config.listeners) as Array<ListenerName>) {
+    // HTTP works per request with its own servers, not as a Protocol of the shared byte listener.
+    if (name === "http") {
+      listeners.push(yield* startHttpListener(yield* httpProtocolContext(config, shared), config.timeouts, admission))
+      continue
+    }
     const protocol = yield* protocolFor(name, config, shared)
-    listeners.push(yield* startListener(protocol, config.listeners[name]!, config.timeouts, admission))
+    listeners.push(yield* startListener(protocol, config.listeners[name]!, config.timeouts, admission, config.log))
   }
 
   const breaker = yield* CircuitBreaker

@@ -34,12 +34,13 @@ export const sumPrometheus = (texts: ReadonlyArray<string>): string => {
         order.push(family)
       }
       if (!series.has(key)) {
-        series.set(key, 0)
+        series.set(key, family.endsWith("_max") ? Number.NEGATIVE_INFINITY : 0)
         const keys = seriesOf.get(family) ?? []
         keys.push(key)
         seriesOf.set(family, keys)
       }
-      series.set(key, series.get(key)! + value)
+      // A gauge named *_max (e.g. event-loop lag) is a worst case: the cluster's is the largest, not the sum.
+      series.set(key, family.endsWith("_max") ? Math.max(series.get(key)!, value) : series.get(key)! + value)
     }
   }
   const out: Array<string> = []

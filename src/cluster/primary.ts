@@ -10,7 +10,7 @@ import { startAdmin } from "../admin/AdminServer.ts"
 import type { Config } from "../config/Config.ts"
 import type { VettedEndpoint } from "../domain/Endpoint.ts"
 import { makeLog } from "../services/Log.ts"
-import { prometheusText } from "../services/prometheus.ts"
+import { metricsText } from "../services/Metrics.ts"
 import { sumPrometheus } from "./aggregate.ts"
 import type { AdminOp, FromPrimary, FromWorker, ListenerStatus } from "./messages.ts"
 
@@ -155,7 +155,7 @@ export const runPrimary = (config: Config, count: number): void => {
                   return merged
                 },
                 metrics: async () => {
-                  const mine = prometheusText()
+                  const mine = metricsText()
                   const theirs = await askAll<Extract<FromWorker, { t: "metrics" }>>((id) => ({ t: "metrics?", id }))
                   return sumPrometheus([mine, ...theirs.map((m) => m.text)])
                 },

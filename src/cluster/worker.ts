@@ -7,7 +7,7 @@ import type { Config } from "../config/Config.ts"
 import type { VettedEndpoint } from "../domain/Endpoint.ts"
 import { CancelKeys, type SharedCancelKeys } from "../listeners/postgres/CancelKeys.ts"
 import { type ProxyHandle, runProxy } from "../Proxy.ts"
-import { prometheusText } from "../services/prometheus.ts"
+import { metricsText } from "../services/Metrics.ts"
 import type { FromPrimary, FromWorker, ListenerStatus } from "./messages.ts"
 
 /** How long a cancel request waits for the primary's answer before it is dropped, as an unknown key would be. */
@@ -55,7 +55,7 @@ export const runWorker = (config: Config): void => {
   process.on("message", (m: FromPrimary) => {
     switch (m.t) {
       case "metrics?":
-        send({ t: "metrics", id: m.id, text: prometheusText() })
+        send({ t: "metrics", id: m.id, text: metricsText() })
         return
       case "status?":
         send({ t: "status", id: m.id, listeners: statusOf(handle) })

@@ -181,6 +181,10 @@ export interface Config {
     readonly level: LogLevel
     /** auto = JSON when stdout is not a TTY. */
     readonly format: "auto" | "json" | "pretty"
+    /** One info line per proxied connection when it closes (listener, resource, backend, duration, bytes, close). */
+    readonly connections: boolean
+    /** Fraction of connection lines written, 0..1. */
+    readonly sample: number
   }
 }
 
@@ -192,7 +196,7 @@ export const defaults = {
   listenerHost: "0.0.0.0",
   cache: { ttl: 60, negativeTtl: 5, maxEntries: 100_000 },
   timeouts: { handshake: 10, connect: 5, idle: 0, resolve: 5, drain: 30 },
-  log: { level: "info" as LogLevel, format: "auto" as const },
+  log: { level: "info" as LogLevel, format: "auto" as const, connections: true, sample: 1 },
   limits: { maxConnections: 0, perResource: 0 },
   breaker: { failureThreshold: 5, cooldown: 10 },
   coldStart: { timeout: 30, maxQueue: 1000 },

@@ -57,6 +57,13 @@ const seconds = (v: unknown, key: string, fallback: number): number => {
   return v
 }
 
+const fraction = (v: unknown, key: string, fallback: number): number => {
+  if (v === undefined) return fallback
+  if (typeof v !== "number" || !(v >= 0 && v <= 1))
+    throw new ConfigError(key, `expected a number from 0 to 1, got ${show(v)}`)
+  return v
+}
+
 const str = (v: unknown, key: string, fallback?: string): string => {
   if (v === undefined && fallback !== undefined) return fallback
   if (typeof v !== "string" || v.length === 0) throw new ConfigError(key, `expected a non-empty string, got ${show(v)}`)
@@ -362,7 +369,7 @@ export const decodeConfig = (raw: unknown, baseDir: string): Config => {
   const cidrs = parseCidrList(allow)
   if (typeof cidrs === "string") throw new ConfigError("ssrf.allow", cidrs)
   const t = object(o.timeouts ?? {}, "timeouts", ["handshake", "connect", "idle", "resolve", "drain"])
-  const l = object(o.log ?? {}, "log", ["level", "format"])
+  const l = object(o.log ?? {}, "log", ["level", "format", "connections", "sample"])
   const lim = object(o.limits ?? {}, "limits", ["maxConnections", "perResource"])
   const br = object(o.breaker ?? {}, "breaker", ["failureThreshold", "cooldown"])
   const cs = object(o.coldStart ?? {}, "coldStart", ["timeout", "maxQueue"])
@@ -407,7 +414,9 @@ export const decodeConfig = (raw: unknown, baseDir: string): Config => {
     },
     log: {
       level: oneOf<LogLevel>(l.level, "log.level", ["debug", "info", "warn", "error"], defaults.log.level),
-      format: oneOf(l.format, "log.format", ["auto", "json", "pretty"] as const, defaults.log.format)
+      format: oneOf(l.format, "log.format", ["auto", "json", "pretty"] as const, defaults.log.format),
+      connections: bool(l.connections, "log.connections", defaults.log.connections),
+      sample: fraction(l.sample, "log.sample", defaults.log.sample)
     }
   }
 }

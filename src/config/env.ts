@@ -32,6 +32,8 @@ const leaf: ReadonlyArray<readonly [string, Kind]> = [
   ["coldStart.maxQueue", "int"],
   ["log.level", "string"],
   ["log.format", "string"],
+  ["log.connections", "bool"],
+  ["log.sample", "number"],
   ...["tls", ...listenerNames.map((n) => `listeners.${n}.tls`)].flatMap((p) => [
     [`${p}.cert`, "string"] as const,
     [`${p}.key`, "string"] as const,

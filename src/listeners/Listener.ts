@@ -24,6 +24,13 @@ import { dial } from "./dial.ts"
 import type { ClientConnection, Identified, Protocol } from "./Protocol.ts"
 import { readFrame } from "./readFrame.ts"
 
+export interface ListenerLogging {
+  /** One info line per proxied connection when it closes. */
+  readonly connections: boolean
+  /** Fraction of those lines written (0..1), for high connection rates. */
+  readonly sample: number
+}
+
 export interface ListenerTimeouts {
   /** Seconds for identify (the client's handshake); 0 = none. */
   readonly handshake: number
@@ -95,8 +102,11 @@ export const startListener = Effect.fnUntraced(function* (
   protocol: Protocol,
   config: ListenerConfig,
   timeouts: ListenerTimeouts,
-  admission: Admission
+  admission: Admission,
+  logging: ListenerLogging = { connections: true, sample: 1 }
 ) {
+  const logConnections = logging.connections
+  const logSample = logging.sample
   const context = yield* Effect.context<RoutingCache | Resolver | Metrics | Log | CircuitBreaker | ColdStart>()
   const cache = Context.get(context, RoutingCache)
   const resolver = Context.get(context, Resolver)
@@ -298,6 +308,7 @@ export const startListener = Effect.fnUntraced(function* (
     }
     const endpoint = formatEndpoint(route.endpoint)
     if (resolver.onConnect) runFork(resolver.onConnect(route.resourceId, who))
+    metrics.handshake(performance.now() - started)
     log.debug("connection relaying", { listener: protocol.name, resource: route.resourceId, backend: endpoint })
     relay(
       client,
@@ -306,14 +317,18 @@ export const startListener = Effect.fnUntraced(function* (
         metrics.closed(totals.bytesFromClient, totals.bytesFromBackend)
         forget(accepted)
         const durationMs = Math.round(performance.now() - started)
-        log.debug("connection closed", {
-          listener: protocol.name,
-          resource: route.resourceId,
-          bytesFromClient: totals.bytesFromClient,
-          bytesFromBackend: totals.bytesFromBackend,
-          durationMs,
-          error: totals.error?.message
-        })
+        if (logConnections && (logSample >= 1 || Math.random() < logSample)) {
+          log.info("connection closed", {
+            listener: protocol.name,
+            client: `${who.remoteAddress}:${who.remotePort}`,
+            resource: route.resourceId,
+            backend: endpoint,
+            durationMs,
+            bytesFromClient: totals.bytesFromClient,
+            bytesFromBackend: totals.bytesFromBackend,
+            close: totals.error ? `error: ${totals.error.message}` : "normal"
+          })
+        }
         if (resolver.onDisconnect) {
           runFork(
             resolver.onDisconnect({

@@ -1,5 +1,7 @@
 // Counters, gauges and histograms, updated synchronously from Node callbacks (no fiber on the data path)
 // and rendered as Prometheus text for GET /metrics.
+
+import { monitorEventLoopDelay } from "node:perf_hooks"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -14,6 +16,8 @@ export interface ListenerMetrics {
   /** A connection ended; bytes are the totals of both sockets, taken once at close. */
   readonly closed: (bytesFromClient: number, bytesFromBackend: number) => void
   readonly refused: (reason: string) => void
+  /** accept → relay start (identify, resolve, vet, admit, connect, replay), in ms. */
+  readonly handshake: (ms: number) => void
   readonly active: () => number
 }
 
@@ -26,6 +30,33 @@ export interface MetricsShape {
 
 const ctx = Context.empty()
 const latencyBoundaries = Metric.exponentialBoundaries({ start: 0.05, factor: 2, count: 16 })
+
+const rss = Metric.gauge("polyproxy_process_resident_memory_bytes", { description: "RSS of the proxy process(es)" })
+const heap = Metric.gauge("polyproxy_process_heap_used_bytes", { description: "V8 heap in use" })
+// "_max": across worker processes the aggregate keeps the worst one rather than a sum.
+const lag = Metric.gauge("polyproxy_event_loop_lag_p99_ms_max", {
+  description: "99th percentile event-loop delay since the previous scrape, in ms (worst process)"
+})
+// Sampled by libuv's timer, not ours: no per-connection or per-tick cost.
+let loop: ReturnType<typeof monitorEventLoopDelay> | undefined
+/** Process gauges, refreshed at each scrape (every process of a cluster reports its own; /metrics sums them). */
+export const sampleProcess = (): void => {
+  const m = process.memoryUsage()
+  rss.updateUnsafe(m.rss, ctx)
+  heap.updateUnsafe(m.heapUsed, ctx)
+  if (loop === undefined) {
+    loop = monitorEventLoopDelay({ resolution: 20 })
+    loop.enable()
+  }
+  lag.updateUnsafe(loop.count > 0 ? loop.percentile(99) / 1e6 : 0, ctx)
+  loop.reset()
+}
+
+/** This process's exposition, process gauges refreshed first. */
+export const metricsText = (): string => {
+  sampleProcess()
+  return prometheusText()
+}
 
 const make = (): MetricsShape => {
   const accepted = Metric.counter("polyproxy_connections_accepted_total", {
@@ -64,6 +95,10 @@ const make = (): MetricsShape => {
   const cacheHit = Metric.withAttributes(cache, { result: "hit" })
   const cacheMiss = Metric.withAttributes(cache, { result: "miss" })
   const resolveByResult = new Map<string, Metric.Counter<number>>()
+  const handshakeMs = Metric.histogram("polyproxy_handshake_duration_ms", {
+    description: "Accept to relay start (identify, resolve, vet, admit, connect, replay) in milliseconds, per listener",
+    boundaries: latencyBoundaries
+  })
 
   return {
     listener: (name) => {
@@ -74,6 +109,7 @@ const make = (): MetricsShape => {
       const bi = Metric.withAttributes(bytesIn, attrs)
       const bo = Metric.withAttributes(bytesOut, attrs)
       const byReason = new Map<string, Metric.Counter<number>>()
+      const hs = Metric.withAttributes(handshakeMs, attrs)
       let open = 0
       return {
         accepted: () => {
@@ -91,6 +127,7 @@ const make = (): MetricsShape => {
           if (m === undefined) byReason.set(reason, (m = Metric.withAttributes(errors, { ...attrs, reason })))
           m.updateUnsafe(1, ctx)
         },
+        handshake: (ms) => hs.updateUnsafe(ms, ctx),
         active: () => open
       }
     },
@@ -102,7 +139,7 @@ const make = (): MetricsShape => {
       resolveMs.updateUnsafe(ms, ctx)
     },
     cacheLookup: (hit) => (hit ? cacheHit : cacheMiss).updateUnsafe(1, ctx),
-    prometheus: Effect.sync(prometheusText)
+    prometheus: Effect.sync(metricsText)
   }
 }
 

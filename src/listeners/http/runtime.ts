@@ -1,0 +1,113 @@
+// What every client connection of one HTTP listener shares: settings, routes, backend pools, the open-connection set
+// (for limits and drain), and one place where refusals are counted and logged.
+import type * as http2 from "node:http2"
+import type * as net from "node:net"
+import type { ConnectionInfo } from "../../domain/Route.ts"
+import type { LogShape } from "../../services/Log.ts"
+import type { ListenerMetrics } from "../../services/Metrics.ts"
+import type { ResolverShape } from "../../services/Resolver.ts"
+import type { Admission } from "../Admission.ts"
+import type { Failure } from "./failure.ts"
+import type { Routes } from "./routes.ts"
+import type { HttpSettings } from "./settings.ts"
+import type { Pools } from "./upstream.ts"
+
+export interface Hooks {
+  readonly connected: (resourceId: string, info: ConnectionInfo) => void
+  readonly disconnected: (
+    resourceId: string,
+    endpoint: string,
+    info: ConnectionInfo,
+    bytesFromClient: number,
+    bytesFromBackend: number,
+    durationMs: number
+  ) => void
+}
+
+export class HttpRuntime {
+  readonly settings: HttpSettings
+  readonly log: LogShape
+  readonly metrics: ListenerMetrics
+  readonly routes: Routes
+  readonly pools: Pools
+  readonly hooks: Hooks | undefined
+  readonly maxConnections: number
+  readonly admission: Admission | undefined
+  /** Client sockets (HTTP/1.x and the sockets under HTTP/2 sessions), for limits and drain. */
+  readonly open = new Set<net.Socket>()
+  /** Idle HTTP/1.x connections close at once when draining; busy ones after their response. */
+  readonly onDrain = new Set<() => void>()
+  draining = false
+  /** Takes over sockets that speak HTTP/2 (h2c prior knowledge, or ALPN h2). */
+  h2: http2.Http2Server | undefined = undefined
+  private idleWaiters: Array<() => void> = []
+
+  constructor(
+    settings: HttpSettings,
+    log: LogShape,
+    metrics: ListenerMetrics,
+    routes: Routes,
+    pools: Pools,
+    hooks: Hooks | undefined,
+    maxConnections: number,
+    admission: Admission | undefined
+  ) {
+    this.settings = settings
+    this.log = log
+    this.metrics = metrics
+    this.routes = routes
+    this.pools = pools
+    this.hooks = hooks
+    this.maxConnections = maxConnections
+    this.admission = admission
+  }
+
+  /** Admits a new client socket, or says why not (the caller answers 503). */
+  admit(socket: net.Socket): string | undefined {
+    this.metrics.accepted()
+    if (this.maxConnections > 0 && this.open.size >= this.maxConnections) {
+      return `listener ${this.settings.name} is at its limit of ${this.maxConnections} connections`
+    }
+    const refused = this.admission?.enter()
+    if (refused !== undefined) return refused.message
+    this.open.add(socket)
+    return undefined
+  }
+
+  /** A client socket closed. `admitted`: it had been let in (and counted against the limits). */
+  forget(socket: net.Socket, bytesFromBackend: number): void {
+    this.metrics.closed(socket.bytesRead, bytesFromBackend)
+    if (!this.open.delete(socket)) return
+    this.admission?.leave()
+    if (this.open.size === 0 && this.idleWaiters.length > 0) {
+      for (const w of this.idleWaiters) w()
+      this.idleWaiters = []
+    }
+  }
+
+  whenIdle(): Promise<void> {
+    return this.open.size === 0 ? Promise.resolve() : new Promise((resolve) => this.idleWaiters.push(resolve))
+  }
+
+  drain(): void {
+    this.draining = true
+    for (const f of this.onDrain) f()
+  }
+
+  refused(f: Failure, client: string, method: string, target: string): void {
+    this.metrics.refused(f.reason.toLowerCase())
+    const fields = {
+      listener: this.settings.name,
+      client,
+      method,
+      target,
+      resource: f.resourceId,
+      status: f.status,
+      reason: f.reason,
+      source: f.source,
+      message: f.message
+    }
+    if (f.source === "internal") this.log.error("request refused", fields)
+    else this.log.info("request refused", fields)
+  }
+}

@@ -1,0 +1,54 @@
+// TLS termination with a certificate per tenant domain: SNI picks the exact name, then the wildcard one label up,
+// then the listener's default `tls` certificate.
+import { X509Certificate } from "node:crypto"
+import * as fs from "node:fs"
+import * as tls from "node:tls"
+import type { SniCertificate } from "../../config/Config.ts"
+
+export type SniCallback = (servername: string, cb: (err: Error | null, ctx?: tls.SecureContext) => void) => void
+
+/** Names a certificate serves: its DNS subject alternative names (lower-cased, wildcards kept). */
+const dnsNamesOf = (pem: Buffer): Array<string> => {
+  const san = new X509Certificate(pem).subjectAltName ?? ""
+  return san
+    .split(",")
+    .map((s) => s.trim())
+    .filter((s) => s.startsWith("DNS:"))
+    .map((s) => s.slice(4).toLowerCase())
+}
+
+/** Loads every certificate (throws with the file name when one cannot be read) and builds the SNI lookup. */
+export const loadSni = (certificates: ReadonlyArray<SniCertificate>): { callback: SniCallback; names: number } => {
+  const exact = new Map<string, tls.SecureContext>()
+  const wildcard = new Map<string, tls.SecureContext>()
+  for (const c of certificates) {
+    let cert: Buffer
+    let key: Buffer
+    try {
+      cert = fs.readFileSync(c.cert)
+      key = fs.readFileSync(c.key)
+    } catch (e) {
+      throw new Error(`certificate ${c.cert}: ${(e as Error).message}`)
+    }
+    const context = tls.createSecureContext({ cert, key })
+    const hosts = c.hosts ?? dnsNamesOf(cert)
+    if (hosts.length === 0) throw new Error(`certificate ${c.cert} names no DNS host; list its hosts in the config`)
+    for (const h of hosts) {
+      const name = h.toLowerCase()
+      // The first certificate listed for a name wins, as the config reads top to bottom.
+      if (name.startsWith("*.")) {
+        if (!wildcard.has(name.slice(1))) wildcard.set(name.slice(1), context)
+      } else if (!exact.has(name)) exact.set(name, context)
+    }
+  }
+  const callback: SniCallback = (servername, cb) => {
+    const name = servername.toLowerCase().replace(/\.$/, "")
+    const hit = exact.get(name)
+    if (hit !== undefined) return cb(null, hit)
+    const dot = name.indexOf(".")
+    // A wildcard covers exactly one label (RFC 6125 §6.4.3).
+    const wild = dot > 0 ? wildcard.get(name.slice(dot)) : undefined
+    cb(null, wild)
+  }
+  return { callback, names: exact.size + wildcard.size }
+}

@@ -1,0 +1,408 @@
+// MySQL / MariaDB: route by the database of the HandshakeResponse41 (or the user), terminate TLS if configured,
+// authenticate end to end without the proxy ever knowing a password, and refuse with ERR packets clients print.
+//
+// Why the auth switch. MySQL's server speaks first, and its greeting carries the nonce the client hashes its password
+// with; but the routing key (the database) only arrives in the client's answer, computed from that nonce. So:
+//   1. identify: the proxy greets with its own random nonce, reads the HandshakeResponse41 (after an SSLRequest and
+//      TLS if the client wants them) and routes by its database. The client's auth response is useless: it hashes
+//      the proxy's nonce, which no backend knows.
+//   2. replay: after dialing, the proxy reads the backend's real greeting (optionally sends SSLRequest and starts TLS
+//      to the backend), then sends the client an AuthSwitchRequest carrying the backend's plugin and nonce. The client
+//      recomputes its answer, and the proxy sends the backend a HandshakeResponse41 with the client's user, database,
+//      attributes and that answer, capabilities narrowed to what both sides support. The rest of the exchange
+//      (AuthMoreData for caching_sha2_password, a further AuthSwitchRequest, OK/ERR) is passed through with renumbered
+//      sequence ids (authBridge.ts): the proxy's extra round trip means the two sides never count alike, so
+//      translation lasts until the backend's final OK or ERR, after which every command restarts at 0 and the relay
+//      copies bytes.
+//
+// What others do, and why not that. ProxySQL, Vitess (vtgate) and MaxScale authenticate the client themselves: they
+// hold the passwords or their hashes (ProxySQL's mysql_users, vtgate's static/LDAP auth, MaxScale's copy of
+// mysql.user) and log in to backends with credentials of their own or the same hash. A tenant proxy that must not
+// store tenants' passwords cannot do that. MySQL Router (when it terminates TLS) and PingCAP's TiProxy forward the
+// client's response with a plugin name no server knows ("switch_me_if_you_can", "auth_unknown_plugin"), so the
+// backend itself answers with an AuthSwitchRequest carrying its nonce, which they pass on. We send that switch
+// ourselves from the greeting's nonce instead: one backend round trip fewer, and no reliance on how a server reacts
+// to an unknown plugin. The client sees an ordinary auth switch, which every 4.1 client with CLIENT_PLUGIN_AUTH
+// handles (the proxy refuses clients without it).
+//
+// caching_sha2_password: the fast path (nonce scramble, server-side cache hit) works through the switch. Full
+// authentication needs the password itself: in clear over TLS, or RSA-encrypted with the server's key over plain TCP.
+// Both work when the two hops agree (both TLS, or both plain: the RSA key exchange passes through untouched). When
+// they differ the proxy refuses with a clear ERR rather than forward a clear-text password over plain TCP.
+//
+// Known limits: the client keeps the proxy's greeting, so its idea of the connection id is the proxy's (`KILL` must
+// use CONNECTION_ID()), and a client that hashes COM_CHANGE_USER with that first nonce (mysql2 does) relies on the
+// server re-challenging with an AuthSwitchRequest, as MariaDB does (the conformance spec covers it).
+
+import { randomBytes } from "node:crypto"
+import type * as net from "node:net"
+import type * as tls from "node:tls"
+import * as Effect from "effect/Effect"
+import {
+  AuthPlugin,
+  Capability,
+  type ClientHandshake,
+  capabilityNames,
+  decodeMessage,
+  decodePacket,
+  encodeAuthSwitchRequest,
+  encodeHandshakeResponse41,
+  encodeHandshakeV10,
+  encodePacket,
+  encodeSslRequest,
+  type Framed,
+  type HandshakeResponse41,
+  hasCapability,
+  Marker,
+  nextSequenceId,
+  parseClientHandshake,
+  parseErrPacket,
+  parseHandshakeV10,
+  SCRAMBLE_LENGTH,
+  Status,
+  UTF8MB4_GENERAL_CI
+} from "../../codec/mysql/index.ts"
+import { type ProxyError, proxyError } from "../../domain/ProxyError.ts"
+import type { Route } from "../../domain/Route.ts"
+import type { ClientConnection, Identified, Protocol } from "../Protocol.ts"
+import type { ProtocolContext } from "../ProtocolContext.ts"
+import { readFrame } from "../readFrame.ts"
+import {
+  acceptTls,
+  type ClientTlsOptions,
+  clientCertProblem,
+  connectTls,
+  type ServerTls,
+  subjectOf,
+  upstreamTlsFor
+} from "../tls.ts"
+import { bridgeAuth, cleartextPlugins, type Turn, tlsMismatch } from "./authBridge.ts"
+import { mysqlErrorFor, NO_DATABASE_SELECTED, nextServerSequence } from "./errPacket.ts"
+
+export type MysqlRouteBy = "database" | "user"
+
+export interface MysqlOptions {
+  readonly name?: string
+  /** Terminate TLS here (CLIENT_SSL advertised, SSLRequest honoured); absent = plain text only. */
+  readonly tls?: ServerTls | undefined
+  readonly routeBy: MysqlRouteBy
+  /** The resource for a client that names no database (routeBy database). */
+  readonly defaultRoute?: string | undefined
+  /** TLS towards backends unless a route's metadata.tls says otherwise. */
+  readonly upstreamTls?: ClientTlsOptions | undefined
+  /** Milliseconds for the login once the backend is dialed (its greeting, the auth switch, up to OK); 0 = none. */
+  readonly authTimeoutMs: number
+}
+
+/** The whole client handshake, packet by packet, stays under 16 KB (header included). */
+const maxHandshakeBytes = 16 * 1024
+const maxHandshakePayload = maxHandshakeBytes - 4
+
+/**
+ * MariaDB's replication-era prefix "5.5.5-" makes clients that parse versions see 5.5.5 plus a MariaDB version, the
+ * least they may assume of any backend behind us.
+ */
+export const SERVER_VERSION = "5.5.5-10.11.0-polyproxy"
+
+/**
+ * What the proxy offers clients: flags that only shape the handshake (each hop negotiates its own) plus session
+ * flags every supported backend (MySQL 5.7+, MariaDB 10.2+) has. Compression and query attributes are left out: the
+ * relay would pass them on, but not every backend has them and the client decides before the backend is known.
+ */
+const offered =
+  (Capability.LONG_PASSWORD |
+    Capability.FOUND_ROWS |
+    Capability.LONG_FLAG |
+    Capability.CONNECT_WITH_DB |
+    Capability.ODBC |
+    Capability.LOCAL_FILES |
+    Capability.IGNORE_SPACE |
+    Capability.PROTOCOL_41 |
+    Capability.INTERACTIVE |
+    Capability.IGNORE_SIGPIPE |
+    Capability.TRANSACTIONS |
+    Capability.RESERVED |
+    Capability.SECURE_CONNECTION |
+    Capability.MULTI_STATEMENTS |
+    Capability.MULTI_RESULTS |
+    Capability.PS_MULTI_RESULTS |
+    Capability.PLUGIN_AUTH |
+    Capability.CONNECT_ATTRS |
+    Capability.PLUGIN_AUTH_LENENC_CLIENT_DATA |
+    Capability.CAN_HANDLE_EXPIRED_PASSWORDS |
+    Capability.SESSION_TRACK |
+    Capability.DEPRECATE_EOF) >>>
+  0
+
+/** Flags that change how relayed bytes are framed or read: client and backend must agree on each. */
+const sessionFlags =
+  (Capability.FOUND_ROWS |
+    Capability.LOCAL_FILES |
+    Capability.IGNORE_SPACE |
+    Capability.PROTOCOL_41 |
+    Capability.TRANSACTIONS |
+    Capability.MULTI_STATEMENTS |
+    Capability.MULTI_RESULTS |
+    Capability.PS_MULTI_RESULTS |
+    Capability.SESSION_TRACK |
+    Capability.DEPRECATE_EOF) >>>
+  0
+
+/** Flags the proxy sets towards the backend itself, whatever the client said. */
+const perHopFlags =
+  (Capability.LONG_PASSWORD |
+    Capability.CONNECT_WITH_DB |
+    Capability.SSL |
+    Capability.SECURE_CONNECTION |
+    Capability.PLUGIN_AUTH |
+    Capability.CONNECT_ATTRS |
+    Capability.PLUGIN_AUTH_LENENC_CLIENT_DATA) >>>
+  0
+
+/** What the proxy needs from a backend to run the auth switch at all. */
+const backendNeeds = (Capability.PROTOCOL_41 | Capability.SECURE_CONNECTION | Capability.PLUGIN_AUTH) >>> 0
+
+let lastConnectionId = 0
+
+/** A nonce as MySQL makes them: 7-bit, no NUL and no '$', since some clients treat it as a C string. */
+const newScramble = (): Buffer => {
+  const bytes = randomBytes(SCRAMBLE_LENGTH)
+  for (let i = 0; i < bytes.length; i++) {
+    let b = bytes[i]! & 0x7f
+    if (b === 0 || b === 0x24) b++
+    bytes[i] = b
+  }
+  return bytes
+}
+
+const nul = Buffer.from([0])
+
+const decodeClient = (buf: Buffer) => decodeMessage(buf, parseClientHandshake, maxHandshakePayload)
+
+const decodeAnyPacket = (buf: Buffer) => decodePacket(buf, maxHandshakePayload)
+
+const badRequest = (message: string) => proxyError("BAD_REQUEST", "client", message)
+const backendFailure = (message: string) => proxyError("CONNECT_FAILED", "backend", message)
+
+/** What identify learned, for replay: the parsed login and where the client's numbering stands. */
+interface MysqlState {
+  readonly response: HandshakeResponse41
+  /** Sequence id of the proxy's next packet to the client. */
+  readonly toClient: number
+  readonly clientTls: boolean
+}
+
+export const mysqlProtocol = (ctx: ProtocolContext): Protocol =>
+  makeMysqlProtocol({
+    name: ctx.name,
+    tls: ctx.tls,
+    routeBy: (ctx.listener.routeBy ?? "database") as MysqlRouteBy,
+    defaultRoute: ctx.listener.defaultRoute,
+    upstreamTls: ctx.upstreamTls,
+    authTimeoutMs: ctx.config.timeouts.handshake * 1000
+  })
+
+export const makeMysqlProtocol = (options: MysqlOptions): Protocol => {
+  const capabilities = (offered | (options.tls ? Capability.SSL : 0)) >>> 0
+
+  const routingKey = (response: HandshakeResponse41): string | ProxyError => {
+    if (options.routeBy === "user") {
+      return response.user || options.defaultRoute || badRequest("the handshake names no user")
+    }
+    const database = hasCapability(response.capabilities, Capability.CONNECT_WITH_DB) ? response.database : undefined
+    if (database) return database
+    if (options.defaultRoute) return options.defaultRoute
+    return proxyError("NOT_FOUND", "client", "connect with a database: this listener routes by database name", {
+      cause: NO_DATABASE_SELECTED
+    })
+  }
+
+  const identify = Effect.fnUntraced(function* (conn: ClientConnection) {
+    conn.client.write(
+      encodePacket(
+        encodeHandshakeV10({
+          serverVersion: SERVER_VERSION,
+          connectionId: (lastConnectionId = (lastConnectionId + 1) >>> 0),
+          authPluginData: newScramble(),
+          capabilities,
+          characterSet: UTF8MB4_GENERAL_CI,
+          statusFlags: Status.AUTOCOMMIT,
+          authPlugin: AuthPlugin.NATIVE
+        }),
+        0
+      )
+    )
+    // A refusal from here on answers the client's packet 1 (its handshake response).
+    nextServerSequence.set(conn.client, 2)
+    let read = yield* readFrame<Framed<ClientHandshake>>(conn.client, decodeClient, maxHandshakeBytes)
+    let subject: string | undefined
+    let sni: string | undefined
+    const clientTls = read.value.message._tag === "SSLRequest"
+    if (read.value.message._tag === "SSLRequest") {
+      if (options.tls === undefined) return yield* badRequest("SSLRequest, but this listener does not offer TLS")
+      // The TLS ClientHello follows the SSLRequest without waiting for an answer: it may have come in the same read.
+      if (read.rest.length > 0) conn.client.unshift(read.rest)
+      const secure: tls.TLSSocket = yield* acceptTls(conn.client, options.tls)
+      nextServerSequence.delete(conn.client)
+      conn.client = secure
+      nextServerSequence.set(secure, (nextSequenceId(read.value) + 1) & 0xff)
+      const denied = clientCertProblem(secure, options.tls)
+      if (denied) return yield* denied
+      subject = options.tls.requireClientCert ? subjectOf(secure) : undefined
+      sni = (secure as tls.TLSSocket & { servername?: string | false }).servername || undefined
+      read = yield* readFrame(secure, decodeClient, maxHandshakeBytes)
+      if (read.value.message._tag === "SSLRequest") return yield* badRequest("SSLRequest sent twice")
+    } else if (options.tls?.requireClientCert) {
+      return yield* proxyError("FORBIDDEN", "client", "this listener requires TLS with a client certificate")
+    }
+    const response = read.value.message as HandshakeResponse41
+    const toClient = nextSequenceId(read.value)
+    nextServerSequence.set(conn.client, toClient)
+    // A client must wait for the server's verdict before its first command.
+    if (read.rest.length > 0) return yield* badRequest("data after the handshake response, before the server answered")
+    if (!hasCapability(response.capabilities, Capability.PLUGIN_AUTH)) {
+      return yield* badRequest("the client does not support authentication plugins (CLIENT_PLUGIN_AUTH)")
+    }
+    const key = routingKey(response)
+    if (typeof key !== "string") return yield* key
+    const state: MysqlState = { response, toClient, clientTls }
+    return { resourceId: key, client: conn.client, tlsSubject: subject, sni, state } satisfies Identified
+  })
+
+  const authenticate = Effect.fnUntraced(function* (
+    identified: Identified,
+    route: Route,
+    dialed: net.Socket,
+    turn: Turn
+  ) {
+    const state = identified.state as MysqlState
+    const client = identified.client
+    const response = state.response
+
+    const greetingRead = yield* readFrame(dialed, decodeAnyPacket, maxHandshakeBytes).pipe(
+      Effect.mapError((e) => backendFailure(`backend greeting: ${e.message}`))
+    )
+    const payload = greetingRead.value.payload
+    if (payload[0] === Marker.ERR) {
+      // e.g. 1040 Too many connections, 1129 host blocked: the client gets the server's own words.
+      client.write(encodePacket(payload, state.toClient))
+      const err = parseErrPacket(payload)
+      const text = err._tag === "ErrPacket" ? `${err.code} ${err.message}` : "malformed ERR"
+      const reason = err._tag === "ErrPacket" && err.code === 1040 ? "UNAVAILABLE" : "CONNECT_FAILED"
+      return yield* proxyError(reason, "backend", `backend refused: ${text}`, { quiet: true })
+    }
+    const greeting = parseHandshakeV10(payload)
+    if (greeting._tag === "Invalid") return yield* backendFailure(`backend greeting: ${greeting.reason}`)
+    const backendCaps = greeting.capabilities
+    if ((backendCaps & backendNeeds) >>> 0 !== backendNeeds) {
+      return yield* backendFailure(
+        `backend ${greeting.serverVersion} lacks ${capabilityNames(backendNeeds & ~backendCaps).join(", ")}`
+      )
+    }
+    const negotiated = (response.capabilities & capabilities) >>> 0
+    const missing = (negotiated & sessionFlags & ~backendCaps) >>> 0
+    if (missing !== 0) {
+      return yield* backendFailure(
+        `backend ${greeting.serverVersion} lacks ${capabilityNames(missing).join(", ")}, which the client uses`
+      )
+    }
+    const tlsOptions = upstreamTlsFor(route, options.upstreamTls)
+    const database = response.database || undefined
+    const attributes = response.attributes
+    let flags = (negotiated & backendCaps & ~perHopFlags) >>> 0
+    flags |= Capability.LONG_PASSWORD | backendNeeds // CLIENT_MYSQL: MariaDB must not look for extended flags
+    flags |= backendCaps & Capability.PLUGIN_AUTH_LENENC_CLIENT_DATA
+    if (database !== undefined) flags |= Capability.CONNECT_WITH_DB
+    if (attributes !== undefined) flags |= backendCaps & Capability.CONNECT_ATTRS
+    if (tlsOptions) flags |= Capability.SSL
+    flags >>>= 0
+
+    let backend = dialed
+    let toBackend = 1
+    if (tlsOptions) {
+      if (!hasCapability(backendCaps, Capability.SSL)) {
+        return yield* backendFailure(`backend ${route.endpoint.host} does not offer TLS`)
+      }
+      if (greetingRead.rest.length > 0) return yield* backendFailure("backend sent data before TLS started")
+      dialed.write(
+        encodePacket(
+          encodeSslRequest({
+            capabilities: flags,
+            maxPacketSize: response.maxPacketSize,
+            characterSet: response.characterSet
+          }),
+          toBackend++
+        )
+      )
+      backend = yield* connectTls(dialed, { ...tlsOptions, servername: tlsOptions.servername ?? route.endpoint.host })
+    }
+
+    const plugin = greeting.authPlugin || AuthPlugin.NATIVE
+    if (state.clientTls && !tlsOptions && cleartextPlugins.has(plugin)) {
+      return yield* tlsMismatch(plugin, state.clientTls, false)
+    }
+    client.write(
+      encodePacket(encodeAuthSwitchRequest(plugin, Buffer.concat([greeting.authPluginData, nul])), state.toClient)
+    )
+    nextServerSequence.set(client, (state.toClient + 2) & 0xff)
+    turn.waitingFor = "client"
+    const answer = yield* readFrame(client, decodeAnyPacket, maxHandshakeBytes)
+    turn.waitingFor = "backend"
+
+    backend.write(
+      encodePacket(
+        encodeHandshakeResponse41({
+          capabilities: flags,
+          maxPacketSize: response.maxPacketSize,
+          characterSet: response.characterSet,
+          user: response.user,
+          authResponse: answer.value.payload,
+          database,
+          authPlugin: plugin,
+          attributes
+        }),
+        toBackend++
+      )
+    )
+    yield* bridgeAuth({
+      client,
+      backend,
+      toClient: nextSequenceId(answer.value),
+      toBackend,
+      plugin,
+      clientTls: state.clientTls,
+      backendTls: tlsOptions !== undefined,
+      clientRest: answer.rest,
+      backendRest: tlsOptions ? Buffer.alloc(0) : greetingRead.rest,
+      maxPayload: maxHandshakePayload,
+      turn
+    })
+    nextServerSequence.delete(client)
+    return backend
+  })
+
+  const authSeconds = options.authTimeoutMs / 1000
+  /** The deadline's error names the side that stopped answering: the backend (2003) or the client (1043). */
+  const authTimeout = (turn: Turn) =>
+    turn.waitingFor === "backend"
+      ? backendFailure(`backend did not complete the login within ${authSeconds}s`)
+      : proxyError("HANDSHAKE_TIMEOUT", "client", `authentication did not finish within ${authSeconds}s`)
+  return {
+    name: options.name ?? "mysql",
+    readsHandshake: true,
+    identify,
+    replay: (identified, route, backend) => {
+      const turn: Turn = { waitingFor: "backend" }
+      const run = authenticate(identified, route, backend, turn)
+      if (options.authTimeoutMs <= 0) return run
+      return run.pipe(
+        Effect.timeoutOrElse({ duration: options.authTimeoutMs, orElse: () => Effect.fail(authTimeout(turn)) })
+      )
+    },
+    refuse: (client, error) => {
+      const sequenceId = nextServerSequence.get(client) ?? 0
+      nextServerSequence.delete(client)
+      client.end(mysqlErrorFor(error, sequenceId, options.routeBy === "database"))
+    }
+  }
+}
