@@ -1,0 +1,104 @@
+// PgBouncer as a baseline: session mode, its own ini and userlist in a temp dir, on a free 127.0.0.1 port.
+// PgBouncer refuses to run as root, so (like PostgreSQL in spec/support/backends) it is spawned directly with the
+// postgres account's uid/gid: the child's pid is PgBouncer itself, which the CPU accounting needs.
+import { join } from "node:path"
+import {
+  launch,
+  makeTempDir,
+  removeTempDir,
+  unprivilegedAccount,
+  writeOwnedFile
+} from "../../spec/support/backends/local.ts"
+import { versionOf } from "../support/process.ts"
+
+export interface PgBouncer {
+  readonly host: string
+  readonly port: number
+  readonly pid: number
+  readonly version: string
+  readonly settings: Readonly<Record<string, string | number>>
+  readonly stop: () => Promise<void>
+}
+
+export interface PgBouncerOptions {
+  /** The PostgreSQL server behind it. */
+  readonly backendHost: string
+  readonly backendPort: number
+  readonly database: string
+  readonly user: string
+  readonly password: string
+  /** Server connections per (database, user); must cover the largest client count in session mode. */
+  readonly poolSize: number
+  readonly maxClientConn: number
+}
+
+const quote = (s: string): string => `"${s.replaceAll('"', '""')}"`
+
+export const startPgBouncer = async (opts: PgBouncerOptions): Promise<PgBouncer> => {
+  const account = unprivilegedAccount("postgres")
+  const dir = makeTempDir("pgbouncer", account)
+  const settings = {
+    pool_mode: "session",
+    default_pool_size: opts.poolSize,
+    max_client_conn: opts.maxClientConn,
+    // SCRAM both ways: clients authenticate to PgBouncer, PgBouncer to PostgreSQL with the userlist's password.
+    auth_type: "scram-sha-256",
+    // The same work as the other variants: no TLS on either side (libpq's default would be "prefer").
+    server_tls_sslmode: "disable",
+    client_tls_sslmode: "disable",
+    // Idle server connections go quickly, so that the next variant starts against a quiet PostgreSQL.
+    server_idle_timeout: 1,
+    log_connections: 0,
+    log_disconnections: 0,
+    stats_period: 3600
+  }
+  try {
+    const version = versionOf("pgbouncer", ["--version"])
+    writeOwnedFile(join(dir, "userlist.txt"), `${quote(opts.user)} ${quote(opts.password)}\n`, 0o600, account)
+    const server = await launch((port) => {
+      const ini = [
+        "[databases]",
+        `${opts.database} = host=${opts.backendHost} port=${opts.backendPort} dbname=${opts.database}`,
+        "",
+        "[pgbouncer]",
+        "listen_addr = 127.0.0.1",
+        `listen_port = ${port}`,
+        // No unix socket: everything goes over 127.0.0.1 TCP, like the other variants.
+        "unix_socket_dir =",
+        `auth_file = ${join(dir, "userlist.txt")}`,
+        ...Object.entries(settings).map(([k, v]) => `${k} = ${v}`),
+        ""
+      ].join("\n")
+      writeOwnedFile(join(dir, "pgbouncer.ini"), ini, 0o600, account)
+      return {
+        name: "pgbouncer",
+        file: "pgbouncer",
+        args: [join(dir, "pgbouncer.ini")],
+        account,
+        cwd: dir,
+        env: { PATH: process.env.PATH ?? "/usr/sbin:/usr/bin:/bin", HOME: dir, LANG: "C.UTF-8" },
+        ready: /process up:/,
+        portTaken: /Address already in use|bind\(\) failed/,
+        // SIGTERM is PgBouncer's immediate shutdown (SIGINT would wait for clients).
+        stopSignal: "SIGTERM",
+        exitSignal: "SIGKILL"
+      }
+    })
+    let stopped: Promise<void> | undefined
+    return {
+      host: "127.0.0.1",
+      port: server.port,
+      pid: server.child.pid!,
+      version,
+      settings,
+      stop: () =>
+        (stopped ??= (async () => {
+          await server.kill()
+          removeTempDir(dir)
+        })())
+    }
+  } catch (error) {
+    removeTempDir(dir)
+    throw error
+  }
+}
