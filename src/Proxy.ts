@@ -3,17 +3,17 @@
 import * as fs from "node:fs"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import type * as Scope from "effect/Scope"
+import * as Scope from "effect/Scope"
 import { startAdmin } from "./admin/AdminServer.ts"
 import type { Config, ListenerName } from "./config/Config.ts"
 import { type ProxyError, proxyError } from "./domain/ProxyError.ts"
 import { Admission } from "./listeners/Admission.ts"
-import { httpProtocolContext, startHttpListener } from "./listeners/http/HttpListener.ts"
+import { startHttpListener } from "./listeners/http/HttpListener.ts"
 import { type RunningListener, startListener } from "./listeners/Listener.ts"
 import type { ProtocolContext } from "./listeners/ProtocolContext.ts"
 import { CancelKeys } from "./listeners/postgres/CancelKeys.ts"
 import { protocols } from "./listeners/registry.ts"
-import { loadServerTls } from "./listeners/tls.ts"
+import { loadServerTls, type ServerTls } from "./listeners/tls.ts"
 import { type BackendHealth, CircuitBreaker } from "./services/CircuitBreaker.ts"
 import { ColdStart } from "./services/ColdStart.ts"
 import { Log } from "./services/Log.ts"
@@ -23,7 +23,17 @@ import { RoutingCache } from "./services/RoutingCache.ts"
 import { SsrfGuard } from "./services/SsrfGuard.ts"
 
 /** What the admin API can ask of one proxy process (the cluster primary asks each worker the same). */
+export interface ReloadReport {
+  readonly applied: ReadonlyArray<string>
+  /** Changed keys that only take effect after a restart. */
+  readonly needsRestart: ReadonlyArray<string>
+}
+
 export interface AdminOps {
+  /** Hot reload: apply a new, already validated config without dropping a connection. */
+  readonly reload: (next: Config) => Promise<ReloadReport>
+  /** Re-read the config source, refuse it with the reason if invalid (the running config stays), else reload. */
+  readonly reloadFromSource: () => Promise<ReloadReport>
   readonly backends: () => ReadonlyArray<BackendHealth>
   readonly stats: () => Promise<Record<string, unknown>>
   readonly purge: (resourceId: string) => Promise<void>
@@ -36,21 +46,17 @@ export interface ProxyHandle {
   readonly ops: AdminOps
 }
 
-/** Builds the protocol of one configured listener, loading its TLS files once. */
-const protocolFor = Effect.fnUntraced(function* (
+/** The context a protocol factory gets for one configured listener, its TLS files loaded once. */
+export const contextFor = Effect.fnUntraced(function* (
   name: ListenerName,
   config: Config,
   shared: ProtocolContext["shared"]
 ) {
   const listener = config.listeners[name]!
-  const factory = protocols[name]
-  if (factory === undefined) {
-    return yield* proxyError("INTERNAL", "internal", `listeners.${name}: this protocol is not implemented yet`)
-  }
   const tlsFiles = listener.tls ?? config.tls
   const upstream = listener.upstreamTls
   const upstreamCa = upstream?.ca
-  return factory({
+  return {
     name,
     listener,
     config,
@@ -67,7 +73,7 @@ const protocolFor = Effect.fnUntraced(function* (
             })
     },
     shared
-  })
+  } satisfies ProtocolContext
 })
 
 /** The resolver from the config file's `routes`: the embedded default. */
@@ -131,7 +137,12 @@ export const servicesLayer = (
  * Starts every configured listener and the admin endpoint. When the scope closes, listeners stop accepting,
  * open connections get up to `timeouts.drain` seconds to finish, and whatever is left is closed.
  */
-export const startProxy = Effect.fnUntraced(function* (config: Config, cancelKeys: CancelKeys = new CancelKeys()) {
+export const startProxy = Effect.fnUntraced(function* (
+  config: Config,
+  cancelKeys: CancelKeys = new CancelKeys(),
+  configSource?: () => Config
+) {
+  let current = config
   const log = yield* Log
   const metrics = yield* Metrics
   let ready = false
@@ -139,14 +150,26 @@ export const startProxy = Effect.fnUntraced(function* (config: Config, cancelKey
 
   const shared = { cancelKeys }
   const admission = new Admission(config.limits)
-  for (const name of Object.keys(config.listeners) as Array<ListenerName>) {
+  const services = yield* Effect.context<ProxyServices>()
+  const scope = yield* Effect.scope
+  /** The running listener of each name and its TLS (replaced in place on reload). */
+  const byName = new Map<ListenerName, { running: RunningListener; tls: ServerTls | undefined }>()
+
+  const startOne = Effect.fnUntraced(function* (name: ListenerName, cfg: Config) {
+    const ctx = yield* contextFor(name, cfg, shared)
     // HTTP works per request with its own servers, not as a Protocol of the shared byte listener.
-    if (name === "http") {
-      listeners.push(yield* startHttpListener(yield* httpProtocolContext(config, shared), config.timeouts, admission))
-      continue
+    if (name === "http") return { running: yield* startHttpListener(ctx, cfg.timeouts, admission), tls: ctx.tls }
+    const factory = protocols[name]
+    if (factory === undefined) {
+      return yield* proxyError("INTERNAL", "internal", `listeners.${name}: this protocol is not implemented yet`)
     }
-    const protocol = yield* protocolFor(name, config, shared)
-    listeners.push(yield* startListener(protocol, config.listeners[name]!, config.timeouts, admission, config.log))
+    return { running: yield* startListener(factory(ctx), ctx.listener, cfg.timeouts, admission, cfg.log), tls: ctx.tls }
+  })
+
+  for (const name of Object.keys(config.listeners) as Array<ListenerName>) {
+    const started = yield* startOne(name, config)
+    byName.set(name, started)
+    listeners.push(started.running)
   }
 
   const breaker = yield* CircuitBreaker
@@ -167,6 +190,87 @@ export const startProxy = Effect.fnUntraced(function* (config: Config, cancelKey
       ready = false
       for (const l of listeners) l.stopAccepting()
       log.info("draining on request (POST /admin/drain)", { connections: listeners.reduce((n, l) => n + l.open(), 0) })
+    },
+    reload: async (next) => {
+      const applied: Array<string> = []
+      const needsRestart: Array<string> = []
+      const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b)
+      if (!same(next.routes, current.routes)) {
+        if (resolver.replaceRoutes) {
+          resolver.replaceRoutes(next.routes)
+          applied.push("routes")
+        } else needsRestart.push("routes (the configured resolver is not the static one)")
+      }
+      if (!same(next.limits, current.limits)) {
+        admission.update(next.limits)
+        applied.push("limits")
+      }
+      for (const key of [
+        "workers",
+        "admin",
+        "cache",
+        "ssrf",
+        "timeouts",
+        "breaker",
+        "coldStart",
+        "resolver",
+        "log"
+      ] as const) {
+        if (!same(next[key], current[key])) needsRestart.push(key)
+      }
+      const names = new Set([...Object.keys(current.listeners), ...Object.keys(next.listeners)] as Array<ListenerName>)
+      for (const name of names) {
+        const before = current.listeners[name]
+        const after = next.listeners[name]
+        const live = byName.get(name)
+        if (after === undefined) {
+          // Removed: stop accepting; its open connections finish on their own.
+          live?.running.stopAccepting()
+          byName.delete(name)
+          applied.push(`listeners.${name} stopped`)
+          continue
+        }
+        const { tls: _t, ...shapeBefore } = before ?? ({} as Partial<typeof after>)
+        const { tls: _u, ...shapeAfter } = after
+        if (
+          live === undefined ||
+          !same(shapeBefore, shapeAfter) ||
+          !same(before?.tls?.requireClientCert, after.tls?.requireClientCert)
+        ) {
+          const started = await Effect.runPromise(
+            startOne(name, next).pipe(Effect.provideContext(services), Scope.provide(scope))
+          )
+          live?.running.stopAccepting()
+          byName.set(name, started)
+          listeners.push(started.running)
+          applied.push(
+            `listeners.${name} ${live ? "restarted" : "started"} on ${started.running.host}:${started.running.port}`
+          )
+          continue
+        }
+        // Same listener: re-read its certificate files (renewed certificates), swapped in for the next handshake.
+        const tlsFiles = after.tls ?? next.tls
+        if (live.tls && tlsFiles) {
+          const fresh = await Effect.runPromise(loadServerTls(tlsFiles, `listeners.${name}.tls`))
+          live.tls.context = fresh.context
+          applied.push(`listeners.${name}.tls reloaded`)
+        }
+      }
+      await Effect.runPromise(cache.purgeAll)
+      current = next
+      log.info("config reloaded", { applied, needsRestart })
+      return { applied, needsRestart }
+    },
+    reloadFromSource: async () => {
+      if (configSource === undefined) throw new Error("no config file to re-read (started without one)")
+      let next: Config
+      try {
+        next = configSource()
+      } catch (e) {
+        log.error("config reload refused, keeping the running config", { reason: (e as Error).message })
+        throw e
+      }
+      return ops.reload(next)
     }
   }
   const admin =
@@ -181,6 +285,7 @@ export const startProxy = Effect.fnUntraced(function* (config: Config, cancelKey
           stats: ops.stats,
           purge: ops.purge,
           drain: ops.drain,
+          reload: ops.reloadFromSource,
           token: config.admin.token
         })
   if (admin) log.info("admin listening", { host: admin.host, port: admin.port, paths: "/healthz /readyz /metrics" })
@@ -212,6 +317,8 @@ export const startProxy = Effect.fnUntraced(function* (config: Config, cancelKey
   return { listeners, admin: admin && { host: admin.host, port: admin.port }, ops } satisfies ProxyHandle
 })
 
+type ProxyServices = Resolver | RoutingCache | SsrfGuard | Metrics | Log | CircuitBreaker | ColdStart
+
 export interface RunOptions {
   /** Your Resolver; default: the static `routes` of the config. */
   readonly resolver?: Layer.Layer<Resolver, unknown>
@@ -219,6 +326,8 @@ export interface RunOptions {
   readonly log?: Layer.Layer<Log>
   /** Postgres cancel keys; a cluster worker passes one backed by the primary's table. */
   readonly cancelKeys?: CancelKeys
+  /** Re-reads the config for a hot reload (SIGHUP, POST /admin/reload); throws ConfigError when invalid. */
+  readonly configSource?: () => Config
 }
 
 /**
@@ -238,5 +347,5 @@ export const runProxy = (
           : proxyError("INTERNAL", "internal", `cannot start services: ${String(e)}`)
       )
     )
-    return yield* startProxy(config, options.cancelKeys).pipe(Effect.provideContext(context))
+    return yield* startProxy(config, options.cancelKeys, options.configSource).pipe(Effect.provideContext(context))
   })

@@ -30,6 +30,8 @@ export interface AdminState {
   readonly purge: (resourceId: string) => MaybeAsync<void>
   /** Stop accepting and report not ready; open connections go on. */
   readonly drain: () => MaybeAsync<void>
+  /** Re-read the config file and apply it (hot reload); rejects with the reason when the new config is invalid. */
+  readonly reload: () => MaybeAsync<unknown>
   /** Bearer token for /admin/*; undefined = none required. */
   readonly token?: string | undefined
 }
@@ -76,7 +78,7 @@ const handle = (state: AdminState) => (req: http.IncomingMessage, res: http.Serv
     res.setHeader("www-authenticate", 'Bearer realm="polyproxy admin"')
     return json(res, 401, { error: "a bearer token is required (admin.token)" })
   }
-  const post = path === "/admin/purge" || path === "/admin/drain"
+  const post = path === "/admin/purge" || path === "/admin/drain" || path === "/admin/reload"
   if (post ? method !== "POST" : method !== "GET" && method !== "HEAD") {
     return json(res, 405, { error: `${method} not allowed on ${path}` })
   }
@@ -107,6 +109,13 @@ const handle = (state: AdminState) => (req: http.IncomingMessage, res: http.Serv
         return { purged: id }
       })
     }
+    case "/admin/reload":
+      return Promise.resolve()
+        .then(state.reload)
+        .then(
+          (report) => json(res, 200, report),
+          (e) => json(res, 422, { error: String((e as Error)?.message ?? e), kept: "the running config" })
+        )
     case "/admin/drain":
       return reply(res, async () => {
         await state.drain()

@@ -86,9 +86,23 @@ export const serve = (args: ReadonlyArray<string>) => {
   const file = configFile(args)
   const config = load(file)
   const workers = config.workers === 0 ? os.availableParallelism() : config.workers
-  if (cluster.isWorker) return runWorker(config)
-  if (workers > 1) return runPrimary(config, workers)
-  const fiber = Effect.runFork(Effect.scoped(Effect.andThen(runProxy(config), Effect.never)))
+  // Re-read on SIGHUP / POST /admin/reload; a ConfigError leaves the running config in place.
+  const configSource = () => {
+    const next = loadConfig(file)
+    checkFiles(next)
+    return next
+  }
+  if (cluster.isWorker) return runWorker(config, configSource)
+  if (workers > 1) return runPrimary(config, workers, configSource)
+  const fiber = Effect.runFork(
+    Effect.scoped(
+      Effect.gen(function* () {
+        const handle = yield* runProxy(config, { configSource })
+        process.on("SIGHUP", () => void handle.ops.reloadFromSource().catch(() => {}))
+        return yield* Effect.never
+      })
+    )
+  )
   let signals = 0
   const stop = (signal: string) => {
     // A second signal means "now": skip the drain.

@@ -35,7 +35,7 @@ interface Slot {
   listeners: ReadonlyArray<ListenerStatus>
 }
 
-export const runPrimary = (config: Config, count: number): void => {
+export const runPrimary = (config: Config, count: number, configSource?: () => Config): void => {
   const log = makeLog(config.log)
   const slots: Array<Slot> = []
   const cancelKeys = new Map<string, { target: VettedEndpoint; worker: number }>()
@@ -167,6 +167,7 @@ export const runPrimary = (config: Config, count: number): void => {
                   draining = true
                   await adminAll("drain")
                 },
+                reload: () => reload(),
                 token: config.admin!.token
               })
               log.info("admin listening", {
@@ -185,6 +186,21 @@ export const runPrimary = (config: Config, count: number): void => {
       process.exit(1)
     }
   })
+
+  /** Validates once here (one clear refusal), then every worker re-reads and applies the file itself. */
+  const reload = async () => {
+    if (configSource === undefined) throw new Error("no config file to re-read (started without one)")
+    try {
+      configSource()
+    } catch (e) {
+      log.error("config reload refused, keeping the running config", { reason: (e as Error).message })
+      throw e
+    }
+    const reports = await adminAll("reload")
+    log.info("config reloaded in every worker", { workers: reports.length })
+    return { workers: reports }
+  }
+  process.on("SIGHUP", () => void reload().catch(() => {}))
 
   let signals = 0
   const stop = (signal: string) => {

@@ -20,7 +20,7 @@ const send = (m: FromWorker) => {
 const statusOf = (handle: ProxyHandle | undefined): Array<ListenerStatus> =>
   (handle?.listeners ?? []).map((l) => ({ name: l.name, host: l.host, port: l.port, open: l.open() }))
 
-export const runWorker = (config: Config): void => {
+export const runWorker = (config: Config, configSource?: () => Config): void => {
   const waiting = new Map<number, (target: VettedEndpoint | undefined) => void>()
   let nextId = 1
   const shared: SharedCancelKeys = {
@@ -44,7 +44,13 @@ export const runWorker = (config: Config): void => {
   const fiber = Effect.runFork(
     Effect.scoped(
       Effect.gen(function* () {
-        handle = yield* runProxy({ ...config, admin: undefined, workers: 1 }, { cancelKeys: new CancelKeys(shared) })
+        handle = yield* runProxy(
+          { ...config, admin: undefined, workers: 1 },
+          {
+            cancelKeys: new CancelKeys(shared),
+            ...(configSource ? { configSource: () => ({ ...configSource(), admin: undefined, workers: 1 }) } : {})
+          }
+        )
         send({ t: "ready", listeners: statusOf(handle) })
         return yield* Effect.never
       })
@@ -72,7 +78,8 @@ export const runWorker = (config: Config): void => {
         if (ops === undefined) return answer({ error: "starting" })
         if (m.op === "backends") return answer(ops.backends())
         if (m.op === "drain") return answer(ops.drain())
-        const work = m.op === "stats" ? ops.stats() : ops.purge(m.arg ?? "")
+        const work =
+          m.op === "stats" ? ops.stats() : m.op === "reload" ? ops.reloadFromSource() : ops.purge(m.arg ?? "")
         void work.then(answer, (e: unknown) => answer({ error: String(e) }))
         return
       }

@@ -3,12 +3,19 @@
 import { type ProxyError, proxyError } from "../domain/ProxyError.ts"
 
 export class Admission {
-  private readonly maxConnections: number
-  private readonly perResource: number
+  private maxConnections: number
+  private perResource: number
   private total = 0
   private readonly byResource = new Map<string, number>()
 
   constructor(limits: { readonly maxConnections: number; readonly perResource: number }) {
+    this.maxConnections = limits.maxConnections
+    this.perResource = limits.perResource
+  }
+
+  /** Hot reload: new limits apply to the next connections; open ones are never closed for it. */
+  update(limits: { readonly maxConnections: number; readonly perResource: number }): void {
+    if (limits.perResource === 0) this.byResource.clear()
     this.maxConnections = limits.maxConnections
     this.perResource = limits.perResource
   }

@@ -9,9 +9,10 @@ import { type ProxyError, proxyError } from "../domain/ProxyError.ts"
 import type { Route } from "../domain/Route.ts"
 
 export interface ServerTls {
-  readonly context: tls.SecureContext
+  /** Replaced in place by a hot reload: the next handshake uses the new certificate. */
+  context: tls.SecureContext
   /** mTLS: ask for a client certificate and refuse the handshake without a valid one. */
-  readonly requireClientCert: boolean
+  requireClientCert: boolean
 }
 
 /** Reads the certificate files once, at listener start: a bad file stops startup, not the first client. */

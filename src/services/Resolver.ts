@@ -21,6 +21,8 @@ export interface ResolverShape {
   readonly getStats: Effect.Effect<Readonly<Record<string, unknown>>>
   /** Called once a connection is relaying; absent = nothing to call (saves a fiber per connection). */
   readonly onConnect?: ((resourceId: string, info: ConnectionInfo) => Effect.Effect<void>) | undefined
+  /** Static resolvers only: swap the table (hot reload of the config's `routes`). */
+  readonly replaceRoutes?: ((routes: Readonly<Record<string, StaticRoute>>) => void) | undefined
   /** Called once a proxied connection has closed, with its byte counts. */
   readonly onDisconnect?: ((info: DisconnectInfo) => Effect.Effect<void>) | undefined
 }
@@ -96,12 +98,16 @@ const ignore = (_: unknown) => Effect.void
 export class Resolver extends Context.Service<Resolver, ResolverShape>()("polyproxy/Resolver") {
   /** The embedded default: a map from the config file's `routes`. Endpoints are parsed once, here. */
   static readonly makeStatic = (routes: Readonly<Record<string, StaticRoute>>): ResolverShape => {
-    const table = new Map<string, Route>()
-    for (const [id, r] of Object.entries(routes)) {
-      const route = toRoute(id.toLowerCase(), r)
-      if (route instanceof ResolveError) throw new Error(route.message)
-      table.set(id.toLowerCase(), route)
+    const build = (from: Readonly<Record<string, StaticRoute>>) => {
+      const next = new Map<string, Route>()
+      for (const [id, r] of Object.entries(from)) {
+        const route = toRoute(id.toLowerCase(), r)
+        if (route instanceof ResolveError) throw new Error(route.message)
+        next.set(id.toLowerCase(), route)
+      }
+      return next
     }
+    let table = build(routes)
     let resolves = 0
     let misses = 0
     return {
@@ -115,7 +121,11 @@ export class Resolver extends Context.Service<Resolver, ResolverShape>()("polypr
         }),
       track: ignore,
       purge: ignore,
-      getStats: Effect.sync(() => ({ kind: "static", routes: table.size, resolves, misses }))
+      getStats: Effect.sync(() => ({ kind: "static", routes: table.size, resolves, misses })),
+      // Built first, then swapped: a bad entry leaves the old table in place.
+      replaceRoutes: (next) => {
+        table = build(next)
+      }
     }
   }
 

@@ -40,6 +40,8 @@ export class RoutingCache extends Context.Service<
   {
     readonly get: (resourceId: string, info?: ConnectionInfo) => Effect.Effect<CachedRoute, ProxyError>
     readonly purge: (resourceId: string) => Effect.Effect<void>
+    /** Forget every answer (routes reloaded). */
+    readonly purgeAll: Effect.Effect<void>
     readonly stats: Effect.Effect<{ readonly hits: number; readonly misses: number; readonly size: number }>
   }
 >()("polyproxy/RoutingCache") {
@@ -106,6 +108,7 @@ export class RoutingCache extends Context.Service<
           )
         }),
       purge: (resourceId) => Effect.andThen(Cache.invalidate(cache, resourceId), resolver.purge(resourceId)),
+      purgeAll: Cache.invalidateAll(cache),
       stats: Effect.map(Cache.size(cache), (size) => ({ hits, misses, size }))
     })
   })
