@@ -99,10 +99,11 @@ const maxHandshakeBytes = 16 * 1024
 const maxHandshakePayload = maxHandshakeBytes - 4
 
 /**
- * MariaDB's replication-era prefix "5.5.5-" makes clients that parse versions see 5.5.5 plus a MariaDB version, the
- * least they may assume of any backend behind us.
+ * The greeting goes out before the backend is known, so it claims the common ground. "5.5.5-" is MariaDB's own
+ * prefix (clients that parse versions see 5.5.5), and "MariaDB" in the string makes clients avoid MySQL-only
+ * encodings that MariaDB refuses (mysql2 then sends JSON parameters as text, which MySQL accepts too).
  */
-export const SERVER_VERSION = "5.5.5-10.11.0-polyproxy"
+export const SERVER_VERSION = "5.5.5-10.11.0-MariaDB-polyproxy"
 
 /**
  * What the proxy offers clients: flags that only shape the handshake (each hop negotiates its own) plus session
