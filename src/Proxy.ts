@@ -20,6 +20,7 @@ import { Log } from "./services/Log.ts"
 import { Metrics } from "./services/Metrics.ts"
 import { Resolver } from "./services/Resolver.ts"
 import { RoutingCache } from "./services/RoutingCache.ts"
+import { SharedCache } from "./services/SharedCache.ts"
 import { SsrfGuard } from "./services/SsrfGuard.ts"
 
 /** What the admin API can ask of one proxy process (the cluster primary asks each worker the same). */
@@ -130,7 +131,8 @@ export const servicesLayer = (
     maxEntries: config.cache.maxEntries,
     resolveTimeout: config.timeouts.resolve
   })
-  return Layer.provideMerge(cache, base)
+  const shared = config.cache.redis ? SharedCache.layer({ url: config.cache.redis }) : SharedCache.layerNone
+  return Layer.provideMerge(cache, Layer.merge(base, shared))
 }
 
 /**
@@ -163,7 +165,17 @@ export const startProxy = Effect.fnUntraced(function* (
     if (factory === undefined) {
       return yield* proxyError("INTERNAL", "internal", `listeners.${name}: this protocol is not implemented yet`)
     }
-    return { running: yield* startListener(factory(ctx), ctx.listener, cfg.timeouts, admission, cfg.log), tls: ctx.tls }
+    return {
+      running: yield* startListener(
+        factory(ctx),
+        ctx.listener,
+        cfg.timeouts,
+        admission,
+        cfg.log,
+        cfg.coldStart.timeout
+      ),
+      tls: ctx.tls
+    }
   })
 
   for (const name of Object.keys(config.listeners) as Array<ListenerName>) {
@@ -317,7 +329,7 @@ export const startProxy = Effect.fnUntraced(function* (
   return { listeners, admin: admin && { host: admin.host, port: admin.port }, ops } satisfies ProxyHandle
 })
 
-type ProxyServices = Resolver | RoutingCache | SsrfGuard | Metrics | Log | CircuitBreaker | ColdStart
+type ProxyServices = Resolver | RoutingCache | SsrfGuard | Metrics | Log | CircuitBreaker | ColdStart | SharedCache
 
 export interface RunOptions {
   /** Your Resolver; default: the static `routes` of the config. */

@@ -6,6 +6,7 @@ import { ResolveError } from "../../src/domain/ResolveError.ts"
 import { Metrics } from "../../src/services/Metrics.ts"
 import { type AsyncResolver, Resolver } from "../../src/services/Resolver.ts"
 import { RoutingCache } from "../../src/services/RoutingCache.ts"
+import { SharedCache } from "../../src/services/SharedCache.ts"
 import { SsrfGuard } from "../../src/services/SsrfGuard.ts"
 
 const options = { ttl: 60, negativeTtl: 5, maxEntries: 3, resolveTimeout: 2 }
@@ -29,7 +30,9 @@ const counting = (table: Record<string, string>, delayMs = 0) => {
 }
 
 const layer = (impl: AsyncResolver, ssrf: Layer.Layer<SsrfGuard> = SsrfGuard.layerTest, o = options) =>
-  RoutingCache.layer(o).pipe(Layer.provide(Layer.mergeAll(Resolver.layerAsync(impl), ssrf, Metrics.layerTest)))
+  RoutingCache.layer(o).pipe(
+    Layer.provide(Layer.mergeAll(Resolver.layerAsync(impl), ssrf, Metrics.layerTest, SharedCache.layerNone))
+  )
 
 const failureOf = (exit: Exit.Exit<unknown, ProxyError>) => {
   if (Exit.isSuccess(exit)) throw new Error("expected a failure")

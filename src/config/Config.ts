@@ -147,6 +147,8 @@ export interface Config {
     /** Seconds a NOT_FOUND/FORBIDDEN answer is reused. */
     readonly negativeTtl: number
     readonly maxEntries: number
+    /** Share answers between processes and pods through this Redis (`redis://…`); purges reach all of them. */
+    readonly redis?: string | undefined
   }
   readonly ssrf: {
     /** CIDR ranges that may be dialed although special-purpose (private, loopback...). */

@@ -64,6 +64,12 @@ const fraction = (v: unknown, key: string, fallback: number): number => {
   return v
 }
 
+const redisUrl = (v: unknown, key: string): string => {
+  const text = str(v, key)
+  if (!/^rediss?:\/\//.test(text)) throw new ConfigError(key, "expected a redis:// or rediss:// URL")
+  return text
+}
+
 const str = (v: unknown, key: string, fallback?: string): string => {
   if (v === undefined && fallback !== undefined) return fallback
   if (typeof v !== "string" || v.length === 0) throw new ConfigError(key, `expected a non-empty string, got ${show(v)}`)
@@ -360,7 +366,7 @@ export const decodeConfig = (raw: unknown, baseDir: string): Config => {
   const routes: Record<string, RouteConfig> = {}
   for (const [id, v] of Object.entries(rs)) routes[id.toLowerCase()] = route(id, v)
 
-  const c = object(o.cache ?? {}, "cache", ["ttl", "negativeTtl", "maxEntries"])
+  const c = object(o.cache ?? {}, "cache", ["ttl", "negativeTtl", "maxEntries", "redis"])
   const s = object(o.ssrf ?? {}, "ssrf", ["allow"])
   const allow = s.allow ?? []
   if (!Array.isArray(allow) || !allow.every((x) => typeof x === "string")) {
@@ -384,7 +390,8 @@ export const decodeConfig = (raw: unknown, baseDir: string): Config => {
     cache: {
       ttl: seconds(c.ttl, "cache.ttl", defaults.cache.ttl),
       negativeTtl: seconds(c.negativeTtl, "cache.negativeTtl", defaults.cache.negativeTtl),
-      maxEntries: int(c.maxEntries, "cache.maxEntries", 1, 100_000_000, defaults.cache.maxEntries)
+      maxEntries: int(c.maxEntries, "cache.maxEntries", 1, 100_000_000, defaults.cache.maxEntries),
+      redis: c.redis === undefined ? undefined : redisUrl(c.redis, "cache.redis")
     },
     ssrf: { allow: allow as Array<string> },
     timeouts: {

@@ -18,6 +18,7 @@ const leaf: ReadonlyArray<readonly [string, Kind]> = [
   ["cache.ttl", "number"],
   ["cache.negativeTtl", "number"],
   ["cache.maxEntries", "int"],
+  ["cache.redis", "string"],
   ["ssrf.allow", "list"],
   ["timeouts.handshake", "number"],
   ["timeouts.connect", "number"],

@@ -19,6 +19,7 @@ import { Log } from "../services/Log.ts"
 import { Metrics } from "../services/Metrics.ts"
 import { Resolver } from "../services/Resolver.ts"
 import { RoutingCache } from "../services/RoutingCache.ts"
+import { SharedCache } from "../services/SharedCache.ts"
 import type { Admission } from "./Admission.ts"
 import { dial } from "./dial.ts"
 import type { ClientConnection, Identified, Protocol } from "./Protocol.ts"
@@ -103,11 +104,15 @@ export const startListener = Effect.fnUntraced(function* (
   config: ListenerConfig,
   timeouts: ListenerTimeouts,
   admission: Admission,
-  logging: ListenerLogging = { connections: true, sample: 1 }
+  logging: ListenerLogging = { connections: true, sample: 1 },
+  wakeLockSeconds = 30
 ) {
   const logConnections = logging.connections
   const logSample = logging.sample
-  const context = yield* Effect.context<RoutingCache | Resolver | Metrics | Log | CircuitBreaker | ColdStart>()
+  const context = yield* Effect.context<
+    RoutingCache | Resolver | Metrics | Log | CircuitBreaker | ColdStart | SharedCache
+  >()
+  const shared = Context.get(context, SharedCache)
   const cache = Context.get(context, RoutingCache)
   const resolver = Context.get(context, Resolver)
   const breaker = Context.get(context, CircuitBreaker)
@@ -207,7 +212,11 @@ export const startListener = Effect.fnUntraced(function* (
           })
         )
 
-  const wake = (resourceId: string) => (resolver.wake ? resolver.wake(resourceId) : resolver.track(resourceId))
+  // One wake per cold period across every process and pod sharing Redis (each process already asks only once).
+  const wake = (resourceId: string) =>
+    Effect.flatMap(shared.claimWake(resourceId, wakeLockSeconds), (mine) =>
+      !mine ? Effect.void : resolver.wake ? resolver.wake(resourceId) : resolver.track(resourceId)
+    )
 
   /** resolve, holding the client while the Resolver reports the backend cold (UNAVAILABLE with retry-after). */
   const resolve = (resourceId: string, who: ConnectionInfo) =>

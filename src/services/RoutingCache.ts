@@ -11,6 +11,7 @@ import type { ResolveError } from "../domain/ResolveError.ts"
 import type { ConnectionInfo, Route } from "../domain/Route.ts"
 import { Metrics } from "./Metrics.ts"
 import { Resolver } from "./Resolver.ts"
+import { SharedCache } from "./SharedCache.ts"
 import { SsrfGuard } from "./SsrfGuard.ts"
 
 export interface RoutingCacheOptions {
@@ -60,8 +61,27 @@ export class RoutingCache extends Context.Service<
     // (resolvers whose answer does should be paired with cache.ttl: 0).
     const pending = new Map<string, ConnectionInfo | undefined>()
 
-    const lookup = (resourceId: string): Effect.Effect<CachedRoute, ProxyError> => {
-      const info = pending.get(resourceId)
+    const shared = yield* SharedCache
+
+    /** L2 (Redis, when configured) first; the Resolver on a miss, its answer then shared with every process. */
+    const resolveShared = (resourceId: string, info: ConnectionInfo | undefined): Effect.Effect<Route, ProxyError> =>
+      Effect.flatMap(shared.get(resourceId), (answer) => {
+        if (answer !== undefined) {
+          return "route" in answer
+            ? Effect.succeed(answer.route)
+            : Effect.fail(proxyError(answer.error.reason, "resolver", answer.error.message))
+        }
+        return resolveFresh(resourceId, info).pipe(
+          Effect.tap((route) => shared.set(resourceId, { route }, options.ttl)),
+          Effect.tapError((e) =>
+            e.reason === "NOT_FOUND" || e.reason === "FORBIDDEN"
+              ? shared.set(resourceId, { error: { reason: e.reason, message: e.message } }, options.negativeTtl)
+              : Effect.void
+          )
+        )
+      })
+
+    const resolveFresh = (resourceId: string, info: ConnectionInfo | undefined): Effect.Effect<Route, ProxyError> => {
       const started = performance.now()
       return resolver.resolve(resourceId, info).pipe(
         Effect.timeoutOrElse({
@@ -78,10 +98,15 @@ export class RoutingCache extends Context.Service<
         Effect.mapError((e) => (e._tag === "ResolveError" ? fromResolveError(e) : e)),
         Effect.onExit((exit) =>
           Effect.sync(() => metrics.resolved(Exit.isSuccess(exit) ? "ok" : exit, performance.now() - started))
-        ),
-        Effect.flatMap((route) => Effect.map(guard.vet(route.endpoint), (target) => ({ route, target })))
+        )
       )
     }
+
+    // Vetting is always local: a shared answer is checked against this process's own SSRF rules.
+    const lookup = (resourceId: string): Effect.Effect<CachedRoute, ProxyError> =>
+      Effect.flatMap(resolveShared(resourceId, pending.get(resourceId)), (route) =>
+        Effect.map(guard.vet(route.endpoint), (target) => ({ route, target }))
+      )
 
     const cache = yield* Cache.makeWith(lookup, {
       capacity: options.maxEntries,
@@ -91,6 +116,8 @@ export class RoutingCache extends Context.Service<
         return reason === "NOT_FOUND" || reason === "FORBIDDEN" ? negative : transient
       }
     })
+    // Another process purged a resource: drop our copy too.
+    shared.onPurge((id) => Effect.runFork(Cache.invalidate(cache, id)))
 
     return RoutingCache.of({
       get: (resourceId, info) =>
@@ -107,7 +134,11 @@ export class RoutingCache extends Context.Service<
             Effect.sync(() => pending.delete(resourceId))
           )
         }),
-      purge: (resourceId) => Effect.andThen(Cache.invalidate(cache, resourceId), resolver.purge(resourceId)),
+      purge: (resourceId) =>
+        Effect.andThen(
+          Effect.andThen(Cache.invalidate(cache, resourceId), resolver.purge(resourceId)),
+          shared.purge(resourceId)
+        ),
       purgeAll: Cache.invalidateAll(cache),
       stats: Effect.map(Cache.size(cache), (size) => ({ hits, misses, size }))
     })

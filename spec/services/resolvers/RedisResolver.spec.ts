@@ -16,6 +16,7 @@ import {
   redactUrl,
   layer as redisLayer
 } from "../../../src/services/resolvers/RedisResolver.ts"
+import { SharedCache } from "../../../src/services/SharedCache.ts"
 import { SsrfGuard } from "../../../src/services/SsrfGuard.ts"
 import { type RedisServer, startRedis } from "../../support/backends/index.ts"
 import { startTestProxy } from "../../support/proxy.ts"
@@ -177,7 +178,12 @@ describe("RedisResolver: behind the RoutingCache", () => {
     await admin.hset(key, "moving", "127.0.0.1:8001")
     const services = RoutingCache.layer({ ttl: 0.4, negativeTtl: 0.4, maxEntries: 100, resolveTimeout: 2 }).pipe(
       Layer.provide(
-        Layer.mergeAll(redisLayer({ url: redis.url, key, connectTimeout: 1 }), SsrfGuard.layerTest, Metrics.layerTest)
+        Layer.mergeAll(
+          redisLayer({ url: redis.url, key, connectTimeout: 1 }),
+          SsrfGuard.layerTest,
+          Metrics.layerTest,
+          SharedCache.layerNone
+        )
       )
     )
     const ports = await Effect.runPromise(
@@ -207,7 +213,8 @@ describe("RedisResolver: behind the RoutingCache", () => {
         Layer.mergeAll(
           redisLayer({ url: redis.url, key, connectTimeout: 1, commandTimeout: 0.2 }),
           SsrfGuard.layerTest,
-          Metrics.layerTest
+          Metrics.layerTest,
+          SharedCache.layerNone
         )
       )
     )

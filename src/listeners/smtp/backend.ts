@@ -2,15 +2,7 @@
 // client's EHLO (and the MAIL FROM accepted on its behalf), then hand over the client's pipelined bytes.
 import type * as net from "node:net"
 import * as Effect from "effect/Effect"
-import {
-  decodeReply,
-  encodeProxyV1,
-  encodeReply,
-  hasCapability,
-  type Peer,
-  type Reply,
-  withoutCapabilities
-} from "../../codec/smtp/index.ts"
+import { decodeReply, encodeReply, hasCapability, type Reply, withoutCapabilities } from "../../codec/smtp/index.ts"
 import { type ProxyError, proxyError } from "../../domain/ProxyError.ts"
 import type { Route } from "../../domain/Route.ts"
 import type { Identified } from "../Protocol.ts"
@@ -32,9 +24,6 @@ export interface SmtpState {
   readonly mail: Buffer | undefined
   /** Whether the client's side is TLS (RFC 8689 REQUIRETLS must not be offered over a plaintext hop). */
   readonly secure: boolean
-  /** The client's address and the one it connected to, for a PROXY protocol header. */
-  readonly peer: Peer
-  readonly local: Peer
 }
 
 /** An EHLO reply is a dozen lines; anything near this is not an SMTP server. */
@@ -71,11 +60,6 @@ const readReply = (socket: net.Socket, what: string, initial: Buffer | undefined
     Effect.mapError((e) => failed(`backend sent no valid ${what}: ${e.message.replaceAll("client", "backend")}`))
   )
 
-const wantsProxyHeader = (route: Route) => {
-  const v = route.metadata.proxyProtocol
-  return v === true || v === "v1"
-}
-
 const startTls = Effect.fnUntraced(function* (
   socket: net.Socket,
   state: SmtpState,
@@ -93,7 +77,8 @@ const startTls = Effect.fnUntraced(function* (
   if (ready.reply.code !== 220) {
     return yield* failed(`backend refused STARTTLS: ${ready.reply.code} ${ready.reply.lines.join(" ")}`)
   }
-  // Bytes behind the 220 would be taken as if they came over TLS (CVE-2011-1575, the server-side twin of 0411).
+  // Bytes behind the 220 would be taken as if they came over TLS: response injection, the mirror image of
+  // CVE-2011-0411 (the "NO STARTTLS" study, 2021, found it in many clients).
   if (ready.rest.length > 0) return yield* failed("backend sent data after its STARTTLS reply")
   return yield* connectTls(socket, { ...tlsOptions, servername: tlsOptions.servername ?? route.endpoint.host })
 })
@@ -108,7 +93,6 @@ export const smtpReplay = (
 ): Effect.Effect<net.Socket, ProxyError> => {
   const run = Effect.gen(function* () {
     const state = identified.state as SmtpState
-    if (wantsProxyHeader(route)) dialed.write(encodeProxyV1(state.peer, state.local))
     const greeting = yield* readReply(dialed, "greeting", undefined)
     if (greeting.reply.code >= 400) return yield* refusedBy("connection", greeting.reply)
     let rest: Buffer | undefined = greeting.rest
@@ -145,7 +129,7 @@ export const smtpReplay = (
       orElse: () =>
         Effect.fail(
           failed(
-            `backend ${route.endpoint.host}:${route.endpoint.port} did not finish its greeting within ${timeoutSeconds}s`
+            `backend ${route.endpoint.host}:${route.endpoint.port} did not finish its greeting and EHLO within ${timeoutSeconds}s`
           )
         )
     })

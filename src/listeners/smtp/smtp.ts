@@ -142,9 +142,6 @@ export const makeSmtpProtocol = (options: SmtpOptions): Protocol => {
   const rcptRouting = options.routeBy === "rcpt"
 
   const identify = Effect.fnUntraced(function* (conn: ClientConnection) {
-    const accepted = conn.client
-    const peer = { address: accepted.remoteAddress ?? "", port: accepted.remotePort ?? 0 }
-    const local = { address: accepted.localAddress ?? "", port: accepted.localPort ?? 0 }
     let secure = false
     let subject: string | undefined
     let sni: string | undefined
@@ -188,9 +185,7 @@ export const makeSmtpProtocol = (options: SmtpOptions): Protocol => {
         heloWord: h.word,
         answered,
         mail,
-        secure,
-        peer,
-        local
+        secure
       }
       giveBack()
       return { resourceId, client: conn.client, tlsSubject: subject, sni, replay: pending, state }
