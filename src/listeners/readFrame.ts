@@ -3,13 +3,11 @@
 
 import type * as net from "node:net"
 import * as Effect from "effect/Effect"
+import type { Decoded } from "../codec/Decode.ts"
 import { type ProxyError, proxyError } from "../domain/ProxyError.ts"
 
 /** The result shape every codec in src/codec returns. */
-export type DecodeResult<A> =
-  | { readonly _tag: "Need"; readonly bytes: number }
-  | { readonly _tag: "Frame"; readonly value: A; readonly size: number }
-  | { readonly _tag: "Invalid"; readonly reason: string }
+export type DecodeResult<A> = Decoded<A>
 
 export interface ReadFrame<A> {
   readonly value: A

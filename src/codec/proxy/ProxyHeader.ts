@@ -3,10 +3,9 @@
 import { isIP } from "node:net"
 import ipaddr from "ipaddr.js"
 
-export type Decoded<A> =
-  | { readonly _tag: "Need"; readonly bytes: number }
-  | { readonly _tag: "Frame"; readonly value: A; readonly size: number }
-  | { readonly _tag: "Invalid"; readonly reason: string }
+import { type Decoded, frame as frameOf, invalid, need } from "../Decode.ts"
+
+export type { Decoded }
 
 export interface Address {
   readonly address: string
@@ -29,9 +28,7 @@ const V1_MAX = 107
 /** Addresses plus TLVs; HAProxy itself refuses more than a few hundred bytes. */
 const V2_MAX_BODY = 2048
 
-const need = (bytes: number) => ({ _tag: "Need" as const, bytes })
-const invalid = (reason: string) => ({ _tag: "Invalid" as const, reason })
-const frame = (value: ProxyHeader, size: number) => ({ _tag: "Frame" as const, value, size })
+const frame = (value: ProxyHeader, size: number) => frameOf(value, size)
 
 /** Whether `buf` starts like a PROXY header (either version): "need" while too short to tell. */
 export const looksLikeProxyHeader = (buf: Uint8Array): boolean | "need" => {
