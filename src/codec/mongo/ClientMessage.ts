@@ -91,7 +91,8 @@ export const peekClientMessage = (buf: Buffer, limits: ClientLimits = defaultCli
 const peekOpQuery = (buf: Buffer, header: MessageHeader, limits: ClientLimits): Decoded<ClientMessage> => {
   if (header.messageLength > limits.maxLegacy) {
     return invalid(
-      `OP_QUERY of ${header.messageLength} bytes: only the handshake may use OP_QUERY, and it takes at most ${limits.maxLegacy}`
+      `OP_QUERY of ${header.messageLength} bytes: only the handshake may use OP_QUERY, ` +
+        `and it takes at most ${limits.maxLegacy}`
     )
   }
   const q = decodeOpQuery(buf, limits.maxLegacy)

@@ -1,7 +1,6 @@
 // Proxy → client: the proxy's own answer to hello / isMaster; proxy → backend: the hello it opens each backend
-// connection with. The client sees one server, the proxy, shaped like a mongos ("isdbgrid"): no replica-set
-// members to discover behind it, retryable writes and transactions allowed, no compression, no topologyVersion (so
-// drivers poll with plain hellos instead of holding a streaming one open).
+// connection with. The client sees one standalone server, the proxy: no replica-set members to discover behind it,
+// no compression, no topologyVersion (so drivers poll with plain hellos instead of holding a streaming one open).
 import { type Document, deserialize, type ObjectId } from "bson"
 import { type Decoded, frame, invalid } from "./Decode.ts"
 import { decodeOpMsg } from "./OpMsg.ts"
@@ -28,7 +27,6 @@ export interface HelloReplyInput {
 
 export const helloReply = (input: HelloReplyInput): Document => ({
   ...(input.command === "hello" ? { isWritablePrimary: true } : { ismaster: true }),
-  msg: "isdbgrid",
   ...(input.helloOk ? { helloOk: true } : {}),
   maxBsonObjectSize: MAX_BSON_OBJECT_SIZE,
   maxMessageSizeBytes: MAX_MESSAGE_SIZE,

@@ -2,6 +2,8 @@
 // client's metadata (so the backend's logs and currentOp name the application), checks the answer is a MongoDB
 // server's, drops it (the client already has the proxy's), then sends the message that routed the connection and
 // whatever the client pipelined after it. From there the relay carries bytes both ways untouched.
+// Not the client's own hello: its compressors, speculativeAuthenticate or loadBalanced flag would start on the
+// backend what the client was told does not exist (a non-load-balanced mongod even refuses loadBalanced: true).
 
 import type * as net from "node:net"
 import type { Document } from "bson"

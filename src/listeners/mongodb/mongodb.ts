@@ -15,17 +15,24 @@
 // defaultRoute, and a connection with no backend has no sessions to end).
 //
 // What the proxy claims to be. Its hello reply promises for a backend it does not know yet, so it is the proxy's
-// own, shaped like a mongos (msg "isdbgrid"), wire version 21 (MongoDB 7.0):
-// - like a mongos it hides what is behind it: a replica-set member's hello lists its members, and a driver without
+// own: a standalone server, wire version 21 (MongoDB 7.0):
+// - it hides what is behind it: a replica-set member's hello lists its members, and a driver without
 //   directConnection would connect to them around the proxy. The backend's own hello reply is dropped at replay;
-// - retryable writes and transactions stay on (a standalone-shaped reply turns them off in drivers); a standalone
-//   mongod backend rejects txnNumber, so its clients need retryWrites=false;
+// - standalone, not a mongos ("isdbgrid") nor a replica set: both would make drivers send txnNumber with every write
+//   (retryable writes), which a standalone mongod backend refuses. Drivers therefore do not retry writes behind the
+//   proxy; transactions and change streams are left to the backend to accept or refuse, as drivers do for a
+//   standalone;
 // - no compressors, so drivers never compress (an OP_COMPRESSED is refused); no topologyVersion, so monitors poll
 //   with plain hellos instead of holding an awaitable one; a loadBalanced=true driver gets a serviceId, and in that
 //   mode runs no monitoring connection at all;
-// - no speculativeAuthenticate and no saslSupportedMechs: drivers authenticate with an explicit saslStart (SCRAM-SHA-256
-//   unless the URI says otherwise), which routes to the backend that checks it: one round trip more per connection.
+// - no speculativeAuthenticate and no saslSupportedMechs: drivers authenticate with an explicit saslStart
+//   (SCRAM-SHA-256 unless the URI says otherwise), which routes to the backend that checks it: one round trip more.
 // Every reply the proxy writes answers the client's pending requestId (responseTo), in OP_REPLY to an OP_QUERY.
+//
+// Refusals are command errors `{ ok: 0, errmsg: "polyproxy: …", code, codeName }` to the request the client waits
+// on (codes and why in replies.ts); the connection then answers the same error for a moment before it closes
+// (refusing.ts), so a driver's immediate retry reads our error rather than a closed socket. TLS, when configured, is
+// required from the first byte (MongoDB has no STARTTLS); a plaintext request on it gets a readable error.
 //
 // Connections that never name a database. Every MongoClient keeps a monitoring connection that only sends hello, and
 // `connect()` (or minPoolSize) leaves pool connections that said hello and wait. They cost no backend: they are

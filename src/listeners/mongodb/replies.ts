@@ -12,7 +12,7 @@ import { encodeReply, errorDocument, OP_QUERY } from "../../codec/mongo/index.ts
 import type { ProxyError, Reason } from "../../domain/ProxyError.ts"
 
 export const mongoCodeOf: Readonly<Record<Reason, { readonly code: number; readonly codeName: string }>> = {
-  // The proxy looks like a mongos; "no shard holds this database" is what a router says when it has no backend.
+  // The proxy routes databases to backends as a mongos routes them to shards: "no shard for this database".
   NOT_FOUND: { code: 70, codeName: "ShardNotFound" },
   FORBIDDEN: { code: 13, codeName: "Unauthorized" },
   UNAVAILABLE: { code: 6, codeName: "HostUnreachable" },
