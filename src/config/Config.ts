@@ -1,7 +1,5 @@
 // The config contract: what `polyproxy serve --config FILE` reads. Other work and its acceptance checks depend on these names.
 
-import type { ProtocolLabel } from "../domain/Protocols.ts"
-
 export type ListenerName = "http" | "postgres" | "mysql" | "mongodb" | "smtp" | "tcp"
 export const listenerNames: ReadonlyArray<ListenerName> = ["http", "postgres", "mysql", "mongodb", "smtp", "tcp"]
 
@@ -25,12 +23,10 @@ export interface ListenerConfig {
   readonly proxyProtocol: boolean
   /** Sources allowed to send that header (CIDR); connections from elsewhere are refused. Default: loopback. */
   readonly trustedProxies: ReadonlyArray<string>
-  /** Generic TCP listener only: a fixed resource id, "sni", or a first-bytes extractor (path made absolute). */
-  readonly route?: TcpRoute | undefined
-  /** The resource used when the handshake names none (e.g. a MySQL client without a database, a TLS client without SNI). */
+  /** Generic TCP listener only: every connection goes to this resource id. */
+  readonly route?: string | undefined
+  /** The resource used when the handshake names none (e.g. a MySQL client without a database). */
   readonly defaultRoute?: string | undefined
-  /** Label in metrics and logs; default: the listener's protocol (tcp: the port's in the protocol table, else "tcp"). */
-  readonly protocol?: ProtocolLabel | undefined
   /** Which part of the handshake is the routing key (postgres: database | user | user-suffix | sni). */
   readonly routeBy?: string | undefined
   /** Open TLS to the backends of this listener (a route's `metadata.tls` overrides it). */
@@ -38,12 +34,6 @@ export interface ListenerConfig {
   /** `listeners.http` only: what the HTTP reverse proxy does besides routing by Host. */
   readonly http?: HttpListenerOptions | undefined
 }
-
-/**
- * How `listeners.tcp` picks the resource: a string is a fixed resource id, except "sni" (the TLS ClientHello's server
- * name, TLS passed through untouched); `{ firstBytes: "/abs/module.js#export" }` names a user extractor.
- */
-export type TcpRoute = string | { readonly firstBytes: string }
 
 /** `listeners.http` keys beyond the common ones. Seconds for timeouts; 0 = none. */
 export interface HttpListenerOptions {
