@@ -11,19 +11,21 @@ export interface RelayTotals {
   readonly error: Error | undefined
 }
 
-type Side = net.Socket & { _relay?: Relay; _peer?: Side }
+type Side = net.Socket & { _relay?: Relay<unknown>; _peer?: Side }
 
-class Relay {
+class Relay<S> {
   ended = 0 // sides whose readable half has ended (0..2)
   closed = 0
   error: Error | undefined = undefined
   client: Side
   backend: Side
-  onClose: (totals: RelayTotals) => void
-  constructor(client: Side, backend: Side, onClose: (totals: RelayTotals) => void) {
+  onClose: (totals: RelayTotals, state: S) => void
+  state: S
+  constructor(client: Side, backend: Side, onClose: (totals: RelayTotals, state: S) => void, state: S) {
     this.client = client
     this.backend = backend
     this.onClose = onClose
+    this.state = state
   }
 }
 
@@ -57,7 +59,10 @@ function onClose(this: Side) {
   if (++relay.closed === 2) {
     const client = relay.client
     const backend = relay.backend
-    relay.onClose({ bytesFromClient: client.bytesRead, bytesFromBackend: backend.bytesRead, error: relay.error })
+    relay.onClose(
+      { bytesFromClient: client.bytesRead, bytesFromBackend: backend.bytesRead, error: relay.error },
+      relay.state
+    )
     // Break the cycle so a late reference to one socket does not keep the other alive.
     client._peer = undefined
     backend._peer = undefined
@@ -68,7 +73,7 @@ function onTimeout(this: Side) {
   this.destroy()
 }
 
-const attach = (side: Side, peer: Side, relay: Relay) => {
+const attach = (side: Side, peer: Side, relay: Relay<unknown>) => {
   side._relay = relay
   side._peer = peer
   side.on("data", onData)
@@ -84,20 +89,23 @@ export interface RelayOptions {
 }
 
 /**
- * Relays bytes both ways until both sockets have closed, then calls `onClose` once with the byte totals.
+ * Relays bytes both ways until both sockets have closed, then calls `onClose` once with the byte totals and `state`.
+ * Pass one `onClose` for many connections and keep per-connection facts in `state`: a closure per connection would
+ * hold its whole scope for the connection's life.
  * Both sockets must have been created with `allowHalfOpen: true` so that a FIN from one side is passed on as a FIN,
  * not turned into a full close. Both must still be open (check `destroyed` first); bytes already buffered in them
  * flow on once this resumes them.
  */
-export const relay = (
+export const relay = <S = undefined>(
   client: net.Socket,
   backend: net.Socket,
-  onClose: (totals: RelayTotals) => void,
-  options: RelayOptions = {}
+  onClose: (totals: RelayTotals, state: S) => void,
+  options: RelayOptions = {},
+  state?: S
 ): void => {
-  const r = new Relay(client, backend, onClose)
-  attach(client, backend, r)
-  attach(backend, client, r)
+  const r = new Relay<S>(client, backend, onClose, state as S)
+  attach(client, backend, r as Relay<unknown>)
+  attach(backend, client, r as Relay<unknown>)
   if (options.idleTimeoutMs !== undefined && options.idleTimeoutMs > 0) {
     client.setTimeout(options.idleTimeoutMs, onTimeout)
     backend.setTimeout(options.idleTimeoutMs, onTimeout)
