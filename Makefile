@@ -56,14 +56,58 @@ format: deps
 clean:
 	rm -rf dist node_modules .tools
 
-# Benchmarks: never part of `make test`. Results go to bench/results/ (see bench/README.md).
-# Options pass through BENCH_ARGS, e.g. make bench BENCH_ARGS="--listener postgres --duration 5 --clients 1,10"
+# Benchmarks: never part of `make test` (`make bench-smoke`, 30 s, runs in CI). Results go to bench/results/ (see
+# bench/README.md). Options pass through BENCH_ARGS, e.g. make bench BENCH_ARGS="--only tcp,mysql --rounds 5",
+# make bench-pg BENCH_ARGS="--listener postgres --duration 5 --clients 1,10"
 BENCH_ARGS ?=
 
-.PHONY: bench-pg
+.PHONY: bench-pg bench-smoke
+
+bench: build
+	bash scripts/install-bench-deps.sh
+	node bench/run.ts $(BENCH_ARGS)
+
+bench-smoke: build
+	bash scripts/install-bench-deps.sh
+	node bench/run.ts --smoke
 
 bench-pg: build
 	bash scripts/install-bench-deps.sh
 	node bench/pg/pgbench.ts $(BENCH_ARGS)
 
-bench: bench-pg
+# Load harness (load/README.md): holds CONNECTIONS proxied connections through `workers` proxy processes, ramping in
+# steps, and fails when a connection is lost, when the proxy's active count is off, or when the proxy's marginal
+# memory per connection at the top step is over MAX_KB_PER_CONN. More options: LOAD_ARGS="--steps 10000,50000 …".
+CONNECTIONS ?= 20000
+MODE ?= tcp
+WORKERS ?= auto
+MAX_KB_PER_CONN ?= 6
+LOAD_ARGS ?=
+
+load: build
+	node load/run.ts --connections $(CONNECTIONS) --mode $(MODE) --workers $(WORKERS) --max-kb-per-conn $(MAX_KB_PER_CONN) $(LOAD_ARGS)
+
+# Deployment (README "Deployment"): `make stack` runs docker-compose.yml's topology as local processes: 3 polyproxy
+# instances (dist/cli.js) sharing one Redis, real PostgreSQL/MariaDB/Redis, CongoDB, an SMTP sink and an HTTP origin,
+# two tenants per protocol, then prints the quick-start commands with the ports it bound. It stops by itself after
+# STACK_TTL seconds, or with `make stack-down`. `make deploy-check` validates deploy/k8s (Kubernetes schemas, unknown
+# fields refused), docker-compose.yml (compose-spec schema, then `docker compose config -q` or Debian's
+# `docker-compose config -q`), the Dockerfile and every polyproxy config in deploy/.
+STACK_DIR ?= .tmp/stack
+STACK_TTL ?= 3600
+
+.PHONY: stack stack-down deploy-check
+
+stack: build test-deps
+	node stack/stack.ts up --dir $(STACK_DIR) --ttl $(STACK_TTL)
+
+stack-down:
+	node stack/stack.ts down --dir $(STACK_DIR)
+
+deploy-check: deps
+	@docker compose version >/dev/null 2>&1 || bash scripts/apt-ensure.sh deploy-check docker-compose || true
+	npx vitest run spec/deploy/manifests.spec.ts
+	@if docker compose version >/dev/null 2>&1; then docker compose -f docker-compose.yml config -q; \
+	elif command -v docker-compose >/dev/null; then docker-compose -f docker-compose.yml config -q; \
+	else echo "deploy-check: no compose client could be installed: docker-compose.yml checked against its schema only"; fi
+	@echo "deploy-check: ok"

@@ -1,0 +1,298 @@
+// The mysql scenario of bench/run.ts: mysqlslap (Debian mariadb-client) against one MariaDB reached directly,
+// through polyproxy's `mysql` listener (routes by the handshake's database, auth switch carrying the backend's
+// scramble) and through HAProxy `mode tcp` (1 thread). Two workloads (`SELECT 1`, and a point select by primary key
+// on a 10,000-row table) at several client counts, variants interleaved round by round.
+import { writeFileSync } from "node:fs"
+import { join } from "node:path"
+import { type MariaDbServer, startMariaDb } from "../../spec/support/backends/mariadb.ts"
+import { type Baseline, startHaproxy } from "../support/baselines.ts"
+import { firstBytes } from "../support/children.ts"
+import {
+  interleave,
+  type Measurement,
+  type ScenarioResult,
+  sampleCpu,
+  type VariantInfo,
+  type Workload,
+  windowCpu
+} from "../support/interleave.ts"
+import type { Polyproxy, ProxyEntry } from "../support/polyproxy.ts"
+import { runBounded, sleep, versionOf } from "../support/process.ts"
+import { startProxyVariant } from "../support/proxies.ts"
+
+export const MYSQL_VARIANTS = ["direct", "polyproxy", "haproxy"] as const
+export type MysqlVariantName = (typeof MYSQL_VARIANTS)[number]
+const DATABASE = "appdb"
+const ROWS = 10_000
+
+export interface MysqlOptions {
+  readonly entry: ProxyEntry
+  readonly dir: string
+  readonly rounds: number
+  /** Seconds each measured run should take (the query count is calibrated per variant from its warm-up). */
+  readonly duration: number
+  readonly clients: readonly number[]
+  readonly variants: readonly MysqlVariantName[]
+  readonly cpuProfDir?: string | undefined
+  readonly log: (line: string) => void
+}
+
+export const plannedMysqlSeconds = (o: Pick<MysqlOptions, "rounds" | "duration" | "clients" | "variants">): number =>
+  2 * o.clients.length * o.variants.length * (o.rounds * (o.duration + 0.3) + 1.5) + 20
+
+const QUERIES = {
+  select1: { label: "SELECT 1", query: "SELECT 1" },
+  point: { label: `point select by primary key (${ROWS} rows)`, query: "" }
+} as const
+type QueryKind = keyof typeof QUERIES
+
+const workloadOf = (kind: QueryKind, clients: number): Workload => ({
+  id: `${kind}-c${clients}`,
+  label: `${QUERIES[kind].label}, ${clients} client${clients > 1 ? "s" : ""}`,
+  kind: "rate",
+  unit: "queries/s",
+  displayDivisor: 1,
+  cpuPer: 1000,
+  cpuUnit: "CPU s / 1k queries"
+})
+
+interface Variant {
+  readonly name: MysqlVariantName
+  readonly port: number
+  readonly pids: readonly number[]
+  readonly alive: () => boolean
+  readonly info: VariantInfo
+}
+
+/** mysqlslap's "Average number of seconds to run all queries: 0.282 seconds". */
+export const parseMysqlslap = (stdout: string): number | undefined => {
+  const m = /Average number of seconds to run all queries: ([\d.]+) seconds/.exec(stdout)
+  return m?.[1] === undefined ? undefined : Number(m[1])
+}
+
+const makeSlap = (server: MariaDbServer, queryFile: string) => {
+  // The password travels in MYSQL_PWD (read by libmariadb), not on a command line anyone can list.
+  const env: NodeJS.ProcessEnv = { PATH: process.env.PATH ?? "/usr/bin:/bin", LANG: "C", MYSQL_PWD: server.password }
+  const args = (port: number, kind: QueryKind, clients: number, queries: number): string[] => [
+    "--no-defaults",
+    "--protocol=tcp",
+    "--host=127.0.0.1",
+    `--port=${port}`,
+    `--user=${server.user}`,
+    // mysqlslap connects without a database and then selects this one (COM_INIT_DB).
+    `--create-schema=${DATABASE}`,
+    `--concurrency=${clients}`,
+    `--number-of-queries=${queries}`,
+    "--iterations=1",
+    ...(kind === "select1" ? ["--query=SELECT 1"] : [`--query=${queryFile}`, "--delimiter=;"])
+  ]
+  const run = async (a: string[], timeoutMs: number): Promise<{ seconds: number; wall: number }> => {
+    const t0 = process.hrtime.bigint()
+    const r = await runBounded("mysqlslap", a, { env, timeoutMs })
+    const wall = Number(process.hrtime.bigint() - t0) / 1e9
+    const seconds = r.code === 0 ? parseMysqlslap(r.stdout) : undefined
+    if (seconds === undefined || seconds <= 0) {
+      const why = r.timedOut ? "timed out" : `exit code ${r.code}`
+      throw new Error(`mysqlslap ${why}: ${`${r.stdout}\n${r.stderr}`.trim().split("\n").slice(-4).join(" / ")}`)
+    }
+    return { seconds, wall }
+  }
+  return { args, run, env }
+}
+
+const setupSql = [
+  "CREATE TABLE sbtest1 (id INT NOT NULL PRIMARY KEY, k INT NOT NULL, c CHAR(120) NOT NULL, pad CHAR(60) NOT NULL)",
+  `INSERT INTO sbtest1 SELECT seq, seq % 1000, REPEAT(CHAR(97 + seq % 26), 120), REPEAT('x', 60) FROM seq_1_to_${ROWS}`,
+  "ANALYZE TABLE sbtest1",
+  ""
+].join(";\n")
+
+export const runMysqlScenario = async (opts: MysqlOptions): Promise<ScenarioResult> => {
+  const log = opts.log
+  process.env.TEST_BACKENDS = "local"
+  const server = await startMariaDb({ databases: [DATABASE] })
+  log(`mysql: MariaDB on ${server.host}:${server.port}`)
+  const proxies: Polyproxy[] = []
+  const baselines: Baseline[] = []
+  const variants: Variant[] = []
+  const notes: string[] = []
+  const measurements: Measurement[] = []
+  try {
+    // The point-select script: mysqlslap cycles through these statements on every connection.
+    const queryFile = join(opts.dir, "point-select.sql")
+    const ids = Array.from({ length: 1000 }, () => 1 + Math.floor(Math.random() * ROWS))
+    writeFileSync(queryFile, ids.map((id) => `SELECT c FROM sbtest1 WHERE id=${id};\n`).join(""))
+    const slap = makeSlap(server, queryFile)
+    const setup = await runBounded(
+      "mariadb",
+      [
+        "--no-defaults",
+        "--protocol=tcp",
+        "-h",
+        "127.0.0.1",
+        "-P",
+        String(server.port),
+        "-u",
+        server.user,
+        DATABASE,
+        "-e",
+        setupSql
+      ],
+      { env: slap.env, timeoutMs: 60_000 }
+    )
+    if (setup.code !== 0) throw new Error(`table setup failed: ${setup.stderr.trim()}`)
+    const version = versionOf("mariadbd", ["--version"])
+
+    // Ready = the MySQL greeting arrives, then a real login and query go through (a 2-query mysqlslap run).
+    const login = async (port: number) => {
+      await firstBytes(port)
+      await slap.run(slap.args(port, "select1", 1, 2), 10_000)
+    }
+    for (const name of opts.variants) {
+      try {
+        if (name === "direct") {
+          variants.push({
+            name,
+            port: server.port,
+            pids: [],
+            alive: () => true,
+            info: { name, label: "direct", description: `${version}, no proxy` }
+          })
+        } else if (name === "polyproxy") {
+          const { proxy, port } = await startProxyVariant({
+            entry: opts.entry,
+            dir: join(opts.dir, "polyproxy-mysql"),
+            cpuProfDir: opts.cpuProfDir === undefined ? undefined : join(opts.cpuProfDir, "polyproxy-mysql"),
+            config: (port) => ({
+              workers: 1,
+              admin: false,
+              // mysqlslap logs in without a database and then sends COM_INIT_DB (USE appdb), so the handshake has
+              // no routing key: defaultRoute sends such clients to appdb. Auth switch and relay are the same.
+              listeners: { mysql: { host: "127.0.0.1", port, defaultRoute: DATABASE } },
+              routes: { [DATABASE]: `127.0.0.1:${server.port}` },
+              ssrf: { allow: ["127.0.0.0/8"] },
+              timeouts: { idle: 0 },
+              log: { level: "warn", connections: false }
+            }),
+            ready: login
+          })
+          proxies.push(proxy)
+          variants.push({
+            name,
+            port,
+            pids: [proxy.pid],
+            alive: () => proxy.child.exitCode === null && proxy.child.signalCode === null,
+            info: {
+              name,
+              label: "polyproxy mysql",
+              description:
+                "`mysql` listener, `defaultRoute: appdb` (mysqlslap names no database in its handshake; it sends " +
+                "`USE appdb` after login), auth switch carrying the backend's scramble, `workers: 1`, log level warn, " +
+                "connection log off"
+            }
+          })
+        } else {
+          const b = await startHaproxy({ dir: join(opts.dir, "haproxy-mysql"), backendPort: server.port, ready: login })
+          baselines.push(b)
+          variants.push({
+            name,
+            port: b.port,
+            pids: [b.pid],
+            alive: b.alive,
+            info: { name, label: "HAProxy 1 thread", description: `${b.version}, \`mode tcp\`, \`nbthread 1\`` }
+          })
+        }
+        log(`mysql: ${name} on 127.0.0.1:${variants.at(-1)?.port}`)
+      } catch (error) {
+        const message = (error as Error).message
+        log(`mysql: ${name} could not be started: ${message}`)
+        notes.push(`${name} could not be started: ${message.split("\n")[0]}`)
+      }
+    }
+
+    const workloads: Workload[] = []
+    for (const kind of Object.keys(QUERIES) as QueryKind[]) {
+      for (const clients of opts.clients) {
+        const workload = workloadOf(kind, clients)
+        workloads.push(workload)
+        // Calibrate: a short warm-up run per variant (also warms the JIT, MariaDB's caches and thread cache), then
+        // as many queries as that variant answers in `duration` seconds, so every measured run lasts about as long.
+        const queries = new Map<string, number>()
+        for (const v of variants) {
+          const n = Math.max(clients * 100, 2_000)
+          try {
+            const r = await slap.run(slap.args(v.port, kind, clients, n), 60_000)
+            const count = Math.round(((n / r.seconds) * opts.duration) / clients) * clients
+            queries.set(v.name, Math.max(count, clients * 50))
+          } catch (error) {
+            log(`mysql ${workload.id} ${v.name}: warm-up failed: ${(error as Error).message}`)
+          }
+        }
+        const runs = await interleave({
+          workload,
+          variants,
+          rounds: opts.rounds,
+          log: (line) => log(`mysql ${line}`),
+          measure: async (variant, round, position) => {
+            if (!variant.alive()) throw new Error(`${variant.name} is not running any more`)
+            const n = queries.get(variant.name)
+            if (n === undefined) throw new Error("no calibration (warm-up failed)")
+            const args = slap.args(variant.port, kind, clients, n)
+            const before = sampleCpu(variant.pids, undefined)
+            const r = await slap.run(args, (opts.duration * 10 + 60) * 1000)
+            const after = sampleCpu(variant.pids, undefined)
+            const w = windowCpu(before, after)
+            await sleep(100)
+            return {
+              variant: variant.name,
+              round,
+              position,
+              command: `mysqlslap ${args.join(" ")}`,
+              rate: n / r.seconds,
+              ops: n,
+              seconds: r.seconds,
+              proxyCpuSeconds: w.proxyCpuSeconds,
+              cpuPerUnit: w.proxyCpuSeconds === undefined ? undefined : (w.proxyCpuSeconds * 1000) / n,
+              machineBusy: w.machineBusy,
+              foreignCpuSeconds: w.foreignCpuSeconds,
+              foreignShare: w.foreignShare
+            }
+          }
+        })
+        measurements.push(...runs)
+      }
+    }
+    return {
+      scenario: "mysql",
+      title: "mysql: mysqlslap direct vs polyproxy `mysql` listener vs HAProxy tcp",
+      workloads,
+      variants: variants.map((v) => v.info),
+      reference: "direct",
+      ...(variants.some((v) => v.name === "haproxy") ? { compareTo: "haproxy" } : {}),
+      measurements,
+      setup: {
+        mariadb: version,
+        mysqlslap: versionOf("mysqlslap", ["--version"]),
+        rounds: opts.rounds,
+        durationSeconds: opts.duration,
+        clients: opts.clients,
+        table: `sbtest1: ${ROWS} rows (id INT PRIMARY KEY, k INT, c CHAR(120), pad CHAR(60)), InnoDB`,
+        pointSelect: "SELECT c FROM sbtest1 WHERE id=<random>, 1000 statements cycled per connection",
+        baselineConfigs: Object.fromEntries(baselines.map((b) => [b.name, b.config]))
+      },
+      notes: [
+        ...notes,
+        "Each run is one `mysqlslap --iterations=1` process: N connections (mysql_native_password, no TLS) " +
+          "opened, then queries/N each; the rate is queries ÷ mysqlslap's own time for the run, which includes the " +
+          "N logins (a few ms).",
+        "The query count per variant is calibrated from a warm-up run so each measured run lasts about " +
+          `${opts.duration} s; ${opts.rounds} round(s), order rotated every round.`,
+        "Proxy CPU covers the whole mysqlslap run (logins included), per 1000 queries."
+      ]
+    }
+  } finally {
+    for (const p of proxies) await p.stop().catch(() => {})
+    for (const b of baselines) await b.stop().catch(() => {})
+    await server.stop().catch(() => {})
+  }
+}

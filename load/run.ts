@@ -1,0 +1,872 @@
+// The load coordinator: `make load CONNECTIONS=N [MODE=tcp|postgres] [WORKERS=…] [MAX_KB_PER_CONN=6]` runs this.
+// It starts echo backends, polyproxy (dist/cli.js, `workers: W`) and load agents, ramps to N held connections in
+// steps, and at each step measures the RSS of every proxy process, the proxy's /metrics, the kernel's socket memory
+// and the errors. It prints a table, writes load/results/<date>-<mode>-<N>.json and .svg, and exits non-zero when a
+// connection was lost or failed, when the proxy's active count is not the step's, or when the proxy's marginal
+// memory per connection at the top step is over MAX_KB_PER_CONN. Everything it starts is killed by process group on
+// every way out, and sysctls it changed are restored. See load/README.md.
+import { type ChildProcess, execFileSync } from "node:child_process"
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync
+} from "node:fs"
+import * as net from "node:net"
+import * as os from "node:os"
+import { join } from "node:path"
+import { fileURLToPath } from "node:url"
+import { type ChartSeries, lineChart } from "./chart.ts"
+import { formatHeapDiff, type HeapGroup, heapDiff } from "./heapdiff.ts"
+import { childPids, killAll, onExit, sleep, spawnNode, stopChild } from "./procs.ts"
+import {
+  type AgentConfig,
+  type AgentReport,
+  type BackendReport,
+  type FromAgent,
+  jsonLines,
+  type Mode,
+  type ToAgent
+} from "./protocol.ts"
+import {
+  cpuSeconds,
+  type KernelMemory,
+  kernelMemory,
+  memAvailable,
+  metricSamples,
+  metricValue,
+  type ProcMemory,
+  procMemory,
+  sysctl,
+  tcpCounters
+} from "./sample.ts"
+
+const root = fileURLToPath(new URL("../", import.meta.url))
+const KB = 1024
+const MB = 1024 * 1024
+
+// ---------------------------------------------------------------------------------------------------- options
+
+const usage = `usage: node load/run.ts --connections N [options]
+  --mode tcp|postgres        tcp: the generic listener, one route; postgres: routes by database, one backend
+                             address per --per-route connections (default tcp)
+  --workers N|auto           proxy worker processes (auto: ceil(2N / (0.8 × --fds-per-process)))
+  --agents N|auto            local agent processes (auto: ceil(N / --fds-per-process))
+  --backends N|auto          echo backend processes (auto: ceil(N / --fds-per-process))
+  --max-kb-per-conn K        budget for the proxy's marginal RSS per connection at the top step (default 6)
+  --steps a,b,…|auto         held-connection steps (auto: 10k, 50k, 100k, 200k, 400k, … below N, then N)
+  --per-source N             connections per agent source address (default 10000; 0 = no bind, the kernel's choice)
+  --per-route N              postgres: connections per database/backend address (default 20000)
+  --concurrency N            connections each agent opens at once (default 256)
+  --hold S                   seconds to hold the top step before the final check (default 5)
+  --sysctl auto|apply|skip   kernel settings (scripts/sysctl-load.sh): auto applies them only when N needs them
+  --proxy dist|src|FILE      dist/cli.js (default; run make build), src/cli.ts, or another build's cli.js
+  --out DIR                  results folder (default load/results)
+  --fds-per-process N        descriptors planned per process (default 17000; the hard limit here is 20000)
+  --agent-control stdio|tcp  how local agents talk to this coordinator (tcp: as remote agents do)
+  --remote-agents K          do not start agents: wait for K agents (Kubernetes Indexed Job, load/k8s/) to connect to
+  --control HOST:PORT        the control address they dial (default 127.0.0.1:0 for local tcp agents)
+  --listen-host H            proxy listener host (default 127.0.0.1); --advertise H: the host agents dial
+  --deadline S               the whole run stops (failed) after S seconds (default: planned from N)
+  --proxy-node-options "…"   NODE_OPTIONS for the proxy and its workers (e.g. --max-semi-space-size=1); default none
+  --heap-snapshots           heap snapshots of every proxy process at 0 and at N connections, diffed by object kind
+                             (what the V8 heap holds per connection); use with a small N and --workers 1
+`
+
+const argv = process.argv.slice(2)
+const opt = (name: string, fallback?: string): string | undefined => {
+  const i = argv.indexOf(`--${name}`)
+  if (i >= 0) return argv[i + 1]
+  const env = process.env[`LOAD_${name.toUpperCase().replaceAll("-", "_")}`]
+  return env !== undefined && env !== "" ? env : fallback
+}
+const die = (message: string): never => {
+  process.stderr.write(`load: ${message}\n`)
+  process.exit(2)
+}
+const intOpt = (name: string, fallback: number): number => {
+  const v = opt(name)
+  if (v === undefined || v === "auto") return fallback
+  const n = Number(v)
+  if (!Number.isInteger(n) || n < 0) die(`--${name} must be a whole number, got ${v}`)
+  return n
+}
+
+if (argv.includes("--help") || argv.includes("-h")) {
+  process.stdout.write(usage)
+  process.exit(0)
+}
+const N = intOpt("connections", 0)
+if (N <= 0) die(`--connections N is required\n${usage}`)
+const mode = (opt("mode", "tcp") ?? "tcp") as Mode
+if (mode !== "tcp" && mode !== "postgres") die(`--mode must be tcp or postgres, got ${mode}`)
+const fdsPer = intOpt("fds-per-process", 17_000)
+// node:cluster hands connections round-robin to whichever worker is free, so a worker that gets more CPU gets more
+// connections: plan 20% fewer descriptors per worker than per agent or backend.
+const workers = Math.max(1, intOpt("workers", Math.ceil((2 * N) / Math.floor(fdsPer * 0.8))))
+const remoteAgents = intOpt("remote-agents", 0)
+const agentCount = remoteAgents > 0 ? remoteAgents : Math.max(1, intOpt("agents", Math.ceil(N / fdsPer)))
+const backendCount = Math.max(1, intOpt("backends", Math.ceil(N / fdsPer)))
+const maxKbPerConn = Number(opt("max-kb-per-conn", "6"))
+const perSource = intOpt("per-source", 10_000)
+const perRoute = Math.max(1, intOpt("per-route", 20_000))
+const concurrency = Math.max(1, intOpt("concurrency", 256))
+const holdS = intOpt("hold", 5)
+const sysctlMode = opt("sysctl", "auto")
+const proxyEntry = (() => {
+  const p = opt("proxy", "dist")!
+  return p === "src" ? join(root, "src", "cli.ts") : p === "dist" ? join(root, "dist", "cli.js") : p
+})()
+const outDir = opt("out", join(root, "load", "results"))!
+const agentControl = remoteAgents > 0 ? "tcp" : (opt("agent-control", "stdio") ?? "stdio")
+const listenHost = opt("listen-host", "127.0.0.1")!
+const advertise = opt("advertise", listenHost)!
+const control = opt("control", "127.0.0.1:0")!
+const fdLimit = 20_000
+const heapSnapshots = argv.includes("--heap-snapshots")
+const proxyNodeOptions = opt("proxy-node-options", "")!
+
+const steps = (() => {
+  const given = opt("steps", "auto")
+  if (given !== undefined && given !== "auto") {
+    const list = given.split(",").map(Number)
+    if (list.some((n) => !Number.isInteger(n) || n <= 0)) die(`--steps: whole numbers, got ${given}`)
+    return [...new Set([...list.filter((n) => n < N), N])].sort((a, b) => a - b)
+  }
+  const out: Array<number> = []
+  for (const s of [10_000, 50_000, 100_000]) if (s < N) out.push(s)
+  for (let s = 200_000; s < N; s *= 2) out.push(s)
+  out.push(N)
+  return out
+})()
+
+// Backend addresses: tcp mode has one route, so one address; postgres mode one per --per-route connections.
+const routeCount = mode === "tcp" ? 1 : Math.max(1, Math.ceil(N / perRoute))
+// Each step has this long to ramp (at ≥ 250 new connections per second) on top of a fixed margin.
+const stepTimeoutMs = (added: number) => 30_000 + (added / 250) * 1000
+const plannedMs =
+  120_000 + steps.reduce((sum, s, i) => sum + stepTimeoutMs(s - (steps[i - 1] ?? 0)) + 30_000, 0) + holdS * 1000
+const deadlineMs = intOpt("deadline", Math.round(plannedMs / 1000)) * 1000
+
+// ---------------------------------------------------------------------------------------------------- output
+
+const log = (line: string) => process.stdout.write(`${line}\n`)
+const fmt = (n: number, digits = 2) => n.toFixed(digits)
+
+interface StepResult {
+  connections: number
+  rampSeconds: number
+  active: number
+  proxy: {
+    processes: Array<ProcMemory>
+    rssBytes: number
+    pssBytes: number
+    rssAnonBytes: number
+    kbPerConnTotal: number
+    kbPerConnMarginal: number
+    pssKbPerConnMarginal: number
+  }
+  kernel: KernelMemory & { kbPerConn: number; slabKbPerConn: number; bufferKbPerConn: number }
+  agents: { confirmed: number; failed: number; lost: number; errors: Record<string, number>; rssBytes: number }
+  backends: { open: number; errors: number; errorCodes: Record<string, number>; rssBytes: number }
+  proxyErrors: Record<string, number>
+  conntrack: number | undefined
+  /** Machine-wide TCP counters moved since the run's baseline (only those that moved). */
+  tcp: Record<string, number>
+  /** CPU seconds used during this step's ramp and settle, by role (all their processes). */
+  cpuSeconds: { proxy: number; agents: number; backends: number }
+}
+
+// ---------------------------------------------------------------------------------------------------- helpers
+
+const freePort = (host: string): Promise<number> =>
+  new Promise((resolve, reject) => {
+    const s = net.createServer()
+    s.once("error", reject)
+    s.listen({ host, port: 0 }, () => {
+      const port = (s.address() as net.AddressInfo).port
+      s.close(() => resolve(port))
+    })
+  })
+
+const httpGet = async (url: string, timeoutMs = 5_000): Promise<{ status: number; body: string }> => {
+  const res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) })
+  return { status: res.status, body: await res.text() }
+}
+
+const waitFor = async <A>(what: string, timeoutMs: number, probe: () => Promise<A | undefined> | A | undefined) => {
+  const until = Date.now() + timeoutMs
+  for (;;) {
+    try {
+      const v = await probe()
+      if (v !== undefined) return v
+    } catch {}
+    if (Date.now() > until) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
+    await sleep(200)
+  }
+}
+
+const tail = (file: string, lines = 15) => {
+  try {
+    return readFileSync(file, "utf8").trimEnd().split("\n").slice(-lines).join("\n")
+  } catch {
+    return ""
+  }
+}
+
+/** Split `total` into `parts` shares that differ by at most one; share `i`. */
+const share = (total: number, parts: number, i: number) => Math.floor(total / parts) + (i < total % parts ? 1 : 0)
+
+// ---------------------------------------------------------------------------------------------------- main
+
+const main = async (): Promise<number> => {
+  const startedAt = new Date()
+  const deadline = setTimeout(() => {
+    process.stderr.write(`load: the run passed its deadline of ${deadlineMs / 1000} s: stopping everything\n`)
+    killAll()
+    process.exit(1)
+  }, deadlineMs)
+  deadline.unref()
+
+  if (!existsSync(proxyEntry)) die(`${proxyEntry} does not exist: run make build (or pass --proxy src)`)
+  const tmp = mkdtempSync(join(os.tmpdir(), "polyproxy-load-"))
+  let keepTmp = false
+  onExit(() => {
+    if (!keepTmp) rmSync(tmp, { recursive: true, force: true })
+  })
+
+  // Memory check: the proxy (≈ 10 KB + 85 MB per worker), agents and backends (≈ 2 KB per socket + 60 MB each) and
+  // the kernel (≈ 4 KB per socket, 4 sockets per proxied connection) must fit beside everyone else's work.
+  const needBytes = N * (10 + 2 + 2 + 16) * KB + workers * 90 * MB + (agentCount + backendCount) * 70 * MB
+  const available = memAvailable()
+  log(
+    `load: ${N} connections, mode ${mode}: ${workers} proxy worker(s), ${remoteAgents > 0 ? `${remoteAgents} remote` : agentCount} agent(s), ` +
+      `${backendCount} backend(s), ${routeCount} backend address(es); steps ${steps.join(", ")}`
+  )
+  log(`load: memory: needs ≈ ${(needBytes / MB).toFixed(0)} MB, ${(available / MB).toFixed(0)} MB available`)
+  if (needBytes > available - 1024 * MB) {
+    die(`not enough memory for ${N} connections here now (needs ≈ ${(needBytes / MB).toFixed(0)} MB + 1 GB reserve)`)
+  }
+
+  // Kernel settings: the ephemeral port range bounds connections per (source, destination) pair.
+  const [portLo, portHi] = sysctl("net.ipv4.ip_local_port_range").split(/\s+/).map(Number) as [number, number]
+  const portRange = portHi - portLo + 1
+  const perDestination = mode === "tcp" ? N : Math.ceil(N / routeCount)
+  const needSysctl =
+    perDestination > portRange * 0.8 ||
+    Number(sysctl("net.core.somaxconn")) < 4096 ||
+    (N > 100_000 && Number(sysctl("net.ipv4.tcp_max_syn_backlog")) < 8192)
+  if (sysctlMode === "apply" || (sysctlMode === "auto" && needSysctl)) {
+    const state = join(os.tmpdir(), `polyproxy-sysctl-load.${process.pid}.state`)
+    log(execFileSync("bash", [join(root, "scripts", "sysctl-load.sh"), "apply", state], { encoding: "utf8" }).trimEnd())
+    onExit(() => {
+      process.stdout.write(
+        execFileSync("bash", [join(root, "scripts", "sysctl-load.sh"), "restore", state], { encoding: "utf8" })
+      )
+    })
+  }
+  const [lo2, hi2] = sysctl("net.ipv4.ip_local_port_range").split(/\s+/).map(Number) as [number, number]
+  // Agents bind explicit source ports below the ephemeral range (see AgentConfig.portLo).
+  const agentPortLo = 1024
+  const perSourceUsed = Math.min(perSource, lo2 - agentPortLo - 1)
+  if (perSource > 0 && perSourceUsed < 1000) die(`the ephemeral port range starts at ${lo2}: too low for agent ports`)
+  if (perDestination > (hi2 - lo2 + 1) * 0.9) {
+    die(
+      `${perDestination} proxy→backend connections to one backend address do not fit in the ephemeral port range ` +
+        `${lo2}-${hi2}: the proxy dials every backend from one source address (127.0.0.1). ` +
+        (mode === "tcp"
+          ? "The tcp listener has one route, so one backend address: use MODE=postgres (one backend address per " +
+            "--per-route connections) for more, or see load/README.md (source-address spreading in the dialer)."
+          : "Lower --per-route.")
+    )
+  }
+
+  // -------------------------------------------------------------------------------------------- backends
+  const backends: Array<{ child: ChildProcess; last: BackendReport | undefined }> = []
+  const startBackend = (i: number, listen: ReadonlyArray<string>) => {
+    const child = spawnNode(
+      [
+        "--max-semi-space-size=1",
+        join(root, "load", "backend.ts"),
+        "--listen",
+        listen.join(","),
+        "--mode",
+        mode,
+        "--id",
+        String(i),
+        "--lifetime",
+        String(Math.ceil(deadlineMs / 1000) + 60)
+      ],
+      { fdLimit }
+    )
+    const b = { child, last: undefined as BackendReport | undefined }
+    child.stdout!.on(
+      "data",
+      jsonLines((m) => {
+        if ((m as BackendReport).t === "backend") b.last = m as BackendReport
+      })
+    )
+    child.stderr!.on("data", (d: Buffer) => process.stderr.write(d))
+    backends.push(b)
+    return b
+  }
+  const first = startBackend(
+    0,
+    Array.from({ length: routeCount }, () => "127.0.0.1:0")
+  )
+  const backendAddrs = await waitFor("the first backend", 20_000, () => first.last?.listening)
+  for (let i = 1; i < backendCount; i++) startBackend(i, backendAddrs)
+  await waitFor("every backend", 20_000, () => (backends.every((b) => b.last !== undefined) ? true : undefined))
+
+  // -------------------------------------------------------------------------------------------- proxy
+  const adminPort = await freePort("127.0.0.1")
+  const routes: Record<string, string> = {}
+  const databases: Array<string> = []
+  backendAddrs.forEach((a, i) => {
+    const name = mode === "tcp" ? "load" : `db${i}`
+    routes[name] = a
+    databases.push(name)
+  })
+  const listener =
+    mode === "tcp"
+      ? { tcp: { host: listenHost, port: 0, route: "load" } }
+      : { postgres: { host: listenHost, port: 0, routeBy: "database" } }
+  const proxyConfig = {
+    workers,
+    admin: { host: "127.0.0.1", port: adminPort },
+    listeners: listener,
+    routes,
+    cache: { ttl: 3600, negativeTtl: 5 },
+    ssrf: { allow: ["127.0.0.0/8"] },
+    timeouts: { handshake: 30, connect: 30, idle: 0, drain: 1 },
+    log: { level: "warn", format: "json" }
+  }
+  const configFile = join(tmp, "polyproxy.json")
+  writeFileSync(configFile, JSON.stringify(proxyConfig, null, 2))
+  const env: NodeJS.ProcessEnv = {}
+  for (const [k, v] of Object.entries(process.env)) {
+    if (!k.startsWith("POLYPROXY_") && !k.startsWith("PROXY_TLS_") && k !== "NODE_OPTIONS") env[k] = v
+  }
+  const heapDir = join(tmp, "heap")
+  if (heapSnapshots) mkdirSync(heapDir, { recursive: true })
+  const nodeOptions = [
+    proxyNodeOptions,
+    heapSnapshots ? `--heapsnapshot-signal=SIGUSR2 --diagnostic-dir=${heapDir}` : ""
+  ]
+    .join(" ")
+    .trim()
+  if (nodeOptions !== "") env.NODE_OPTIONS = nodeOptions
+  const proxyLog = join(tmp, "proxy.log")
+  const logFd = openSync(proxyLog, "a")
+  const proxy = spawnNode([proxyEntry, "serve", "--config", configFile], { fdLimit, env, cwd: root, output: logFd })
+  closeSync(logFd)
+  let proxyExited = false
+  proxy.once("exit", (code, signal) => {
+    proxyExited = true
+    process.stderr.write(`load: the proxy exited (${code ?? signal})\n`)
+  })
+  const admin = `http://127.0.0.1:${adminPort}`
+  const ready = await waitFor("the proxy's /readyz", 60_000, async () => {
+    if (proxyExited) throw new Error("proxy exited")
+    const r = await httpGet(`${admin}/readyz`)
+    return r.status === 200 ? (JSON.parse(r.body) as { listeners: Record<string, { port: number }> }) : undefined
+  }).catch((e: Error) => {
+    keepTmp = true
+    throw new Error(`${e.message}\n${tail(proxyLog)}`)
+  })
+  const proxyPort = Object.values(ready.listeners)[0]?.port
+  if (proxyPort === undefined) throw new Error(`/readyz names no listener: ${JSON.stringify(ready)}`)
+  const proxyPid = proxy.pid!
+  const proxyPids = () => [proxyPid, ...childPids(proxyPid)]
+  log(
+    `load: proxy pid ${proxyPid} (${workers} worker(s): ${childPids(proxyPid).join(" ") || "none, single process"}) ` +
+      `listening ${listenHost}:${proxyPort}, admin ${admin}; backends at ${backendAddrs.join(" ")}`
+  )
+
+  const proxyMemory = () => {
+    const procs = proxyPids()
+      .map(procMemory)
+      .filter((p): p is ProcMemory => p !== undefined)
+    return {
+      processes: procs,
+      rss: procs.reduce((s, p) => s + p.rss, 0),
+      pss: procs.reduce((s, p) => s + p.pss, 0),
+      rssAnon: procs.reduce((s, p) => s + p.rssAnon, 0)
+    }
+  }
+  /** Waits until the proxy's RSS moves by less than 0.5% over a second (at most `maxMs`), then returns it. */
+  const settledMemory = async (maxMs: number) => {
+    const until = Date.now() + maxMs
+    let prev = proxyMemory()
+    for (;;) {
+      await sleep(1_000)
+      const now = proxyMemory()
+      if (Math.abs(now.rss - prev.rss) < now.rss * 0.005 || Date.now() > until) return now
+      prev = now
+    }
+  }
+  const metrics = async () => (await httpGet(`${admin}/metrics`, 10_000)).body
+  /** SIGUSR2 to every proxy process; waits for their snapshot files to be complete. pid -> file. */
+  const snapshotAll = async (): Promise<Map<number, string>> => {
+    const known = new Set(readdirSync(heapDir))
+    const pids = proxyPids()
+    for (const pid of pids) process.kill(pid, "SIGUSR2")
+    const files = new Map<number, string>()
+    await waitFor("heap snapshots", 300_000, async () => {
+      for (const f of readdirSync(heapDir)) {
+        if (known.has(f) || !f.endsWith(".heapsnapshot")) continue
+        const pid = Number(f.split(".")[3])
+        if (pids.includes(pid)) files.set(pid, join(heapDir, f))
+      }
+      if (files.size < pids.length) return undefined
+      const sizes = [...files.values()].map((f) => statSync(f).size)
+      await sleep(1_000)
+      return [...files.values()].every((f, i) => statSync(f).size === sizes[i] && sizes[i]! > 0) ? true : undefined
+    })
+    return files
+  }
+  const listenerName = mode
+
+  await sleep(1_000)
+  const heapBefore = heapSnapshots ? await snapshotAll() : undefined
+  const base = await settledMemory(10_000)
+  const baseKernel = kernelMemory()
+  const baseTcp = tcpCounters()
+  log(
+    `load: baseline at 0 connections: proxy RSS ${fmt(base.rss / MB, 1)} MB over ${base.processes.length} process(es) ` +
+      `(PSS ${fmt(base.pss / MB, 1)} MB)`
+  )
+
+  // -------------------------------------------------------------------------------------------- agents
+  interface AgentHandle {
+    id: number
+    send: (m: ToAgent) => void
+    last: AgentReport | undefined
+    gone: boolean
+  }
+  const agents: Array<AgentHandle> = []
+  const agentConfig = (i: number): AgentConfig => ({
+    mode,
+    host: advertise,
+    port: proxyPort,
+    // Agent i binds 127.(101 + i / 250).(i % 250).1, .2, …: its own source addresses, --per-source connections each.
+    sources:
+      remoteAgents > 0 || perSource === 0
+        ? []
+        : Array.from(
+            { length: Math.ceil(share(N, agentCount, i) / perSourceUsed) + 1 },
+            (_, j) => `127.${101 + Math.floor(i / 250)}.${i % 250}.${j + 1}`
+          ),
+    perSource: perSourceUsed,
+    portLo: agentPortLo,
+    databases,
+    concurrency,
+    confirmTimeoutMs: 30_000,
+    lifetimeMs: deadlineMs + 30_000
+  })
+  const onAgentMessage = (h: AgentHandle) => (value: unknown) => {
+    const m = value as FromAgent
+    if (m.t === "report") h.last = m
+    else if (m.t === "bye") h.gone = true
+  }
+
+  if (agentControl === "tcp") {
+    // Agents dial in (remote pods, or local ones started with --coordinator to test that path).
+    const colon = control.lastIndexOf(":")
+    const server = net.createServer((socket) => {
+      const h: AgentHandle = {
+        id: -1,
+        send: (m) => {
+          if (!socket.destroyed) socket.write(`${JSON.stringify(m)}\n`)
+        },
+        last: undefined,
+        gone: false
+      }
+      const handle = onAgentMessage(h)
+      socket.on(
+        "data",
+        jsonLines((value) => {
+          const m = value as FromAgent
+          if (m.t === "hello" && h.id < 0) {
+            if (agents.some((a) => a.id === m.id) || m.id >= agentCount) {
+              log(`load: agent index ${m.id} from ${m.host} is a duplicate or out of range: refused`)
+              socket.destroy()
+              return
+            }
+            h.id = m.id
+            agents.push(h)
+            h.send({ t: "config", config: agentConfig(m.id) })
+            log(`load: agent ${m.id} (pid ${m.pid} on ${m.host}) connected`)
+          } else handle(value)
+        })
+      )
+      socket.on("error", () => {})
+      socket.on("close", () => {
+        h.gone = true
+      })
+    })
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject)
+      server.listen({ host: control.slice(0, colon), port: Number(control.slice(colon + 1)) }, resolve)
+    })
+    onExit(() => server.close())
+    const controlAddr = server.address() as net.AddressInfo
+    log(`load: waiting for ${agentCount} agent(s) on ${controlAddr.address}:${controlAddr.port}`)
+    if (remoteAgents === 0) {
+      for (let i = 0; i < agentCount; i++) {
+        const child = spawnNode(
+          [
+            "--max-semi-space-size=1",
+            join(root, "load", "agent.ts"),
+            "--coordinator",
+            `127.0.0.1:${controlAddr.port}`,
+            "--index",
+            String(i)
+          ],
+          { fdLimit }
+        )
+        child.stderr!.on("data", (d: Buffer) => process.stderr.write(d))
+      }
+    }
+    await waitFor(`${agentCount} agents`, remoteAgents > 0 ? 600_000 : 30_000, () =>
+      agents.length === agentCount ? true : undefined
+    )
+  } else {
+    for (let i = 0; i < agentCount; i++) {
+      const child = spawnNode(["--max-semi-space-size=1", join(root, "load", "agent.ts"), "--index", String(i)], {
+        fdLimit
+      })
+      const h: AgentHandle = {
+        id: i,
+        send: (m) => {
+          if (child.stdin!.writable) child.stdin!.write(`${JSON.stringify(m)}\n`)
+        },
+        last: undefined,
+        gone: false
+      }
+      child.stdin!.on("error", () => {})
+      child.stdout!.on("data", jsonLines(onAgentMessage(h)))
+      child.stderr!.on("data", (d: Buffer) => process.stderr.write(d))
+      child.once("exit", () => {
+        h.gone = true
+      })
+      agents.push(h)
+      h.send({ t: "config", config: agentConfig(i) })
+    }
+  }
+  agents.sort((a, b) => a.id - b.id)
+
+  const agentTotals = () => {
+    const errors: Record<string, number> = {}
+    let confirmed = 0
+    let pending = 0
+    let failed = 0
+    let lost = 0
+    let rss = 0
+    for (const a of agents) {
+      const r = a.last
+      if (r === undefined) continue
+      confirmed += r.confirmed
+      pending += r.pending
+      failed += r.failed
+      lost += r.lost
+      rss += r.rssBytes
+      for (const [k, v] of Object.entries(r.errors)) errors[k] = (errors[k] ?? 0) + v
+    }
+    return { confirmed, pending, failed, lost, errors, rss }
+  }
+  const backendTotals = () => ({
+    open: backends.reduce((s, b) => s + (b.last?.open ?? 0), 0),
+    errors: backends.reduce((s, b) => s + (b.last?.errors ?? 0), 0),
+    errorCodes: backends.reduce<Record<string, number>>((acc, b) => {
+      for (const [k, v] of Object.entries(b.last?.errorCodes ?? {})) acc[k] = (acc[k] ?? 0) + v
+      return acc
+    }, {}),
+    rssBytes: backends.reduce((s, b) => s + (b.last?.rssBytes ?? 0), 0)
+  })
+
+  // -------------------------------------------------------------------------------------------- ramp
+  const results: Array<StepResult> = []
+  const failures: Array<string> = []
+  log("")
+  log(
+    "connections  ramp s  proxy CPU s   active  proxy RSS MB  KB/conn total  KB/conn marginal  PSS KB/conn marg  kernel KB/conn  errors  lost"
+  )
+  const cpuNow = () => ({
+    proxy: proxyPids().reduce((s, p) => s + cpuSeconds(p), 0),
+    agents: agents.reduce((s, a) => s + (a.last ? cpuSeconds(a.last.pid) : 0), 0),
+    backends: backends.reduce((s, b) => s + (b.last ? cpuSeconds(b.last.pid) : 0), 0)
+  })
+  for (const [si, step] of steps.entries()) {
+    const t0 = Date.now()
+    const cpu0 = cpuNow()
+    for (const a of agents) a.send({ t: "target", n: share(step, agentCount, agents.indexOf(a)) })
+    const timeout = stepTimeoutMs(step - (steps[si - 1] ?? 0))
+    let lastProgress = ""
+    for (;;) {
+      await sleep(250)
+      const t = agentTotals()
+      const reported = agents.every(
+        (a) => a.last !== undefined && a.last.target === share(step, agentCount, agents.indexOf(a))
+      )
+      if (reported && t.confirmed === step && t.pending === 0) break
+      if (t.failed + t.lost > 0 && t.pending === 0) break
+      if (proxyExited) break
+      if (agents.some((a) => a.gone)) {
+        failures.push("an agent went away during the ramp")
+        break
+      }
+      if (Date.now() - t0 > timeout) {
+        failures.push(`step ${step}: not reached within ${timeout / 1000} s (${t.confirmed} confirmed)`)
+        break
+      }
+      const progress = `  … ${t.confirmed} confirmed, ${t.pending} pending, ${t.failed} failed`
+      if (Date.now() - t0 > 5_000 && progress !== lastProgress && (Date.now() - t0) % 5_000 < 250) {
+        process.stderr.write(`${progress}\n`)
+        lastProgress = progress
+      }
+    }
+    const rampSeconds = (Date.now() - t0) / 1000
+    if (proxyExited) {
+      failures.push("the proxy exited")
+      break
+    }
+    // Settle: the proxy's active gauge reaches the step and its RSS stops moving.
+    let text = await metrics()
+    for (
+      let i = 0;
+      i < 20 && metricValue(text, "polyproxy_connections_active", { listener: listenerName }) !== step;
+      i++
+    ) {
+      await sleep(500)
+      text = await metrics()
+    }
+    const mem = await settledMemory(15_000)
+    text = await metrics()
+    const active = metricValue(text, "polyproxy_connections_active", { listener: listenerName })
+    const kernel = kernelMemory()
+    const t = agentTotals()
+    const slabDelta = kernel.slabBytes - baseKernel.slabBytes
+    const bufDelta = kernel.tcpBufferBytes - baseKernel.tcpBufferBytes
+    const held = Math.max(1, t.confirmed)
+    const cpu1 = cpuNow()
+    const r: StepResult = {
+      connections: step,
+      rampSeconds,
+      active,
+      proxy: {
+        processes: mem.processes,
+        rssBytes: mem.rss,
+        pssBytes: mem.pss,
+        rssAnonBytes: mem.rssAnon,
+        kbPerConnTotal: mem.rss / held / KB,
+        kbPerConnMarginal: (mem.rss - base.rss) / held / KB,
+        pssKbPerConnMarginal: (mem.pss - base.pss) / held / KB
+      },
+      kernel: {
+        ...kernel,
+        kbPerConn: (slabDelta + bufDelta) / held / KB,
+        slabKbPerConn: slabDelta / held / KB,
+        bufferKbPerConn: bufDelta / held / KB
+      },
+      agents: { confirmed: t.confirmed, failed: t.failed, lost: t.lost, errors: t.errors, rssBytes: t.rss },
+      backends: backendTotals(),
+      proxyErrors: metricSamples(text, "polyproxy_errors_total"),
+      conntrack: kernel.conntrack,
+      tcp: Object.fromEntries(
+        Object.entries(tcpCounters())
+          .map(([k, v]) => [k, v - (baseTcp[k] ?? 0)] as const)
+          .filter(([, v]) => v !== 0)
+      ),
+      cpuSeconds: {
+        proxy: cpu1.proxy - cpu0.proxy,
+        agents: cpu1.agents - cpu0.agents,
+        backends: cpu1.backends - cpu0.backends
+      }
+    }
+    results.push(r)
+    const errorCount = t.failed + Object.values(r.proxyErrors).reduce((s, v) => s + v, 0)
+    log(
+      `${String(step).padStart(11)}  ${fmt(rampSeconds, 1).padStart(6)}  ${fmt(r.cpuSeconds.proxy, 1).padStart(11)}  ` +
+        `${String(active).padStart(7)}  ` +
+        `${fmt(mem.rss / MB, 1).padStart(12)}  ${fmt(r.proxy.kbPerConnTotal).padStart(13)}  ` +
+        `${fmt(r.proxy.kbPerConnMarginal).padStart(16)}  ${fmt(r.proxy.pssKbPerConnMarginal).padStart(16)}  ` +
+        `${fmt(r.kernel.kbPerConn).padStart(14)}  ${String(errorCount).padStart(6)}  ${String(t.lost).padStart(4)}`
+    )
+    if (t.confirmed !== step) failures.push(`step ${step}: agents hold ${t.confirmed} confirmed connections`)
+    if (active !== step) failures.push(`step ${step}: the proxy reports ${active} active connections`)
+    if (t.failed > 0) failures.push(`step ${step}: ${t.failed} connection(s) failed: ${JSON.stringify(t.errors)}`)
+    if (t.lost > 0) failures.push(`step ${step}: ${t.lost} held connection(s) lost`)
+    if (t.failed + t.lost > 0 || active !== step) {
+      log(`load: TCP counters moved since the baseline: ${JSON.stringify(r.tcp)}`)
+      log(`load: agents' errors ${JSON.stringify(t.errors)}, backends' errors ${JSON.stringify(r.backends.errorCodes)}`)
+    }
+    if (failures.length > 0) break
+  }
+
+  // Hold the top step, then check nothing was lost meanwhile.
+  if (failures.length === 0 && holdS > 0) {
+    await sleep(holdS * 1000)
+    const t = agentTotals()
+    const active = metricValue(await metrics(), "polyproxy_connections_active", { listener: listenerName })
+    if (t.lost > 0) failures.push(`${t.lost} connection(s) lost while holding ${N} for ${holdS} s`)
+    if (active !== N) failures.push(`after holding ${holdS} s the proxy reports ${active} active connections`)
+    log(`load: held ${t.confirmed} connections for ${holdS} s: ${t.lost} lost, proxy active ${active}`)
+  }
+
+  let heap: { bytesPerConn: number; top: Array<HeapGroup> } | undefined
+  if (heapBefore !== undefined && failures.length === 0) {
+    const after = await snapshotAll()
+    const merged = new Map<string, HeapGroup>()
+    let totalBytes = 0
+    for (const [pid, file] of after) {
+      const before = heapBefore.get(pid)
+      if (before === undefined) continue
+      const d = heapDiff(before, file)
+      totalBytes += d.totalBytes
+      for (const g of d.groups) {
+        const m = merged.get(g.key)
+        merged.set(g.key, { key: g.key, count: (m?.count ?? 0) + g.count, bytes: (m?.bytes ?? 0) + g.bytes })
+      }
+    }
+    const groups = [...merged.values()].sort((a, b) => b.bytes - a.bytes)
+    heap = {
+      bytesPerConn: totalBytes / N,
+      top: groups.slice(0, 40).map((g) => ({ key: g.key, count: g.count / N, bytes: g.bytes / N }))
+    }
+    log(formatHeapDiff({ groups, totalBytes }, N))
+  }
+
+  const top = results.at(-1)
+  if (top !== undefined && top.connections === N && top.proxy.kbPerConnMarginal > maxKbPerConn) {
+    failures.push(
+      `proxy memory per connection at ${N}: ${fmt(top.proxy.kbPerConnMarginal)} KB marginal > budget ${maxKbPerConn} KB`
+    )
+  }
+  if (top === undefined || top.connections !== N) failures.push(`the top step ${N} was not measured`)
+
+  // -------------------------------------------------------------------------------------------- stop, report
+  const stopT0 = Date.now()
+  for (const a of agents) a.send({ t: "stop" })
+  for (const b of backends) b.child.stdin!.end()
+  await sleep(500)
+  await Promise.all(backends.map((b) => stopChild(b.child, 2_000)))
+  await stopChild(proxy, 3_000)
+  const stopSeconds = (Date.now() - stopT0) / 1000
+
+  const result = {
+    date: startedAt.toISOString(),
+    pass: failures.length === 0,
+    failures,
+    budget: {
+      maxKbPerConn,
+      checks: "marginal: (RSS of all proxy processes − their RSS at 0 connections) ÷ connections, at the top step"
+    },
+    options: {
+      connections: N,
+      mode,
+      workers,
+      agents: agentCount,
+      remoteAgents,
+      backends: backendCount,
+      routes: routeCount,
+      steps,
+      perSource,
+      perRoute,
+      concurrency,
+      holdSeconds: holdS,
+      proxy: proxyEntry,
+      proxyNodeOptions
+    },
+    machine: {
+      cores: os.availableParallelism(),
+      memTotalBytes: os.totalmem(),
+      kernel: os.release(),
+      node: process.version,
+      sysctl: {
+        ip_local_port_range: sysctl("net.ipv4.ip_local_port_range"),
+        somaxconn: sysctl("net.core.somaxconn"),
+        tcp_max_syn_backlog: sysctl("net.ipv4.tcp_max_syn_backlog")
+      }
+    },
+    baseline: { proxy: base, kernel: baseKernel },
+    steps: results,
+    heap,
+    stopSeconds
+  }
+  mkdirSync(outDir, { recursive: true })
+  const stamp = startedAt
+    .toISOString()
+    .replaceAll(":", "-")
+    .replace(/\.\d+Z$/, "Z")
+  const file = join(outDir, `${stamp}-${mode}-${N}`)
+  writeFileSync(`${file}.json`, `${JSON.stringify(result, null, 2)}\n`)
+  const series: Array<ChartSeries> = [
+    {
+      name: "proxy RSS ÷ conns",
+      color: "#1f77b4",
+      points: results.map((r) => [r.connections, r.proxy.kbPerConnTotal] as const)
+    },
+    {
+      name: "proxy marginal RSS",
+      color: "#d62728",
+      points: results.map((r) => [r.connections, r.proxy.kbPerConnMarginal] as const)
+    },
+    {
+      name: "kernel (4 sockets)",
+      color: "#2ca02c",
+      points: results.map((r) => [r.connections, r.kernel.kbPerConn] as const)
+    },
+    {
+      name: `budget ${maxKbPerConn} KB`,
+      color: "#999",
+      dashed: true,
+      points: [
+        [0, maxKbPerConn],
+        [Math.max(N, 1), maxKbPerConn]
+      ]
+    }
+  ]
+  writeFileSync(
+    `${file}.svg`,
+    lineChart(
+      `polyproxy ${mode}, ${workers} worker(s): memory per held connection`,
+      "connections held",
+      "KB per connection",
+      series
+    )
+  )
+  log("")
+  log(
+    `load: proxy memory per connection at ${top?.connections ?? 0}: ${fmt(top?.proxy.kbPerConnTotal ?? 0)} KB total ` +
+      `(all proxy RSS ÷ connections), ${fmt(top?.proxy.kbPerConnMarginal ?? 0)} KB marginal ` +
+      `(RSS above the ${fmt(base.rss / MB, 1)} MB at 0 connections ÷ connections; the budget ${maxKbPerConn} KB checks this one)`
+  )
+  log(`load: results ${file}.json, chart ${file}.svg`)
+  if (failures.length > 0) {
+    keepTmp = true
+    log(`load: FAIL\n  ${failures.join("\n  ")}`)
+    log(`load: proxy log kept in ${proxyLog}:\n${tail(proxyLog)}`)
+    return 1
+  }
+  log(`load: PASS (${N} connections held, none lost)`)
+  return 0
+}
+
+main().then(
+  (code) => {
+    killAll()
+    process.exit(code)
+  },
+  (e: Error) => {
+    process.stderr.write(`load: ${e.stack ?? e.message}\n`)
+    killAll()
+    process.exit(1)
+  }
+)
