@@ -1,6 +1,7 @@
 // Composition root: config + services + listeners + admin, started together and drained together.
 
 import * as fs from "node:fs"
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Scope from "effect/Scope"
@@ -13,6 +14,8 @@ import { type RunningListener, startListener } from "./listeners/Listener.ts"
 import type { ProtocolContext } from "./listeners/ProtocolContext.ts"
 import { CancelKeys } from "./listeners/postgres/CancelKeys.ts"
 import { protocols } from "./listeners/registry.ts"
+import { FirstBytes, type FirstBytesExtractor } from "./listeners/tcp/firstBytes.ts"
+import { loadTcpProtocol } from "./listeners/tcp.ts"
 import { loadServerTls, type ServerTls } from "./listeners/tls.ts"
 import { type BackendHealth, CircuitBreaker } from "./services/CircuitBreaker.ts"
 import { ColdStart } from "./services/ColdStart.ts"
@@ -22,6 +25,9 @@ import { Resolver } from "./services/Resolver.ts"
 import { RoutingCache } from "./services/RoutingCache.ts"
 import { SharedCache } from "./services/SharedCache.ts"
 import { SsrfGuard } from "./services/SsrfGuard.ts"
+
+// The first-bytes extension point, for the package's public API (src/index.ts imports no listener itself).
+export { FirstBytes, type FirstBytesExtractor }
 
 /** What the admin API can ask of one proxy process (the cluster primary asks each worker the same). */
 export interface ReloadReport {
@@ -142,7 +148,8 @@ export const servicesLayer = (
 export const startProxy = Effect.fnUntraced(function* (
   config: Config,
   cancelKeys: CancelKeys = new CancelKeys(),
-  configSource?: () => Config
+  configSource?: () => Config,
+  firstBytes?: FirstBytesExtractor
 ) {
   let current = config
   const log = yield* Log
@@ -165,15 +172,10 @@ export const startProxy = Effect.fnUntraced(function* (
     if (factory === undefined) {
       return yield* proxyError("INTERNAL", "internal", `listeners.${name}: this protocol is not implemented yet`)
     }
+    // tcp may first import the user's first-bytes extractor: a failure stops the start (or the reload) with its reason.
+    const protocol = name === "tcp" ? yield* loadTcpProtocol(ctx, firstBytes) : factory(ctx)
     return {
-      running: yield* startListener(
-        factory(ctx),
-        ctx.listener,
-        cfg.timeouts,
-        admission,
-        cfg.log,
-        cfg.coldStart.timeout
-      ),
+      running: yield* startListener(protocol, ctx.listener, cfg.timeouts, admission, cfg.log, cfg.coldStart.timeout),
       tls: ctx.tls
     }
   })
@@ -340,6 +342,11 @@ export interface RunOptions {
   readonly cancelKeys?: CancelKeys
   /** Re-reads the config for a hot reload (SIGHUP, POST /admin/reload); throws ConfigError when invalid. */
   readonly configSource?: () => Config
+  /**
+   * Routes the `tcp` listener by the client's first bytes, whatever its `route` says: a plain function, or a layer
+   * of the FirstBytes service (built in the proxy's scope).
+   */
+  readonly firstBytes?: FirstBytesExtractor | Layer.Layer<FirstBytes, unknown>
 }
 
 /**
@@ -359,5 +366,13 @@ export const runProxy = (
           : proxyError("INTERNAL", "internal", `cannot start services: ${String(e)}`)
       )
     )
-    return yield* startProxy(config, options.cancelKeys, options.configSource).pipe(Effect.provideContext(context))
+    const extractor = Layer.isLayer(options.firstBytes)
+      ? yield* Layer.build(options.firstBytes as Layer.Layer<FirstBytes, unknown>).pipe(
+          Effect.map((built) => Context.get(built, FirstBytes).extract),
+          Effect.mapError((e) => proxyError("INTERNAL", "internal", `cannot build the FirstBytes layer: ${String(e)}`))
+        )
+      : (options.firstBytes as FirstBytesExtractor | undefined)
+    return yield* startProxy(config, options.cancelKeys, options.configSource, extractor).pipe(
+      Effect.provideContext(context)
+    )
   })

@@ -82,7 +82,7 @@ describe("workers: 2", () => {
     )
     const text = await (await get("/metrics")).text()
     expect(metric(text, "polyproxy_workers")).toBe(2)
-    expect(metric(text, 'polyproxy_connections_active\\{listener="tcp"\\}')).toBe(40)
+    expect(metric(text, 'polyproxy_connections_active\\{listener="tcp",protocol="tcp"\\}')).toBe(40)
     // Each worker opened the listener itself (on the shared port).
     expect([...output.matchAll(/"event":"listening","listener":"tcp"/g)].length).toBeGreaterThanOrEqual(2)
     const open = ((await (await get("/readyz")).json()) as { listeners: Record<string, { open: number }> }).listeners

@@ -77,11 +77,13 @@ describe("tcp listener → PostgreSQL", () => {
 
   it("counts connections and bytes in /metrics", async () => {
     const text = await fetch(`${proxy.adminUrl}/metrics`).then((r) => r.text())
-    const accepted = Number(/polyproxy_connections_accepted_total\{listener="tcp"\} (\d+)/.exec(text)?.[1])
-    expect(accepted).toBeGreaterThanOrEqual(22)
-    expect(Number(/polyproxy_bytes_from_backend_total\{listener="tcp"\} (\d+)/.exec(text)?.[1])).toBeGreaterThan(
-      2_000_000
+    const accepted = Number(
+      /polyproxy_connections_accepted_total\{listener="tcp",protocol="tcp"\} (\d+)/.exec(text)?.[1]
     )
+    expect(accepted).toBeGreaterThanOrEqual(22)
+    expect(
+      Number(/polyproxy_bytes_from_backend_total\{listener="tcp",protocol="tcp"\} (\d+)/.exec(text)?.[1])
+    ).toBeGreaterThan(2_000_000)
   })
 
   it("reports the bound port on /readyz and answers /healthz", async () => {

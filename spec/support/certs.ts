@@ -149,3 +149,20 @@ const generate = async (dir: string): Promise<Certs> => {
   )
   return { dir, ca: ca!, server: server!, client: client!, rogueCa: rogueCa!, rogueClient: rogueClient! }
 }
+
+export interface SiteCerts {
+  readonly dir: string
+  /** A CA of this site's own: trusting it trusts no other site. */
+  readonly ca: PemPair
+  /** CN = hosts[0], SAN = every host as a DNS name, signed by `ca`. */
+  readonly server: PemPair
+}
+
+/** A separate PKI per TLS origin, so a client can tell which origin (not which proxy) it reached by the chain alone. */
+export const makeSiteCerts = async (hosts: ReadonlyArray<string>): Promise<SiteCerts> => {
+  const dir = makeTempDir("site-certs")
+  await selfSignedCa(dir, "ca", `${hosts[0]} test CA`)
+  await leaf(dir, "server", hosts[0]!, "ca", leafExtensions("serverAuth", hosts.map((h) => `DNS:${h}`).join(", ")))
+  const [ca, server] = await Promise.all([load(dir, "ca"), load(dir, "server")])
+  return { dir, ca, server }
+}

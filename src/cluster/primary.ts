@@ -2,12 +2,14 @@
 // round-robin), restarts a worker that dies, serves the admin endpoint with every worker's metrics summed, keeps the
 // cluster-wide Postgres cancel-key table, and drains every worker on SIGTERM/SIGINT.
 import cluster, { type Worker } from "node:cluster"
+import * as net from "node:net"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Metric from "effect/Metric"
 import { startAdmin } from "../admin/AdminServer.ts"
 import type { Config } from "../config/Config.ts"
+import { envName } from "../config/env.ts"
 import type { VettedEndpoint } from "../domain/Endpoint.ts"
 import { makeLog } from "../services/Log.ts"
 import { metricsText } from "../services/Metrics.ts"
@@ -35,7 +37,43 @@ interface Slot {
   listeners: ReadonlyArray<ListenerStatus>
 }
 
+/**
+ * Workers bind each port themselves (SO_REUSEPORT), so "port 0" must mean one port for all of them: pick it here and
+ * hand it down as the environment override the workers' config loading already honours.
+ */
+const fixedPorts = async (config: Config): Promise<Record<string, string>> => {
+  const env: Record<string, string> = {}
+  for (const [name, l] of Object.entries(config.listeners)) {
+    if (l === undefined || l.port !== 0) continue
+    const port = await new Promise<number>((resolve, reject) => {
+      const probe = net.createServer()
+      probe.once("error", reject)
+      probe.listen({ host: l.host, port: 0, exclusive: true }, () => {
+        const p = (probe.address() as net.AddressInfo).port
+        probe.close(() => resolve(p))
+      })
+    })
+    env[envName(`listeners.${name}.port`)] = String(port)
+  }
+  return env
+}
+
 export const runPrimary = (config: Config, count: number, configSource?: () => Config): void => {
+  void fixedPorts(config).then(
+    (env) => startPrimary(config, count, configSource, env),
+    (e: Error) => {
+      process.stderr.write(`polyproxy: cannot start: ${e.message}\n`)
+      process.exit(1)
+    }
+  )
+}
+
+const startPrimary = (
+  config: Config,
+  count: number,
+  configSource: (() => Config) | undefined,
+  portEnv: Record<string, string>
+): void => {
   const log = makeLog(config.log)
   const slots: Array<Slot> = []
   const cancelKeys = new Map<string, { target: VettedEndpoint; worker: number }>()
@@ -76,7 +114,7 @@ export const runPrimary = (config: Config, count: number, configSource?: () => C
   }
 
   const fork = (slot?: Slot): Slot => {
-    const worker = cluster.fork()
+    const worker = cluster.fork(portEnv)
     const s: Slot = slot ?? { worker, ready: false, startedAt: 0, backoffMs: 1_000, listeners: [] }
     s.worker = worker
     s.ready = false
@@ -134,6 +172,7 @@ export const runPrimary = (config: Config, count: number, configSource?: () => C
       }))
     ).map((m) => m.result)
 
+  cluster.setupPrimary({ execArgv: [...process.execArgv, ...config.nodeOptions] })
   for (let i = 0; i < count; i++) slots.push(fork())
   log.info("starting workers", { workers: count })
 

@@ -1,6 +1,7 @@
 // Turns the parsed YAML/JSON (plus environment overrides) into a Config, or a message naming the bad key and why.
 import * as path from "node:path"
 import { parseEndpoint } from "../domain/Endpoint.ts"
+import { defaultProtocolLabel, isProtocolLabel, type ProtocolLabel, protocolLabels } from "../domain/Protocols.ts"
 import { parseCidrList } from "../domain/SpecialRanges.ts"
 import {
   type Config,
@@ -14,6 +15,7 @@ import {
   type RouteConfig,
   resolverTypes,
   routeByOptions,
+  type TcpRoute,
   type TlsFiles,
   type UpstreamTls
 } from "./Config.ts"
@@ -68,6 +70,17 @@ const redisUrl = (v: unknown, key: string): string => {
   const text = str(v, key)
   if (!/^rediss?:\/\//.test(text)) throw new ConfigError(key, "expected a redis:// or rediss:// URL")
   return text
+}
+
+const nodeOptions = (v: unknown): ReadonlyArray<string> => {
+  if (v === undefined) return defaults.nodeOptions
+  if (!Array.isArray(v) || !v.every((x) => typeof x === "string" && x.startsWith("--"))) {
+    throw new ConfigError(
+      "nodeOptions",
+      `expected a list of node flags such as "--max-semi-space-size=1", got ${show(v)}`
+    )
+  }
+  return v
 }
 
 const str = (v: unknown, key: string, fallback?: string): string => {
@@ -212,6 +225,27 @@ const httpOptions = (o: Obj, key: string, baseDir: string): HttpListenerOptions 
   }
 }
 
+const tcpRoute = (v: unknown, key: string, baseDir: string): TcpRoute => {
+  if (typeof v === "string" || v === undefined) return str(v, key)
+  const o = object(v, key, ["firstBytes"])
+  const ref = str(o.firstBytes, `${key}.firstBytes`)
+  // "<module path>#<export>"; without "#", the default export. The last "#" splits: a path with a "#" names its export.
+  const hash = ref.lastIndexOf("#")
+  const file = hash < 0 ? ref : ref.slice(0, hash)
+  const name = hash < 0 ? "default" : ref.slice(hash + 1)
+  if (file === "" || !/^[A-Za-z_$][\w$]*$/.test(name)) {
+    throw new ConfigError(`${key}.firstBytes`, `expected "<module path>#<export name>", got ${show(ref)}`)
+  }
+  // Imported at startup (decoding is synchronous); the path is fixed now, against the config file's folder.
+  return { firstBytes: `${path.resolve(baseDir, file)}#${name}` }
+}
+
+const protocolLabel = (v: unknown, key: string, fallback: ProtocolLabel): ProtocolLabel => {
+  if (v === undefined) return fallback
+  if (!isProtocolLabel(v)) throw new ConfigError(key, `expected one of ${protocolLabels.join(", ")}, got ${show(v)}`)
+  return v
+}
+
 const listener = (name: ListenerName, v: unknown, baseDir: string): ListenerConfig => {
   const key = `listeners.${name}`
   const routeBy = routeByOptions[name]
@@ -222,23 +256,30 @@ const listener = (name: ListenerName, v: unknown, baseDir: string): ListenerConf
     "maxConnections",
     "proxyProtocol",
     "trustedProxies",
-    ...(name === "tcp" ? ["route"] : []),
+    "protocol",
+    ...(name === "tcp" ? ["route", "defaultRoute"] : []),
     ...(routeBy ? ["routeBy", "upstreamTls", "defaultRoute"] : []),
     ...(name === "http" ? httpKeys : [])
   ]
   const o = object(v ?? {}, key, known)
+  const port = int(o.port, `${key}.port`, 0, 65535)
+  const route = name === "tcp" ? tcpRoute(o.route, `${key}.route`, baseDir) : undefined
+  if (typeof route === "string" && route !== "sni" && o.defaultRoute !== undefined) {
+    throw new ConfigError(`${key}.defaultRoute`, "only used with route: sni or route: { firstBytes }")
+  }
   return {
     routeBy: routeBy ? oneOf(o.routeBy, `${key}.routeBy`, routeBy, routeBy[0]!) : undefined,
     defaultRoute: o.defaultRoute === undefined ? undefined : str(o.defaultRoute, `${key}.defaultRoute`),
     upstreamTls: upstreamTls(o.upstreamTls, `${key}.upstreamTls`, baseDir),
     http: name === "http" ? httpOptions(o, key, baseDir) : undefined,
     host: host(o.host, `${key}.host`, defaults.listenerHost),
-    port: int(o.port, `${key}.port`, 0, 65535),
+    port,
     tls: tlsFiles(o.tls, `${key}.tls`, baseDir),
     maxConnections: int(o.maxConnections, `${key}.maxConnections`, 0, 10_000_000, 0),
     proxyProtocol: bool(o.proxyProtocol, `${key}.proxyProtocol`, false),
     trustedProxies: cidrList(o.trustedProxies, `${key}.trustedProxies`, ["127.0.0.0/8", "::1/128"]),
-    route: name === "tcp" ? str(o.route, `${key}.route`) : undefined
+    route,
+    protocol: protocolLabel(o.protocol, `${key}.protocol`, defaultProtocolLabel(name, port))
   }
 }
 
@@ -331,6 +372,7 @@ const resolverConfig = (v: unknown): ResolverConfig => {
 export const decodeConfig = (raw: unknown, baseDir: string): Config => {
   const o = object(raw ?? {}, "", [
     "workers",
+    "nodeOptions",
     "admin",
     "listeners",
     "routes",
@@ -382,6 +424,7 @@ export const decodeConfig = (raw: unknown, baseDir: string): Config => {
 
   return {
     workers: int(o.workers, "workers", 0, 1024, defaults.workers),
+    nodeOptions: nodeOptions(o.nodeOptions),
     admin,
     listeners,
     routes,

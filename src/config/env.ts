@@ -4,7 +4,7 @@
 import { listenerNames } from "./Config.ts"
 import { ConfigError } from "./decode.ts"
 
-type Kind = "int" | "number" | "string" | "bool" | "list" | "json"
+type Kind = "int" | "number" | "string" | "bool" | "list" | "json" | "stringOrJson"
 
 const leaf: ReadonlyArray<readonly [string, Kind]> = [
   ["workers", "int"],
@@ -44,9 +44,12 @@ const leaf: ReadonlyArray<readonly [string, Kind]> = [
   ...listenerNames.flatMap((n) => [
     [`listeners.${n}.host`, "string"] as const,
     [`listeners.${n}.port`, "int"] as const,
-    [`listeners.${n}.maxConnections`, "int"] as const
+    [`listeners.${n}.maxConnections`, "int"] as const,
+    [`listeners.${n}.protocol`, "string"] as const
   ]),
-  ["listeners.tcp.route", "string"]
+  // A resource id, "sni", or JSON such as {"firstBytes":"./extract.js#extract"}.
+  ["listeners.tcp.route", "stringOrJson"],
+  ["listeners.tcp.defaultRoute", "string"]
 ]
 
 /** "listeners.http.maxConnections" -> "POLYPROXY_LISTENERS_HTTP_MAX_CONNECTIONS" */
@@ -76,6 +79,9 @@ const convert = (name: string, value: string, kind: Kind): unknown => {
       if (/^(true|1|yes|on)$/i.test(value)) return true
       if (/^(false|0|no|off)$/i.test(value)) return false
       throw new ConfigError(name, `expected true or false, got ${JSON.stringify(value)}`)
+    case "stringOrJson":
+      if (!value.trimStart().startsWith("{")) return value
+      return convert(name, value, "json")
     case "json":
       try {
         return JSON.parse(value)
@@ -114,7 +120,9 @@ export const applyEnv = (raw: unknown, env: Readonly<Record<string, string | und
     if (!name.startsWith("POLYPROXY_") || value === undefined || reserved.has(name)) continue
     const target = byEnvName.get(name)
     if (target === undefined) throw new ConfigError(name, "unknown environment variable (see README: Environment)")
-    const v = convert(name, value, target.kind)
+    let v = convert(name, value, target.kind)
+    const module = target.kind === "stringOrJson" && typeof v === "object" ? (v as { firstBytes?: unknown }) : undefined
+    if (typeof module?.firstBytes === "string") v = { ...module, firstBytes: abs(module.firstBytes) }
     setPath(root, target.path, /\.(cert|key|ca)$/.test(target.path) ? abs(v as string) : v)
   }
   if (/^(true|1|yes|on)$/i.test(env.PROXY_TLS_ENABLED ?? "")) {

@@ -1,6 +1,7 @@
 // The shared accept loop: accept -> identify -> resolve -> vet -> admit -> connect -> replay -> relay -> close.
 // A short fiber runs the handshake phases and ends; the relay that follows is plain Node callbacks.
 
+import cluster from "node:cluster"
 import * as net from "node:net"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
@@ -65,6 +66,13 @@ function destroySelf(this: net.Socket) {
   this.destroy()
 }
 
+/**
+ * In a cluster worker each process binds the port itself with SO_REUSEPORT and the kernel spreads connections: no
+ * primary accepting and handing sockets over IPC (node:cluster's default costs ≈ 0.05 CPU s per 1k connections in
+ * the primary, and balances unevenly). The primary fixes port 0 to one real port for all workers beforehand.
+ */
+const reusePort = cluster.isWorker
+
 const listen = (server: net.Server, host: string, port: number) =>
   Effect.callback<net.AddressInfo, ProxyError>((resume) => {
     const onError = (err: NodeJS.ErrnoException) =>
@@ -72,7 +80,7 @@ const listen = (server: net.Server, host: string, port: number) =>
         Effect.fail(proxyError("INTERNAL", "internal", `cannot listen on ${host}:${port}: ${err.code ?? err.message}`))
       )
     server.once("error", onError)
-    server.listen({ host, port, backlog: 4096 }, () => {
+    server.listen({ host, port, backlog: 4096, reusePort, exclusive: reusePort }, () => {
       server.off("error", onError)
       resume(Effect.succeed(server.address() as net.AddressInfo))
     })
@@ -90,6 +98,14 @@ const withResource = (e: ProxyError, resourceId: string) =>
     quiet: e.quiet,
     resourceId
   })
+
+/** What the close handler needs of one relayed connection. */
+interface RelayState {
+  readonly accepted: net.Socket
+  readonly route: Route
+  readonly who: ConnectionInfo
+  readonly started: number
+}
 
 /** A route for a connection whose backend is already known (identify found it), for logs and hooks. */
 const directRoute = (resourceId: string, target: VettedEndpoint): Route => ({
@@ -118,7 +134,10 @@ export const startListener = Effect.fnUntraced(function* (
   const breaker = Context.get(context, CircuitBreaker)
   const coldStart = Context.get(context, ColdStart)
   const log = Context.get(context, Log)
-  const metrics = Context.get(context, Metrics).listener(protocol.name)
+  const debug = log.enabled("debug")
+  // The protocol label, resolved once here so no connection pays for it.
+  const label = config.protocol ?? protocol.name
+  const metrics = Context.get(context, Metrics).listener(protocol.name, label)
   const runFork = Effect.runForkWith(context)
   // Accepted socket -> its resource once known (for the per-resource limit), "" before.
   const open = new Map<net.Socket, string>()
@@ -146,6 +165,7 @@ export const startListener = Effect.fnUntraced(function* (
     metrics.closed(accepted.bytesRead, 0)
     const fields = {
       listener: protocol.name,
+      protocol: label,
       client: `${info.remoteAddress}:${info.remotePort}`,
       resource: error.resourceId,
       reason: error.reason,
@@ -276,7 +296,6 @@ export const startListener = Effect.fnUntraced(function* (
         ? yield* resolve(identified.resourceId, who)
         : { route: directRoute(identified.resourceId, identified.target), target: identified.target }
     const dialed = yield* connectTo(identified.resourceId, route, target)
-    dialed.setKeepAlive(true, keepAliveMs)
     const pp = route.metadata.proxyProtocol
     if (pp === 1 || pp === 2) {
       // The backend wants to know who the client is: the same header a load balancer would have sent us.
@@ -288,7 +307,6 @@ export const startListener = Effect.fnUntraced(function* (
         )
       )
     }
-    dialed.on("error", ignoreError)
     let backend = dialed
     if (protocol.replay) {
       backend = yield* protocol
@@ -297,6 +315,41 @@ export const startListener = Effect.fnUntraced(function* (
     } else if (identified.replay !== undefined && identified.replay.length > 0) backend.write(identified.replay)
     return { identified, route, target, backend, who }
   })
+
+  /** One close handler for every connection of this listener; the facts of each ride on the relay. */
+  const onRelayClosed = (totals: RelayTotals, state: RelayState) => {
+    const { accepted, route, who, started } = state
+    metrics.closed(totals.bytesFromClient, totals.bytesFromBackend)
+    forget(accepted)
+    if (!logConnections && resolver.onDisconnect === undefined) return
+    const durationMs = Math.round(performance.now() - started)
+    const endpoint = formatEndpoint(route.endpoint)
+    if (logConnections && (logSample >= 1 || Math.random() < logSample)) {
+      log.info("connection closed", {
+        listener: protocol.name,
+        protocol: label,
+        client: `${who.remoteAddress}:${who.remotePort}`,
+        resource: route.resourceId,
+        backend: endpoint,
+        durationMs,
+        bytesFromClient: totals.bytesFromClient,
+        bytesFromBackend: totals.bytesFromBackend,
+        close: totals.error ? `error: ${totals.error.message}` : "normal"
+      })
+    }
+    if (resolver.onDisconnect) {
+      runFork(
+        resolver.onDisconnect({
+          ...who,
+          resourceId: route.resourceId,
+          endpoint,
+          bytesFromClient: totals.bytesFromClient,
+          bytesFromBackend: totals.bytesFromBackend,
+          durationMs
+        })
+      )
+    }
+  }
 
   const startRelay = (
     accepted: net.Socket,
@@ -315,44 +368,17 @@ export const startListener = Effect.fnUntraced(function* (
       forget(accepted)
       return
     }
-    const endpoint = formatEndpoint(route.endpoint)
     if (resolver.onConnect) runFork(resolver.onConnect(route.resourceId, who))
     metrics.handshake(performance.now() - started)
-    log.debug("connection relaying", { listener: protocol.name, resource: route.resourceId, backend: endpoint })
-    relay(
-      client,
-      backend,
-      (totals: RelayTotals) => {
-        metrics.closed(totals.bytesFromClient, totals.bytesFromBackend)
-        forget(accepted)
-        const durationMs = Math.round(performance.now() - started)
-        if (logConnections && (logSample >= 1 || Math.random() < logSample)) {
-          log.info("connection closed", {
-            listener: protocol.name,
-            client: `${who.remoteAddress}:${who.remotePort}`,
-            resource: route.resourceId,
-            backend: endpoint,
-            durationMs,
-            bytesFromClient: totals.bytesFromClient,
-            bytesFromBackend: totals.bytesFromBackend,
-            close: totals.error ? `error: ${totals.error.message}` : "normal"
-          })
-        }
-        if (resolver.onDisconnect) {
-          runFork(
-            resolver.onDisconnect({
-              ...who,
-              resourceId: route.resourceId,
-              endpoint,
-              bytesFromClient: totals.bytesFromClient,
-              bytesFromBackend: totals.bytesFromBackend,
-              durationMs
-            })
-          )
-        }
-      },
-      { idleTimeoutMs: timeouts.idle * 1000 }
-    )
+    if (debug) {
+      log.debug("connection relaying", {
+        listener: protocol.name,
+        protocol: label,
+        resource: route.resourceId,
+        backend: formatEndpoint(route.endpoint)
+      })
+    }
+    relay(client, backend, onRelayClosed, { idleTimeoutMs: timeouts.idle * 1000 }, { accepted, route, who, started })
     protocol.relaying?.(identified, backend, target)
   }
 
@@ -391,7 +417,6 @@ export const startListener = Effect.fnUntraced(function* (
       return
     }
     socket.setNoDelay(true)
-    socket.setKeepAlive(true, keepAliveMs)
     metrics.accepted()
     open.set(socket, "")
     const started = performance.now()
@@ -425,12 +450,20 @@ export const startListener = Effect.fnUntraced(function* (
   }
 
   const server = net.createServer(
-    { allowHalfOpen: true, pauseOnConnect: !protocol.readsHandshake, noDelay: true },
+    {
+      allowHalfOpen: true,
+      pauseOnConnect: !protocol.readsHandshake,
+      noDelay: true,
+      keepAlive: true,
+      keepAliveInitialDelay: keepAliveMs
+    },
     onConnection
   )
-  server.on("error", (err) => log.error("listener error", { listener: protocol.name, message: err.message }))
+  server.on("error", (err) =>
+    log.error("listener error", { listener: protocol.name, protocol: label, message: err.message })
+  )
   const address = yield* listen(server, config.host, config.port)
-  log.info("listening", { listener: protocol.name, host: address.address, port: address.port })
+  log.info("listening", { listener: protocol.name, protocol: label, host: address.address, port: address.port })
 
   const running: RunningListener = {
     name: protocol.name,

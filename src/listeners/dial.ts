@@ -54,7 +54,10 @@ export const dial = (target: VettedEndpoint, timeoutMs: number): Effect.Effect<n
       port: target.port,
       family: target.family,
       allowHalfOpen: true,
-      noDelay: true
+      noDelay: true,
+      // TCP keep-alive finds a backend that vanished without a FIN; set here, not by a second call per socket.
+      keepAlive: true,
+      keepAliveInitialDelay: 60_000
     })
     const pending: PendingDial = { resume, target, timer: undefined }
     socket._dial = pending

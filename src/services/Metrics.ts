@@ -22,7 +22,8 @@ export interface ListenerMetrics {
 }
 
 export interface MetricsShape {
-  readonly listener: (name: string) => ListenerMetrics
+  /** `protocol`: the listener's protocol label (src/domain/Protocols.ts), a `protocol` attribute beside `listener`. */
+  readonly listener: (name: string, protocol?: string) => ListenerMetrics
   readonly resolved: (result: "ok" | Exit.Exit<unknown, ProxyError>, ms: number) => void
   readonly cacheLookup: (hit: boolean) => void
   readonly prometheus: Effect.Effect<string>
@@ -101,8 +102,8 @@ const make = (): MetricsShape => {
   })
 
   return {
-    listener: (name) => {
-      const attrs = { listener: name }
+    listener: (name, protocol) => {
+      const attrs: Record<string, string> = protocol === undefined ? { listener: name } : { listener: name, protocol }
       const a = Metric.withAttributes(accepted, attrs)
       const c = Metric.withAttributes(closed, attrs)
       const g = Metric.withAttributes(active, attrs)
