@@ -45,3 +45,17 @@ describe("sumPrometheus", () => {
     expect(sumPrometheus(["garbage\nx y z\n", "m 1\n"])).toBe("m 1\n")
   })
 })
+
+describe("prometheusText", () => {
+  it("writes each histogram's +Inf bucket once", async () => {
+    const Metric = await import("effect/Metric")
+    const Context = await import("effect/Context")
+    const { prometheusText } = await import("../../src/services/prometheus.ts")
+    const h = Metric.histogram("spec_once_ms", { boundaries: [1, 10], description: "spec" })
+    h.updateUnsafe(5, Context.empty())
+    const lines = prometheusText()
+      .split("\n")
+      .filter((l) => l.startsWith('spec_once_ms_bucket{le="+Inf"}'))
+    expect(lines).toEqual(['spec_once_ms_bucket{le="+Inf"} 1'])
+  })
+})

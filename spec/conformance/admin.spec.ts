@@ -55,7 +55,11 @@ describe("admin API", () => {
 
   it("GET /admin/stats has the resolver's stats, cache and connection counts", async () => {
     expect(await ping(proxy.port("tcp"))).toBe("ping")
-    const stats = (await (await admin("/admin/stats")).json()) as Record<string, any>
+    const stats = (await (await admin("/admin/stats")).json()) as {
+      resolver: unknown
+      cache: { size: number }
+      connections: Record<string, number>
+    }
     expect(stats.resolver).toEqual({ kind: "spec", resolves: 1 })
     expect(stats.cache.size).toBe(1)
     expect(stats.connections).toHaveProperty("tcp")

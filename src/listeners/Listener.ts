@@ -248,7 +248,7 @@ export const startListener = Effect.fnUntraced(function* (
             coldStart.await(
               resourceId,
               wake(resourceId),
-              Effect.andThen(cache.purge(resourceId), cache.get(resourceId, who))
+              Effect.andThen(cache.purgeLocal(resourceId), cache.get(resourceId, who))
             ),
             cache.get(resourceId, who)
           )

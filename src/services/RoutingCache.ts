@@ -43,6 +43,11 @@ export class RoutingCache extends Context.Service<
     readonly purge: (resourceId: string) => Effect.Effect<void>
     /** Forget every answer (routes reloaded). */
     readonly purgeAll: Effect.Effect<void>
+    /**
+     * Forget this process's own copy only (cold-start readiness polls): the shared answer, once some process has a
+     * fresh one, serves everybody.
+     */
+    readonly purgeLocal: (resourceId: string) => Effect.Effect<void>
     readonly stats: Effect.Effect<{ readonly hits: number; readonly misses: number; readonly size: number }>
   }
 >()("polyproxy/RoutingCache") {
@@ -140,6 +145,7 @@ export class RoutingCache extends Context.Service<
           shared.purge(resourceId)
         ),
       purgeAll: Cache.invalidateAll(cache),
+      purgeLocal: (resourceId) => Cache.invalidate(cache, resourceId),
       stats: Effect.map(Cache.size(cache), (size) => ({ hits, misses, size }))
     })
   })

@@ -44,8 +44,11 @@ export const prometheusText = (): string => {
           out.push(`${name}${labels(s.attributes)} ${num(s.state.value)}`)
           break
         case "Histogram": {
-          for (const [le, count] of s.state.buckets)
-            out.push(`${name}_bucket${labels(s.attributes, ["le", num(le)])} ${count}`)
+          // Effect's buckets may already end at Infinity: the +Inf line below is the one Prometheus wants, once.
+          for (const [le, count] of s.state.buckets) {
+            if (le !== Number.POSITIVE_INFINITY)
+              out.push(`${name}_bucket${labels(s.attributes, ["le", num(le)])} ${count}`)
+          }
           out.push(`${name}_bucket${labels(s.attributes, ["le", "+Inf"])} ${s.state.count}`)
           out.push(`${name}_sum${labels(s.attributes)} ${num(s.state.sum)}`)
           out.push(`${name}_count${labels(s.attributes)} ${s.state.count}`)

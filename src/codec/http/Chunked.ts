@@ -120,7 +120,8 @@ export class ChunkedReader {
         }
         case EXT:
           if (b === CR) this.state = SIZE_LF
-          else if (b === LF || FIELD_BYTE[b] !== 1) return this.fail(`invalid byte ${describeByte(b)} in a chunk extension`)
+          else if (b === LF || FIELD_BYTE[b] !== 1)
+            return this.fail(`invalid byte ${describeByte(b)} in a chunk extension`)
           else if (++this.lineBytes > MAX_CHUNK_LINE) return this.fail("chunk extension too long")
           break
         case SIZE_LF:

@@ -28,7 +28,6 @@ export interface FieldFacts {
 /** Field lines a head may hold; more is refused like an oversized head. */
 export const MAX_FIELDS = 200
 
-
 const isDigits = (s: string): boolean => {
   if (s.length === 0 || s.length > 15) return false
   for (let i = 0; i < s.length; i++) {
@@ -73,16 +72,17 @@ export const readFields = (buf: Buffer, pos: number, end: number, facts: FieldFa
     if (pos >= end) return invalid(400, "head ended without a blank line")
     const first = buf[pos]!
     if (first === CR) {
-      if (buf[pos + 1] !== LF) return invalid(400, "CR without LF after the fields")
+      if (pos + 1 >= end || buf[pos + 1] !== LF) return invalid(400, "CR without LF after the fields")
       return pos + 2
     }
     if (first === LF) return invalid(400, "bare LF in the head")
-    if (first === SP || first === HTAB) return invalid(400, "obsolete line folding (a field line starting with whitespace)")
+    if (first === SP || first === HTAB)
+      return invalid(400, "obsolete line folding (a field line starting with whitespace)")
     if (++count > MAX_FIELDS) return invalid(431, `more than ${MAX_FIELDS} header fields`)
     const nameStart = pos
     while (pos < end && TCHAR[buf[pos]!] === 1) pos++
-    if (pos === nameStart || buf[pos] !== COLON) {
-      const b = buf[pos]
+    if (pos === nameStart || pos >= end || buf[pos] !== COLON) {
+      const b = pos < end ? buf[pos] : undefined
       return invalid(
         400,
         b === SP || b === HTAB
@@ -105,7 +105,7 @@ export const readFields = (buf: Buffer, pos: number, end: number, facts: FieldFa
       pos++
       if (b !== SP && b !== HTAB) valueEnd = pos
     }
-    if (buf[pos + 1] !== LF) return invalid(400, "CR without LF in a field line")
+    if (pos + 1 >= end || buf[pos + 1] !== LF) return invalid(400, "CR without LF in a field line")
     pos += 2
     const value = latin1(buf, valueStart, valueEnd)
     const lower = name.toLowerCase()
@@ -126,7 +126,8 @@ export const readFields = (buf: Buffer, pos: number, end: number, facts: FieldFa
       case 10:
         if (lower === "connection") {
           const tokens = lowerTokens(value)
-          if (tokens.length > 0) facts.connection = facts.connection.length === 0 ? tokens : `${facts.connection},${tokens}`
+          if (tokens.length > 0)
+            facts.connection = facts.connection.length === 0 ? tokens : `${facts.connection},${tokens}`
         }
         break
       case 14:

@@ -33,6 +33,8 @@ export const skipEmptyLines = (buf: Buffer, start: number, end: number): number 
 
 const TARGET_BYTE = (b: number) => b > 0x20 && b < 0x7f
 
+const at = (buf: Buffer, pos: number, end: number): string => (pos < end ? describeByte(buf[pos]!) : "(end of head)")
+
 /**
  * Decodes the request head in `buf[start, end)`, whose blank line must already be known to lie before `end`
  * (see `headEnd`). `size` in the frame counts from `start`.
@@ -40,14 +42,20 @@ const TARGET_BYTE = (b: number) => b > 0x20 && b < 0x7f
 export const decodeRequestHead = (buf: Buffer, start: number, end: number): Decoded<RequestHead> => {
   let pos = start
   while (pos < end && TCHAR[buf[pos]!] === 1) pos++
-  if (pos === start || buf[pos] !== SP) {
-    return invalid(400, pos === start ? "request line without a method" : `invalid byte ${describeByte(buf[pos]!)} in the method`)
+  if (pos === start || pos >= end || buf[pos] !== SP) {
+    return invalid(
+      400,
+      pos === start ? "request line without a method" : `invalid byte ${at(buf, pos, end)} in the method`
+    )
   }
   const method = latin1(buf, start, pos)
   const targetStart = ++pos
   while (pos < end && TARGET_BYTE(buf[pos]!)) pos++
-  if (pos === targetStart || buf[pos] !== SP) {
-    return invalid(400, pos === targetStart ? "request line without a target" : `invalid byte ${describeByte(buf[pos]!)} in the request target`)
+  if (pos === targetStart || pos >= end || buf[pos] !== SP) {
+    return invalid(
+      400,
+      pos === targetStart ? "request line without a target" : `invalid byte ${at(buf, pos, end)} in the request target`
+    )
   }
   const rawTarget = latin1(buf, targetStart, pos)
   pos++
@@ -67,7 +75,8 @@ export const decodeRequestHead = (buf: Buffer, start: number, end: number): Deco
   }
   const major = buf[pos + 5]! - 0x30
   const minor = buf[pos + 7]! - 0x30
-  if (major < 0 || major > 9 || minor < 0 || minor > 9) return invalid(400, "malformed HTTP version in the request line")
+  if (major < 0 || major > 9 || minor < 0 || minor > 9)
+    return invalid(400, "malformed HTTP version in the request line")
   if (major !== 1) return invalid(505, `HTTP/${major}.${minor} is not supported here`)
   pos += 10
 
@@ -95,7 +104,8 @@ export const decodeRequestHead = (buf: Buffer, start: number, end: number): Deco
       // authority-form: the caller refuses CONNECT, which a reverse proxy does not tunnel.
     } else {
       const m = /^https?:\/\/([^/?#]*)([^#]*)/i.exec(rawTarget)
-      if (m === null || m[1]!.length === 0) return invalid(400, `request target "${rawTarget}" is neither a path nor an absolute URI`)
+      if (m === null || m[1]!.length === 0)
+        return invalid(400, `request target "${rawTarget}" is neither a path nor an absolute URI`)
       if (m[1]!.includes("@")) return invalid(400, "userinfo in the request target")
       head.authority = m[1]
       const rest = m[2]!

@@ -48,15 +48,16 @@ export const decodeResponseHead = (buf: Buffer, start: number, end: number): Dec
   if (status < 100) return invalid(502, `status ${status} from the upstream server`)
   pos += 12
   let reason = ""
-  if (buf[pos] === SP) {
+  if (pos < end && buf[pos] === SP) {
     const reasonStart = ++pos
     while (pos < end && buf[pos] !== CR) {
-      if (FIELD_BYTE[buf[pos]!] !== 1) return invalid(502, `invalid byte ${describeByte(buf[pos]!)} in the reason phrase`)
+      if (FIELD_BYTE[buf[pos]!] !== 1)
+        return invalid(502, `invalid byte ${describeByte(buf[pos]!)} in the reason phrase`)
       pos++
     }
     reason = latin1(buf, reasonStart, pos)
   }
-  if (buf[pos] !== CR || buf[pos + 1] !== LF) return invalid(502, "status line without CRLF")
+  if (pos + 1 >= end || buf[pos] !== CR || buf[pos + 1] !== LF) return invalid(502, "status line without CRLF")
   pos += 2
   const head: ResponseHead = {
     status,

@@ -11,7 +11,7 @@ export {
   MAX_TRAILERS,
   parseTrailerText
 } from "./Chunked.ts"
-export { type Decoded, type Frame, headEnd, type Invalid, NEED, type Need } from "./Decode.ts"
+export { type Decoded, type Frame, headEnd, type Invalid, latin1, NEED, type Need } from "./Decode.ts"
 export { FIELD_STRIDE, type FieldFacts, type FieldList, hasToken, MAX_FIELDS } from "./Fields.ts"
 export { decodeRequestHead, H2_PREFACE, isH2Preface, type RequestHead, skipEmptyLines } from "./RequestHead.ts"
 export { decodeResponseHead, Framing, type ResponseHead, responseFraming, responseKeepsAlive } from "./ResponseHead.ts"

@@ -10,7 +10,6 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
-import type { Config, ListenerName } from "../../config/Config.ts"
 import { type ProxyError, proxyError } from "../../domain/ProxyError.ts"
 import { CircuitBreaker } from "../../services/CircuitBreaker.ts"
 import { Log } from "../../services/Log.ts"
@@ -20,8 +19,6 @@ import { RoutingCache } from "../../services/RoutingCache.ts"
 import type { Admission } from "../Admission.ts"
 import type { RunningListener } from "../Listener.ts"
 import type { ProtocolContext } from "../ProtocolContext.ts"
-import type { CancelKeys } from "../postgres/CancelKeys.ts"
-import { loadServerTls } from "../tls.ts"
 import { failure, failureResponse } from "./failure.ts"
 import { H1Conn } from "./h1.ts"
 import { serveHttp2 } from "./h2.ts"
@@ -65,35 +62,6 @@ const readFiles = (files: { cert: string; key: string; ca?: string | undefined }
     catch: (e) => proxyError("INTERNAL", "internal", `${key}: cannot load TLS files: ${(e as Error).message}`)
   })
 
-/** The ProtocolContext of `listeners.http` (TLS files loaded once), for the composition root. */
-export const httpProtocolContext = Effect.fnUntraced(function* (
-  config: Config,
-  shared: { readonly cancelKeys: CancelKeys }
-) {
-  const name: ListenerName = "http"
-  const listener = config.listeners.http!
-  const tlsFiles = listener.tls ?? config.tls
-  const upstream = listener.upstreamTls
-  const upstreamCa = upstream?.ca
-  return {
-    name,
-    listener,
-    config,
-    tls: tlsFiles ? yield* loadServerTls(tlsFiles, `listeners.${name}.tls`) : undefined,
-    upstreamTls: upstream && {
-      rejectUnauthorized: upstream.rejectUnauthorized,
-      ca:
-        upstreamCa === undefined
-          ? undefined
-          : yield* Effect.try({
-              try: () => fs.readFileSync(upstreamCa),
-              catch: (e) => proxyError("INTERNAL", "internal", `listeners.${name}.upstreamTls.ca: ${(e as Error).message}`)
-            })
-    },
-    shared
-  } satisfies ProtocolContext
-})
-
 /** Starts the HTTP listener; the handle lets the composition root drain it with the others. */
 export const startHttpListener = (
   ctx: ProtocolContext,
@@ -105,7 +73,7 @@ export const startHttpListener = (
     const cache = Context.get(context, RoutingCache)
     const resolver = Context.get(context, Resolver)
     const log = Context.get(context, Log)
-    const metrics = Context.get(context, Metrics).listener(ctx.name)
+    const metrics = Context.get(context, Metrics).listener(ctx.name, ctx.listener.protocol ?? "http")
     const runFork = Effect.runForkWith(context)
     // The breaker is optional here: embedders that build their own layers may leave it out.
     const breakerOption = yield* Effect.serviceOption(CircuitBreaker)
@@ -158,8 +126,10 @@ export const startHttpListener = (
     if (ctx.tls !== undefined) {
       const files = ctx.listener.tls ?? ctx.config.tls!
       const pem = yield* readFiles(files, `listeners.${ctx.name}.tls`)
+      const serverTls = ctx.tls
       const sni = yield* Effect.try({
-        try: () => loadSni(ctx.listener.http?.certificates ?? []),
+        // The fallback reads the listener's context on every handshake: a hot reload swaps renewed files in there.
+        try: () => loadSni(ctx.listener.http?.certificates ?? [], () => serverTls.context),
         catch: (e) => proxyError("INTERNAL", "internal", `listeners.${ctx.name}.certificates: ${(e as Error).message}`)
       })
       const secure = tls.createServer(
@@ -170,7 +140,7 @@ export const startHttpListener = (
           ALPNProtocols: ["h2", "http/1.1"],
           allowHalfOpen: true,
           ...(settings.headMs > 0 ? { handshakeTimeout: settings.headMs } : {}),
-          ...(sni.names > 0 ? { SNICallback: sni.callback } : {})
+          SNICallback: sni.callback
         },
         (socket) => {
           const isH2 = socket.alpnProtocol === "h2"
@@ -230,6 +200,7 @@ export const startHttpListener = (
         server.close()
         running.destroyAll()
         pools.close()
+        rt.h2Sessions.close()
       })
     )
     return running

@@ -9,6 +9,7 @@ import {
   Framing,
   headEnd,
   isH2Preface,
+  latin1,
   parseAuthority,
   type RequestHead,
   type ResponseHead,
@@ -34,11 +35,11 @@ import { type ClientSide, Exchange, mayRetry } from "./upstream.ts"
 const IDLE = 0
 /** Part of a head received: the head deadline runs. */
 const HEAD = 1
-/** Head read; route lookup or backend connection pending. The socket is paused. */
+/** Head read; route lookup or backend connection pending. Bytes arriving now are held and pause the socket. */
 const ROUTING = 2
 /** The request body flows to the backend. */
 const SENDING = 3
-/** Request complete, response pending or flowing. The socket is paused (pipelined requests wait in `buf`). */
+/** Request complete, response pending or flowing. Pipelined requests wait in `buf` (the socket paused). */
 const WAITING = 4
 /** After a 101: a byte relay now. */
 const TUNNEL = 5
@@ -67,6 +68,9 @@ function onClose(this: ClientSocket) {
 }
 function ignore() {}
 
+/** Bodies up to this size leave with their head in one write. */
+const smallBody = 16 * 1024
+
 const directAnswer = "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 3\r\n\r\nok\n"
 
 export class H1Conn implements ClientSide {
@@ -90,7 +94,8 @@ export class H1Conn implements ClientSide {
   private closeAfter = false
   private clientEnded = false
   private headSent = false
-  private corked = false
+  /** A response head not written yet: it goes out with the first body bytes, in one write. */
+  private pendingHead = ""
   private driving = false
   private gone = false
   private requests = 0
@@ -103,7 +108,6 @@ export class H1Conn implements ClientSide {
   private resourceSince = 0
   private resourceBytes = 0
   private resourceBackendBytes = 0
-  private readonly drainHook: () => void
 
   constructor(socket: net.Socket, rt: HttpRuntime) {
     this.socket = socket as ClientSocket
@@ -117,10 +121,6 @@ export class H1Conn implements ClientSide {
     socket.on("error", ignore)
     socket.setNoDelay(true)
     socket.setTimeout(rt.settings.keepAliveMs)
-    this.drainHook = () => {
-      if (this.state === IDLE) this.socket.end()
-    }
-    rt.onDrain.add(this.drainHook)
   }
 
   private peer(): string {
@@ -145,11 +145,13 @@ export class H1Conn implements ClientSide {
   data(chunk: Buffer): void {
     switch (this.state) {
       case SENDING:
-        return this.pushBody(chunk, 0, chunk.length)
+        this.pushBody(chunk, 0, chunk.length)
+        return
       case IDLE:
       case HEAD:
         this.append(chunk)
-        return this.drive()
+        this.drive()
+        return
       case TUNNEL:
       case CLOSED:
         return
@@ -211,7 +213,10 @@ export class H1Conn implements ClientSide {
       if (this.requests === 0 && start === 0 && s.h2c && !s.secure && this.rt.h2 !== undefined) {
         const preface = isH2Preface(buf, start, end)
         if (preface === undefined) return
-        if (preface) return this.toHttp2()
+        if (preface) {
+          this.toHttp2()
+          return
+        }
       }
       start = skipEmptyLines(buf, start, end)
       if (start >= end) {
@@ -226,20 +231,32 @@ export class H1Conn implements ClientSide {
       const he = headEnd(buf, start, end, this.scanFrom)
       if (he < 0) {
         if (end - start > s.maxHeaderSize) {
-          return this.refuse(badRequest(431, `request head larger than ${s.maxHeaderSize} bytes`), true)
+          this.refuse(badRequest(431, `request head larger than ${s.maxHeaderSize} bytes`), true)
+          return
         }
         this.scanFrom = end
         if (s.headMs > 0 && performance.now() - this.headStarted > s.headMs) {
-          return this.refuse(failure(408, "HANDSHAKE_TIMEOUT", "client", `request head not complete within ${s.headMs} ms`), true)
+          this.refuse(
+            failure(408, "HANDSHAKE_TIMEOUT", "client", `request head not complete within ${s.headMs} ms`),
+            true
+          )
+          return
         }
         return
       }
       this.scanFrom = 0
       if (he - start > s.maxHeaderSize) {
-        return this.refuse(badRequest(431, `request head larger than ${s.maxHeaderSize} bytes`), true)
+        this.refuse(badRequest(431, `request head larger than ${s.maxHeaderSize} bytes`), true)
+        return
       }
       const d = decodeRequestHead(buf, start, he)
-      if (d._tag !== "Frame") return this.refuse(badRequest(d._tag === "Invalid" ? d.status : 400, d._tag === "Invalid" ? d.reason : "bad head"), true)
+      if (d._tag !== "Frame") {
+        this.refuse(
+          badRequest(d._tag === "Invalid" ? d.status : 400, d._tag === "Invalid" ? d.reason : "bad head"),
+          true
+        )
+        return
+      }
       this.rawHead = s.fastPath ? buf.subarray(start, he) : null
       this.consume(he)
       this.request(d.value)
@@ -257,25 +274,35 @@ export class H1Conn implements ClientSide {
       else this.reader.reset()
       this.bodyDone = false
     } else {
-      this.bodyLeft = head.contentLength > 0 ? head.contentLength : 0
+      this.bodyLeft = Math.max(head.contentLength, 0)
       this.bodyDone = this.bodyLeft === 0
     }
+    // The socket keeps reading: a client rarely sends more before its answer, and data() pauses it if one does.
     this.state = ROUTING
-    this.socket.pause()
     if (head.method === "CONNECT") {
-      return this.refuse(failure(405, "METHOD_NOT_ALLOWED", "client", "CONNECT is not proxied here"), true)
+      this.refuse(failure(405, "METHOD_NOT_ALLOWED", "client", "CONNECT is not proxied here"), true)
+      return
     }
     const authority = parseAuthority(head.authority ?? head.host!)
-    if (typeof authority === "string") return this.refuse(badRequest(400, authority), !this.bodyDone)
+    if (typeof authority === "string") {
+      this.refuse(badRequest(400, authority), !this.bodyDone)
+      return
+    }
     const s = this.rt.settings
     if (s.directResponse) {
       this.closeAfter = !this.bodyDone || !this.keepAlive
-      this.socket.write(this.closeAfter ? directAnswer.replace("\r\n\r\n", "\r\nconnection: close\r\n\r\n") : directAnswer)
-      return this.next()
+      this.socket.write(
+        this.closeAfter ? directAnswer.replace("\r\n\r\n", "\r\nconnection: close\r\n\r\n") : directAnswer
+      )
+      this.next()
+      return
     }
     const routes = this.rt.routes
     const entry = routes.cached(authority.hostname)
-    if (entry !== undefined) return this.routed(entry, true)
+    if (entry !== undefined) {
+      this.routed(entry, true)
+      return
+    }
     routes.resolve(authority.hostname, this.connectionInfo(), (e, f, hit) => {
       if (this.state !== ROUTING) return
       if (e === undefined) this.refuse(f!, !this.bodyDone)
@@ -331,25 +358,29 @@ export class H1Conn implements ClientSide {
     }
     this.state = SENDING
     const buf = this.buf
+    let more = true
     if (buf !== null) {
       const start = this.bufStart
       this.buf = null
-      this.pushBody(buf, start, this.bufEnd)
+      more = this.pushBody(buf, start, this.bufEnd)
     }
-    if (this.state === SENDING) this.socket.resume()
+    if (this.state === SENDING && more && this.socket.isPaused()) this.socket.resume()
   }
 
   upstreamDrained(ex: Exchange): void {
     if (this.state === SENDING && this.ex === ex) this.socket.resume()
   }
 
-  /** relay, client → backend: exactly the body's bytes; whatever follows is the next request. */
-  private pushBody(buf: Buffer, start: number, end: number): void {
+  /**
+   * relay, client → backend: exactly the body's bytes; whatever follows is the next request. Returns false when the
+   * backend socket is full (the client socket is paused until it drains).
+   */
+  private pushBody(buf: Buffer, start: number, end: number): boolean {
     const ex = this.ex!
     const up = ex.up
     if (up === null) {
       this.append(start === 0 ? buf : buf.subarray(start, end))
-      return
+      return false
     }
     let stop: number
     if (this.chunked) {
@@ -357,7 +388,8 @@ export class H1Conn implements ClientSide {
       if (at === CHUNK_INVALID) {
         ex.abort()
         this.ex = null
-        return this.refuse(badRequest(400, `chunked request body: ${this.reader!.error}`), true)
+        this.refuse(badRequest(400, `chunked request body: ${this.reader!.error}`), true)
+        return false
       }
       stop = at < 0 ? end : at
       if (at >= 0) this.bodyDone = true
@@ -366,7 +398,8 @@ export class H1Conn implements ClientSide {
       this.bodyLeft -= stop - start
       if (this.bodyLeft === 0) this.bodyDone = true
     }
-    const more = stop > start ? up.socket.write(start === 0 && stop === buf.length ? buf : buf.subarray(start, stop)) : true
+    const more =
+      stop > start ? up.socket.write(start === 0 && stop === buf.length ? buf : buf.subarray(start, stop)) : true
     if (stop < end) {
       this.buf = buf
       this.bufStart = stop
@@ -375,8 +408,10 @@ export class H1Conn implements ClientSide {
     if (this.bodyDone) {
       ex.requestDone = true
       this.state = WAITING
-      this.socket.pause()
-    } else if (!more) this.socket.pause()
+      return false
+    }
+    if (!more) this.socket.pause()
+    return more
   }
 
   informational(_ex: Exchange, head: ResponseHead): void {
@@ -388,8 +423,7 @@ export class H1Conn implements ClientSide {
     const s = this.rt.settings
     const minor = this.head!.minor
     ex.decode = framing === Framing.Chunked && minor === 0
-    this.closeAfter =
-      !this.keepAlive || this.clientEnded || this.rt.draining || framing === Framing.Close || ex.decode
+    this.closeAfter = !this.keepAlive || this.clientEnded || this.rt.draining || framing === Framing.Close || ex.decode
     const extra = s.telemetry
       ? `x-proxy-cache: ${ex.cacheHit ? "HIT" : "MISS"}\r\nx-proxy-upstream-time: ${Math.round(ex.upstreamMs)}\r\n` +
         `x-proxy-upstream-connection: ${ex.reused ? "reused" : "new"}\r\n`
@@ -401,25 +435,32 @@ export class H1Conn implements ClientSide {
       upgrade: false
     })
     this.headSent = true
-    if (this.socket.destroyed) return
-    this.socket.cork()
-    this.corked = true
-    this.socket.write(text, "latin1")
+    this.pendingHead = text
   }
 
   responseData(_ex: Exchange, buf: Buffer, start: number, end: number): boolean {
-    if (this.socket.destroyed) return true
-    return this.socket.write(start === 0 && end === buf.length ? buf : buf.subarray(start, end))
+    const socket = this.socket
+    if (socket.destroyed) return true
+    const head = this.pendingHead
+    if (head.length > 0) {
+      this.pendingHead = ""
+      // One write for head and a small body: a single latin1 string costs less than cork/uncork and a writev.
+      if (end - start <= smallBody) return socket.write(head + latin1(buf, start, end), "latin1")
+      socket.write(head, "latin1")
+    }
+    return socket.write(start === 0 && end === buf.length ? buf : buf.subarray(start, end))
   }
 
   flush(_ex: Exchange): void {
-    this.uncork()
+    this.writeHead()
   }
 
-  private uncork(): void {
-    if (this.corked) {
-      this.corked = false
-      this.socket.uncork()
+  /** Writes a head still waiting for body bytes (a bodiless answer, or one whose body comes in a later read). */
+  private writeHead(): void {
+    if (this.pendingHead.length > 0) {
+      const head = this.pendingHead
+      this.pendingHead = ""
+      if (!this.socket.destroyed) this.socket.write(head, "latin1")
     }
   }
 
@@ -428,6 +469,8 @@ export class H1Conn implements ClientSide {
     this.bytesFromBackend += ex.bytesFromBackend
     this.resourceBackendBytes += ex.bytesFromBackend
     if (!this.bodyDone) this.closeAfter = true
+    // Before the next pipelined request can answer anything, this one's head must be out.
+    this.writeHead()
     this.next()
   }
 
@@ -435,7 +478,7 @@ export class H1Conn implements ClientSide {
   private next(): void {
     if (this.closeAfter || this.clientEnded || this.rt.draining) {
       this.state = CLOSED
-      this.uncork()
+      this.writeHead()
       this.socket.end()
       this.socket.setTimeout(refuseGraceMs)
       return
@@ -444,7 +487,7 @@ export class H1Conn implements ClientSide {
     this.head = null
     this.rawHead = null
     if (this.buf !== null) this.drive()
-    if (this.state === IDLE || this.state === HEAD) this.socket.resume()
+    if ((this.state === IDLE || this.state === HEAD) && this.socket.isPaused()) this.socket.resume()
   }
 
   upgrade(ex: Exchange, head: ResponseHead, backend: net.Socket, rest: Buffer | undefined): void {
@@ -457,13 +500,15 @@ export class H1Conn implements ClientSide {
     client.off("timeout", onTimeout)
     client.off("close", onClose)
     client.setTimeout(0)
-    this.rt.onDrain.delete(this.drainHook)
     if (client.destroyed) {
       backend.destroy()
       this.closed()
       return
     }
-    client.write(clientResponseHead(head, { transferEncoding: undefined, connection: 0, extra: "", upgrade: true }), "latin1")
+    client.write(
+      clientResponseHead(head, { transferEncoding: undefined, connection: 0, extra: "", upgrade: true }),
+      "latin1"
+    )
     if (rest !== undefined) client.write(rest)
     if (this.buf !== null) backend.write(this.buf.subarray(this.bufStart, this.bufEnd))
     this.buf = null
@@ -509,6 +554,15 @@ export class H1Conn implements ClientSide {
 
   // ---- client socket events
 
+  /** The listener drains: an idle connection closes now, a busy one after its answer (see next()). */
+  draining(): void {
+    if (this.state === IDLE) {
+      this.state = CLOSED
+      this.socket.end()
+      this.socket.setTimeout(refuseGraceMs)
+    }
+  }
+
   ended(): void {
     this.clientEnded = true
     if (this.state === IDLE || this.state === HEAD) {
@@ -528,10 +582,11 @@ export class H1Conn implements ClientSide {
         this.socket.setTimeout(refuseGraceMs)
         return
       case HEAD:
-        return this.refuse(
+        this.refuse(
           failure(408, "HANDSHAKE_TIMEOUT", "client", `no request head bytes for ${this.rt.settings.keepAliveMs} ms`),
           true
         )
+        return
       case CLOSED:
         this.socket.destroy()
         return
@@ -544,7 +599,6 @@ export class H1Conn implements ClientSide {
     if (this.gone) return
     this.gone = true
     this.state = CLOSED
-    this.rt.onDrain.delete(this.drainHook)
     const ex = this.ex
     if (ex !== null) {
       this.ex = null
@@ -588,7 +642,6 @@ export class H1Conn implements ClientSide {
     socket.off("end", onEnd)
     socket.off("timeout", onTimeout)
     socket.setTimeout(0)
-    this.rt.onDrain.delete(this.drainHook)
     this.state = TUNNEL
     if (this.buf !== null) socket.unshift(this.buf.subarray(this.bufStart, this.bufEnd))
     this.buf = null

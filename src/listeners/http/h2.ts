@@ -13,7 +13,14 @@ import {
 } from "../../codec/http/index.ts"
 import type { ConnectionInfo } from "../../domain/Route.ts"
 import { badRequest, type Failure, failure, failureBody } from "./failure.ts"
-import { type Forwarding, h2ResponseHeaders, upstreamHeadFromH2 } from "./headers.ts"
+import { forwardStream, type H2Protocol, h2ProtocolOf } from "./h2upstream.ts"
+import {
+  type Forwarding,
+  h2PassResponseHeaders,
+  h2ResponseHeaders,
+  h2UpstreamHeaders,
+  upstreamHeadFromH2
+} from "./headers.ts"
 import type { RouteEntry } from "./routes.ts"
 import type { HttpRuntime } from "./runtime.ts"
 import { type ClientSide, Exchange, mayRetry } from "./upstream.ts"
@@ -67,14 +74,24 @@ class H2Request implements ClientSide {
 
   private start(): void {
     if (this.method === "CONNECT") {
-      return this.failed(null, failure(405, "METHOD_NOT_ALLOWED", "client", "CONNECT is not proxied here"))
+      this.failed(null, failure(405, "METHOD_NOT_ALLOWED", "client", "CONNECT is not proxied here"))
+      return
     }
-    if (this.authority.length === 0) return this.failed(null, badRequest(400, "no :authority or Host"))
+    if (this.authority.length === 0) {
+      this.failed(null, badRequest(400, "no :authority or Host"))
+      return
+    }
     const authority = parseAuthority(this.authority)
-    if (typeof authority === "string") return this.failed(null, badRequest(400, authority))
+    if (typeof authority === "string") {
+      this.failed(null, badRequest(400, authority))
+      return
+    }
     const routes = this.rt.routes
     const entry = routes.cached(authority.hostname)
-    if (entry !== undefined) return this.routed(entry, true)
+    if (entry !== undefined) {
+      this.routed(entry, true)
+      return
+    }
     routes.resolve(authority.hostname, this.info(), (e, f, hit) => {
       if (this.stream.destroyed) return
       if (e === undefined) this.failed(null, f!)
@@ -102,6 +119,11 @@ class H2Request implements ClientSide {
       host: s.preserveHost ? this.authority : `${entry.route.endpoint.host}:${entry.route.endpoint.port}`,
       originalHost: this.authority
     }
+    const protocol = h2ProtocolOf(entry.route.metadata)
+    if (protocol !== undefined) {
+      this.overH2(entry, f, protocol, cacheHit)
+      return
+    }
     const text = upstreamHeadFromH2(this.method, this.path, this.fields, f, this.chunked)
     const ex = new Exchange(
       this,
@@ -116,6 +138,32 @@ class H2Request implements ClientSide {
     ex.cacheHit = cacheHit
     this.ex = ex
     entry.pool.acquire(ex)
+  }
+
+  /** An HTTP/2 backend: this stream becomes a stream of the backend's session. */
+  private overH2(entry: RouteEntry, f: Forwarding, protocol: H2Protocol, cacheHit: boolean): void {
+    const s = this.rt.settings
+    const started = performance.now()
+    forwardStream(this.rt.h2Sessions.get(entry.pool, protocol), {
+      client: this.stream,
+      headers: h2UpstreamHeaders(this.method, this.path, protocol === "h2" ? "https" : "http", this.fields, f),
+      hasBody: this.hasBody,
+      headersTimeoutMs: s.upstreamHeadersMs,
+      where: entry.pool.where,
+      responseHeaders: (headers) => {
+        this.headSent = true
+        return h2PassResponseHeaders(
+          headers,
+          s.telemetry
+            ? [
+                ["x-proxy-cache", cacheHit ? "HIT" : "MISS"],
+                ["x-proxy-upstream-time", String(Math.round(performance.now() - started))]
+              ]
+            : []
+        )
+      },
+      failed: (failure) => this.failed(null, failure)
+    })
   }
 
   connected(ex: Exchange): void {

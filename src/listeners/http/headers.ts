@@ -34,7 +34,8 @@ const isHopByHop = (lower: string): boolean => {
   }
 }
 
-const quoteIfNeeded = (v: string): string => (/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(v) ? v : `"${v.replace(/["\\]/g, "\\$&")}"`)
+const quoteIfNeeded = (v: string): string =>
+  /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(v) ? v : `"${v.replace(/["\\]/g, "\\$&")}"`
 
 const forwardedFor = (ip: string): string => (ip.includes(":") ? `"[${ip}]"` : ip)
 
@@ -114,6 +115,53 @@ export const upstreamHeadFromH2 = (
   let out = `${method} ${path} HTTP/1.1\r\nhost: ${f.host}\r\n${forwardFields(fields, "", f, seen)}`
   if (chunked) out += "transfer-encoding: chunked\r\n"
   return `${out}${forwardingFields(f, seen[0]!, seen[1]!, seen[2]!, seen[3]!)}\r\n`
+}
+
+/**
+ * HTTP/2 request headers for an HTTP/2 backend: the client's fields minus hop-by-hop ones (TE survives only as
+ * "trailers", which gRPC needs), the forwarding fields, and our own pseudo-headers.
+ */
+export const h2UpstreamHeaders = (
+  method: string,
+  path: string,
+  scheme: "http" | "https",
+  fields: FieldList,
+  f: Forwarding
+): Record<string, string | Array<string>> => {
+  const seen = ["", "", "", ""]
+  const out: Record<string, string | Array<string>> = { ":method": method, ":path": path, ":scheme": scheme }
+  if (method !== "CONNECT") out[":authority"] = f.host
+  const lines = forwardFields(fields, "", f, seen)
+  for (let i = 0; i < fields.length; i += FIELD_STRIDE) {
+    if (fields[i + 1] === "te" && fields[i + 2]!.trim().toLowerCase() === "trailers") out.te = "trailers"
+  }
+  for (const line of `${lines}${forwardingFields(f, seen[0]!, seen[1]!, seen[2]!, seen[3]!)}`.split("\r\n")) {
+    const colon = line.indexOf(":")
+    if (colon <= 0) continue
+    const name = line.slice(0, colon).toLowerCase()
+    if (name === "host") continue
+    const value = line.slice(colon + 2)
+    const prev = out[name]
+    if (prev === undefined) out[name] = value
+    else if (Array.isArray(prev)) prev.push(value)
+    else out[name] = [prev, value]
+  }
+  return out
+}
+
+/** Response headers from an HTTP/2 backend, for an HTTP/2 client: connection-specific ones dropped. */
+export const h2PassResponseHeaders = (
+  headers: Readonly<Record<string, string | Array<string> | number | undefined>>,
+  extra: ReadonlyArray<readonly [string, string]>
+): Record<string, string | Array<string> | number> => {
+  const out: Record<string, string | Array<string> | number> = {}
+  for (const name in headers) {
+    const v = headers[name]
+    if (v === undefined || h2Forbidden(name) || isHopByHop(name)) continue
+    out[name] = v
+  }
+  for (const [k, v] of extra) out[k] = v
+  return out
 }
 
 /** What the proxy adds to a response head for an HTTP/1.x client. */

@@ -1,13 +1,13 @@
 // resolve + vet for HTTP: the RoutingCache (TTL'd, single-flight, SSRF-vetted) answers per Host, and a tiny memo in
-// front of it answers repeated Hosts without running an Effect: at tens of thousands of requests per second the
-// fiber per lookup costs more than the rest of the request head handling (see bench/results/http.md).
+// front of it answers repeated Hosts without running an Effect. Measured (bench/http/route-lookup.ts): a cache hit
+// through Effect.runForkWith costs ~0.64 µs, about 3% of a whole proxied request here; the memo ~0.04 µs.
 import type * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import type { VettedEndpoint } from "../../domain/Endpoint.ts"
 import type { ProxyError } from "../../domain/ProxyError.ts"
 import type { ConnectionInfo, Route } from "../../domain/Route.ts"
-import { RoutingCache } from "../../services/RoutingCache.ts"
+import type { RoutingCache } from "../../services/RoutingCache.ts"
 import { type Failure, failure, fromProxyError } from "./failure.ts"
 import type { OriginPool, Pools } from "./upstream.ts"
 
@@ -29,7 +29,9 @@ const memoMax = 10_000
 export class Routes {
   private readonly memo = new Map<string, RouteEntry>()
   private readonly ttlMs: number
-  private readonly runFork: <A, E>(effect: Effect.Effect<A, E, RoutingCache>) => {
+  private readonly runFork: <A, E>(
+    effect: Effect.Effect<A, E, RoutingCache>
+  ) => {
     addObserver(cb: (exit: Exit.Exit<A, E>) => void): unknown
   }
   private readonly cache: RoutingCache["Service"]
@@ -77,7 +79,9 @@ export class Routes {
     const effect: Effect.Effect<{ r: { route: Route; target: VettedEndpoint }; hit: boolean }, ProxyError> = this
       .withHit
       ? Effect.flatMap(this.cache.stats, (before) =>
-          Effect.flatMap(get, (r) => Effect.map(this.cache.stats, (after) => ({ r, hit: after.misses === before.misses })))
+          Effect.flatMap(get, (r) =>
+            Effect.map(this.cache.stats, (after) => ({ r, hit: after.misses === before.misses }))
+          )
         )
       : Effect.map(get, (r) => ({ r, hit: false }))
     this.runFork(effect).addObserver((exit) => {

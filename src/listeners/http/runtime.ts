@@ -5,9 +5,9 @@ import type * as net from "node:net"
 import type { ConnectionInfo } from "../../domain/Route.ts"
 import type { LogShape } from "../../services/Log.ts"
 import type { ListenerMetrics } from "../../services/Metrics.ts"
-import type { ResolverShape } from "../../services/Resolver.ts"
 import type { Admission } from "../Admission.ts"
 import type { Failure } from "./failure.ts"
+import { H2Sessions } from "./h2upstream.ts"
 import type { Routes } from "./routes.ts"
 import type { HttpSettings } from "./settings.ts"
 import type { Pools } from "./upstream.ts"
@@ -35,11 +35,13 @@ export class HttpRuntime {
   readonly admission: Admission | undefined
   /** Client sockets (HTTP/1.x and the sockets under HTTP/2 sessions), for limits and drain. */
   readonly open = new Set<net.Socket>()
-  /** Idle HTTP/1.x connections close at once when draining; busy ones after their response. */
+  /** Called once when the listener drains (HTTP/2 sessions send GOAWAY). */
   readonly onDrain = new Set<() => void>()
   draining = false
   /** Takes over sockets that speak HTTP/2 (h2c prior knowledge, or ALPN h2). */
   h2: http2.Http2Server | undefined = undefined
+  /** Sessions to HTTP/2 backends (routes with metadata.protocol h2 / h2c). */
+  readonly h2Sessions = new H2Sessions()
   private idleWaiters: Array<() => void> = []
 
   constructor(
@@ -89,8 +91,10 @@ export class HttpRuntime {
     return this.open.size === 0 ? Promise.resolve() : new Promise((resolve) => this.idleWaiters.push(resolve))
   }
 
+  /** Idle HTTP/1.x connections close at once, busy ones after their answer; HTTP/2 sessions go away gracefully. */
   drain(): void {
     this.draining = true
+    for (const socket of this.open) (socket as net.Socket & { _h1?: { draining(): void } })._h1?.draining()
     for (const f of this.onDrain) f()
   }
 

@@ -17,8 +17,14 @@ const dnsNamesOf = (pem: Buffer): Array<string> => {
     .map((s) => s.slice(4).toLowerCase())
 }
 
-/** Loads every certificate (throws with the file name when one cannot be read) and builds the SNI lookup. */
-export const loadSni = (certificates: ReadonlyArray<SniCertificate>): { callback: SniCallback; names: number } => {
+/**
+ * Loads every certificate (throws with the file name when one cannot be read) and builds the SNI lookup; names no
+ * certificate covers get `fallback()`.
+ */
+export const loadSni = (
+  certificates: ReadonlyArray<SniCertificate>,
+  fallback: () => tls.SecureContext
+): { callback: SniCallback; names: number } => {
   const exact = new Map<string, tls.SecureContext>()
   const wildcard = new Map<string, tls.SecureContext>()
   for (const c of certificates) {
@@ -48,7 +54,7 @@ export const loadSni = (certificates: ReadonlyArray<SniCertificate>): { callback
     const dot = name.indexOf(".")
     // A wildcard covers exactly one label (RFC 6125 §6.4.3).
     const wild = dot > 0 ? wildcard.get(name.slice(dot)) : undefined
-    cb(null, wild)
+    cb(null, wild ?? fallback())
   }
   return { callback, names: exact.size + wildcard.size }
 }

@@ -272,7 +272,8 @@ export class UpstreamConn implements ChunkSink {
       const he = headEnd(buf, pos, end, from)
       if (he < 0) {
         if (end - pos > MAX_RESPONSE_HEAD) {
-          return this.fail(ex, failure(502, "BAD_GATEWAY", "backend", "upstream response head too large"))
+          this.fail(ex, failure(502, "BAD_GATEWAY", "backend", "upstream response head too large"))
+          return
         }
         this.pending = buf.subarray(pos, end)
         this.pendingLen = end - pos
@@ -280,7 +281,8 @@ export class UpstreamConn implements ChunkSink {
       }
       const d = decodeResponseHead(buf, pos, he)
       if (d._tag !== "Frame") {
-        return this.fail(ex, failure(502, "BAD_GATEWAY", "backend", d._tag === "Invalid" ? d.reason : "bad head"))
+        this.fail(ex, failure(502, "BAD_GATEWAY", "backend", d._tag === "Invalid" ? d.reason : "bad head"))
+        return
       }
       pos = he
       from = pos
@@ -288,9 +290,11 @@ export class UpstreamConn implements ChunkSink {
       if (head.status >= 200) break
       if (head.status === 101) {
         if (!ex.upgrade) {
-          return this.fail(ex, failure(502, "BAD_GATEWAY", "backend", "upstream switched protocols unasked"))
+          this.fail(ex, failure(502, "BAD_GATEWAY", "backend", "upstream switched protocols unasked"))
+          return
         }
-        return this.tunnel(ex, head, pos < end ? buf.subarray(pos, end) : undefined)
+        this.tunnel(ex, head, pos < end ? buf.subarray(pos, end) : undefined)
+        return
       }
       ex.client.informational(ex, head)
       if (this.ex !== ex) return
@@ -303,10 +307,16 @@ export class UpstreamConn implements ChunkSink {
     this.setTimeoutMs(this.pool.settings.upstreamBodyMs)
     ex.client.responseHead(ex, head, framing)
     if (this.ex !== ex) return
-    if (framing === Framing.None) return this.finish(ex, pos < end)
+    if (framing === Framing.None) {
+      this.finish(ex, pos < end)
+      return
+    }
     if (framing === Framing.Length) {
       this.remaining = head.contentLength
-      if (this.remaining === 0) return this.finish(ex, pos < end)
+      if (this.remaining === 0) {
+        this.finish(ex, pos < end)
+        return
+      }
     } else if (framing === Framing.Chunked) {
       if (this.reader === null) this.reader = new ChunkedReader(true)
       else this.reader.reset()
@@ -327,7 +337,10 @@ export class UpstreamConn implements ChunkSink {
         this.remaining -= take
         const more = client.responseData(ex, buf, pos, pos + take)
         if (this.ex !== ex) return
-        if (this.remaining === 0) return this.finish(ex, pos + take < end)
+        if (this.remaining === 0) {
+          this.finish(ex, pos + take < end)
+          return
+        }
         if (!more) this.socket.pause()
         return
       }
@@ -346,9 +359,13 @@ export class UpstreamConn implements ChunkSink {
           }
         }
         if (at === CHUNK_INVALID) {
-          return this.fail(ex, failure(502, "BAD_GATEWAY", "backend", `upstream chunked body: ${reader.error}`))
+          this.fail(ex, failure(502, "BAD_GATEWAY", "backend", `upstream chunked body: ${reader.error}`))
+          return
         }
-        if (at >= 0) return this.finish(ex, at < end)
+        if (at >= 0) {
+          this.finish(ex, at < end)
+          return
+        }
         if (this.wantPause) this.socket.pause()
         return
       }
@@ -414,14 +431,19 @@ export class UpstreamConn implements ChunkSink {
     this.ex = null
     if (phase === CONNECTING) this.pool.breakerFailure(this.error?.message ?? "timeout")
     this.pool.dropped(this)
-    if (ex === null) return
+    if (ex === null || ex.aborted) return
     ex.up = null
     const where = this.pool.where
     if (phase === CONNECTING) {
       ex.client.failed(
         ex,
         this.timedOutWaiting
-          ? failure(504, "UPSTREAM_TIMEOUT", "backend", `backend ${where} did not accept within ${this.pool.settings.connectMs} ms`)
+          ? failure(
+              504,
+              "UPSTREAM_TIMEOUT",
+              "backend",
+              `backend ${where} did not accept within ${this.pool.settings.connectMs} ms`
+            )
           : failure(502, "CONNECT_FAILED", "backend", `cannot connect to backend ${where}${errorText(this.error)}`)
       )
       return
@@ -430,7 +452,12 @@ export class UpstreamConn implements ChunkSink {
       if (this.timedOutWaiting) {
         ex.client.failed(
           ex,
-          failure(504, "UPSTREAM_TIMEOUT", "backend", `backend ${where} did not answer within ${this.pool.settings.upstreamHeadersMs} ms`)
+          failure(
+            504,
+            "UPSTREAM_TIMEOUT",
+            "backend",
+            `backend ${where} did not answer within ${this.pool.settings.upstreamHeadersMs} ms`
+          )
         )
         return
       }
@@ -440,7 +467,15 @@ export class UpstreamConn implements ChunkSink {
         this.pool.acquire(ex, true)
         return
       }
-      ex.client.failed(ex, failure(502, "BAD_GATEWAY", "backend", `backend ${where} closed the connection before answering${errorText(this.error)}`))
+      ex.client.failed(
+        ex,
+        failure(
+          502,
+          "BAD_GATEWAY",
+          "backend",
+          `backend ${where} closed the connection before answering${errorText(this.error)}`
+        )
+      )
       return
     }
     if (this.framing === Framing.Close && this.error === undefined) {
@@ -448,7 +483,15 @@ export class UpstreamConn implements ChunkSink {
       ex.client.responseEnd(ex, "")
       return
     }
-    ex.client.failed(ex, failure(502, "BAD_GATEWAY", "backend", `backend ${where} closed the connection mid-response${errorText(this.error)}`))
+    ex.client.failed(
+      ex,
+      failure(
+        502,
+        "BAD_GATEWAY",
+        "backend",
+        `backend ${where} closed the connection mid-response${errorText(this.error)}`
+      )
+    )
   }
 }
 
@@ -498,7 +541,10 @@ export class OriginPool {
       }
     }
     const max = this.settings.upstreamMaxConnections
-    if (max === 0 || this.count < max) return this.dial(ex)
+    if (max === 0 || this.count < max) {
+      this.dial(ex)
+      return
+    }
     ex.queuedAt = this.lastUsed
     this.waiting.push(ex)
   }
@@ -524,7 +570,10 @@ export class OriginPool {
     c.phase = IDLE
     while (this.waiting.length > 0) {
       const ex = this.waiting.shift()!
-      if (!ex.aborted) return c.assign(ex)
+      if (!ex.aborted) {
+        c.assign(ex)
+        return
+      }
     }
     c.idleSince = performance.now()
     this.idle.push(c)
@@ -537,7 +586,10 @@ export class OriginPool {
     if (at >= 0) this.idle.splice(at, 1)
     while (this.waiting.length > 0) {
       const ex = this.waiting.shift()!
-      if (!ex.aborted) return this.dial(ex)
+      if (!ex.aborted) {
+        this.dial(ex)
+        return
+      }
     }
   }
 
@@ -566,9 +618,15 @@ export class OriginPool {
       if (ex.aborted) continue
       ex.client.failed(
         ex,
-        failure(503, "UNAVAILABLE", "backend", `all ${this.settings.upstreamMaxConnections} connections to ${this.where} stayed busy`, {
-          retryAfter: 1
-        })
+        failure(
+          503,
+          "UNAVAILABLE",
+          "backend",
+          `all ${this.settings.upstreamMaxConnections} connections to ${this.where} stayed busy`,
+          {
+            retryAfter: 1
+          }
+        )
       )
     }
   }
