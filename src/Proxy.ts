@@ -122,7 +122,9 @@ export const configuredResolver = (config: Config): Layer.Layer<Resolver, unknow
 /** Every service the listeners need, from config. Pass your own Resolver layer to replace the configured one. */
 export const servicesLayer = (
   config: Config,
-  resolver: Layer.Layer<Resolver, unknown> = configuredResolver(config)
+  resolver: Layer.Layer<Resolver, unknown> = configuredResolver(config),
+  /** Cross-process state when there is no Redis (a cluster worker passes one backed by its primary). */
+  local: Layer.Layer<SharedCache> = SharedCache.layerNone
 ) => {
   const base = Layer.mergeAll(
     resolver,
@@ -137,7 +139,7 @@ export const servicesLayer = (
     maxEntries: config.cache.maxEntries,
     resolveTimeout: config.timeouts.resolve
   })
-  const shared = config.cache.redis ? SharedCache.layer({ url: config.cache.redis }) : SharedCache.layerNone
+  const shared = config.cache.redis ? SharedCache.layer({ url: config.cache.redis }) : local
   return Layer.provideMerge(cache, Layer.merge(base, shared))
 }
 
@@ -340,6 +342,8 @@ export interface RunOptions {
   readonly log?: Layer.Layer<Log>
   /** Postgres cancel keys; a cluster worker passes one backed by the primary's table. */
   readonly cancelKeys?: CancelKeys
+  /** Cross-process state when `cache.redis` is not set; a cluster worker passes one backed by its primary. */
+  readonly sharedCache?: Layer.Layer<SharedCache>
   /** Re-reads the config for a hot reload (SIGHUP, POST /admin/reload); throws ConfigError when invalid. */
   readonly configSource?: () => Config
   /**
@@ -358,7 +362,10 @@ export const runProxy = (
   options: RunOptions = {}
 ): Effect.Effect<ProxyHandle, ProxyError, Scope.Scope> =>
   Effect.gen(function* () {
-    const layer = Layer.merge(servicesLayer(config, options.resolver), options.log ?? Log.layer(config.log))
+    const layer = Layer.merge(
+      servicesLayer(config, options.resolver, options.sharedCache),
+      options.log ?? Log.layer(config.log)
+    )
     const context = yield* Layer.build(layer).pipe(
       Effect.mapError((e) =>
         typeof e === "object" && e !== null && (e as ProxyError)._tag === "ProxyError"

@@ -16,12 +16,14 @@ export type FromWorker =
   | { readonly t: "ck-"; readonly key: string }
   | { readonly t: "ck?"; readonly id: number; readonly key: string }
   | { readonly t: "admin"; readonly id: number; readonly result: unknown }
+  | { readonly t: "wake?"; readonly id: number; readonly key: string; readonly ttlMs: number }
 
 export type FromPrimary =
   | { readonly t: "metrics?"; readonly id: number }
   | { readonly t: "status?"; readonly id: number }
   | { readonly t: "ck="; readonly id: number; readonly target: VettedEndpoint | null }
   | { readonly t: "shutdown" }
+  | { readonly t: "wake="; readonly id: number; readonly mine: boolean }
   | { readonly t: "admin?"; readonly id: number; readonly op: AdminOp; readonly arg?: string }
 
 /** The admin API's questions a worker answers (see AdminOps in Proxy.ts). */

@@ -77,6 +77,8 @@ const startPrimary = (
   const log = makeLog(config.log)
   const slots: Array<Slot> = []
   const cancelKeys = new Map<string, { target: VettedEndpoint; worker: number }>()
+  /** Cold-start wake-up locks (resource -> until, ms) when there is no Redis to hold them. */
+  const wakeLocks = new Map<string, number>()
   const answers = new Map<number, (m: FromWorker) => void>()
   let nextId = 1
   let stopping = false
@@ -100,6 +102,17 @@ const startPrimary = (
       case "ck-":
         cancelKeys.delete(m.key)
         return
+      case "wake?": {
+        const now = Date.now()
+        const until = wakeLocks.get(m.key) ?? 0
+        const mine = until <= now
+        if (mine) {
+          if (wakeLocks.size > 10_000) for (const [k, t] of wakeLocks) if (t <= now) wakeLocks.delete(k)
+          wakeLocks.set(m.key, now + m.ttlMs)
+        }
+        slot.worker.send({ t: "wake=", id: m.id, mine } satisfies FromPrimary)
+        return
+      }
       case "ck?": {
         const reply: FromPrimary = { t: "ck=", id: m.id, target: cancelKeys.get(m.key)?.target ?? null }
         slot.worker.send(reply)

@@ -8,6 +8,7 @@ import type { VettedEndpoint } from "../domain/Endpoint.ts"
 import { CancelKeys, type SharedCancelKeys } from "../listeners/postgres/CancelKeys.ts"
 import { type ProxyHandle, runProxy } from "../Proxy.ts"
 import { metricsText } from "../services/Metrics.ts"
+import { SharedCache } from "../services/SharedCache.ts"
 import type { FromPrimary, FromWorker, ListenerStatus } from "./messages.ts"
 
 /** How long a cancel request waits for the primary's answer before it is dropped, as an unknown key would be. */
@@ -22,6 +23,20 @@ const statusOf = (handle: ProxyHandle | undefined): Array<ListenerStatus> =>
 
 export const runWorker = (config: Config, configSource?: () => Config): void => {
   const waiting = new Map<number, (target: VettedEndpoint | undefined) => void>()
+  const claims = new Map<number, (mine: boolean) => void>()
+  // Without Redis the primary holds the wake-up lock, so one worker wakes a cold backend, not one per worker.
+  const claimWake = (key: string, ttlSeconds: number) =>
+    new Promise<boolean>((resolve) => {
+      const id = nextId++
+      const timer = setTimeout(() => {
+        if (claims.delete(id)) resolve(true)
+      }, lookupTimeoutMs)
+      claims.set(id, (mine) => {
+        clearTimeout(timer)
+        resolve(mine)
+      })
+      send({ t: "wake?", id, key, ttlMs: Math.round(ttlSeconds * 1000) })
+    })
   let nextId = 1
   const shared: SharedCancelKeys = {
     add: (key, target) => send({ t: "ck+", key, target }),
@@ -48,6 +63,7 @@ export const runWorker = (config: Config, configSource?: () => Config): void => 
           { ...config, admin: undefined, workers: 1 },
           {
             cancelKeys: new CancelKeys(shared),
+            sharedCache: SharedCache.layerWakeLock(claimWake),
             ...(configSource ? { configSource: () => ({ ...configSource(), admin: undefined, workers: 1 }) } : {})
           }
         )
@@ -66,6 +82,12 @@ export const runWorker = (config: Config, configSource?: () => Config): void => 
       case "status?":
         send({ t: "status", id: m.id, listeners: statusOf(handle) })
         return
+      case "wake=": {
+        const resolve = claims.get(m.id)
+        claims.delete(m.id)
+        resolve?.(m.mine)
+        return
+      }
       case "ck=": {
         const resolve = waiting.get(m.id)
         waiting.delete(m.id)

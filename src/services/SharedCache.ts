@@ -136,4 +136,7 @@ export class SharedCache extends Context.Service<SharedCache, SharedCacheShape>(
     )
   /** No Redis: every process keeps its own cache. */
   static readonly layerNone = Layer.succeed(SharedCache, none)
+  /** No Redis, but a wake-up lock held elsewhere (a cluster worker asks its primary). */
+  static readonly layerWakeLock = (claim: (resourceId: string, ttlSeconds: number) => Promise<boolean>) =>
+    Layer.succeed(SharedCache, { ...none, claimWake: (id, ttl) => Effect.promise(() => claim(id, ttl)) })
 }
