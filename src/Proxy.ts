@@ -129,7 +129,7 @@ export const servicesLayer = (
   const base = Layer.mergeAll(
     resolver,
     SsrfGuard.layer({ allow: config.ssrf.allow }),
-    Metrics.layer,
+    Metrics.layerWith(config.metrics),
     CircuitBreaker.layer(config.breaker),
     ColdStart.layer(config.coldStart)
   )

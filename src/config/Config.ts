@@ -183,6 +183,8 @@ export interface Config {
     readonly maxConnections: number
     readonly perResource: number
   }
+  /** Per-resource series in /metrics for the first `perResource` resources (then "other"); 0 = off. */
+  readonly metrics: { readonly perResource: number }
   /** Per backend endpoint: consecutive connect failures open the breaker; it fails fast for `cooldown` seconds. */
   readonly breaker: {
     readonly failureThreshold: number
@@ -217,6 +219,7 @@ export const defaults = {
   timeouts: { handshake: 10, connect: 5, idle: 0, resolve: 5, drain: 30 },
   log: { level: "info" as LogLevel, format: "auto" as const, connections: true, sample: 1 },
   limits: { maxConnections: 0, perResource: 0 },
+  metrics: { perResource: 0 },
   breaker: { failureThreshold: 5, cooldown: 10 },
   coldStart: { timeout: 30, maxQueue: 1000 },
   resolver: {

@@ -382,6 +382,7 @@ export const decodeConfig = (raw: unknown, baseDir: string): Config => {
     "log",
     "tls",
     "limits",
+    "metrics",
     "breaker",
     "coldStart",
     "resolver"
@@ -420,6 +421,7 @@ export const decodeConfig = (raw: unknown, baseDir: string): Config => {
   const l = object(o.log ?? {}, "log", ["level", "format", "connections", "sample"])
   const lim = object(o.limits ?? {}, "limits", ["maxConnections", "perResource"])
   const br = object(o.breaker ?? {}, "breaker", ["failureThreshold", "cooldown"])
+  const mt = object(o.metrics ?? {}, "metrics", ["perResource"])
   const cs = object(o.coldStart ?? {}, "coldStart", ["timeout", "maxQueue"])
 
   return {
@@ -448,6 +450,7 @@ export const decodeConfig = (raw: unknown, baseDir: string): Config => {
       maxConnections: int(lim.maxConnections, "limits.maxConnections", 0, 100_000_000, defaults.limits.maxConnections),
       perResource: int(lim.perResource, "limits.perResource", 0, 100_000_000, defaults.limits.perResource)
     },
+    metrics: { perResource: int(mt.perResource, "metrics.perResource", 0, 10_000, defaults.metrics.perResource) },
     breaker: {
       failureThreshold: int(
         br.failureThreshold,

@@ -27,6 +27,7 @@ const leaf: ReadonlyArray<readonly [string, Kind]> = [
   ["timeouts.drain", "number"],
   ["limits.maxConnections", "int"],
   ["limits.perResource", "int"],
+  ["metrics.perResource", "int"],
   ["breaker.failureThreshold", "int"],
   ["breaker.cooldown", "number"],
   ["coldStart.timeout", "number"],

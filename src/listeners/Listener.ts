@@ -137,7 +137,8 @@ export const startListener = Effect.fnUntraced(function* (
   const debug = log.enabled("debug")
   // The protocol label, resolved once here so no connection pays for it.
   const label = config.protocol ?? protocol.name
-  const metrics = Context.get(context, Metrics).listener(protocol.name, label)
+  const allMetrics = Context.get(context, Metrics)
+  const metrics = allMetrics.listener(protocol.name, label)
   const runFork = Effect.runForkWith(context)
   // Accepted socket -> its resource once known (for the per-resource limit), "" before.
   const open = new Map<net.Socket, string>()
@@ -320,6 +321,7 @@ export const startListener = Effect.fnUntraced(function* (
   const onRelayClosed = (totals: RelayTotals, state: RelayState) => {
     const { accepted, route, who, started } = state
     metrics.closed(totals.bytesFromClient, totals.bytesFromBackend)
+    allMetrics.resource(route.resourceId)?.closed(totals.bytesFromClient, totals.bytesFromBackend)
     forget(accepted)
     if (!logConnections && resolver.onDisconnect === undefined) return
     const durationMs = Math.round(performance.now() - started)
@@ -370,6 +372,7 @@ export const startListener = Effect.fnUntraced(function* (
     }
     if (resolver.onConnect) runFork(resolver.onConnect(route.resourceId, who))
     metrics.handshake(performance.now() - started)
+    allMetrics.resource(route.resourceId)?.connected()
     if (debug) {
       log.debug("connection relaying", {
         listener: protocol.name,

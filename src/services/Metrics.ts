@@ -10,6 +10,11 @@ import * as Metric from "effect/Metric"
 import type { ProxyError } from "../domain/ProxyError.ts"
 import { prometheusText } from "./prometheus.ts"
 
+export interface ResourceMetrics {
+  readonly connected: () => void
+  readonly closed: (bytesFromClient: number, bytesFromBackend: number) => void
+}
+
 /** Per-listener handles, built once when the listener starts (attributes resolved then, not per connection). */
 export interface ListenerMetrics {
   readonly accepted: () => void
@@ -26,6 +31,11 @@ export interface MetricsShape {
   readonly listener: (name: string, protocol?: string) => ListenerMetrics
   readonly resolved: (result: "ok" | Exit.Exit<unknown, ProxyError>, ms: number) => void
   readonly cacheLookup: (hit: boolean) => void
+  /**
+   * Per-resource counters for the first `perResource` resources seen (then "other"): label cardinality stays
+   * bounded whatever the number of tenants. Undefined when per-resource metrics are off.
+   */
+  readonly resource: (resourceId: string) => ResourceMetrics | undefined
   readonly prometheus: Effect.Effect<string>
 }
 
@@ -59,7 +69,12 @@ export const metricsText = (): string => {
   return prometheusText()
 }
 
-const make = (): MetricsShape => {
+export interface MetricsOptions {
+  /** How many resources get their own series; 0 = none. */
+  readonly perResource: number
+}
+
+const make = (options: MetricsOptions = { perResource: 0 }): MetricsShape => {
   const accepted = Metric.counter("polyproxy_connections_accepted_total", {
     description: "Client connections accepted, per listener",
     incremental: true
@@ -101,7 +116,42 @@ const make = (): MetricsShape => {
     boundaries: latencyBoundaries
   })
 
+  const resourceConnections = Metric.counter("polyproxy_resource_connections_total", {
+    description: "Proxied connections per resource (the first metrics.perResource resources, then other)",
+    incremental: true
+  })
+  const resourceBytes = Metric.counter("polyproxy_resource_bytes_total", {
+    description: "Bytes relayed per resource and direction (the first metrics.perResource resources, then other)",
+    incremental: true
+  })
+  const resources = new Map<string, ResourceMetrics>()
+  const resourceHandles = (label: string): ResourceMetrics => {
+    const n = Metric.withAttributes(resourceConnections, { resource: label })
+    const up = Metric.withAttributes(resourceBytes, { resource: label, direction: "from_client" })
+    const down = Metric.withAttributes(resourceBytes, { resource: label, direction: "from_backend" })
+    return {
+      connected: () => n.updateUnsafe(1, ctx),
+      closed: (fromClient, fromBackend) => {
+        if (fromClient > 0) up.updateUnsafe(fromClient, ctx)
+        if (fromBackend > 0) down.updateUnsafe(fromBackend, ctx)
+      }
+    }
+  }
+  let other: ResourceMetrics | undefined
+
   return {
+    resource: (resourceId) => {
+      if (options.perResource === 0) return undefined
+      const known = resources.get(resourceId)
+      if (known !== undefined) return known
+      if (resources.size < options.perResource) {
+        const handles = resourceHandles(resourceId)
+        resources.set(resourceId, handles)
+        return handles
+      }
+      other ??= resourceHandles("other")
+      return other
+    },
     listener: (name, protocol) => {
       const attrs: Record<string, string> = protocol === undefined ? { listener: name } : { listener: name, protocol }
       const a = Metric.withAttributes(accepted, attrs)
@@ -151,7 +201,8 @@ const failureReason = (exit: Exit.Exit<unknown, ProxyError>): string => {
 }
 
 export class Metrics extends Context.Service<Metrics, MetricsShape>()("polyproxy/Metrics") {
-  static readonly layer = Layer.sync(Metrics, make)
+  static readonly layer = Layer.sync(Metrics, () => make())
+  static readonly layerWith = (options: MetricsOptions) => Layer.sync(Metrics, () => make(options))
   /** Same registry-backed implementation: metrics have no I/O, so tests use the real thing. */
   static readonly layerTest = Metrics.layer
 }
