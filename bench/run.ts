@@ -1,8 +1,9 @@
 // The one runner behind `make bench`: every scenario with its baselines interleaved in the same run, then
 // bench/results/<date>.json, latest.json, latest.md (tables) and latest.svg (chart of the ratios).
 //
-//   node bench/run.ts [--only tcp,mysql,pg,http] [--rounds 3] [--duration 4] [--warmup 1]
+//   node bench/run.ts [--only tcp,mysql,pg,http,smtp] [--rounds 3] [--duration 4] [--warmup 1]
 //                     [--mysql-duration 3] [--mysql-clients 1,10,50] [--pg-args="--listener postgres"]
+//                     [--smtp-duration 3] [--smtp-connections 1,10]
 //                     [--http-args="..."] [--tcp-variants direct,polyproxy-1,...] [--tcp-workloads conn,echo,...]
 //                     [--proxy dist|src]
 //                     [--out bench/results] [--cpu-prof DIR]
@@ -16,6 +17,7 @@ import { join, relative, resolve } from "node:path"
 import { parseArgs } from "node:util"
 import { makeTempDir, removeTempDir } from "../spec/support/backends/local.ts"
 import { MYSQL_VARIANTS, type MysqlVariantName, plannedMysqlSeconds, runMysqlScenario } from "./mysql/scenario.ts"
+import { plannedSmtpSeconds, runSmtpScenario, SMTP_VARIANTS, type SmtpVariantName } from "./smtp/scenario.ts"
 import type { Measurement, ScenarioResult, Workload } from "./support/interleave.ts"
 import { defaultEntry, type ProxyEntry, repoRoot, staleDistWarning } from "./support/polyproxy.ts"
 import { installExitHooks, killEverything, machineInfo, onExit, runBounded } from "./support/process.ts"
@@ -30,7 +32,7 @@ import {
 } from "./support/report.ts"
 import { plannedTcpSeconds, runTcpScenario, TCP_VARIANTS, TCP_WORKLOADS, type TcpVariantName } from "./tcp/scenario.ts"
 
-const SCENARIOS = ["tcp", "mysql", "pg", "http"] as const
+const SCENARIOS = ["tcp", "mysql", "pg", "http", "smtp"] as const
 type ScenarioName = (typeof SCENARIOS)[number]
 
 interface Options {
@@ -43,6 +45,8 @@ interface Options {
   readonly tcpWorkloads: readonly string[]
   readonly mysqlDuration: number
   readonly mysqlClients: readonly number[]
+  readonly smtpDuration: number
+  readonly smtpConnections: readonly number[]
   readonly pgArgs: readonly string[]
   readonly httpArgs: readonly string[]
   readonly proxy: ProxyEntry
@@ -50,8 +54,9 @@ interface Options {
   readonly cpuProfDir: string | undefined
 }
 
-const usage = `usage: node bench/run.ts [--only tcp,mysql,pg,http] [--rounds N] [--duration S] [--warmup S]
+const usage = `usage: node bench/run.ts [--only tcp,mysql,pg,http,smtp] [--rounds N] [--duration S] [--warmup S]
                          [--mysql-duration S] [--mysql-clients 1,10,50] [--pg-args="ARGS"] [--http-args="ARGS"]
+                         [--smtp-duration S] [--smtp-connections 1,10]
                          [--tcp-variants ${TCP_VARIANTS.join(",")}]
                          [--tcp-workloads ${TCP_WORKLOADS.map((w) => w.id).join(",")}] [--proxy dist|src] [--out DIR]
                          [--cpu-prof DIR] [--smoke]`
@@ -89,6 +94,8 @@ const parseOptions = (argv: readonly string[]): Options => {
         "tcp-workloads": { type: "string", default: TCP_WORKLOADS.map((w) => w.id).join(",") },
         "mysql-duration": { type: "string", default: "3" },
         "mysql-clients": { type: "string", default: "1,10,50" },
+        "smtp-duration": { type: "string", default: "3" },
+        "smtp-connections": { type: "string", default: "1,10" },
         "pg-args": { type: "string", default: "--listener postgres" },
         "http-args": { type: "string", default: "" },
         proxy: { type: "string", default: defaultEntry() },
@@ -126,6 +133,8 @@ const parseOptions = (argv: readonly string[]): Options => {
     tcpWorkloads: smoke ? TCP_WORKLOADS.map((w) => w.id) : tcpWorkloads,
     mysqlDuration: positive("mysql-duration", String(values["mysql-duration"])),
     mysqlClients: list(String(values["mysql-clients"])).map((c) => positive("mysql-clients", c, true)),
+    smtpDuration: positive("smtp-duration", String(values["smtp-duration"])),
+    smtpConnections: list(String(values["smtp-connections"])).map((c) => positive("smtp-connections", c, true)),
     pgArgs: split(String(values["pg-args"])),
     httpArgs: split(String(values["http-args"])),
     proxy: proxy as ProxyEntry,
@@ -269,7 +278,7 @@ const pgScenario = (pgbench: { meta: Record<string, unknown>; runs: PgbenchRun[]
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Targets (issue 11, issue 4)
+// Targets (issue 11, issue 4, issue 6)
 
 interface Target {
   readonly name: string
@@ -294,7 +303,8 @@ const cpuOf = (r: ScenarioResult | undefined, workload: string, variant: string)
 const targets = (
   tcp: ScenarioResult | undefined,
   mysql: ScenarioResult | undefined,
-  pg: ScenarioResult | undefined
+  pg: ScenarioResult | undefined,
+  smtp: ScenarioResult | undefined
 ): Target[] => {
   const out: Target[] = []
   if (tcp?.compareTo === "haproxy") {
@@ -337,6 +347,18 @@ const targets = (
         `CPU: polyproxy ${cpuOf(pg, `${kind}-c10`, "polyproxy")}, PgBouncer ${cpuOf(pg, `${kind}-c10`, "pgbouncer")}`
     })
   }
+  for (const size of ["1k", "64k"]) {
+    const s = findSummary(smtp, `${size}-c10`, "polyproxy")
+    if (s === undefined) continue
+    out.push({
+      name: `smtp ${size === "1k" ? "1 KB" : "64 KB"} messages/s at 10 connections: polyproxy ÷ direct`,
+      ratio: s.vsReference,
+      target: 0.9,
+      detail:
+        `HAProxy ÷ direct ${ratioText(findSummary(smtp, `${size}-c10`, "haproxy")?.vsReference)}; ` +
+        `CPU: polyproxy ${cpuOf(smtp, `${size}-c10`, "polyproxy")}, HAProxy ${cpuOf(smtp, `${size}-c10`, "haproxy")}`
+    })
+  }
   return out
 }
 
@@ -346,7 +368,8 @@ const targets = (
 const chartPanels = (
   tcp: ScenarioResult | undefined,
   mysql: ScenarioResult | undefined,
-  pg: ScenarioResult | undefined
+  pg: ScenarioResult | undefined,
+  smtp: ScenarioResult | undefined
 ): ChartPanel[] => {
   const panels: ChartPanel[] = []
   const labelOf = (r: ScenarioResult, name: string) => r.variants.find((v) => v.name === name)?.label ?? name
@@ -386,6 +409,12 @@ const chartPanels = (
     panels.push({
       title: "PostgreSQL: TPS ÷ direct",
       groups: groups(pg, "reference", (w) => (w.id.endsWith("-c10") ? 0.9 : undefined))
+    })
+  }
+  if (smtp !== undefined) {
+    panels.push({
+      title: "SMTP: messages/s ÷ direct",
+      groups: groups(smtp, "reference", (w) => (w.id.endsWith("-c10") ? 0.9 : undefined))
     })
   }
   return panels
@@ -471,8 +500,18 @@ const main = async (): Promise<number> => {
       })
     : 0
   const pgPlan = want("pg") ? plannedPgSeconds(opts.pgArgs) : 0
+  const smtpPlan = want("smtp")
+    ? plannedSmtpSeconds({
+        rounds: opts.rounds,
+        duration: opts.smtpDuration,
+        warmup: opts.warmup,
+        connections: opts.smtpConnections,
+        variants: SMTP_VARIANTS
+      })
+    : 0
   const httpLimit = 30 * 60
-  const plannedSeconds = tcpPlan + mysqlPlan + pgPlan + (want("http") && existsSync(httpScript) ? 600 : 0) + 10
+  const plannedSeconds =
+    tcpPlan + mysqlPlan + pgPlan + smtpPlan + (want("http") && existsSync(httpScript) ? 600 : 0) + 10
   // A hard bound on the whole run: whatever hangs, every child dies and the process exits. The smoke's is its budget.
   const hardLimitSeconds = opts.smoke ? 45 : Math.round(plannedSeconds * 1.5 + 300)
   const hardLimit = setTimeout(() => {
@@ -533,6 +572,27 @@ const main = async (): Promise<number> => {
         failed = true
         skipped.mysql = `failed: ${(error as Error).message}`
         log(`mysql scenario failed: ${(error as Error).message}`)
+      }
+    }
+    if (want("smtp")) {
+      try {
+        mkdirSync(join(dir, "smtp"), { recursive: true })
+        scenarios.smtp = await runSmtpScenario({
+          entry: opts.proxy,
+          dir: join(dir, "smtp"),
+          rounds: opts.rounds,
+          duration: opts.smtpDuration,
+          warmup: opts.warmup,
+          connections: opts.smtpConnections,
+          variants: SMTP_VARIANTS as readonly SmtpVariantName[],
+          cpuProfDir: opts.cpuProfDir,
+          lifetimeSeconds: hardLimitSeconds + 60,
+          log
+        })
+      } catch (error) {
+        failed = true
+        skipped.smtp = `failed: ${(error as Error).message}`
+        log(`smtp scenario failed: ${(error as Error).message}`)
       }
     }
     if (want("pg")) {
@@ -597,7 +657,7 @@ const main = async (): Promise<number> => {
       scenarios,
       summaries: Object.fromEntries(Object.entries(scenarios).map(([k, r]) => [k, summarize(r)])),
       skipped,
-      targets: targets(scenarios.tcp, scenarios.mysql, scenarios.pg),
+      targets: targets(scenarios.tcp, scenarios.mysql, scenarios.pg, scenarios.smtp),
       extra
     }
     let md = renderMarkdown(summary, String(summary.meta.command))
@@ -607,7 +667,7 @@ const main = async (): Promise<number> => {
     const svg = renderSvg(
       "polyproxy: throughput ratios",
       `${machine.date.slice(0, 16).replace("T", " ")} UTC · ${machine.nproc} shared cores · ${String(summary.meta.command)}`,
-      chartPanels(scenarios.tcp, scenarios.mysql, scenarios.pg)
+      chartPanels(scenarios.tcp, scenarios.mysql, scenarios.pg, scenarios.smtp)
     )
     mkdirSync(opts.outDir, { recursive: true })
     const stamp = `${machine.date.slice(0, 19).replaceAll(":", "-")}Z`
