@@ -6,6 +6,7 @@ import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { closedPort as freePort } from "../support/net.ts"
 import { eventually } from "../support/proxy.ts"
 
 const cli = path.resolve("src/cli.ts")
@@ -22,14 +23,6 @@ const named = async (name: string) => {
   await new Promise<void>((r) => s.listen(0, "127.0.0.1", r))
   servers.push(s)
   return (s.address() as net.AddressInfo).port
-}
-
-const freePort = async () => {
-  const s = net.createServer()
-  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r))
-  const p = (s.address() as net.AddressInfo).port
-  await new Promise((r) => s.close(r))
-  return p
 }
 
 const config = (backend: number, listenPort: number, extra = "") => `admin: { host: 127.0.0.1, port: 0 }

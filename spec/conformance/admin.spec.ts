@@ -2,6 +2,7 @@
 import * as net from "node:net"
 import { afterAll, describe, expect, it } from "vitest"
 import { Resolver } from "../../src/services/Resolver.ts"
+import { ping } from "../support/net.ts"
 import { startTestProxy, type TestProxy } from "../support/proxy.ts"
 
 let proxy: TestProxy
@@ -12,17 +13,6 @@ afterAll(async () => {
   await proxy?.stop()
   backend?.close()
 })
-
-const ping = (port: number) =>
-  new Promise<string>((resolve) => {
-    const s = net.connect(port, "127.0.0.1", () => s.write("ping"))
-    s.once("data", (d) => {
-      resolve(String(d))
-      s.destroy()
-    })
-    s.once("close", () => resolve("closed"))
-    s.once("error", () => resolve("closed"))
-  })
 
 const admin = (path: string, init: RequestInit = {}, token = "s3cret") =>
   fetch(`${proxy.adminUrl}${path}`, { ...init, headers: { authorization: `Bearer ${token}` } })

@@ -24,6 +24,7 @@ import { ResolveError } from "../../src/domain/ResolveError.ts"
 import { keepRefusingMs } from "../../src/listeners/mongodb/refusing.ts"
 import { Resolver } from "../../src/services/Resolver.ts"
 import { backendProvider, type Certs, type MongoServer, makeCerts, startMongo } from "../support/backends/index.ts"
+import { closedPort } from "../support/net.ts"
 import { eventually, startTestProxy, type TestProxy } from "../support/proxy.ts"
 
 let congo1: MongoServer // tenant1 (and the defaultRoute of the routing-key proxies)
@@ -37,14 +38,6 @@ let tlsFrontSessions = 0
 
 /** timeouts.handshake: idle connections that name no database are closed at 3/4 of it (1.5 s here). */
 const handshakeSeconds = 2
-
-const closedPort = async () => {
-  const s = net.createServer()
-  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r))
-  const port = (s.address() as net.AddressInfo).port
-  await new Promise((r) => s.close(r))
-  return port
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 

@@ -25,6 +25,7 @@ import { ResolveError } from "../../src/domain/ResolveError.ts"
 import { Resolver } from "../../src/services/Resolver.ts"
 import { backendProvider, type MariaDbServer, startMariaDb } from "../support/backends/index.ts"
 import { type Certs, makeCerts } from "../support/certs.ts"
+import { closedPort } from "../support/net.ts"
 import { eventually, startTestProxy, type TestProxy } from "../support/proxy.ts"
 
 let db1: MariaDbServer // appdb, otherdb; serves TLS (otherdb is reached over TLS) and has the REQUIRE SSL user
@@ -40,14 +41,6 @@ const consoleError = console.error
 console.error = (...args: unknown[]) => {
   if (String(args[0]).includes("out of order")) sequenceWarnings.push(String(args[0]))
   consoleError(...args)
-}
-
-const closedPort = async () => {
-  const s = net.createServer()
-  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r))
-  const port = (s.address() as net.AddressInfo).port
-  await new Promise((r) => s.close(r))
-  return port
 }
 
 beforeAll(async () => {

@@ -11,6 +11,7 @@ import { ResolveError } from "../../src/domain/ResolveError.ts"
 import { Resolver } from "../../src/services/Resolver.ts"
 import { type PostgresServer, startPostgres } from "../support/backends/index.ts"
 import { type Certs, makeCerts } from "../support/certs.ts"
+import { closedPort } from "../support/net.ts"
 import { eventually, startTestProxy, type TestProxy } from "../support/proxy.ts"
 
 let db1: PostgresServer // appdb, otherdb; serves TLS so the proxy can dial it with upstream TLS
@@ -18,14 +19,6 @@ let db2: PostgresServer // seconddb: another server, to prove per-database routi
 let certs: Certs
 let proxy: TestProxy
 let deadPort: number
-
-const closedPort = async () => {
-  const s = net.createServer()
-  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r))
-  const port = (s.address() as net.AddressInfo).port
-  await new Promise((r) => s.close(r))
-  return port
-}
 
 beforeAll(async () => {
   ;[db1, db2, certs] = await Promise.all([

@@ -5,6 +5,7 @@ import { afterAll, describe, expect, it } from "vitest"
 import { ResolveError } from "../../src/domain/ResolveError.ts"
 import { Resolver } from "../../src/services/Resolver.ts"
 import { type PostgresServer, startPostgres } from "../support/backends/index.ts"
+import { echoServer, closedPort as freePort, ping } from "../support/net.ts"
 import { eventually, startTestProxy, type TestProxy } from "../support/proxy.ts"
 
 const cleanup: Array<() => Promise<unknown> | unknown> = []
@@ -12,31 +13,7 @@ afterAll(async () => {
   for (const c of cleanup.reverse()) await c()
 })
 
-const freePort = async () => {
-  const s = net.createServer()
-  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r))
-  const port = (s.address() as net.AddressInfo).port
-  await new Promise((r) => s.close(r))
-  return port
-}
-
-const echoServer = async (port = 0) => {
-  const s = net.createServer((c) => c.pipe(c))
-  await new Promise<void>((r) => s.listen(port, "127.0.0.1", r))
-  return s
-}
-
 /** One raw round trip through the proxy; resolves "closed" when the proxy closes without answering. */
-const ping = (port: number) =>
-  new Promise<string>((resolve) => {
-    const s = net.connect(port, "127.0.0.1", () => s.write("ping"))
-    s.once("data", (d) => {
-      resolve(String(d))
-      s.destroy()
-    })
-    s.once("close", () => resolve("closed"))
-    s.once("error", () => resolve("closed"))
-  })
 
 describe("cold start", () => {
   let sleepy: PostgresServer | undefined

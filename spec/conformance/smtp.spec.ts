@@ -16,6 +16,7 @@ import { Log } from "../../src/services/Log.ts"
 import { Resolver } from "../../src/services/Resolver.ts"
 import { type SmtpSink, startSmtpSink } from "../support/backends/smtp.ts"
 import { type Certs, makeCerts } from "../support/certs.ts"
+import { closedPort } from "../support/net.ts"
 import { eventually, startTestProxy, type TestProxy } from "../support/proxy.ts"
 
 let certs: Certs
@@ -36,14 +37,6 @@ const listen = async (server: net.Server) => {
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r))
   rawServers.push(server)
   return (server.address() as net.AddressInfo).port
-}
-
-const closedPort = async () => {
-  const s = net.createServer()
-  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r))
-  const port = (s.address() as net.AddressInfo).port
-  await new Promise((r) => s.close(r))
-  return port
 }
 
 const resolverFor = (table: Record<string, { endpoint: string; metadata?: Record<string, unknown> }>) =>

@@ -3,6 +3,10 @@ import { serialize } from "bson"
 import fc from "fast-check"
 import type { Decoded } from "../../../src/codec/mongo/index.ts"
 
+import { decodeAll, feedByteByByte } from "../support.ts"
+
+export { decodeAll, feedByteByByte }
+
 /** A message with the header written as given (right or wrong) and `rest` after it. */
 export const message = (length: number, requestId: number, opCode: number, rest: Uint8Array = new Uint8Array()) => {
   const out = Buffer.alloc(16 + rest.length)
@@ -43,24 +47,6 @@ export const sequenceSection = (identifier: string, docs: ReadonlyArray<Record<s
   const size = 4 + id.length + bytes.reduce((n, b) => n + b.length, 0)
   return Buffer.concat([Buffer.from([1]), int32(size), id, ...bytes])
 }
-
-/** Decodes frame after frame using `size`, as the listener does; throws on anything but whole frames. */
-export const decodeAll = <A>(buf: Buffer, decode: (buf: Buffer) => Decoded<A>): A[] => {
-  const values: A[] = []
-  let rest = buf
-  while (rest.length > 0) {
-    const result = decode(rest)
-    if (result._tag !== "Frame")
-      throw new Error(`expected a frame at byte ${buf.length - rest.length}: ${JSON.stringify(result)}`)
-    values.push(result.value)
-    rest = rest.subarray(result.size)
-  }
-  return values
-}
-
-/** Feeds `bytes` one at a time, as the slowest network would; returns every result along the way. */
-export const feedByteByByte = <A>(bytes: Buffer, decode: (buf: Buffer) => Decoded<A>): Decoded<A>[] =>
-  Array.from({ length: bytes.length }, (_, i) => decode(bytes.subarray(0, i + 1)))
 
 /** Byte by byte: Need (never asking past the frame) until exactly `size` bytes, then that Frame. */
 export const checkByteByByte = <A>(bytes: Buffer, decode: (buf: Buffer) => Decoded<A>, size = bytes.length) => {

@@ -3,6 +3,10 @@ import { createRequire } from "node:module"
 import { dirname, join } from "node:path"
 import type { Decoded } from "../../../src/codec/mysql/index.ts"
 
+import { decodeAll, feedByteByByte } from "../support.ts"
+
+export { decodeAll, feedByteByByte }
+
 /** A packet header written as given (right or wrong) in front of `payload`. */
 export const rawPacket = (payload: Uint8Array, sequenceId: number, length: number = payload.length): Buffer => {
   const out = Buffer.alloc(4 + payload.length)
@@ -11,25 +15,6 @@ export const rawPacket = (payload: Uint8Array, sequenceId: number, length: numbe
   out.set(payload, 4)
   return out
 }
-
-/** Decodes frame after frame using `size`, as a listener does; throws on anything but whole frames. */
-export const decodeAll = <A>(buf: Buffer, decode: (buf: Buffer) => Decoded<A>): A[] => {
-  const values: A[] = []
-  let rest = buf
-  while (rest.length > 0) {
-    const result = decode(rest)
-    if (result._tag !== "Frame") {
-      throw new Error(`expected a frame at byte ${buf.length - rest.length}: ${JSON.stringify(result)}`)
-    }
-    values.push(result.value)
-    rest = rest.subarray(result.size)
-  }
-  return values
-}
-
-/** Feeds every prefix of `bytes`, as the slowest network would; returns each result. */
-export const feedByteByByte = <A>(bytes: Buffer, decode: (buf: Buffer) => Decoded<A>): Decoded<A>[] =>
-  Array.from({ length: bytes.length }, (_, i) => decode(bytes.subarray(0, i + 1)))
 
 /** Every prefix but the last answers Need (never asking past the end), and the whole answers a Frame of its size. */
 export const expectNeedThenFrame = <A>(bytes: Buffer, decode: (buf: Buffer) => Decoded<A>): A => {

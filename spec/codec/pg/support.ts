@@ -2,6 +2,10 @@
 import { createServer, type Socket } from "node:net"
 import type { Decoded } from "../../../src/codec/pg/index.ts"
 
+import { decodeAll, feedByteByByte } from "../support.ts"
+
+export { decodeAll, feedByteByByte }
+
 /** An int32 length and code followed by `body`, with the length written as given (right or wrong). */
 export const packet = (length: number, code: number, body: Uint8Array = new Uint8Array()): Buffer => {
   const out = Buffer.alloc(8 + body.length)
@@ -25,24 +29,6 @@ export const int32 = (...values: number[]): Buffer => {
   for (const [i, value] of values.entries()) out.writeInt32BE(value, 4 * i)
   return out
 }
-
-/** Decodes frame after frame using `size`, as a listener does; throws on anything but whole frames. */
-export const decodeAll = <A>(buf: Buffer, decode: (buf: Buffer) => Decoded<A>): A[] => {
-  const values: A[] = []
-  let rest = buf
-  while (rest.length > 0) {
-    const result = decode(rest)
-    if (result._tag !== "Frame")
-      throw new Error(`expected a frame at byte ${buf.length - rest.length}: ${JSON.stringify(result)}`)
-    values.push(result.value)
-    rest = rest.subarray(result.size)
-  }
-  return values
-}
-
-/** Feeds `bytes` one at a time, as the slowest network would; returns every result along the way. */
-export const feedByteByByte = <A>(bytes: Buffer, decode: (buf: Buffer) => Decoded<A>): Decoded<A>[] =>
-  Array.from({ length: bytes.length }, (_, i) => decode(bytes.subarray(0, i + 1)))
 
 /** The check every decoder result must pass whatever the input. */
 export const wellFormed = <A>(result: Decoded<A>, inputLength: number): boolean => {

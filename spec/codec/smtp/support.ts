@@ -1,20 +1,9 @@
 // Helpers shared by the smtp codec specs.
 import type { Decoded } from "../../../src/codec/smtp/index.ts"
 
-/** Decodes frame after frame using `size`, as a listener does; throws on anything but whole frames. */
-export const decodeAll = <A>(buf: Buffer, decode: (buf: Buffer) => Decoded<A>): A[] => {
-  const values: A[] = []
-  let rest = buf
-  while (rest.length > 0) {
-    const result = decode(rest)
-    if (result._tag !== "Frame") {
-      throw new Error(`expected a frame at byte ${buf.length - rest.length}: ${JSON.stringify(result)}`)
-    }
-    values.push(result.value)
-    rest = rest.subarray(result.size)
-  }
-  return values
-}
+import { decodeAll } from "../support.ts"
+
+export { decodeAll }
 
 /** Feeds `buf` one byte more at a time and returns the first non-Need answer with the length it took. */
 export const feedByteByByte = <A>(buf: Buffer, decode: (buf: Buffer) => Decoded<A>) => {

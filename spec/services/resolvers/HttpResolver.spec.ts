@@ -12,6 +12,7 @@ import {
   parseAnswer,
   parseRetryAfter
 } from "../../../src/services/resolvers/HttpResolver.ts"
+import { closedPort } from "../../support/net.ts"
 import { startTestProxy } from "../../support/proxy.ts"
 
 interface Seen {
@@ -388,15 +389,6 @@ describe("HttpResolver: pure parts", () => {
 })
 
 const sleep = (ms: number) => new Promise((res) => setTimeout(res, ms))
-
-const closedPort = () =>
-  new Promise<number>((res) => {
-    const s = net.createServer()
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as net.AddressInfo).port
-      s.close(() => res(port))
-    })
-  })
 
 const roundTrip = (port: number, text: string) =>
   new Promise<string>((res, rej) => {

@@ -19,6 +19,7 @@ import {
 import { SharedCache } from "../../../src/services/SharedCache.ts"
 import { SsrfGuard } from "../../../src/services/SsrfGuard.ts"
 import { type RedisServer, startRedis } from "../../support/backends/index.ts"
+import { closedPort } from "../../support/net.ts"
 import { startTestProxy } from "../../support/proxy.ts"
 
 const password = "s3cret:with@odd/chars"
@@ -394,15 +395,6 @@ const startRelay = async (host: string, port: number) => {
 }
 
 const sleep = (ms: number) => new Promise((res) => setTimeout(res, ms))
-
-const closedPort = () =>
-  new Promise<number>((res) => {
-    const s = net.createServer()
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as net.AddressInfo).port
-      s.close(() => res(port))
-    })
-  })
 
 const roundTrip = (port: number, text: string) =>
   new Promise<string>((res, rej) => {
