@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # The Debian packages that the conformance specs' local servers need (PostgreSQL, MariaDB, Redis, openssl for the
-# test certificates, and HAProxy, which the PROXY protocol spec puts in front of polyproxy).
+# test certificates, HAProxy, which the PROXY protocol spec puts in front of polyproxy, and Chromium, which the admin
+# dashboard spec drives through playwright-core).
 exec bash "$(dirname "$0")/apt-ensure.sh" install-test-deps \
-  postgresql postgresql-contrib mariadb-server redis-server openssl haproxy
+  postgresql postgresql-contrib mariadb-server redis-server openssl haproxy chromium

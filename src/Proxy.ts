@@ -6,7 +6,9 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Scope from "effect/Scope"
 import { startAdmin } from "./admin/AdminServer.ts"
+import { mergeStats, processView, redactConfig, version } from "./admin/dashboard/data.ts"
 import type { Config, ListenerName } from "./config/Config.ts"
+import { formatEndpoint } from "./domain/Endpoint.ts"
 import { type ProxyError, proxyError } from "./domain/ProxyError.ts"
 import { Admission } from "./listeners/Admission.ts"
 import { startHttpListener } from "./listeners/http/HttpListener.ts"
@@ -192,11 +194,23 @@ export const startProxy = Effect.fnUntraced(function* (
   const cache = yield* RoutingCache
   const resolver = yield* Resolver
   const coldStart = yield* ColdStart
+  /** The backend a resource's cached route points at, for the dashboard (no lookup when none is cached). */
+  const cachedBackend = (resourceId: string) => {
+    const cached = Effect.runSync(cache.peek(resourceId))
+    return (
+      cached && {
+        backend: formatEndpoint(cached.route.endpoint),
+        address: `${cached.target.ip}:${cached.target.port}`
+      }
+    )
+  }
   const ops: AdminOps = {
     backends: () => breaker.snapshot(),
     stats: async () => ({
       pid: process.pid,
       connections: Object.fromEntries(listeners.map((l) => [l.name, l.open()])),
+      // Per-listener totals and the busiest resources (the dashboard's; counted now, one pass over open connections).
+      ...processView(listeners, cachedBackend),
       cache: await Effect.runPromise(cache.stats),
       coldStartWaiting: Object.fromEntries(coldStart.waiting()),
       resolver: await Effect.runPromise(resolver.getStats)
@@ -302,6 +316,15 @@ export const startProxy = Effect.fnUntraced(function* (
           purge: ops.purge,
           drain: ops.drain,
           reload: ops.reloadFromSource,
+          dashboard: async () => ({
+            version: version(),
+            now: Date.now(),
+            uptimeSeconds: Math.round(process.uptime()),
+            ready,
+            ...mergeStats([await ops.stats()]),
+            backends: ops.backends(),
+            config: redactConfig(current)
+          }),
           token: config.admin.token
         })
   if (admin) log.info("admin listening", { host: admin.host, port: admin.port, paths: "/healthz /readyz /metrics" })

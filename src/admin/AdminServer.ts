@@ -1,11 +1,15 @@
-// The admin endpoint: liveness, readiness with the bound ports, Prometheus metrics, and the operator's API
-// (backend health, stats, purge, drain). Bound to loopback by default; `admin.token` requires a bearer token on
-// everything but /healthz, /readyz and /metrics, which probes and scrapers call.
+// The admin endpoint: liveness, readiness with the bound ports, Prometheus metrics, the operator's API (backend
+// health, stats, purge, drain) and the dashboard page at GET /. Bound to loopback by default; `admin.token` requires a
+// bearer token on everything but /healthz, /readyz and /metrics, which probes and scrapers call. A browser gets the
+// token once from `GET /?token=…` as an HttpOnly cookie (see `authorized`).
 
+import { createHash, timingSafeEqual } from "node:crypto"
 import * as http from "node:http"
 import type * as net from "node:net"
 import * as Effect from "effect/Effect"
 import { type ProxyError, proxyError } from "../domain/ProxyError.ts"
+import type { Dashboard } from "./dashboard/data.ts"
+import { dashboardPage, pageHeaders, tokenPage } from "./dashboard/page.ts"
 
 export interface ListenerInfo {
   readonly host: string
@@ -32,6 +36,8 @@ export interface AdminState {
   readonly drain: () => MaybeAsync<void>
   /** Re-read the config file and apply it (hot reload); rejects with the reason when the new config is invalid. */
   readonly reload: () => MaybeAsync<unknown>
+  /** What the dashboard page polls (GET /admin/dashboard); gathered only when asked. */
+  readonly dashboard?: (() => MaybeAsync<Dashboard>) | undefined
   /** Bearer token for /admin/*; undefined = none required. */
   readonly token?: string | undefined
 }
@@ -57,32 +63,111 @@ const reply = (res: http.ServerResponse, work: () => unknown) =>
     )
 
 const paths = [
+  "/ (dashboard)",
   "/healthz",
   "/readyz",
   "/metrics",
   "/admin/backends",
   "/admin/stats",
+  "/admin/dashboard",
   "POST /admin/purge?id=",
   "POST /admin/drain"
 ]
 
-const handle = (state: AdminState) => (req: http.IncomingMessage, res: http.ServerResponse) => {
-  const url = new URL(req.url ?? "/", "http://admin")
-  const path = url.pathname
-  const method = req.method ?? "GET"
-  if (
-    path.startsWith("/admin/") &&
-    state.token !== undefined &&
-    req.headers.authorization !== `Bearer ${state.token}`
-  ) {
-    res.setHeader("www-authenticate", 'Bearer realm="polyproxy admin"')
-    return json(res, 401, { error: "a bearer token is required (admin.token)" })
+const digest = (text: string) => createHash("sha256").update(text).digest()
+
+/** Same time whatever the guess: compares digests, so neither the length nor a prefix leaks. */
+const sameSecret = (given: string | undefined, expected: Buffer) =>
+  given !== undefined && timingSafeEqual(digest(given), expected)
+
+/** The header the dashboard's script adds to its calls: a cross-site page cannot send it without a CORS preflight. */
+export const dashboardHeader = "x-polyproxy-dashboard"
+
+/** Cookies are per host, not per port: one name per admin port, so two proxies on one host keep their own. */
+const cookieName = (req: http.IncomingMessage) => `polyproxy_admin_${req.socket.localPort ?? 0}`
+
+const cookie = (req: http.IncomingMessage, name: string): string | undefined => {
+  for (const part of (req.headers.cookie ?? "").split(";")) {
+    const eq = part.indexOf("=")
+    if (eq > 0 && part.slice(0, eq).trim() === name) {
+      try {
+        return decodeURIComponent(part.slice(eq + 1).trim())
+      } catch {
+        return undefined
+      }
+    }
   }
+  return undefined
+}
+
+/**
+ * With `admin.token`: `Authorization: Bearer <token>` everywhere, or the dashboard's cookie. The cookie (HttpOnly,
+ * SameSite=Strict, set by `GET /?token=`) opens the page itself; on /admin/* it counts only with the dashboard's
+ * header as well, so another site cannot make the browser purge or drain (CSRF).
+ */
+const authorized = (req: http.IncomingMessage, path: string, token: Buffer | undefined): boolean => {
+  if (token === undefined) return true
+  const auth = req.headers.authorization
+  if (auth?.startsWith("Bearer ") && sameSecret(auth.slice(7), token)) return true
+  if (path.startsWith("/admin/") && req.headers[dashboardHeader] === undefined) return false
+  return sameSecret(cookie(req, cookieName(req)), token)
+}
+
+const html = (res: http.ServerResponse, status: number, body: string) => {
+  res.writeHead(status, { ...pageHeaders, "content-length": Buffer.byteLength(body) })
+  res.end(body)
+}
+
+/** GET /: the page; `?token=` is checked, kept as a cookie and taken out of the address bar by a redirect. */
+const page = (state: AdminState, token: Buffer | undefined, req: http.IncomingMessage, res: http.ServerResponse) => {
+  const given = new URL(req.url ?? "/", "http://admin").searchParams.get("token")
+  if (given !== null) {
+    if (token !== undefined && !sameSecret(given, token)) return html(res, 401, tokenPage("That token is not right."))
+    const headers: http.OutgoingHttpHeaders = { location: "/", "cache-control": "no-store", "content-length": 0 }
+    if (token !== undefined) {
+      headers["set-cookie"] = `${cookieName(req)}=${encodeURIComponent(given)}; Path=/; HttpOnly; SameSite=Strict`
+    }
+    res.writeHead(303, headers)
+    return res.end()
+  }
+  if (!authorized(req, "/", token)) return html(res, 401, tokenPage())
+  if (state.dashboard === undefined) return json(res, 404, { error: "no dashboard here" })
+  return html(res, 200, dashboardPage)
+}
+
+const handle = (state: AdminState) => {
+  const token = state.token === undefined ? undefined : digest(state.token)
+  return (req: http.IncomingMessage, res: http.ServerResponse) => {
+    const url = new URL(req.url ?? "/", "http://admin")
+    const path = url.pathname
+    const method = req.method ?? "GET"
+    if (path.startsWith("/admin/") && !authorized(req, path, token)) {
+      res.setHeader("www-authenticate", 'Bearer realm="polyproxy admin"')
+      return json(res, 401, { error: "a bearer token is required (admin.token)" })
+    }
+    return route(state, token, url, path, method, req, res)
+  }
+}
+
+const route = (
+  state: AdminState,
+  token: Buffer | undefined,
+  url: URL,
+  path: string,
+  method: string,
+  req: http.IncomingMessage,
+  res: http.ServerResponse
+) => {
   const post = path === "/admin/purge" || path === "/admin/drain" || path === "/admin/reload"
   if (post ? method !== "POST" : method !== "GET" && method !== "HEAD") {
     return json(res, 405, { error: `${method} not allowed on ${path}` })
   }
   switch (path) {
+    case "/":
+      return page(state, token, req, res)
+    case "/admin/dashboard":
+      if (state.dashboard === undefined) return json(res, 404, { error: "no dashboard here" })
+      return reply(res, state.dashboard)
     case "/healthz":
       return json(res, 200, { status: "ok" })
     case "/readyz": {

@@ -8,9 +8,11 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Metric from "effect/Metric"
 import { startAdmin } from "../admin/AdminServer.ts"
+import { mergeBackends, mergeStats, redactConfig, version } from "../admin/dashboard/data.ts"
 import type { Config } from "../config/Config.ts"
 import { envName } from "../config/env.ts"
 import type { VettedEndpoint } from "../domain/Endpoint.ts"
+import type { BackendHealth } from "../services/CircuitBreaker.ts"
 import { makeLog } from "../services/Log.ts"
 import { metricsText } from "../services/Metrics.ts"
 import { sumPrometheus } from "./aggregate.ts"
@@ -83,6 +85,8 @@ const startPrimary = (
   let nextId = 1
   let stopping = false
   let draining = false
+  /** The config the dashboard shows: the file as last loaded (each worker applies it itself). */
+  let shownConfig = config
 
   const refreshGauge = () => workersUp.updateUnsafe(slots.filter((s) => s.ready).length, ctx)
 
@@ -195,8 +199,9 @@ const startPrimary = (
       : Effect.runFork(
           Effect.scoped(
             Effect.gen(function* () {
+              const ready = () => !stopping && !draining && slots.every((s) => s.ready)
               const admin = yield* startAdmin(config.admin!.host, config.admin!.port, {
-                ready: () => !stopping && !draining && slots.every((s) => s.ready),
+                ready,
                 listeners: async () => {
                   const status = await askAll<Extract<FromWorker, { t: "status" }>>((id) => ({ t: "status?", id }))
                   const merged: Record<string, { host: string; port: number; open: number }> = {}
@@ -220,6 +225,19 @@ const startPrimary = (
                   await adminAll("drain")
                 },
                 reload: () => reload(),
+                // The workers' /admin/stats and breakers, summed: asked only while a dashboard polls.
+                dashboard: async () => {
+                  const [stats, backends] = await Promise.all([adminAll("stats"), adminAll("backends")])
+                  return {
+                    version: version(),
+                    now: Date.now(),
+                    uptimeSeconds: Math.round(process.uptime()),
+                    ready: ready(),
+                    ...mergeStats(stats),
+                    backends: mergeBackends(backends.filter((b): b is Array<BackendHealth> => Array.isArray(b))),
+                    config: redactConfig(shownConfig)
+                  }
+                },
                 token: config.admin!.token
               })
               log.info("admin listening", {
@@ -243,7 +261,7 @@ const startPrimary = (
   const reload = async () => {
     if (configSource === undefined) throw new Error("no config file to re-read (started without one)")
     try {
-      configSource()
+      shownConfig = configSource()
     } catch (e) {
       log.error("config reload refused, keeping the running config", { reason: (e as Error).message })
       throw e

@@ -52,6 +52,16 @@ export interface RunningListener {
   readonly whenIdle: () => Promise<void>
   /** Ends whatever is still open (after the drain deadline). */
   readonly destroyAll: () => void
+  /** For the admin dashboard, counted when asked (one pass over the open connections, nothing per connection). */
+  readonly census?: () => ListenerCensus
+}
+
+export interface ListenerCensus {
+  /** Open connections per resource, once identified. */
+  readonly resources: ReadonlyMap<string, number>
+  /** Bytes the open connections' client sockets have read and written so far (not yet in the byte counters). */
+  readonly bytesRead: number
+  readonly bytesWritten: number
 }
 
 /** TCP keep-alive probes after this much silence, on both sides: finds peers that vanished without a FIN. */
@@ -480,6 +490,17 @@ export const startListener = Effect.fnUntraced(function* (
     destroyAll: () => {
       for (const fiber of handshakes) fiber.interruptUnsafe()
       for (const socket of open.keys()) socket.destroy()
+    },
+    census: () => {
+      const resources = new Map<string, number>()
+      let bytesRead = 0
+      let bytesWritten = 0
+      for (const [socket, resource] of open) {
+        bytesRead += socket.bytesRead
+        bytesWritten += socket.bytesWritten
+        if (resource !== "") resources.set(resource, (resources.get(resource) ?? 0) + 1)
+      }
+      return { resources, bytesRead, bytesWritten }
     }
   }
   yield* Effect.addFinalizer(() =>

@@ -5,6 +5,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import type { VettedEndpoint } from "../domain/Endpoint.ts"
 import { type ProxyError, proxyError } from "../domain/ProxyError.ts"
 import type { ResolveError } from "../domain/ResolveError.ts"
@@ -49,6 +50,8 @@ export class RoutingCache extends Context.Service<
      */
     readonly purgeLocal: (resourceId: string) => Effect.Effect<void>
     readonly stats: Effect.Effect<{ readonly hits: number; readonly misses: number; readonly size: number }>
+    /** The cached route of a resource, if one is cached now: no lookup, no hit or miss counted (admin dashboard). */
+    readonly peek: (resourceId: string) => Effect.Effect<CachedRoute | undefined>
   }
 >()("polyproxy/RoutingCache") {
   static readonly make = Effect.fnUntraced(function* (options: RoutingCacheOptions) {
@@ -146,7 +149,8 @@ export class RoutingCache extends Context.Service<
         ),
       purgeAll: Cache.invalidateAll(cache),
       purgeLocal: (resourceId) => Cache.invalidate(cache, resourceId),
-      stats: Effect.map(Cache.size(cache), (size) => ({ hits, misses, size }))
+      stats: Effect.map(Cache.size(cache), (size) => ({ hits, misses, size })),
+      peek: (resourceId) => Effect.map(Cache.getSuccess(cache, resourceId), Option.getOrUndefined)
     })
   })
 
