@@ -62,10 +62,11 @@ const usage = `usage: node load/run.ts --connections N [options]
   --max-kb-per-conn K        budget for the proxy's marginal RSS per connection at the top step (default 6)
   --steps a,b,…|auto         held-connection steps (auto: 10k, 50k, 100k, 200k, 400k, … below N, then N)
   --per-source N             connections per agent source address (default 10000; 0 = no bind, the kernel's choice)
-  --per-route N              postgres: connections per database/backend address (default 20000)
+  --per-route N              postgres: connections per database/backend address (default 10000)
   --concurrency N            connections each agent opens at once (default 256)
   --hold S                   seconds to hold the top step before the final check (default 5)
-  --sysctl auto|apply|skip   kernel settings (scripts/sysctl-load.sh): auto applies them only when N needs them
+  --sysctl auto|apply|skip   kernel settings (scripts/sysctl-load.sh, and net.core.netdev_max_backlog 65536 for
+                             keep-alive probe bursts): auto applies them only when N needs them
   --proxy dist|src|FILE      dist/cli.js (default; run make build), src/cli.ts, or another build's cli.js
   --out DIR                  results folder (default load/results)
   --fds-per-process N        descriptors planned per process (default 17000; the hard limit here is 20000)
@@ -115,7 +116,11 @@ const agentCount = remoteAgents > 0 ? remoteAgents : Math.max(1, intOpt("agents"
 const backendCount = Math.max(1, intOpt("backends", Math.ceil(N / fdsPer)))
 const maxKbPerConn = Number(opt("max-kb-per-conn", "6"))
 const perSource = intOpt("per-source", 10_000)
-const perRoute = Math.max(1, intOpt("per-route", 20_000))
+// The proxy dials every backend from 127.0.0.1 with a kernel-chosen port: connect() walks the ephemeral range past
+// the ports already used towards that address, so its cost grows with how full the range is for it (at 20k of the
+// default 28k per address, __inet_check_established took 55% of the machine's CPU and the 50k→100k step 70–90 s;
+// at 10k, 15 s). Keep each backend address at about a third of the default range.
+const perRoute = Math.max(1, intOpt("per-route", 10_000))
 const concurrency = Math.max(1, intOpt("concurrency", 256))
 const holdS = intOpt("hold", 5)
 const sysctlMode = opt("sysctl", "auto")
@@ -269,6 +274,32 @@ const main = async (): Promise<number> => {
       process.stdout.write(
         execFileSync("bash", [join(root, "scripts", "sysctl-load.sh"), "restore", state], { encoding: "utf8" })
       )
+    })
+  }
+  // Loopback's input backlog must hold a burst of keep-alive probes. The proxy turns TCP keep-alive on for both of its
+  // sockets of every connection (60 s idle, then libuv's 1 probe a second, 10 at most, then the kernel aborts the
+  // socket). The kernel's timer wheel fires 60-s timers in 2-s batches (HZ 250), so every connection opened in the same
+  // 2 s of the ramp probes in the same instant; on loopback each probe and its answer are queued on the sending CPU's
+  // input backlog (net.core.netdev_max_backlog, 1000 by default), and a burst of thousands overflows it: the probes are
+  // dropped, retried together a second later, dropped again, and after 10 s the proxy's kernel aborts the connection
+  // (TCPAbortOnTimeout) with an RST that is dropped the same way, leaving the agent and the backend a half-open socket
+  // (a later dial that reuses the port meets it: TCPSYNChallenge, backend ECONNRESET). See load/README.md.
+  const backlogKey = "net.core.netdev_max_backlog"
+  const backlogWanted = 65_536
+  const backlogOld = Number(sysctl(backlogKey))
+  // Connections sit idle past 60 s once a run has several steps (N > 20k), a long hold, or heap snapshots.
+  const idlePastKeepAlive = N > 20_000 || holdS >= 30 || heapSnapshots
+  if (backlogOld < backlogWanted && (sysctlMode === "apply" || (sysctlMode === "auto" && idlePastKeepAlive))) {
+    const file = `/proc/sys/${backlogKey.replaceAll(".", "/")}`
+    try {
+      writeFileSync(file, `${backlogWanted}\n`)
+    } catch (e) {
+      die(`cannot raise ${backlogKey} (${(e as Error).message}): run as root, or pass --sysctl skip`)
+    }
+    log(`load: ${backlogKey}: ${backlogOld} -> ${backlogWanted} (keep-alive probe bursts on loopback)`)
+    onExit(() => {
+      writeFileSync(file, `${backlogOld}\n`)
+      process.stdout.write(`load: ${backlogKey}: ${backlogWanted} -> ${backlogOld} (restored)\n`)
     })
   }
   const [lo2, hi2] = sysctl("net.ipv4.ip_local_port_range").split(/\s+/).map(Number) as [number, number]
@@ -438,6 +469,23 @@ const main = async (): Promise<number> => {
   const base = await settledMemory(10_000)
   const baseKernel = kernelMemory()
   const baseTcp = tcpCounters()
+  /** The machine-wide TCP counters that moved since the baseline. */
+  const tcpMoved = (): Record<string, number> =>
+    Object.fromEntries(
+      Object.entries(tcpCounters())
+        .map(([k, v]) => [k, v - (baseTcp[k] ?? 0)] as const)
+        .filter(([, v]) => v !== 0)
+    )
+  const explainLoss = (tcp: Record<string, number>, errors: Record<string, number>, backendErrors: object) => {
+    log(`load: TCP counters moved since the baseline: ${JSON.stringify(tcp)}`)
+    log(`load: agents' errors ${JSON.stringify(errors)}, backends' errors ${JSON.stringify(backendErrors)}`)
+    if ((tcp.SoftnetDrops ?? 0) > 0) {
+      log(
+        `load: ${tcp.SoftnetDrops} packets were dropped at a full loopback input backlog (${backlogKey} = ` +
+          `${sysctl(backlogKey)}; ${tcp.TCPKeepAlive ?? 0} keep-alive probes sent): see load/README.md`
+      )
+    }
+  }
   log(
     `load: baseline at 0 connections: proxy RSS ${fmt(base.rss / MB, 1)} MB over ${base.processes.length} process(es) ` +
       `(PSS ${fmt(base.pss / MB, 1)} MB)`
@@ -679,11 +727,7 @@ const main = async (): Promise<number> => {
       backends: backendTotals(),
       proxyErrors: metricSamples(text, "polyproxy_errors_total"),
       conntrack: kernel.conntrack,
-      tcp: Object.fromEntries(
-        Object.entries(tcpCounters())
-          .map(([k, v]) => [k, v - (baseTcp[k] ?? 0)] as const)
-          .filter(([, v]) => v !== 0)
-      ),
+      tcp: tcpMoved(),
       cpuSeconds: {
         proxy: cpu1.proxy - cpu0.proxy,
         agents: cpu1.agents - cpu0.agents,
@@ -703,21 +747,23 @@ const main = async (): Promise<number> => {
     if (active !== step) failures.push(`step ${step}: the proxy reports ${active} active connections`)
     if (t.failed > 0) failures.push(`step ${step}: ${t.failed} connection(s) failed: ${JSON.stringify(t.errors)}`)
     if (t.lost > 0) failures.push(`step ${step}: ${t.lost} held connection(s) lost`)
-    if (t.failed + t.lost > 0 || active !== step) {
-      log(`load: TCP counters moved since the baseline: ${JSON.stringify(r.tcp)}`)
-      log(`load: agents' errors ${JSON.stringify(t.errors)}, backends' errors ${JSON.stringify(r.backends.errorCodes)}`)
-    }
+    if (t.failed + t.lost > 0 || active !== step) explainLoss(r.tcp, t.errors, r.backends.errorCodes)
     if (failures.length > 0) break
   }
 
   // Hold the top step, then check nothing was lost meanwhile.
+  let hold:
+    | { seconds: number; confirmed: number; lost: number; active: number; tcp: Record<string, number> }
+    | undefined
   if (failures.length === 0 && holdS > 0) {
     await sleep(holdS * 1000)
     const t = agentTotals()
     const active = metricValue(await metrics(), "polyproxy_connections_active", { listener: listenerName })
+    hold = { seconds: holdS, confirmed: t.confirmed, lost: t.lost, active, tcp: tcpMoved() }
     if (t.lost > 0) failures.push(`${t.lost} connection(s) lost while holding ${N} for ${holdS} s`)
     if (active !== N) failures.push(`after holding ${holdS} s the proxy reports ${active} active connections`)
     log(`load: held ${t.confirmed} connections for ${holdS} s: ${t.lost} lost, proxy active ${active}`)
+    if (t.lost > 0 || active !== N) explainLoss(hold.tcp, t.errors, backendTotals().errorCodes)
   }
 
   let heap: { bytesPerConn: number; top: Array<HeapGroup> } | undefined
@@ -792,11 +838,13 @@ const main = async (): Promise<number> => {
       sysctl: {
         ip_local_port_range: sysctl("net.ipv4.ip_local_port_range"),
         somaxconn: sysctl("net.core.somaxconn"),
-        tcp_max_syn_backlog: sysctl("net.ipv4.tcp_max_syn_backlog")
+        tcp_max_syn_backlog: sysctl("net.ipv4.tcp_max_syn_backlog"),
+        netdev_max_backlog: sysctl(backlogKey)
       }
     },
     baseline: { proxy: base, kernel: baseKernel },
     steps: results,
+    hold,
     heap,
     stopSeconds
   }

@@ -132,9 +132,22 @@ export const cpuSeconds = (pid: number): number => {
   }
 }
 
+/** Packets dropped because a CPU's input backlog was full (net.core.netdev_max_backlog), all CPUs: the second column
+ * of /proc/net/softnet_stat (hex). On loopback every packet of every socket here passes through that backlog. */
+export const softnetDrops = (): number => {
+  try {
+    return readFileSync("/proc/net/softnet_stat", "utf8")
+      .trim()
+      .split("\n")
+      .reduce((sum, line) => sum + Number.parseInt(line.split(/\s+/)[1] ?? "0", 16), 0)
+  } catch {
+    return 0
+  }
+}
+
 /** TCP counters of the whole machine (/proc/net/netstat TcpExt and /proc/net/snmp Tcp) that explain lost or refused
- * connections: listen-queue overflows, resets, aborts, SYN cookies. Differences between two samples are what count
- * (other work on the machine moves them too). */
+ * connections: listen-queue overflows, resets, aborts, keep-alive probes sent, SYN cookies; and SoftnetDrops (above).
+ * Differences between two samples are what count (other work on the machine moves them too). */
 export const tcpCounters = (): Record<string, number> => {
   const wanted = [
     "ListenOverflows",
@@ -144,6 +157,7 @@ export const tcpCounters = (): Record<string, number> => {
     "TCPAbortOnMemory",
     "TCPAbortOnTimeout",
     "TCPAbortFailed",
+    "TCPKeepAlive",
     "TCPMemoryPressures",
     "TCPChallengeACK",
     "TCPSYNChallenge",
@@ -160,7 +174,7 @@ export const tcpCounters = (): Record<string, number> => {
     "OutRsts",
     "InErrs"
   ]
-  const out: Record<string, number> = {}
+  const out: Record<string, number> = { SoftnetDrops: softnetDrops() }
   for (const file of ["/proc/net/netstat", "/proc/net/snmp"]) {
     let lines: Array<string> = []
     try {
