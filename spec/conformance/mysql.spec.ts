@@ -26,7 +26,7 @@ import { Resolver } from "../../src/services/Resolver.ts"
 import { backendProvider, type MariaDbServer, startMariaDb } from "../support/backends/index.ts"
 import { type Certs, makeCerts } from "../support/certs.ts"
 import { closedPort } from "../support/net.ts"
-import { eventually, startTestProxy, type TestProxy } from "../support/proxy.ts"
+import { eventually, startMtlsProxy, startTestProxy, type TestProxy } from "../support/proxy.ts"
 
 let db1: MariaDbServer // appdb, otherdb; serves TLS (otherdb is reached over TLS) and has the REQUIRE SSL user
 let db2: MariaDbServer // seconddb: another server, to prove per-database routing
@@ -598,30 +598,7 @@ describe("mysql listener: mTLS", () => {
   let mtls: TestProxy
   const subjects: Array<string | undefined> = []
   beforeAll(async () => {
-    mtls = await startTestProxy(
-      {
-        listeners: {
-          mysql: {
-            host: "127.0.0.1",
-            port: 0,
-            tls: {
-              cert: certs.server.certPath,
-              key: certs.server.keyPath,
-              ca: certs.ca.certPath,
-              requireClientCert: true
-            }
-          }
-        },
-        ssrf: { allow: ["127.0.0.0/8"] },
-        cache: { ttl: 0 }
-      },
-      Resolver.layerAsync({
-        resolve: (id, info) => {
-          subjects.push(info?.tlsSubject)
-          return id === "appdb" ? { endpoint: `127.0.0.1:${db1.port}` } : null
-        }
-      })
-    )
+    mtls = await startMtlsProxy("mysql", certs, `127.0.0.1:${db1.port}`, subjects)
   })
   afterAll(async () => mtls?.stop())
 

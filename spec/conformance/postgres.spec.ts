@@ -12,7 +12,7 @@ import { Resolver } from "../../src/services/Resolver.ts"
 import { type PostgresServer, startPostgres } from "../support/backends/index.ts"
 import { type Certs, makeCerts } from "../support/certs.ts"
 import { closedPort } from "../support/net.ts"
-import { eventually, startTestProxy, type TestProxy } from "../support/proxy.ts"
+import { eventually, startMtlsProxy, startTestProxy, type TestProxy } from "../support/proxy.ts"
 
 let db1: PostgresServer // appdb, otherdb; serves TLS so the proxy can dial it with upstream TLS
 let db2: PostgresServer // seconddb: another server, to prove per-database routing
@@ -339,30 +339,7 @@ describe("postgres listener: mTLS and routing keys", () => {
 
   it("requireClientCert accepts a client with a valid certificate and passes its subject to the resolver", async () => {
     const subjects: Array<string | undefined> = []
-    mtls = await startTestProxy(
-      {
-        listeners: {
-          postgres: {
-            host: "127.0.0.1",
-            port: 0,
-            tls: {
-              cert: certs.server.certPath,
-              key: certs.server.keyPath,
-              ca: certs.ca.certPath,
-              requireClientCert: true
-            }
-          }
-        },
-        ssrf: { allow: ["127.0.0.0/8"] },
-        cache: { ttl: 0 }
-      },
-      Resolver.layerAsync({
-        resolve: (id, info) => {
-          subjects.push(info?.tlsSubject)
-          return id === "appdb" ? { endpoint: `127.0.0.1:${db1.port}` } : null
-        }
-      })
-    )
+    mtls = await startMtlsProxy("postgres", certs, `127.0.0.1:${db1.port}`, subjects)
     const ssl = { ca: certs.ca.cert, cert: certs.client.cert, key: certs.client.key, servername: "localhost" }
     const r = await withClient("appdb", (c) => c.query("select 1 as ok"), { port: mtls.port("postgres"), ssl })
     expect(r.rows).toEqual([{ ok: 1 }])

@@ -23,3 +23,20 @@ export const ping = (port: number) =>
     s.once("close", () => resolve("closed"))
     s.once("error", () => resolve("closed"))
   })
+
+/** Writes `text` and resolves with what comes back once as many bytes arrived (or the peer closed). */
+export const roundTrip = (port: number, text: string) =>
+  new Promise<string>((res, rej) => {
+    const s = net.connect(port, "127.0.0.1")
+    let got = ""
+    s.on("data", (d) => {
+      got += d
+      if (got.length >= text.length) {
+        s.end()
+        res(got)
+      }
+    })
+    s.once("error", rej)
+    s.once("close", () => res(got))
+    s.write(text)
+  })

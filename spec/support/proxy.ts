@@ -4,7 +4,8 @@ import { decodeConfig } from "../../src/config/decode.ts"
 import { type ProxyHandle, runProxy } from "../../src/Proxy.ts"
 import type { Fields } from "../../src/services/Log.ts"
 import { Log } from "../../src/services/Log.ts"
-import type { Resolver } from "../../src/services/Resolver.ts"
+import { Resolver } from "../../src/services/Resolver.ts"
+import type { Certs } from "./certs.ts"
 
 export interface TestProxy {
   readonly handle: ProxyHandle
@@ -38,6 +39,41 @@ export const startTestProxy = async (
     stop: () => Effect.runPromise(Scope.close(scope, Exit.void))
   }
 }
+
+/**
+ * A proxy whose `listener` terminates TLS and requires a client certificate signed by `certs.ca`; its resolver sends
+ * "appdb" to `endpoint` and records each caller's certificate subject in `subjects`.
+ */
+export const startMtlsProxy = (
+  listener: string,
+  certs: Certs,
+  endpoint: string,
+  subjects: Array<string | undefined>
+): Promise<TestProxy> =>
+  startTestProxy(
+    {
+      listeners: {
+        [listener]: {
+          host: "127.0.0.1",
+          port: 0,
+          tls: {
+            cert: certs.server.certPath,
+            key: certs.server.keyPath,
+            ca: certs.ca.certPath,
+            requireClientCert: true
+          }
+        }
+      },
+      ssrf: { allow: ["127.0.0.0/8"] },
+      cache: { ttl: 0 }
+    },
+    Resolver.layerAsync({
+      resolve: (id, info) => {
+        subjects.push(info?.tlsSubject)
+        return id === "appdb" ? { endpoint } : null
+      }
+    })
+  )
 
 /** Polls `check` until it holds or `ms` pass. */
 export const eventually = async (check: () => boolean, ms = 5_000): Promise<void> => {

@@ -12,7 +12,7 @@ import {
   parseAnswer,
   parseRetryAfter
 } from "../../../src/services/resolvers/HttpResolver.ts"
-import { closedPort } from "../../support/net.ts"
+import { closedPort, roundTrip } from "../../support/net.ts"
 import { startTestProxy } from "../../support/proxy.ts"
 
 interface Seen {
@@ -389,19 +389,3 @@ describe("HttpResolver: pure parts", () => {
 })
 
 const sleep = (ms: number) => new Promise((res) => setTimeout(res, ms))
-
-const roundTrip = (port: number, text: string) =>
-  new Promise<string>((res, rej) => {
-    const s = net.connect(port, "127.0.0.1")
-    let got = ""
-    s.on("data", (d) => {
-      got += d
-      if (got.length >= text.length) {
-        s.end()
-        res(got)
-      }
-    })
-    s.once("error", rej)
-    s.once("close", () => res(got))
-    s.write(text)
-  })

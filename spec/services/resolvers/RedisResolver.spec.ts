@@ -19,7 +19,7 @@ import {
 import { SharedCache } from "../../../src/services/SharedCache.ts"
 import { SsrfGuard } from "../../../src/services/SsrfGuard.ts"
 import { type RedisServer, startRedis } from "../../support/backends/index.ts"
-import { closedPort } from "../../support/net.ts"
+import { closedPort, roundTrip } from "../../support/net.ts"
 import { startTestProxy } from "../../support/proxy.ts"
 
 const password = "s3cret:with@odd/chars"
@@ -395,19 +395,3 @@ const startRelay = async (host: string, port: number) => {
 }
 
 const sleep = (ms: number) => new Promise((res) => setTimeout(res, ms))
-
-const roundTrip = (port: number, text: string) =>
-  new Promise<string>((res, rej) => {
-    const s = net.connect(port, "127.0.0.1")
-    let got = ""
-    s.on("data", (d) => {
-      got += d
-      if (got.length >= text.length) {
-        s.end()
-        res(got)
-      }
-    })
-    s.once("error", rej)
-    s.once("close", () => res(got))
-    s.write(text)
-  })
