@@ -9,6 +9,7 @@ import nodemailer from "nodemailer"
 import { type Baseline, startHaproxy } from "../support/baselines.ts"
 import { spawnNodeScript } from "../support/children.ts"
 import {
+  cpuFields,
   interleave,
   type Measurement,
   type ScenarioResult,
@@ -224,13 +225,8 @@ const measureOnce = async (
     bytes: result.bytes,
     seconds: result.seconds,
     errors: result.errors,
-    proxyCpuSeconds: w.proxyCpuSeconds,
-    cpuPerUnit: w.proxyCpuSeconds === undefined ? undefined : (w.proxyCpuSeconds * 1000) / result.ops,
     loadgenCpuSeconds: result.loadgenCpuSeconds,
-    backendCpuSeconds: w.backendCpuSeconds,
-    machineBusy: w.machineBusy,
-    foreignCpuSeconds: w.foreignCpuSeconds,
-    foreignShare: w.foreignShare
+    ...cpuFields(w, 1000, result.ops)
   }
 }
 

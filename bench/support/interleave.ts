@@ -126,6 +126,16 @@ export const windowCpu = (before: CpuSample, after: CpuSample) => {
   }
 }
 
+/** The CPU part of a Measurement: the window's readings plus the proxy's CPU seconds per `per` units of `amount`. */
+export const cpuFields = (w: ReturnType<typeof windowCpu>, per: number, amount: number) => ({
+  proxyCpuSeconds: w.proxyCpuSeconds,
+  cpuPerUnit: w.proxyCpuSeconds === undefined ? undefined : (w.proxyCpuSeconds * per) / amount,
+  backendCpuSeconds: w.backendCpuSeconds,
+  machineBusy: w.machineBusy,
+  foreignCpuSeconds: w.foreignCpuSeconds,
+  foreignShare: w.foreignShare
+})
+
 /** `variants` rotated by `round`: each variant goes first, second, … equally often over len(variants) rounds. */
 export const rotation = <T>(variants: readonly T[], round: number): T[] =>
   variants.map((_, i) => variants[(i + round) % variants.length]!)

@@ -5,6 +5,7 @@ import { join } from "node:path"
 import { type Baseline, startHaproxy, startNginxStream } from "../support/baselines.ts"
 import { echoRoundTrip, spawnNodeScript } from "../support/children.ts"
 import {
+  cpuFields,
   interleave,
   type LatencyUs,
   type Measurement,
@@ -164,13 +165,8 @@ const measureOnce = async (
     seconds: result.seconds,
     errors: result.errors,
     ...(result.latencyUs ? { latencyUs: result.latencyUs } : {}),
-    proxyCpuSeconds: w.proxyCpuSeconds,
-    cpuPerUnit: w.proxyCpuSeconds === undefined ? undefined : (w.proxyCpuSeconds * workload.cpuPer) / amount,
     loadgenCpuSeconds: result.loadgenCpuSeconds,
-    backendCpuSeconds: w.backendCpuSeconds,
-    machineBusy: w.machineBusy,
-    foreignCpuSeconds: w.foreignCpuSeconds,
-    foreignShare: w.foreignShare
+    ...cpuFields(w, workload.cpuPer, amount)
   }
 }
 
