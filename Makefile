@@ -78,6 +78,8 @@ bench-pg: build
 # Load harness (load/README.md): holds CONNECTIONS proxied connections through `workers` proxy processes, ramping in
 # steps, and fails when a connection is lost, when the proxy's active count is off, or when the proxy's marginal
 # memory per connection at the top step is over MAX_KB_PER_CONN. More options: LOAD_ARGS="--steps 10000,50000 …".
+# Agents and backends are C (load/native/, built on demand) when a compiler is there: install-load-deps.sh installs
+# gcc when none is; if that fails, the Node ones run.
 CONNECTIONS ?= 20000
 MODE ?= tcp
 WORKERS ?= auto
@@ -85,6 +87,7 @@ MAX_KB_PER_CONN ?= 6
 LOAD_ARGS ?=
 
 load: build
+	@bash scripts/install-load-deps.sh || echo "load: no C compiler could be installed: the Node agents and backends will run"
 	node load/run.ts --connections $(CONNECTIONS) --mode $(MODE) --workers $(WORKERS) --max-kb-per-conn $(MAX_KB_PER_CONN) $(LOAD_ARGS)
 
 # Deployment (README "Deployment"): `make stack` runs docker-compose.yml's topology as local processes: 3 polyproxy

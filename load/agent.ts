@@ -7,6 +7,7 @@
 // Per connection it keeps the socket, one small number of state and one shared handler set: no closures, no streams
 // piped, no timers (one interval checks the few connections still pending).
 // It exits by itself when its control channel closes, on `stop`, or when its configured lifetime is over.
+// load/native/agent.c does the same in C (stdio control only), and is what load/run.ts starts when it builds.
 import * as net from "node:net"
 import * as os from "node:os"
 import {

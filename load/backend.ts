@@ -5,6 +5,7 @@
 //   node load/backend.ts --listen 127.0.0.1:7001,127.0.0.1:7002 --mode tcp|postgres [--id K] [--lifetime S]
 // Per socket: the socket, one number and one shared handler set. Reports a JSON line every 500 ms on stdout; exits
 // when stdin closes (its coordinator is gone), on SIGTERM, or when its lifetime is over.
+// load/native/backend.c does the same in C, and is what load/run.ts starts when it builds.
 import * as net from "node:net"
 import { type BackendReport, startupAnswer } from "./protocol.ts"
 

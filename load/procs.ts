@@ -60,16 +60,17 @@ export const onExit = (cleanup: () => void): void => {
 }
 
 /**
- * Starts `node ARGS` through bash with the soft fd limit raised to `fdLimit` (the hard limit here is 20,000), in its
+ * Starts `FILE ARGS` through bash with the soft fd limit raised to `fdLimit` (the hard limit here is 20,000), in its
  * own process group so that its own children (proxy workers) die with it.
  */
-export const spawnNode = (
-  nodeArgs: ReadonlyArray<string>,
+export const spawnExec = (
+  file: string,
+  args: ReadonlyArray<string>,
   options: { fdLimit: number; env?: NodeJS.ProcessEnv; cwd?: string; output?: number }
 ): ChildProcess => {
   installExitHooks()
-  const quoted = nodeArgs.map((a) => `'${a.replaceAll("'", `'\\''`)}'`).join(" ")
-  const child = spawn("bash", ["-c", `ulimit -n ${options.fdLimit} && exec '${process.execPath}' ${quoted}`], {
+  const quote = (a: string) => `'${a.replaceAll("'", `'\\''`)}'`
+  const child = spawn("bash", ["-c", `ulimit -n ${options.fdLimit} && exec ${[file, ...args].map(quote).join(" ")}`], {
     cwd: options.cwd,
     env: options.env ?? process.env,
     // `output`: an open file for stdout and stderr, written by the child itself (nothing lost when we exit at once).
@@ -80,6 +81,12 @@ export const spawnNode = (
   child.once("exit", () => children.delete(child))
   return child
 }
+
+/** `node ARGS` (this process's node binary) as spawnExec starts it. */
+export const spawnNode = (
+  nodeArgs: ReadonlyArray<string>,
+  options: { fdLimit: number; env?: NodeJS.ProcessEnv; cwd?: string; output?: number }
+): ChildProcess => spawnExec(process.execPath, nodeArgs, options)
 
 /** Asks a child to end (SIGTERM to its group), SIGKILLs the group after `graceMs`. */
 export const stopChild = async (child: ChildProcess, graceMs: number): Promise<void> => {

@@ -1,5 +1,6 @@
 // The load coordinator: `make load CONNECTIONS=N [MODE=tcp|postgres] [WORKERS=…] [MAX_KB_PER_CONN=6]` runs this.
-// It starts echo backends, polyproxy (dist/cli.js, `workers: W`) and load agents, ramps to N held connections in
+// It starts echo backends, polyproxy (dist/cli.js, `workers: W`) and load agents (C from load/native/ when it builds,
+// else Node), warms the proxy up (connections opened and closed before its baseline), ramps to N held connections in
 // steps, and at each step measures the RSS of every proxy process, the proxy's /metrics, the kernel's socket memory
 // and the errors. It prints a table, writes load/results/<date>-<mode>-<N>.json and .svg, and exits non-zero when a
 // connection was lost or failed, when the proxy's active count is not the step's, or when the proxy's marginal
@@ -24,7 +25,8 @@ import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { type ChartSeries, lineChart } from "./chart.ts"
 import { formatHeapDiff, type HeapGroup, heapDiff } from "./heapdiff.ts"
-import { childPids, killAll, onExit, sleep, spawnNode, stopChild } from "./procs.ts"
+import { buildNative, type NativeBinaries } from "./native.ts"
+import { childPids, killAll, onExit, sleep, spawnExec, spawnNode, stopChild } from "./procs.ts"
 import {
   type AgentConfig,
   type AgentReport,
@@ -56,10 +58,14 @@ const MB = 1024 * 1024
 const usage = `usage: node load/run.ts --connections N [options]
   --mode tcp|postgres        tcp: the generic listener, one route; postgres: routes by database, one backend
                              address per --per-route connections (default tcp)
-  --workers N|auto           proxy worker processes (auto: ceil(2N / (0.8 × --fds-per-process)))
+  --workers N|auto           proxy worker processes (auto: ceil(2N / (0.92 × --fds-per-process)))
   --agents N|auto            local agent processes (auto: ceil(N / --fds-per-process))
   --backends N|auto          echo backend processes (auto: ceil(N / --fds-per-process))
-  --max-kb-per-conn K        budget for the proxy's marginal RSS per connection at the top step (default 6)
+  --max-kb-per-conn K        budget for the proxy's marginal RSS per connection at the top step (default 6), above
+                             its warm baseline (after a warm-up of min(N, 100 × workers) connections, all closed)
+  --native auto|yes|no       agents and backends in C (load/native/, compiled on demand; auto: when it builds, else
+                             the Node ones) or in Node (load/agent.ts, load/backend.ts) (default auto)
+  --warmup N|auto            connections opened and closed before the baseline (auto: min(N, 100 × workers); 0: none)
   --steps a,b,…|auto         held-connection steps (auto: 10k, 50k, 100k, 200k, 400k, … below N, then N)
   --per-source N             connections per agent source address (default 10000; 0 = no bind, the kernel's choice)
   --per-route N              postgres: connections per database/backend address (default 10000)
@@ -108,9 +114,13 @@ if (N <= 0) die(`--connections N is required\n${usage}`)
 const mode = (opt("mode", "tcp") ?? "tcp") as Mode
 if (mode !== "tcp" && mode !== "postgres") die(`--mode must be tcp or postgres, got ${mode}`)
 const fdsPer = intOpt("fds-per-process", 17_000)
-// node:cluster hands connections round-robin to whichever worker is free, so a worker that gets more CPU gets more
-// connections: plan 20% fewer descriptors per worker than per agent or backend.
-const workers = Math.max(1, intOpt("workers", Math.ceil((2 * N) / Math.floor(fdsPer * 0.8))))
+// The workers share the listener with SO_REUSEPORT: the kernel spreads connections by a hash of the addresses, evenly
+// but not exactly. Busiest worker's fds over the mean at the top step: +2.2% (30 workers, 200k: 13,654 / 13,357),
+// +3.5% (59, 400k: 14,058 / 13,583), +3.3% (65, 440k: 14,012 / 13,562); the relative spread shrinks as the counts grow
+// (+3.6–5.6% at ≈ 3,300 per worker, +21% at ≈ 350). Plan 8% under --fds-per-process per worker, over twice the
+// spread measured at these sizes: the busiest worker then holds ≈ 17,000 × 0.92 × 1.035 ≈ 16,200 fds, under the
+// 19,000 that leaves 1,000 of the 20,000 hard limit for everything else a worker opens.
+const workers = Math.max(1, intOpt("workers", Math.ceil((2 * N) / Math.floor(fdsPer * 0.92))))
 const remoteAgents = intOpt("remote-agents", 0)
 const agentCount = remoteAgents > 0 ? remoteAgents : Math.max(1, intOpt("agents", Math.ceil(N / fdsPer)))
 const backendCount = Math.max(1, intOpt("backends", Math.ceil(N / fdsPer)))
@@ -136,6 +146,16 @@ const control = opt("control", "127.0.0.1:0")!
 const fdLimit = 20_000
 const heapSnapshots = argv.includes("--heap-snapshots")
 const proxyNodeOptions = opt("proxy-node-options", "")!
+const nativeMode = opt("native", "auto")!
+if (nativeMode !== "auto" && nativeMode !== "yes" && nativeMode !== "no")
+  die(`--native: auto, yes or no, got ${nativeMode}`)
+// Each worker's RSS grows the first time it carries connections (code compiled on first use, heap pages), whatever
+// their number: opening and closing some before the baseline keeps that out of the marginal figure. 100 per worker
+// run every path (accept, route, dial, relay, close) many times and took 0.9–1.6 MB per worker of that growth
+// (20k, 100k, 670k). More take more of it, but past ≈ 1,000 per worker the baseline also holds what the closed ones
+// left behind (freed heap and buffers that later connections reuse) and the marginal figure falls under the slope
+// (load/README.md).
+const warmupN = Math.min(N, intOpt("warmup", 100 * workers))
 
 const steps = (() => {
   const given = opt("steps", "auto")
@@ -156,7 +176,10 @@ const routeCount = mode === "tcp" ? 1 : Math.max(1, Math.ceil(N / perRoute))
 // Each step has this long to ramp (at ≥ 250 new connections per second) on top of a fixed margin.
 const stepTimeoutMs = (added: number) => 30_000 + (added / 250) * 1000
 const plannedMs =
-  120_000 + steps.reduce((sum, s, i) => sum + stepTimeoutMs(s - (steps[i - 1] ?? 0)) + 30_000, 0) + holdS * 1000
+  120_000 +
+  (warmupN > 0 ? stepTimeoutMs(warmupN) + 60_000 : 0) +
+  steps.reduce((sum, s, i) => sum + stepTimeoutMs(s - (steps[i - 1] ?? 0)) + 30_000, 0) +
+  holdS * 1000
 const deadlineMs = intOpt("deadline", Math.round(plannedMs / 1000)) * 1000
 
 // ---------------------------------------------------------------------------------------------------- output
@@ -174,12 +197,33 @@ interface StepResult {
     pssBytes: number
     rssAnonBytes: number
     kbPerConnTotal: number
+    /** Above the warm baseline (after the warm-up): what the budget checks. */
     kbPerConnMarginal: number
+    /** Above the cold baseline (before any connection): includes each worker's first-use growth. */
+    kbPerConnMarginalCold: number
+    /** RSS added since the previous step (the warm baseline for the first) ÷ connections added. */
+    kbPerConnSlope: number
     pssKbPerConnMarginal: number
   }
   kernel: KernelMemory & { kbPerConn: number; slabKbPerConn: number; bufferKbPerConn: number }
-  agents: { confirmed: number; failed: number; lost: number; errors: Record<string, number>; rssBytes: number }
-  backends: { open: number; errors: number; errorCodes: Record<string, number>; rssBytes: number }
+  agents: {
+    confirmed: number
+    failed: number
+    lost: number
+    errors: Record<string, number>
+    rssBytes: number
+    /** RSS of all agents ÷ connections, and above their RSS before the first connection. */
+    kbPerConn: number
+    kbPerConnMarginal: number
+  }
+  backends: {
+    open: number
+    errors: number
+    errorCodes: Record<string, number>
+    rssBytes: number
+    kbPerConn: number
+    kbPerConnMarginal: number
+  }
   proxyErrors: Record<string, number>
   conntrack: number | undefined
   /** Machine-wide TCP counters moved since the run's baseline (only those that moved). */
@@ -246,13 +290,40 @@ const main = async (): Promise<number> => {
     if (!keepTmp) rmSync(tmp, { recursive: true, force: true })
   })
 
-  // Memory check: the proxy (≈ 10 KB + 85 MB per worker), agents and backends (≈ 2 KB per socket + 60 MB each) and
-  // the kernel (≈ 4 KB per socket, 4 sockets per proxied connection) must fit beside everyone else's work.
-  const needBytes = N * (10 + 2 + 2 + 16) * KB + workers * 90 * MB + (agentCount + backendCount) * 70 * MB
+  // Agents and backends: C when it builds (--native auto), else Node. Local agents over TCP control are Node's.
+  let native: NativeBinaries | undefined
+  if (nativeMode !== "no") {
+    const built = buildNative()
+    if ("reason" in built) {
+      if (nativeMode === "yes") die(`--native yes: ${built.reason}`)
+      log(`load: no native agents and backends (${built.reason}): running the Node ones`)
+    } else {
+      native = built
+      for (const line of built.built) log(`load: built ${line}`)
+    }
+  }
+  const agentKind: "c" | "node" = native !== undefined && agentControl === "stdio" ? "c" : "node"
+  const backendKind: "c" | "node" = native !== undefined ? "c" : "node"
+  if (native !== undefined && agentKind === "node" && remoteAgents === 0) {
+    log("load: --agent-control tcp: the agents are Node's (the C agent is controlled over stdio only)")
+  }
+
+  // Memory check, from measured costs (load/README.md): the kernel ≈ 20 KB per proxied connection (its four sockets),
+  // the proxy ≤ 6 KB per connection (the budget) + ≈ 40 MB per worker (PSS at 0 connections: 32 MB per process at
+  // 440k cold, 35 MB at 100k warm), a Node agent or backend ≈ 2.5 KB per socket + 75 MB, a C one ≈ 0.02 KB per socket
+  // + 2 MB (both measured at 20k).
+  const helperKb = (kind: "c" | "node") => (kind === "c" ? 0.05 : 2.5)
+  const helperMb = (kind: "c" | "node") => (kind === "c" ? 2 : 75)
+  const needBytes =
+    N * (20 + 6 + (remoteAgents > 0 ? 0 : helperKb(agentKind)) + helperKb(backendKind)) * KB +
+    workers * 40 * MB +
+    (remoteAgents > 0 ? 0 : agentCount * helperMb(agentKind) * MB) +
+    backendCount * helperMb(backendKind) * MB
   const available = memAvailable()
   log(
-    `load: ${N} connections, mode ${mode}: ${workers} proxy worker(s), ${remoteAgents > 0 ? `${remoteAgents} remote` : agentCount} agent(s), ` +
-      `${backendCount} backend(s), ${routeCount} backend address(es); steps ${steps.join(", ")}`
+    `load: ${N} connections, mode ${mode}: ${workers} proxy worker(s), ${remoteAgents > 0 ? `${remoteAgents} remote` : agentCount} ${agentKind === "c" ? "C" : "Node"} agent(s), ` +
+      `${backendCount} ${backendKind === "c" ? "C" : "Node"} backend(s), ${routeCount} backend address(es); steps ${steps.join(", ")}; ` +
+      `warm-up ${warmupN}`
   )
   log(`load: memory: needs ≈ ${(needBytes / MB).toFixed(0)} MB, ${(available / MB).toFixed(0)} MB available`)
   if (needBytes > available - 1024 * MB) {
@@ -321,21 +392,20 @@ const main = async (): Promise<number> => {
   // -------------------------------------------------------------------------------------------- backends
   const backends: Array<{ child: ChildProcess; last: BackendReport | undefined }> = []
   const startBackend = (i: number, listen: ReadonlyArray<string>) => {
-    const child = spawnNode(
-      [
-        "--max-semi-space-size=1",
-        join(root, "load", "backend.ts"),
-        "--listen",
-        listen.join(","),
-        "--mode",
-        mode,
-        "--id",
-        String(i),
-        "--lifetime",
-        String(Math.ceil(deadlineMs / 1000) + 60)
-      ],
-      { fdLimit }
-    )
+    const args = [
+      "--listen",
+      listen.join(","),
+      "--mode",
+      mode,
+      "--id",
+      String(i),
+      "--lifetime",
+      String(Math.ceil(deadlineMs / 1000) + 60)
+    ]
+    const child =
+      native !== undefined
+        ? spawnExec(native.backend, args, { fdLimit })
+        : spawnNode(["--max-semi-space-size=1", join(root, "load", "backend.ts"), ...args], { fdLimit })
     const b = { child, last: undefined as BackendReport | undefined }
     child.stdout!.on(
       "data",
@@ -465,10 +535,10 @@ const main = async (): Promise<number> => {
   const listenerName = mode
 
   await sleep(1_000)
-  const heapBefore = heapSnapshots ? await snapshotAll() : undefined
-  const base = await settledMemory(10_000)
+  const baseCold = await settledMemory(10_000)
   const baseKernel = kernelMemory()
-  const baseTcp = tcpCounters()
+  // The machine's TCP counters: from here, then again from the end of the warm-up (its RSTs are not the steps').
+  let baseTcp = tcpCounters()
   /** The machine-wide TCP counters that moved since the baseline. */
   const tcpMoved = (): Record<string, number> =>
     Object.fromEntries(
@@ -487,8 +557,8 @@ const main = async (): Promise<number> => {
     }
   }
   log(
-    `load: baseline at 0 connections: proxy RSS ${fmt(base.rss / MB, 1)} MB over ${base.processes.length} process(es) ` +
-      `(PSS ${fmt(base.pss / MB, 1)} MB)`
+    `load: cold baseline at 0 connections: proxy RSS ${fmt(baseCold.rss / MB, 1)} MB over ` +
+      `${baseCold.processes.length} process(es) (PSS ${fmt(baseCold.pss / MB, 1)} MB)`
   )
 
   // -------------------------------------------------------------------------------------------- agents
@@ -508,7 +578,8 @@ const main = async (): Promise<number> => {
       remoteAgents > 0 || perSource === 0
         ? []
         : Array.from(
-            { length: Math.ceil(share(N, agentCount, i) / perSourceUsed) + 1 },
+            // The warm-up's connections take ports too (attempt n binds port n % perSource of address n / perSource).
+            { length: Math.ceil((share(N, agentCount, i) + share(warmupN, agentCount, i)) / perSourceUsed) + 1 },
             (_, j) => `127.${101 + Math.floor(i / 250)}.${i % 250}.${j + 1}`
           ),
     perSource: perSourceUsed,
@@ -587,9 +658,10 @@ const main = async (): Promise<number> => {
     )
   } else {
     for (let i = 0; i < agentCount; i++) {
-      const child = spawnNode(["--max-semi-space-size=1", join(root, "load", "agent.ts"), "--index", String(i)], {
-        fdLimit
-      })
+      const child =
+        native !== undefined
+          ? spawnExec(native.agent, ["--index", String(i)], { fdLimit })
+          : spawnNode(["--max-semi-space-size=1", join(root, "load", "agent.ts"), "--index", String(i)], { fdLimit })
       const h: AgentHandle = {
         id: i,
         send: (m) => {
@@ -639,19 +711,85 @@ const main = async (): Promise<number> => {
     rssBytes: backends.reduce((s, b) => s + (b.last?.rssBytes ?? 0), 0)
   })
 
+  // -------------------------------------------------------------------------------------------- warm-up
+  // Agents' and backends' RSS before their first connection: their marginal figures start here.
+  await waitFor("every agent's first report", 30_000, () =>
+    agents.every((a) => a.last !== undefined) ? true : undefined
+  )
+  const helpersCold = { agentsRssBytes: agentTotals().rss, backendsRssBytes: backendTotals().rssBytes }
+  const failures: Array<string> = []
+  // Open and confirm warmupN connections, close them all (RST, as agents do), wait for the proxy to count 0 active
+  // and for its RSS to settle: that is the warm baseline the marginal figure and the budget start from.
+  let base = baseCold
+  // Heap snapshots "before" are taken warm too (after the warm-up), so that the diff is what connections hold.
+  let heapBefore: Map<number, string> | undefined
+  let warmup:
+    | {
+        connections: number
+        rampSeconds: number
+        closeSeconds: number
+        peakRssBytes: number
+        tcp: Record<string, number>
+      }
+    | undefined
+  if (warmupN === 0 && heapSnapshots) heapBefore = await snapshotAll()
+  if (warmupN > 0) {
+    const t0 = Date.now()
+    for (const a of agents) a.send({ t: "target", n: share(warmupN, agentCount, agents.indexOf(a)) })
+    const opened = await waitFor(`the warm-up's ${warmupN} connections`, stepTimeoutMs(warmupN), () => {
+      const t = agentTotals()
+      if (proxyExited || (t.failed + t.lost > 0 && t.pending === 0)) return false
+      const reported = agents.every((a) => a.last?.target === share(warmupN, agentCount, agents.indexOf(a)))
+      return reported && t.confirmed === warmupN && t.pending === 0 ? true : undefined
+    }).catch(() => false)
+    const rampSeconds = (Date.now() - t0) / 1000
+    const peak = proxyMemory()
+    const t1 = Date.now()
+    for (const a of agents) a.send({ t: "target", n: 0 })
+    const closed =
+      opened &&
+      (await waitFor("the warm-up's connections to close", 30_000, async () => {
+        const t = agentTotals()
+        if (t.confirmed !== 0 || !agents.every((a) => a.last?.target === 0)) return undefined
+        const active = metricValue(await metrics(), "polyproxy_connections_active", { listener: listenerName })
+        return active === 0 ? true : undefined
+      }).catch(() => false))
+    const closeSeconds = (Date.now() - t1) / 1000
+    if (!opened || !closed) {
+      const t = agentTotals()
+      failures.push(
+        `warm-up: ${opened ? "its connections did not all close" : `${warmupN} connections not confirmed`} ` +
+          `(${t.confirmed} confirmed, ${t.failed} failed ${JSON.stringify(t.errors)}, ${t.lost} lost)`
+      )
+    } else {
+      if (heapSnapshots) heapBefore = await snapshotAll()
+      base = await settledMemory(15_000)
+      warmup = { connections: warmupN, rampSeconds, closeSeconds, peakRssBytes: peak.rss, tcp: tcpMoved() }
+      baseTcp = tcpCounters()
+      log(
+        `load: warm-up: ${warmupN} connections opened in ${fmt(rampSeconds, 1)} s (proxy RSS ${fmt(peak.rss / MB, 1)} MB), ` +
+          `closed in ${fmt(closeSeconds, 1)} s; warm baseline: proxy RSS ${fmt(base.rss / MB, 1)} MB ` +
+          `(+${fmt((base.rss - baseCold.rss) / MB, 1)} MB over the cold one, ` +
+          `${fmt((base.rss - baseCold.rss) / MB / Math.max(1, base.processes.length - 1), 1)} MB per worker), ` +
+          `PSS ${fmt(base.pss / MB, 1)} MB`
+      )
+    }
+  }
+
   // -------------------------------------------------------------------------------------------- ramp
   const results: Array<StepResult> = []
-  const failures: Array<string> = []
   log("")
   log(
-    "connections  ramp s  proxy CPU s   active  proxy RSS MB  KB/conn total  KB/conn marginal  PSS KB/conn marg  kernel KB/conn  errors  lost"
+    "connections  ramp s  proxy CPU s   active  proxy RSS MB  KB/conn: total  marginal  cold  slope  PSS marg  kernel  " +
+      "agents  backends  errors  lost"
   )
   const cpuNow = () => ({
     proxy: proxyPids().reduce((s, p) => s + cpuSeconds(p), 0),
     agents: agents.reduce((s, a) => s + (a.last ? cpuSeconds(a.last.pid) : 0), 0),
     backends: backends.reduce((s, b) => s + (b.last ? cpuSeconds(b.last.pid) : 0), 0)
   })
-  for (const [si, step] of steps.entries()) {
+  // A failed warm-up skips the ramp (its failure is reported as any other).
+  for (const [si, step] of (failures.length === 0 ? steps : []).entries()) {
     const t0 = Date.now()
     const cpu0 = cpuNow()
     for (const a of agents) a.send({ t: "target", n: share(step, agentCount, agents.indexOf(a)) })
@@ -704,6 +842,8 @@ const main = async (): Promise<number> => {
     const bufDelta = kernel.tcpBufferBytes - baseKernel.tcpBufferBytes
     const held = Math.max(1, t.confirmed)
     const cpu1 = cpuNow()
+    const prev = results.at(-1)
+    const backendsNow = backendTotals()
     const r: StepResult = {
       connections: step,
       rampSeconds,
@@ -715,6 +855,9 @@ const main = async (): Promise<number> => {
         rssAnonBytes: mem.rssAnon,
         kbPerConnTotal: mem.rss / held / KB,
         kbPerConnMarginal: (mem.rss - base.rss) / held / KB,
+        kbPerConnMarginalCold: (mem.rss - baseCold.rss) / held / KB,
+        kbPerConnSlope:
+          (mem.rss - (prev?.proxy.rssBytes ?? base.rss)) / Math.max(1, held - (prev?.agents.confirmed ?? 0)) / KB,
         pssKbPerConnMarginal: (mem.pss - base.pss) / held / KB
       },
       kernel: {
@@ -723,8 +866,20 @@ const main = async (): Promise<number> => {
         slabKbPerConn: slabDelta / held / KB,
         bufferKbPerConn: bufDelta / held / KB
       },
-      agents: { confirmed: t.confirmed, failed: t.failed, lost: t.lost, errors: t.errors, rssBytes: t.rss },
-      backends: backendTotals(),
+      agents: {
+        confirmed: t.confirmed,
+        failed: t.failed,
+        lost: t.lost,
+        errors: t.errors,
+        rssBytes: t.rss,
+        kbPerConn: t.rss / held / KB,
+        kbPerConnMarginal: (t.rss - helpersCold.agentsRssBytes) / held / KB
+      },
+      backends: {
+        ...backendsNow,
+        kbPerConn: backendsNow.rssBytes / held / KB,
+        kbPerConnMarginal: (backendsNow.rssBytes - helpersCold.backendsRssBytes) / held / KB
+      },
       proxyErrors: metricSamples(text, "polyproxy_errors_total"),
       conntrack: kernel.conntrack,
       tcp: tcpMoved(),
@@ -738,10 +893,12 @@ const main = async (): Promise<number> => {
     const errorCount = t.failed + Object.values(r.proxyErrors).reduce((s, v) => s + v, 0)
     log(
       `${String(step).padStart(11)}  ${fmt(rampSeconds, 1).padStart(6)}  ${fmt(r.cpuSeconds.proxy, 1).padStart(11)}  ` +
-        `${String(active).padStart(7)}  ` +
-        `${fmt(mem.rss / MB, 1).padStart(12)}  ${fmt(r.proxy.kbPerConnTotal).padStart(13)}  ` +
-        `${fmt(r.proxy.kbPerConnMarginal).padStart(16)}  ${fmt(r.proxy.pssKbPerConnMarginal).padStart(16)}  ` +
-        `${fmt(r.kernel.kbPerConn).padStart(14)}  ${String(errorCount).padStart(6)}  ${String(t.lost).padStart(4)}`
+        `${String(active).padStart(7)}  ${fmt(mem.rss / MB, 1).padStart(12)}  ` +
+        `${fmt(r.proxy.kbPerConnTotal).padStart(14)}  ${fmt(r.proxy.kbPerConnMarginal).padStart(8)}  ` +
+        `${fmt(r.proxy.kbPerConnMarginalCold).padStart(4)}  ${fmt(r.proxy.kbPerConnSlope).padStart(5)}  ` +
+        `${fmt(r.proxy.pssKbPerConnMarginal).padStart(8)}  ${fmt(r.kernel.kbPerConn).padStart(6)}  ` +
+        `${fmt(r.agents.kbPerConn).padStart(6)}  ${fmt(r.backends.kbPerConn).padStart(8)}  ` +
+        `${String(errorCount).padStart(6)}  ${String(t.lost).padStart(4)}`
     )
     if (t.confirmed !== step) failures.push(`step ${step}: agents hold ${t.confirmed} confirmed connections`)
     if (active !== step) failures.push(`step ${step}: the proxy reports ${active} active connections`)
@@ -812,7 +969,9 @@ const main = async (): Promise<number> => {
     failures,
     budget: {
       maxKbPerConn,
-      checks: "marginal: (RSS of all proxy processes − their RSS at 0 connections) ÷ connections, at the top step"
+      checks:
+        "marginal: (RSS of all proxy processes − their warm RSS at 0 connections, after the warm-up) ÷ connections, " +
+        "at the top step"
     },
     options: {
       connections: N,
@@ -828,8 +987,12 @@ const main = async (): Promise<number> => {
       concurrency,
       holdSeconds: holdS,
       proxy: proxyEntry,
-      proxyNodeOptions
+      proxyNodeOptions,
+      native: nativeMode,
+      warmup: warmupN
     },
+    /** Which agents and backends ran: "c" (load/native/) or "node" (load/agent.ts, load/backend.ts). */
+    helpers: { agents: agentKind, backends: backendKind },
     machine: {
       cores: os.availableParallelism(),
       memTotalBytes: os.totalmem(),
@@ -842,7 +1005,9 @@ const main = async (): Promise<number> => {
         netdev_max_backlog: sysctl(backlogKey)
       }
     },
-    baseline: { proxy: base, kernel: baseKernel },
+    /** proxy: warm (after the warm-up: what marginal and the budget start from); proxyCold: before any connection. */
+    baseline: { proxy: base, proxyCold: baseCold, kernel: baseKernel, helpers: helpersCold },
+    warmup,
     steps: results,
     hold,
     heap,
@@ -867,9 +1032,25 @@ const main = async (): Promise<number> => {
       points: results.map((r) => [r.connections, r.proxy.kbPerConnMarginal] as const)
     },
     {
+      name: "marginal, cold baseline",
+      color: "#ff9896",
+      dashed: true,
+      points: results.map((r) => [r.connections, r.proxy.kbPerConnMarginalCold] as const)
+    },
+    {
+      name: "proxy slope",
+      color: "#9467bd",
+      points: results.map((r) => [r.connections, r.proxy.kbPerConnSlope] as const)
+    },
+    {
       name: "kernel (4 sockets)",
       color: "#2ca02c",
       points: results.map((r) => [r.connections, r.kernel.kbPerConn] as const)
+    },
+    {
+      name: `agents + backends (${agentKind === backendKind ? agentKind : `${agentKind}/${backendKind}`})`,
+      color: "#8c564b",
+      points: results.map((r) => [r.connections, r.agents.kbPerConn + r.backends.kbPerConn] as const)
     },
     {
       name: `budget ${maxKbPerConn} KB`,
@@ -894,7 +1075,14 @@ const main = async (): Promise<number> => {
   log(
     `load: proxy memory per connection at ${top?.connections ?? 0}: ${fmt(top?.proxy.kbPerConnTotal ?? 0)} KB total ` +
       `(all proxy RSS ÷ connections), ${fmt(top?.proxy.kbPerConnMarginal ?? 0)} KB marginal ` +
-      `(RSS above the ${fmt(base.rss / MB, 1)} MB at 0 connections ÷ connections; the budget ${maxKbPerConn} KB checks this one)`
+      `(RSS above the warm ${fmt(base.rss / MB, 1)} MB at 0 connections ÷ connections; the budget ${maxKbPerConn} KB ` +
+      `checks this one), ${fmt(top?.proxy.kbPerConnMarginalCold ?? 0)} KB above the cold ${fmt(baseCold.rss / MB, 1)} MB, ` +
+      `slope ${fmt(top?.proxy.kbPerConnSlope ?? 0)} KB`
+  )
+  log(
+    `load: agents (${agentKind === "c" ? "C" : "Node"}) ${fmt(top?.agents.kbPerConn ?? 0)} KB RSS per connection ` +
+      `(${fmt(top?.agents.kbPerConnMarginal ?? 0)} above their start), backends (${backendKind === "c" ? "C" : "Node"}) ` +
+      `${fmt(top?.backends.kbPerConn ?? 0)} KB (${fmt(top?.backends.kbPerConnMarginal ?? 0)} above their start)`
   )
   log(`load: results ${file}.json, chart ${file}.svg`)
   if (failures.length > 0) {
