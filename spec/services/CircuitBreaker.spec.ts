@@ -56,6 +56,23 @@ describe("CircuitBreaker", () => {
     expect(b.admit("a").ok).toBe(true)
   })
 
+  it("isClosed says whether admit would let a connection through without changing anything", () => {
+    const { b, advance } = setup()
+    expect(b.isClosed("a")).toBe(true)
+    b.failure("a", "x")
+    expect(b.isClosed("a")).toBe(true) // below the threshold
+    b.failure("a", "x")
+    b.failure("a", "x")
+    expect(b.isClosed("a")).toBe(false)
+    advance(10_000)
+    // Past the cooldown: still not closed, and asking did not start the half-open trial.
+    expect(b.isClosed("a")).toBe(false)
+    expect(b.snapshot()[0]?.state).toBe("open")
+    expect(b.admit("a").ok).toBe(true)
+    b.success("a")
+    expect(b.isClosed("a")).toBe(true)
+  })
+
   it("never opens with failureThreshold 0", () => {
     const b = makeCircuitBreaker({ failureThreshold: 0, cooldown: 1 })
     for (let i = 0; i < 100; i++) b.failure("a", "x")

@@ -150,6 +150,38 @@ describe("RoutingCache", () => {
       expect((yield* cache.stats).size).toBeLessThanOrEqual(3)
     }).pipe(Effect.provide(layer(impl)))
   })
+
+  it.live("peekNow answers at once only what get would, counting nothing until hit", () => {
+    const { calls, impl } = counting({ a: "127.0.0.1:1" })
+    return Effect.gen(function* () {
+      const cache = yield* RoutingCache
+      expect(cache.peekNow("a")).toBeUndefined()
+      yield* cache.get("a")
+      const peeked = cache.peekNow("a")
+      expect(peeked?.target).toMatchObject({ ip: "127.0.0.1", port: 1 })
+      expect(peeked).toBe(yield* cache.get("a"))
+      expect(yield* cache.stats).toMatchObject({ hits: 1, misses: 1 })
+      cache.hit("a")
+      expect(yield* cache.stats).toMatchObject({ hits: 2, misses: 1 })
+      // A failed answer is get's to give, and so is a purged one.
+      yield* Effect.exit(cache.get("gone"))
+      expect(cache.peekNow("gone")).toBeUndefined()
+      yield* cache.purge("a")
+      expect(cache.peekNow("a")).toBeUndefined()
+      expect(calls).toEqual(["a", "gone"])
+    }).pipe(Effect.provide(layer(impl)))
+  })
+
+  it.live("peekNow forgets an answer once its ttl has passed", () => {
+    const { impl } = counting({ a: "127.0.0.1:1" })
+    return Effect.gen(function* () {
+      const cache = yield* RoutingCache
+      yield* cache.get("a")
+      expect(cache.peekNow("a")).toBeDefined()
+      yield* Effect.sleep("150 millis")
+      expect(cache.peekNow("a")).toBeUndefined()
+    }).pipe(Effect.provide(layer(impl, SsrfGuard.layerTest, { ...options, ttl: 0.1 })))
+  })
 })
 
 describe("Resolver", () => {

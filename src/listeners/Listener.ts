@@ -1,5 +1,6 @@
 // The shared accept loop: accept -> identify -> resolve -> vet -> admit -> connect -> replay -> relay -> close.
-// A short fiber runs the handshake phases and ends; the relay that follows is plain Node callbacks.
+// A short fiber runs the handshake phases and ends; the relay that follows is plain Node callbacks. A listener whose
+// protocol reads nothing (tcp with a fixed route) skips the fiber while its route is cached: see `connectNow`.
 
 import cluster from "node:cluster"
 import * as net from "node:net"
@@ -13,7 +14,7 @@ import { formatEndpoint, type VettedEndpoint } from "../domain/Endpoint.ts"
 import { ProxyError, proxyError } from "../domain/ProxyError.ts"
 import type { ConnectionInfo, Route } from "../domain/Route.ts"
 import { cidrListContains, parseCidrList } from "../domain/SpecialRanges.ts"
-import { type RelayTotals, relay } from "../relay/relay.ts"
+import { errorPlaceholder, type RelayTotals, relay } from "../relay/relay.ts"
 import { CircuitBreaker } from "../services/CircuitBreaker.ts"
 import { ColdStart } from "../services/ColdStart.ts"
 import { Log } from "../services/Log.ts"
@@ -22,8 +23,8 @@ import { Resolver } from "../services/Resolver.ts"
 import { RoutingCache } from "../services/RoutingCache.ts"
 import { SharedCache } from "../services/SharedCache.ts"
 import type { Admission } from "./Admission.ts"
-import { dial } from "./dial.ts"
-import type { ClientConnection, Identified, Protocol } from "./Protocol.ts"
+import { cancelDial, type DialWaiter, dial, dialNow } from "./dial.ts"
+import type { ClientConnection, Identified, Protocol, RelayWatch } from "./Protocol.ts"
 import { readFrame } from "./readFrame.ts"
 
 export interface ListenerLogging {
@@ -54,6 +55,8 @@ export interface RunningListener {
   readonly destroyAll: () => void
   /** For the admin dashboard, counted when asked (one pass over the open connections, nothing per connection). */
   readonly census?: () => ListenerCensus
+  /** Connections that took the fiber-free path so far (see `connectNow`). */
+  readonly fastConnections?: () => number
 }
 
 export interface ListenerCensus {
@@ -71,7 +74,8 @@ const keepAliveMs = 60_000
 const refuseGraceMs = 2_000
 
 // Shared handlers: found through `this`, so accepting a connection allocates no closures for them.
-function ignoreError() {}
+// Until the relay attaches its own listener and drops this one (a listener per event, not an array of two).
+const ignoreError = errorPlaceholder(() => {})
 function destroySelf(this: net.Socket) {
   this.destroy()
 }
@@ -115,6 +119,7 @@ interface RelayState {
   readonly route: Route
   readonly who: ConnectionInfo
   readonly started: number
+  readonly watch: RelayWatch | undefined
 }
 
 /** A route for a connection whose backend is already known (identify found it), for logs and hooks. */
@@ -157,6 +162,14 @@ export const startListener = Effect.fnUntraced(function* (
   const handshakeMs = timeouts.handshake * 1000
   const trustedList = config.proxyProtocol ? parseCidrList(config.trustedProxies) : undefined
   const trusted = typeof trustedList === "string" ? undefined : trustedList
+  // Nothing reads the backend but the relay (no replay, no watcher): it may read into the relay's shared buffer.
+  const relayOnly = protocol.replay === undefined && protocol.relaying === undefined
+  // The fiber-free path needs a protocol with nothing to read, replay or watch, and one resource for every connection.
+  const fixedRoute =
+    protocol.fixedRoute !== undefined && !protocol.readsHandshake && !config.proxyProtocol && relayOnly
+      ? protocol.fixedRoute
+      : undefined
+  let fastConnections = 0
 
   const forget = (socket: net.Socket) => {
     const resource = open.get(socket)
@@ -283,7 +296,7 @@ export const startListener = Effect.fnUntraced(function* (
           })
         )
       }
-      return dial(target, timeoutMs).pipe(
+      return dial(target, timeoutMs, relayOnly).pipe(
         Effect.tap(() => Effect.sync(() => breaker.success(key))),
         Effect.tapError((e) => Effect.sync(() => breaker.failure(key, e.message)))
       )
@@ -296,7 +309,20 @@ export const startListener = Effect.fnUntraced(function* (
     return attempt.pipe(
       Effect.catchIf(
         (e) => e.reason === "CONNECT_FAILED" || (e.reason === "UNAVAILABLE" && e.source === "backend"),
-        () => Effect.andThen(coldStart.await(resourceId, wake(resourceId), probe), dial(target, timeoutMs))
+        () => Effect.andThen(coldStart.await(resourceId, wake(resourceId), probe), dial(target, timeoutMs, relayOnly))
+      )
+    )
+  }
+
+  /** The backend wants to know who the client is: the same header a load balancer would have sent us. */
+  const sendProxyHeader = (dialed: net.Socket, route: Route, target: VettedEndpoint, who: ConnectionInfo) => {
+    const pp = route.metadata.proxyProtocol
+    if (pp !== 1 && pp !== 2) return
+    dialed.write(
+      encodeProxyHeader(
+        pp,
+        { address: who.remoteAddress, port: who.remotePort },
+        { address: dialed.remoteAddress ?? target.ip, port: target.port }
       )
     )
   }
@@ -307,17 +333,7 @@ export const startListener = Effect.fnUntraced(function* (
         ? yield* resolve(identified.resourceId, who)
         : { route: directRoute(identified.resourceId, identified.target), target: identified.target }
     const dialed = yield* connectTo(identified.resourceId, route, target)
-    const pp = route.metadata.proxyProtocol
-    if (pp === 1 || pp === 2) {
-      // The backend wants to know who the client is: the same header a load balancer would have sent us.
-      dialed.write(
-        encodeProxyHeader(
-          pp,
-          { address: who.remoteAddress, port: who.remotePort },
-          { address: dialed.remoteAddress ?? target.ip, port: target.port }
-        )
-      )
-    }
+    sendProxyHeader(dialed, route, target, who)
     let backend = dialed
     if (protocol.replay) {
       backend = yield* protocol
@@ -330,6 +346,7 @@ export const startListener = Effect.fnUntraced(function* (
   /** One close handler for every connection of this listener; the facts of each ride on the relay. */
   const onRelayClosed = (totals: RelayTotals, state: RelayState) => {
     const { accepted, route, who, started } = state
+    state.watch?.closed()
     metrics.closed(totals.bytesFromClient, totals.bytesFromBackend)
     allMetrics.resource(route.resourceId)?.closed(totals.bytesFromClient, totals.bytesFromBackend)
     forget(accepted)
@@ -391,8 +408,99 @@ export const startListener = Effect.fnUntraced(function* (
         backend: formatEndpoint(route.endpoint)
       })
     }
-    relay(client, backend, onRelayClosed, { idleTimeoutMs: timeouts.idle * 1000 }, { accepted, route, who, started })
-    protocol.relaying?.(identified, backend, target)
+    // The route's copy of the resource name is shared by all its connections; the one read from this client's
+    // handshake would be held per connection for its whole life.
+    if (open.get(accepted) === route.resourceId) open.set(accepted, route.resourceId)
+    const watch = protocol.relaying?.(identified, backend, target)
+    relay(
+      client,
+      backend,
+      onRelayClosed,
+      { idleTimeoutMs: timeouts.idle * 1000 },
+      { accepted, route, who, started, watch }
+    )
+  }
+
+  /** A connection on the fiber-free path while its backend is dialled: the dial's answer finds its facts here. */
+  class FastDial implements DialWaiter {
+    readonly accepted: net.Socket
+    readonly route: Route
+    readonly target: VettedEndpoint
+    readonly key: string
+    readonly info: ConnectionInfo
+    readonly started: number
+    backend: net.Socket | undefined = undefined
+    constructor(
+      accepted: net.Socket,
+      route: Route,
+      target: VettedEndpoint,
+      key: string,
+      info: ConnectionInfo,
+      started: number
+    ) {
+      this.accepted = accepted
+      this.route = route
+      this.target = target
+      this.key = key
+      this.info = info
+      this.started = started
+    }
+    // What connectTo, connect and the fiber's observer do after the dial, in the same order and words.
+    dialed(backend: net.Socket | undefined, error: ProxyError | undefined): void {
+      pendingDials.delete(this)
+      const route = this.route
+      if (backend === undefined) {
+        const e = error as ProxyError
+        breaker.failure(this.key, e.message)
+        refuse(this.accepted, this.accepted, withResource(e, route.resourceId), this.info)
+        return
+      }
+      breaker.success(this.key)
+      sendProxyHeader(backend, route, this.target, this.info)
+      const identified: Identified = { resourceId: route.resourceId, client: this.accepted }
+      startRelay(this.accepted, identified, backend, route, this.target, this.info, this.started)
+    }
+    /** Shutdown: as an interrupted handshake fiber (no answer owed). */
+    cancel(): void {
+      pendingDials.delete(this)
+      if (this.backend !== undefined) cancelDial(this.backend)
+      this.accepted.destroy()
+      metrics.closed(this.accepted.bytesRead, 0)
+      forget(this.accepted)
+    }
+  }
+  const pendingDials = new Set<FastDial>()
+
+  // The breaker's key of the last target seen: a fixed route dials the same one every time.
+  let lastTarget: VettedEndpoint | undefined
+  let lastKey = ""
+
+  /**
+   * The fiber-free path (issue 11: the handshake fiber was ≈ 16 % of a new tcp connection's CPU). Taken only when
+   * the route is cached and vetted already, not wakeable, its backend's breaker closed and the resource under its
+   * limit: then resolve, vet and admit have nothing to wait for, and the dial's answer is a callback. Anything else
+   * (first connection, expired or failed entry, open or half-open breaker, cold start, limit) returns false and
+   * goes through the handshake fiber, which counts and refuses exactly as before.
+   */
+  const connectNow = (socket: net.Socket, resourceId: string, info: ConnectionInfo, started: number): boolean => {
+    const cached = cache.peekNow(resourceId)
+    if (cached === undefined) return false
+    const { route, target } = cached
+    if (route.metadata.wakeable === true) return false
+    if (target !== lastTarget) {
+      lastTarget = target
+      lastKey = `${target.ip}:${target.port}`
+    }
+    const key = lastKey
+    if (!breaker.isClosed(key)) return false
+    if (admission.enterResource(resourceId) !== undefined) return false
+    open.set(socket, resourceId)
+    cache.hit(resourceId)
+    fastConnections++
+    const pending = new FastDial(socket, route, target, key, info, started)
+    pendingDials.add(pending)
+    pending.backend = dialNow(pending, (route.timeout ?? timeouts.connect) * 1000, true)
+    return true
   }
 
   const onConnection = (socket: net.Socket) => {
@@ -438,6 +546,7 @@ export const startListener = Effect.fnUntraced(function* (
       remoteAddress: socket.remoteAddress ?? "",
       remotePort: socket.remotePort ?? 0
     }
+    if (fixedRoute !== undefined && connectNow(socket, fixedRoute, info, started)) return
     const conn: ClientConnection = { client: socket }
     const fiber = runFork(handshake(conn, info, socket))
     handshakes.add(fiber)
@@ -489,6 +598,7 @@ export const startListener = Effect.fnUntraced(function* (
     whenIdle: () => (open.size === 0 ? Promise.resolve() : new Promise<void>((resolve) => idleWaiters.push(resolve))),
     destroyAll: () => {
       for (const fiber of handshakes) fiber.interruptUnsafe()
+      for (const pending of pendingDials) pending.cancel()
       for (const socket of open.keys()) socket.destroy()
     },
     census: () => {
@@ -501,7 +611,8 @@ export const startListener = Effect.fnUntraced(function* (
         if (resource !== "") resources.set(resource, (resources.get(resource) ?? 0) + 1)
       }
       return { resources, bytesRead, bytesWritten }
-    }
+    },
+    fastConnections: () => fastConnections
   }
   yield* Effect.addFinalizer(() =>
     Effect.sync(() => {

@@ -28,10 +28,20 @@ export interface Identified {
   readonly state?: unknown
 }
 
+/** A protocol's watcher of one relayed connection (see `Protocol.relaying`). */
+export interface RelayWatch {
+  readonly closed: () => void
+}
+
 export interface Protocol {
   readonly name: string
   /** Whether identify reads from the socket (raw TCP does not: its socket stays paused until the relay). */
   readonly readsHandshake: boolean
+  /**
+   * Set when every connection goes to this one resource and identify reads nothing, replays nothing and answers
+   * nothing (tcp with a fixed route): the listener may then skip the handshake fiber while the route is cached.
+   */
+  readonly fixedRoute?: string | undefined
   /** identify: read just enough to find the routing key; may answer the client and upgrade to TLS. */
   readonly identify: (conn: ClientConnection) => Effect.Effect<Identified, ProxyError>
   /**
@@ -39,8 +49,11 @@ export interface Protocol {
    * started TLS to the backend). Default: write `identified.replay` to the dialed socket.
    */
   readonly replay?: (identified: Identified, route: Route, backend: net.Socket) => Effect.Effect<net.Socket, ProxyError>
-  /** Called once the relay is attached, to watch the first messages (e.g. Postgres BackendKeyData). */
-  readonly relaying?: (identified: Identified, backend: net.Socket, target: VettedEndpoint) => void
+  /**
+   * Called as the relay starts, to watch the first messages (e.g. Postgres BackendKeyData). What it returns is told
+   * when the relay has closed: one object per connection rather than a close listener and its closure.
+   */
+  readonly relaying?: (identified: Identified, backend: net.Socket, target: VettedEndpoint) => RelayWatch | undefined
   /** Answer the client in its own protocol's words, then close (the listener destroys it after a grace period). */
   readonly refuse: (client: net.Socket, error: ProxyError) => void
 }

@@ -40,6 +40,7 @@ export const makeTcpProtocol = (ctx: ProtocolContext, extractor?: FirstBytesExtr
   return {
     name: ctx.name,
     readsHandshake: false,
+    fixedRoute: route,
     identify: (conn) => Effect.succeed({ resourceId: route, client: conn.client }),
     refuse: closeRefuse
   }

@@ -1,4 +1,5 @@
-// Socket-to-socket splice for the relay phase. No Effect, Promise, closure or copy per chunk: the handlers below are
+// Socket-to-socket splice for the relay phase. No Effect, Promise, closure or allocation per chunk (a dialled backend's
+// reads are copied once instead: see `relayReads`): the handlers below are
 // shared by every connection and find their peer through one field on the socket, so a relayed pair costs two
 // sockets and one small Relay object. `data`/`drain` with pause/resume holds about half the heap of `pipe()`.
 import type * as net from "node:net"
@@ -38,6 +39,42 @@ function onDrain(this: Side) {
   this._peer!.resume()
 }
 
+// Issue 11: Node reads every chunk into a new Buffer, an external ArrayBuffer; in bulk those alone set off about ten
+// full GCs a second (V8 collects after every 64 MB of external memory). A socket that only the relay reads, one we
+// create (`relayReads`), reads instead into `readInto`, one buffer for all of them: each read's bytes are handled in
+// its callback, before any other read can overwrite them. They cannot be written from there (a write the kernel
+// does not take at once keeps pointing into its buffer, and another socket's read would overwrite it), so they are
+// copied to `slab`, which nothing reads into. A write left pending keeps its bytes of the slab; the next chunks go
+// after them, and once the slab is full a new one is taken (the old one lives as long as its writes).
+const readSize = 65536
+const readInto = Buffer.allocUnsafeSlow(readSize)
+let slab = Buffer.allocUnsafeSlow(readSize)
+let slabUsed = 0
+
+function onReadInto(this: Side, nread: number, buf: Uint8Array): boolean {
+  const peer = this._peer!
+  if (slabUsed + nread > slab.length) {
+    slab = Buffer.allocUnsafeSlow(readSize)
+    slabUsed = 0
+  }
+  slab.set(buf.subarray(0, nread), slabUsed)
+  const written = peer.write(slab.subarray(slabUsed, slabUsed + nread))
+  // Bytes still queued (these or earlier ones, which these then wait behind): keep them.
+  if (peer.writableLength > 0) slabUsed += nread
+  if (!written) this.pause()
+  return true
+}
+
+/**
+ * `onread` for a socket that only the relay will read (the backend we dial): reads go to one shared buffer instead of
+ * a new Buffer each. Create the socket paused (`pause()` before `connect`) so nothing is read before the relay
+ * resumes it. Node calls the callback with the socket as `this` (spec/relay/relay.spec.ts holds it to that).
+ */
+export const relayReads: net.OnReadOpts = {
+  buffer: readInto,
+  callback: onReadInto
+}
+
 function onEnd(this: Side) {
   // Half-close: this side finished sending, so finish the peer's writable side once its buffer is flushed;
   // the other direction keeps flowing until it ends too.
@@ -73,14 +110,34 @@ function onTimeout(this: Side) {
   this.destroy()
 }
 
+/** Error listeners that only keep a socket from throwing until the relay has its own (see `errorPlaceholder`). */
+const placeholders = new WeakSet<(...args: Array<never>) => void>()
+
+/**
+ * Marks a shared `error` listener that the relay takes the place of when it attaches: the socket then keeps one
+ * listener per event instead of an array of two (≈ 64 B per socket for its whole life).
+ */
+export const errorPlaceholder = <F extends (...args: Array<never>) => void>(f: F): F => {
+  placeholders.add(f)
+  return f
+}
+
 const attach = (side: Side, peer: Side, relay: Relay<unknown>) => {
   side._relay = relay
   side._peer = peer
+  const before = side.rawListeners("error")
   side.on("data", onData)
   side.on("drain", onDrain)
   side.on("end", onEnd)
   side.on("error", onError)
   side.on("close", onClose)
+  for (const f of before) if (placeholders.has(f as () => void)) side.removeListener("error", f as () => void)
+  // Node's own `end` listener only matters without allowHalfOpen, which the relay requires: with it, it does nothing,
+  // and dropping it spares the `end` array too.
+  if (side.allowHalfOpen) {
+    for (const f of side.rawListeners("end"))
+      if (f.name === "onReadableStreamEnd") side.removeListener("end", f as () => void)
+  }
 }
 
 export interface RelayOptions {

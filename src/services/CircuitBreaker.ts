@@ -40,6 +40,8 @@ interface Entry {
 export interface CircuitBreakerShape {
   /** May a connection be attempted to `backend` now? Returns seconds to wait (retry-after) when not. */
   readonly admit: (backend: string) => { readonly ok: true } | { readonly ok: false; readonly retryAfter: number }
+  /** Whether the breaker of `backend` is closed: `admit` would let a connection through, changing nothing. */
+  readonly isClosed: (backend: string) => boolean
   readonly success: (backend: string) => void
   readonly failure: (backend: string, error: string) => void
   readonly snapshot: () => ReadonlyArray<BackendHealth>
@@ -50,6 +52,7 @@ const stateGauge = Metric.gauge("polyproxy_backend_breaker_state", {
   description: "Circuit breaker per backend: 0 closed, 1 half-open, 2 open"
 })
 const ctx = Context.empty()
+const admitted = { ok: true } as const
 
 export const makeCircuitBreaker = (options: BreakerOptions): CircuitBreakerShape => {
   const now = options.now ?? Date.now
@@ -80,7 +83,7 @@ export const makeCircuitBreaker = (options: BreakerOptions): CircuitBreakerShape
   return {
     admit: (backend) => {
       const e = entries.get(backend)
-      if (e === undefined || e.state === "closed") return { ok: true }
+      if (e === undefined || e.state === "closed") return admitted
       const waited = now() - e.openedAt
       if (e.state === "open" && waited >= cooldownMs) {
         e.state = "half-open"
@@ -89,9 +92,13 @@ export const makeCircuitBreaker = (options: BreakerOptions): CircuitBreakerShape
       }
       if (e.state === "half-open" && !e.trialInFlight) {
         e.trialInFlight = true
-        return { ok: true }
+        return admitted
       }
       return { ok: false, retryAfter: Math.max(1, Math.ceil((cooldownMs - waited) / 1000)) }
+    },
+    isClosed: (backend) => {
+      const e = entries.get(backend)
+      return e === undefined || e.state === "closed"
     },
     success: (backend) => {
       const e = entries.get(backend)

@@ -5,6 +5,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
+import * as MutableHashMap from "effect/MutableHashMap"
 import * as Option from "effect/Option"
 import type { VettedEndpoint } from "../domain/Endpoint.ts"
 import { type ProxyError, proxyError } from "../domain/ProxyError.ts"
@@ -52,6 +53,14 @@ export class RoutingCache extends Context.Service<
     readonly stats: Effect.Effect<{ readonly hits: number; readonly misses: number; readonly size: number }>
     /** The cached route of a resource, if one is cached now: no lookup, no hit or miss counted (admin dashboard). */
     readonly peek: (resourceId: string) => Effect.Effect<CachedRoute | undefined>
+    /**
+     * Synchronously, what `get` would answer at once with success (resolved, vetted, not expired), counting nothing;
+     * undefined when `get` would wait, fail or resolve. Call `hit` when the answer is used (the listener's
+     * fiber-free path).
+     */
+    readonly peekNow: (resourceId: string) => CachedRoute | undefined
+    /** Counts a `peekNow` answer that was used as `get` counts a hit, and keeps the entry recently used. */
+    readonly hit: (resourceId: string) => void
   }
 >()("polyproxy/RoutingCache") {
   static readonly make = Effect.fnUntraced(function* (options: RoutingCacheOptions) {
@@ -150,7 +159,26 @@ export class RoutingCache extends Context.Service<
       purgeAll: Cache.invalidateAll(cache),
       purgeLocal: (resourceId) => Cache.invalidate(cache, resourceId),
       stats: Effect.map(Cache.size(cache), (size) => ({ hits, misses, size })),
-      peek: (resourceId) => Effect.map(Cache.getSuccess(cache, resourceId), Option.getOrUndefined)
+      peek: (resourceId) => Effect.map(Cache.getSuccess(cache, resourceId), Option.getOrUndefined),
+      // Reads the Cache's own entries: expiry as Cache.get checks it (the default clock is Date.now), the lookup
+      // fiber's exit for the answer.
+      peekNow: (resourceId) => {
+        const found = MutableHashMap.get(cache.map, resourceId)
+        if (Option.isNone(found)) return undefined
+        const entry = found.value
+        if (entry.expiresAt !== undefined && Date.now() >= entry.expiresAt) return undefined
+        const exit = entry.fiber.pollUnsafe()
+        return exit !== undefined && Exit.isSuccess(exit) ? exit.value : undefined
+      },
+      hit: (resourceId) => {
+        metrics.cacheLookup(true)
+        hits++
+        // What Cache.get does on a hit: the entry moves to the end of the map (evicted last).
+        const found = MutableHashMap.get(cache.map, resourceId)
+        if (Option.isNone(found)) return
+        MutableHashMap.remove(cache.map, resourceId)
+        MutableHashMap.set(cache.map, resourceId, found.value)
+      }
     })
   })
 

@@ -3,8 +3,13 @@
 // cancel often lands on another worker than its session: `shared` mirrors the table in the primary process.
 import type { VettedEndpoint } from "../../domain/Endpoint.ts"
 
-export const cancelKeyOf = (processId: number, secretKey: Uint8Array) =>
-  `${processId}:${Buffer.from(secretKey).toString("hex")}`
+/** Process id and secret key as one flat hex string: a table key held per session, so no pieces joined by a template. */
+export const cancelKeyOf = (processId: number, secretKey: Uint8Array) => {
+  const b = Buffer.allocUnsafe(4 + secretKey.length)
+  b.writeInt32BE(processId | 0, 0)
+  b.set(secretKey, 4)
+  return b.toString("hex")
+}
 
 /** A table every worker can reach (the cluster primary's). */
 export interface SharedCancelKeys {

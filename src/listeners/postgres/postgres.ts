@@ -224,9 +224,8 @@ export const makePostgresProtocol = (options: PostgresOptions): Protocol => {
         socket.write(state.startup)
         return socket
       }),
-    relaying: (identified, backend, target) => {
-      if (identified.state !== undefined) watchBackendKeyData(backend, target, options.cancelKeys)
-    },
+    relaying: (identified, backend, target) =>
+      identified.state === undefined ? undefined : watchBackendKeyData(backend, target, options.cancelKeys),
     refuse: (client, error) => {
       client.end(pgErrorFor(error))
     }
