@@ -56,8 +56,9 @@ const MB = 1024 * 1024
 // ---------------------------------------------------------------------------------------------------- options
 
 const usage = `usage: node load/run.ts --connections N [options]
-  --mode tcp|postgres        tcp: the generic listener, one route; postgres: routes by database, one backend
-                             address per --per-route connections (default tcp)
+  --mode tcp|postgres        tcp: the generic listener, one route, the proxy dialing from one source address per
+                             --per-proxy-source connections; postgres: routes by database, one backend address per
+                             --per-route connections (default tcp)
   --workers N|auto           proxy worker processes (auto: ceil(2N / (0.92 × --fds-per-process)))
   --agents N|auto            local agent processes (auto: ceil(N / --fds-per-process))
   --backends N|auto          echo backend processes (auto: ceil(N / --fds-per-process))
@@ -69,6 +70,7 @@ const usage = `usage: node load/run.ts --connections N [options]
   --steps a,b,…|auto         held-connection steps (auto: 10k, 50k, 100k, 200k, 400k, … below N, then N)
   --per-source N             connections per agent source address (default 10000; 0 = no bind, the kernel's choice)
   --per-route N              postgres: connections per database/backend address (default 10000)
+  --per-proxy-source N       tcp: connections per proxy source address (upstream.sourceAddresses; default 2500)
   --concurrency N            connections each agent opens at once (default 256)
   --hold S                   seconds to hold the top step before the final check (default 5)
   --sysctl auto|apply|skip   kernel settings (scripts/sysctl-load.sh, and net.core.netdev_max_backlog 65536 for
@@ -82,6 +84,8 @@ const usage = `usage: node load/run.ts --connections N [options]
   --listen-host H            proxy listener host (default 127.0.0.1); --advertise H: the host agents dial
   --deadline S               the whole run stops (failed) after S seconds (default: planned from N)
   --proxy-node-options "…"   NODE_OPTIONS for the proxy and its workers (e.g. --max-semi-space-size=1); default none
+  --worker-node-options "…"  the proxy config's nodeOptions (flags of its worker processes, V8 flags included, which
+                             NODE_OPTIONS refuses); default: the proxy's own default (--max-semi-space-size=1)
   --heap-snapshots           heap snapshots of every proxy process at 0 and at N connections, diffed by object kind
                              (what the V8 heap holds per connection); use with a small N and --workers 1
 `
@@ -146,6 +150,7 @@ const control = opt("control", "127.0.0.1:0")!
 const fdLimit = 20_000
 const heapSnapshots = argv.includes("--heap-snapshots")
 const proxyNodeOptions = opt("proxy-node-options", "")!
+const workerNodeOptions = opt("worker-node-options")
 const nativeMode = opt("native", "auto")!
 if (nativeMode !== "auto" && nativeMode !== "yes" && nativeMode !== "no")
   die(`--native: auto, yes or no, got ${nativeMode}`)
@@ -173,6 +178,19 @@ const steps = (() => {
 
 // Backend addresses: tcp mode has one route, so one address; postgres mode one per --per-route connections.
 const routeCount = mode === "tcp" ? 1 : Math.max(1, Math.ceil(N / perRoute))
+// tcp mode instead spreads the proxy's dials over source addresses (`upstream.sourceAddresses`), one per
+// --per-proxy-source connections: 127.0.3.1, 127.0.3.2, … (the agents' sources start at 127.101.0.1). A dial from a
+// given source address binds it first, and bind() with port 0 searches that address's ports in the ephemeral range
+// (Node cannot set IP_BIND_ADDRESS_NO_PORT), so the search grows with the ports taken: 10,000 per address took 22 s
+// and 41 s of proxy CPU for the 50k→60k step, 3,000 per address 1.3 s and 1.4 s.
+const perProxySource = Math.max(1, intOpt("per-proxy-source", 2_500))
+const proxySources =
+  mode === "tcp" && N > perProxySource
+    ? Array.from(
+        { length: Math.ceil(N / perProxySource) },
+        (_, j) => `127.0.${3 + Math.floor(j / 250)}.${(j % 250) + 1}`
+      )
+    : []
 // Each step has this long to ramp (at ≥ 250 new connections per second) on top of a fixed margin.
 const stepTimeoutMs = (added: number) => 30_000 + (added / 250) * 1000
 const plannedMs =
@@ -322,7 +340,7 @@ const main = async (): Promise<number> => {
   const available = memAvailable()
   log(
     `load: ${N} connections, mode ${mode}: ${workers} proxy worker(s), ${remoteAgents > 0 ? `${remoteAgents} remote` : agentCount} ${agentKind === "c" ? "C" : "Node"} agent(s), ` +
-      `${backendCount} ${backendKind === "c" ? "C" : "Node"} backend(s), ${routeCount} backend address(es); steps ${steps.join(", ")}; ` +
+      `${backendCount} ${backendKind === "c" ? "C" : "Node"} backend(s), ${routeCount} backend address(es)${proxySources.length > 0 ? `, ${proxySources.length} proxy source addresses` : ""}; steps ${steps.join(", ")}; ` +
       `warm-up ${warmupN}`
   )
   log(`load: memory: needs ≈ ${(needBytes / MB).toFixed(0)} MB, ${(available / MB).toFixed(0)} MB available`)
@@ -333,7 +351,7 @@ const main = async (): Promise<number> => {
   // Kernel settings: the ephemeral port range bounds connections per (source, destination) pair.
   const [portLo, portHi] = sysctl("net.ipv4.ip_local_port_range").split(/\s+/).map(Number) as [number, number]
   const portRange = portHi - portLo + 1
-  const perDestination = mode === "tcp" ? N : Math.ceil(N / routeCount)
+  const perDestination = Math.ceil(N / (mode === "tcp" ? Math.max(1, proxySources.length) : routeCount))
   const needSysctl =
     perDestination > portRange * 0.8 ||
     Number(sysctl("net.core.somaxconn")) < 4096 ||
@@ -381,11 +399,7 @@ const main = async (): Promise<number> => {
   if (perDestination > (hi2 - lo2 + 1) * 0.9) {
     die(
       `${perDestination} proxy→backend connections to one backend address do not fit in the ephemeral port range ` +
-        `${lo2}-${hi2}: the proxy dials every backend from one source address (127.0.0.1). ` +
-        (mode === "tcp"
-          ? "The tcp listener has one route, so one backend address: use MODE=postgres (one backend address per " +
-            "--per-route connections) for more, or see load/README.md (source-address spreading in the dialer)."
-          : "Lower --per-route.")
+        `${lo2}-${hi2}. Lower --per-route.`
     )
   }
 
@@ -446,7 +460,9 @@ const main = async (): Promise<number> => {
     cache: { ttl: 3600, negativeTtl: 5 },
     ssrf: { allow: ["127.0.0.0/8"] },
     timeouts: { handshake: 30, connect: 30, idle: 0, drain: 1 },
-    log: { level: "warn", format: "json" }
+    log: { level: "warn", format: "json" },
+    ...(proxySources.length > 0 ? { upstream: { sourceAddresses: proxySources } } : {}),
+    ...(workerNodeOptions === undefined ? {} : { nodeOptions: workerNodeOptions.split(/\s+/).filter((x) => x !== "") })
   }
   const configFile = join(tmp, "polyproxy.json")
   writeFileSync(configFile, JSON.stringify(proxyConfig, null, 2))
@@ -981,6 +997,8 @@ const main = async (): Promise<number> => {
       remoteAgents,
       backends: backendCount,
       routes: routeCount,
+      proxySources: proxySources.length,
+      perProxySource,
       steps,
       perSource,
       perRoute,
@@ -988,6 +1006,7 @@ const main = async (): Promise<number> => {
       holdSeconds: holdS,
       proxy: proxyEntry,
       proxyNodeOptions,
+      workerNodeOptions: workerNodeOptions ?? null,
       native: nativeMode,
       warmup: warmupN
     },

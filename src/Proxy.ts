@@ -16,6 +16,7 @@ import { type RunningListener, startListener } from "./listeners/Listener.ts"
 import type { ProtocolContext } from "./listeners/ProtocolContext.ts"
 import { CancelKeys } from "./listeners/postgres/CancelKeys.ts"
 import { protocols } from "./listeners/registry.ts"
+import { setSourceAddresses } from "./listeners/sourceAddress.ts"
 import { FirstBytes, type FirstBytesExtractor } from "./listeners/tcp/firstBytes.ts"
 import { loadTcpProtocol } from "./listeners/tcp.ts"
 import { loadServerTls, type ServerTls } from "./listeners/tls.ts"
@@ -235,6 +236,10 @@ export const startProxy = Effect.fnUntraced(function* (
         admission.update(next.limits)
         applied.push("limits")
       }
+      if (!same(next.upstream, current.upstream)) {
+        setSourceAddresses(next.upstream.sourceAddresses)
+        applied.push("upstream")
+      }
       for (const key of [
         "workers",
         "admin",
@@ -385,6 +390,7 @@ export const runProxy = (
   options: RunOptions = {}
 ): Effect.Effect<ProxyHandle, ProxyError, Scope.Scope> =>
   Effect.gen(function* () {
+    setSourceAddresses(config.upstream.sourceAddresses)
     const layer = Layer.merge(
       servicesLayer(config, options.resolver, options.sharedCache),
       options.log ?? Log.layer(config.log)

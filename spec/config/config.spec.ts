@@ -77,6 +77,7 @@ timeouts: { handshake: 10, connect: 5, idle: 0 }
     ["routes: { 'a.*.com': '127.0.0.1:1' }", "routes.a.*.com", "wildcard"],
     ["ssrf: { allow: 127.0.0.0/8 }", "ssrf.allow", "list"],
     ["ssrf: { allow: ['127.0.0.0/99'] }", "ssrf.allow", "127.0.0.0/99"],
+    ["upstream: { sourceAddresses: ['10.0.0.300'] }", "upstream.sourceAddresses", "IP addresses"],
     ["log: { level: loud }", "log.level", "debug, info, warn, error"],
     [
       "listeners: { postgres: { port: 1, tls: { cert: a, key: b, requireClientCert: true } } }",
@@ -120,6 +121,7 @@ describe("environment overrides", () => {
           POLYPROXY_LISTENERS_TCP_ROUTE: "db",
           POLYPROXY_CACHE_NEGATIVE_TTL: "2.5",
           POLYPROXY_SSRF_ALLOW: "127.0.0.0/8, ::1/128",
+          POLYPROXY_UPSTREAM_SOURCE_ADDRESSES: "127.0.0.2,::1",
           POLYPROXY_ROUTES: '{"db":"127.0.0.1:5432"}',
           POLYPROXY_CONFIG: "ignored.yaml",
           HOME: "/root"
@@ -133,6 +135,7 @@ describe("environment overrides", () => {
     expect(c.cache.negativeTtl).toBe(2.5)
     expect(c.cache.ttl).toBe(60)
     expect(c.ssrf.allow).toEqual(["127.0.0.0/8", "::1/128"])
+    expect(c.upstream.sourceAddresses).toEqual(["127.0.0.2", "::1"])
     expect(c.routes.db?.endpoint).toBe("127.0.0.1:5432")
     expect(raw.listeners.http.port).toBe(8080)
   })

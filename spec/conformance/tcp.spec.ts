@@ -3,6 +3,7 @@ import * as net from "node:net"
 import pg from "pg"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { type PostgresServer, startPostgres } from "../support/backends/index.ts"
+import { roundTrip } from "../support/net.ts"
 import { eventually, startTestProxy, type TestProxy } from "../support/proxy.ts"
 
 let db: PostgresServer
@@ -207,5 +208,30 @@ describe("drain", () => {
     await ended
     expect(Date.now() - started).toBeGreaterThanOrEqual(400)
     expect(d.logs.some((l) => l.event === "drain timeout, closing remaining connections")).toBe(true)
+  })
+})
+
+describe("tcp listener: upstream.sourceAddresses", () => {
+  it("dials the backend from each listed source address in turn", async () => {
+    const seen: Array<string> = []
+    const backend = net.createServer((s) => {
+      seen.push(s.remoteAddress ?? "")
+      s.pipe(s)
+    })
+    await new Promise<void>((r) => backend.listen(0, "127.0.0.1", r))
+    const spread = await startTestProxy({
+      listeners: { tcp: { host: "127.0.0.1", port: 0, route: "echo" } },
+      routes: { echo: `127.0.0.1:${(backend.address() as net.AddressInfo).port}` },
+      ssrf: { allow: ["127.0.0.0/8"] },
+      upstream: { sourceAddresses: ["127.0.0.2", "127.0.0.3", "::1"] }
+    })
+    try {
+      for (let i = 0; i < 4; i++) expect(await roundTrip(spread.port("tcp"), `hello ${i}`)).toBe(`hello ${i}`)
+      // IPv4 backend: the IPv6 source is never used for it.
+      expect(seen.sort()).toEqual(["127.0.0.2", "127.0.0.2", "127.0.0.3", "127.0.0.3"])
+    } finally {
+      await spread.stop()
+      backend.close()
+    }
   })
 })

@@ -170,6 +170,11 @@ export interface Config {
     /** CIDR ranges that may be dialed although special-purpose (private, loopback...). */
     readonly allow: ReadonlyArray<string>
   }
+  /** How the proxy dials backends. */
+  readonly upstream: {
+    /** Local addresses to dial from, in turn per family (each gives its own ephemeral port range); [] = the kernel's. */
+    readonly sourceAddresses: ReadonlyArray<string>
+  }
   /** Seconds; 0 = no limit (idle only). */
   readonly timeouts: {
     readonly handshake: number

@@ -1,4 +1,6 @@
 // Turns the parsed YAML/JSON (plus environment overrides) into a Config, or a message naming the bad key and why.
+
+import { isIP } from "node:net"
 import * as path from "node:path"
 import { parseEndpoint } from "../domain/Endpoint.ts"
 import { defaultProtocolLabel, isProtocolLabel, type ProtocolLabel, protocolLabels } from "../domain/Protocols.ts"
@@ -378,6 +380,7 @@ export const decodeConfig = (raw: unknown, baseDir: string): Config => {
     "routes",
     "cache",
     "ssrf",
+    "upstream",
     "timeouts",
     "log",
     "tls",
@@ -417,6 +420,14 @@ export const decodeConfig = (raw: unknown, baseDir: string): Config => {
   }
   const cidrs = parseCidrList(allow)
   if (typeof cidrs === "string") throw new ConfigError("ssrf.allow", cidrs)
+  const up = object(o.upstream ?? {}, "upstream", ["sourceAddresses"])
+  const sources = up.sourceAddresses ?? []
+  if (!Array.isArray(sources) || !sources.every((x) => typeof x === "string" && isIP(x) !== 0)) {
+    throw new ConfigError(
+      "upstream.sourceAddresses",
+      `expected a list of IP addresses of this host such as "10.0.0.2", got ${show(sources)}`
+    )
+  }
   const t = object(o.timeouts ?? {}, "timeouts", ["handshake", "connect", "idle", "resolve", "drain"])
   const l = object(o.log ?? {}, "log", ["level", "format", "connections", "sample"])
   const lim = object(o.limits ?? {}, "limits", ["maxConnections", "perResource"])
@@ -439,6 +450,7 @@ export const decodeConfig = (raw: unknown, baseDir: string): Config => {
       redis: c.redis === undefined ? undefined : redisUrl(c.redis, "cache.redis")
     },
     ssrf: { allow: allow as Array<string> },
+    upstream: { sourceAddresses: sources as Array<string> },
     timeouts: {
       handshake: seconds(t.handshake, "timeouts.handshake", defaults.timeouts.handshake),
       connect: seconds(t.connect, "timeouts.connect", defaults.timeouts.connect),

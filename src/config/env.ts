@@ -20,6 +20,7 @@ const leaf: ReadonlyArray<readonly [string, Kind]> = [
   ["cache.maxEntries", "int"],
   ["cache.redis", "string"],
   ["ssrf.allow", "list"],
+  ["upstream.sourceAddresses", "list"],
   ["timeouts.handshake", "number"],
   ["timeouts.connect", "number"],
   ["timeouts.idle", "number"],

@@ -4,6 +4,7 @@
 import * as http2 from "node:http2"
 import * as net from "node:net"
 import * as tls from "node:tls"
+import { nextSourceAddress } from "../sourceAddress.ts"
 import { type Failure, failure } from "./failure.ts"
 import type { OriginPool } from "./upstream.ts"
 
@@ -29,6 +30,14 @@ export class H2Sessions {
     const t = pool.target
     const secure = protocol === "h2"
     const tlsOptions = pool.tls ?? { rejectUnauthorized: true, servername: net.isIP(t.host) ? undefined : t.host }
+    const plain = () =>
+      net.connect({
+        host: t.ip,
+        port: t.port,
+        family: t.family,
+        localAddress: nextSourceAddress(t.family),
+        noDelay: true
+      })
     const session = http2.connect(
       `${secure ? "https" : "http"}://${net.isIP(t.host) === 6 ? `[${t.host}]` : t.host}:${t.port}`,
       {
@@ -36,14 +45,13 @@ export class H2Sessions {
         createConnection: () =>
           secure
             ? tls.connect({
-                host: t.ip,
-                port: t.port,
+                socket: plain(),
                 ...(tlsOptions.servername ? { servername: tlsOptions.servername } : {}),
                 ...(tlsOptions.ca ? { ca: tlsOptions.ca } : {}),
                 rejectUnauthorized: tlsOptions.rejectUnauthorized,
                 ALPNProtocols: ["h2"]
               })
-            : net.connect({ host: t.ip, port: t.port, family: t.family, noDelay: true })
+            : plain()
       }
     )
     session.on("error", ignore)

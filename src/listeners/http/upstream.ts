@@ -20,6 +20,7 @@ import {
 } from "../../codec/http/index.ts"
 import { formatEndpoint, type VettedEndpoint } from "../../domain/Endpoint.ts"
 import type { Route } from "../../domain/Route.ts"
+import { nextSourceAddress } from "../sourceAddress.ts"
 import { type ClientTlsOptions, upstreamTlsFor } from "../tls.ts"
 import { type Failure, failure } from "./failure.ts"
 import type { HttpSettings } from "./settings.ts"
@@ -166,7 +167,13 @@ export class UpstreamConn implements ChunkSink {
     this.pool = pool
     this.ex = ex
     const t = pool.target
-    const raw = net.connect({ host: t.ip, port: t.port, family: t.family, noDelay: true }) as UpSocket
+    const raw = net.connect({
+      host: t.ip,
+      port: t.port,
+      family: t.family,
+      localAddress: nextSourceAddress(t.family),
+      noDelay: true
+    }) as UpSocket
     raw._up = this
     this.socket = raw
     raw.on("error", onUpError)
