@@ -11,11 +11,10 @@ import type { Config, ListenerName } from "./config/Config.ts"
 import { formatEndpoint } from "./domain/Endpoint.ts"
 import { type ProxyError, proxyError } from "./domain/ProxyError.ts"
 import { Admission } from "./listeners/Admission.ts"
-import { startHttpListener } from "./listeners/http/HttpListener.ts"
 import { type RunningListener, startListener } from "./listeners/Listener.ts"
 import type { ProtocolContext } from "./listeners/ProtocolContext.ts"
 import { CancelKeys } from "./listeners/postgres/CancelKeys.ts"
-import { protocols } from "./listeners/registry.ts"
+import { httpListener, protocols } from "./listeners/registry.ts"
 import { setSourceAddresses } from "./listeners/sourceAddress.ts"
 import { FirstBytes, type FirstBytesExtractor } from "./listeners/tcp/firstBytes.ts"
 import { loadTcpProtocol } from "./listeners/tcp.ts"
@@ -171,14 +170,16 @@ export const startProxy = Effect.fnUntraced(function* (
 
   const startOne = Effect.fnUntraced(function* (name: ListenerName, cfg: Config) {
     const ctx = yield* contextFor(name, cfg, shared)
-    // HTTP works per request with its own servers, not as a Protocol of the shared byte listener.
-    if (name === "http") return { running: yield* startHttpListener(ctx, cfg.timeouts, admission), tls: ctx.tls }
-    const factory = protocols[name]
-    if (factory === undefined) {
+    if (name === "http") {
+      const startHttp = yield* Effect.promise(httpListener)
+      return { running: yield* startHttp(ctx, cfg.timeouts, admission), tls: ctx.tls }
+    }
+    const load = protocols[name]
+    if (load === undefined) {
       return yield* proxyError("INTERNAL", "internal", `listeners.${name}: this protocol is not implemented yet`)
     }
     // tcp may first import the user's first-bytes extractor: a failure stops the start (or the reload) with its reason.
-    const protocol = name === "tcp" ? yield* loadTcpProtocol(ctx, firstBytes) : factory(ctx)
+    const protocol = name === "tcp" ? yield* loadTcpProtocol(ctx, firstBytes) : (yield* Effect.promise(load))(ctx)
     return {
       running: yield* startListener(protocol, ctx.listener, cfg.timeouts, admission, cfg.log, cfg.coldStart.timeout),
       tls: ctx.tls
