@@ -1,6 +1,7 @@
 // The tcp listener's fiber-free path (a fixed route, cached): taken only when nothing is left to wait for, and
 // indistinguishable from the handshake fiber in what it relays, counts, logs, refuses and closes.
 import { spawn } from "node:child_process"
+import { randomBytes } from "node:crypto"
 import * as net from "node:net"
 import { afterAll, describe, expect, it } from "vitest"
 import { decodeProxyHeader } from "../../src/codec/proxy/ProxyHeader.ts"
@@ -85,6 +86,51 @@ describe("tcp fiber-free path", () => {
     expect(text).toContain(`polyproxy_bytes_from_client_total{listener="tcp",protocol="tcp"} ${bytes}`)
     expect(text).toMatch(/polyproxy_handshake_duration_ms_count\{listener="tcp",protocol="tcp"\} 7\b/)
     expect(p.handle.listeners[0]!.open()).toBe(0)
+  })
+
+  it("relays MiBs intact both ways to slow and fast clients at once, on the fast path, the fiber's, after a PROXY header", async () => {
+    // The first two read into the relay's shared buffer on the client side too (readIntoShared); after a PROXY header
+    // the client socket keeps Node's own reads.
+    const backend = await echoServer()
+    cleanup.push(() => backend.close())
+    const endpoint = `127.0.0.1:${(backend.address() as net.AddressInfo).port}`
+    const config = (extra: Record<string, unknown>, listener: Record<string, unknown> = {}) => ({
+      listeners: { tcp: { host: "127.0.0.1", port: 0, route: "b", ...listener } },
+      routes: { b: endpoint },
+      ssrf: { allow: ["127.0.0.0/8"] },
+      ...extra
+    })
+    const cached = await started(config({}))
+    const uncached = await started(config({ cache: { ttl: 0 } }))
+    const proxied = await started(config({}, { proxyProtocol: true }))
+    expect(await ping(cached.port("tcp"))).toBe("ping")
+    const echo = (port: number, slow: boolean, header = "") =>
+      new Promise<boolean>((resolve, reject) => {
+        const payload = randomBytes(4 * 1024 * 1024)
+        const s = net.connect(port, "127.0.0.1")
+        const parts: Buffer[] = []
+        let got = 0
+        s.on("data", (d: Buffer) => {
+          parts.push(d)
+          got += d.length
+          if (slow) {
+            s.pause()
+            setTimeout(() => s.resume(), 1)
+          }
+          if (got >= payload.length) {
+            s.end()
+            resolve(Buffer.concat(parts).equals(payload))
+          }
+        })
+        s.once("error", reject)
+        s.write(header)
+        s.write(payload)
+      })
+    const runs = [cached, uncached, proxied].flatMap((p) =>
+      [true, false].map((slow) => echo(p.port("tcp"), slow, p === proxied ? "PROXY UNKNOWN\r\n" : ""))
+    )
+    expect(await Promise.all(runs)).toEqual([true, true, true, true, true, true])
+    expect([fast(cached), fast(uncached), fast(proxied)]).toEqual([2, 0, 0])
   })
 
   it("counts a failed dial for the breaker and refuses as the fiber does; an open breaker takes the fiber", async () => {

@@ -1,8 +1,10 @@
 // The relay against real sockets on loopback: a client <-> [proxy: relay()] <-> server chain.
 import { createHash, randomBytes } from "node:crypto"
 import * as net from "node:net"
+import * as tls from "node:tls"
 import { afterEach, describe, expect, it } from "vitest"
-import { errorPlaceholder, type RelayTotals, relay, relayReads } from "../../src/relay/relay.ts"
+import { errorPlaceholder, type RelayTotals, readIntoShared, relay, relayReads } from "../../src/relay/relay.ts"
+import { makeCerts } from "../support/certs.ts"
 
 interface Chain {
   readonly client: net.Socket
@@ -11,38 +13,44 @@ interface Chain {
   readonly closed: Promise<RelayTotals>
 }
 
+/** Which of the proxy's sockets read into the relay's shared buffer instead of a new Buffer per read. */
+interface Reads {
+  /** The backend socket, created as the listener dials it when nothing else reads it (`relayReads`). */
+  readonly relayReads?: boolean
+  /** The accepted client socket, accepted paused as the tcp listener does and switched over (`readIntoShared`). */
+  readonly clientReads?: boolean
+}
+
 const cleanups: Array<() => void> = []
 afterEach(() => {
   for (const c of cleanups.splice(0)) c()
 })
 
-const listen = (onSocket: (s: net.Socket) => void) =>
+const listen = (onSocket: (s: net.Socket) => void, pauseOnConnect = false) =>
   new Promise<net.Server>((resolve) => {
-    const server = net.createServer({ allowHalfOpen: true }, onSocket)
+    const server = net.createServer({ allowHalfOpen: true, pauseOnConnect }, onSocket)
     server.listen(0, "127.0.0.1", () => resolve(server))
     cleanups.push(() => server.close())
   })
 
-/**
- * Builds the chain; the relay gets both proxy-side sockets once both are connected. `relayReads`: the proxy's backend
- * socket is created as the listener dials it when nothing else reads it (shared read buffer, paused until the relay).
- */
-const chain = async (options: { idleTimeoutMs?: number; relayReads?: boolean } = {}): Promise<Chain> => {
+/** Builds the chain; the relay gets both proxy-side sockets once both are connected. */
+const chain = async (options: { idleTimeoutMs?: number } & Reads = {}): Promise<Chain> => {
   let backendSide!: (s: net.Socket) => void
   const serverSocket = new Promise<net.Socket>((r) => (backendSide = r))
   const backend = await listen((s) => backendSide(s))
   let closed!: Promise<RelayTotals>
-  const proxied = new Promise<void>((ready) => {
+  const proxied = new Promise<void>((ready, failed) => {
     void listen((accepted) => {
       const to = { port: (backend.address() as net.AddressInfo).port, host: "127.0.0.1" }
       const upstream = options.relayReads
         ? new net.Socket({ allowHalfOpen: true, onread: relayReads }).pause().connect(to)
         : net.connect({ ...to, allowHalfOpen: true })
       upstream.once("connect", () => {
+        if (options.clientReads && !readIntoShared(accepted)) failed(new Error("readIntoShared refused"))
         closed = new Promise((r) => relay(accepted, upstream, r, options))
         ready()
       })
-    }).then((proxy) => {
+    }, options.clientReads === true).then((proxy) => {
       const client = net.connect({
         port: (proxy.address() as net.AddressInfo).port,
         host: "127.0.0.1",
@@ -69,9 +77,33 @@ const readAll = (s: net.Socket) =>
 
 const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex")
 
-describe("relay", () => {
+const modes: ReadonlyArray<readonly [string, Reads]> = [
+  ["Node's reads", {}],
+  ["backend read into the shared buffer (relayReads)", { relayReads: true }],
+  ["both sides read into the shared buffer (relayReads, readIntoShared)", { relayReads: true, clientReads: true }]
+]
+
+/** Writes `chunk`s to `to` until its writes stall for 500 ms; returns how many bytes were written. */
+const writeUntilStalled = async (to: net.Socket, limit: number, chunk = Buffer.alloc(64 * 1024, 7)) => {
+  let written = 0
+  // Keep writing whenever the chain drains. A proxy that ignored backpressure would keep draining the writer
+  // (buffering in its own memory) until the cap; a correct one stalls once the socket buffers are full.
+  while (written < limit) {
+    written += chunk.length
+    if (!to.write(chunk)) {
+      const drained = await Promise.race([
+        new Promise<boolean>((r) => to.once("drain", () => r(true))),
+        new Promise<boolean>((r) => setTimeout(() => r(false), 500))
+      ])
+      if (!drained) return { written, stalled: true }
+    }
+  }
+  return { written, stalled: false }
+}
+
+describe.each(modes)("relay, %s", (_, reads) => {
   it("carries 32 MiB each way intact and counts the bytes", async () => {
-    const { client, server, closed } = await chain()
+    const { client, server, closed } = await chain(reads)
     const up = randomBytes(32 * 1024 * 1024)
     const down = randomBytes(32 * 1024 * 1024)
     const atServer = readAll(server)
@@ -87,7 +119,7 @@ describe("relay", () => {
   })
 
   it("passes a half-close on: the other direction keeps flowing after the client's FIN", async () => {
-    const { client, server, closed } = await chain()
+    const { client, server, closed } = await chain(reads)
     const request = await new Promise<Buffer>((resolve) => {
       const parts: Array<Buffer> = []
       server.on("data", (d: Buffer) => parts.push(d))
@@ -101,30 +133,28 @@ describe("relay", () => {
     await new Promise((r) => setTimeout(r, 50))
     server.end("reply")
     expect((await atClient).toString()).toBe("late reply")
-    expect((await closed).bytesFromBackend).toBe(10)
+    const totals = await closed
+    expect(totals.bytesFromClient).toBe(17)
+    expect(totals.bytesFromBackend).toBe(10)
+  })
+
+  it("passes the backend's FIN on while the client keeps sending", async () => {
+    const { client, server, closed } = await chain(reads)
+    const atClient = readAll(client)
+    server.end("greeting, then FIN")
+    expect((await atClient).toString()).toBe("greeting, then FIN")
+    const atServer = readAll(server)
+    client.write("still ")
+    await new Promise((r) => setTimeout(r, 50))
+    client.end("talking")
+    expect((await atServer).toString()).toBe("still talking")
+    expect((await closed).bytesFromClient).toBe(13)
   })
 
   it("applies backpressure: a slow reader holds the sender instead of buffering everything in the proxy", async () => {
-    const { client, server, closed } = await chain()
+    const { client, server, closed } = await chain(reads)
     server.pause() // the backend reads nothing for now
-    const chunk = Buffer.alloc(64 * 1024, 7)
-    let written = 0
-    let stalled = false
-    // Keep writing whenever the chain drains. A proxy that ignored backpressure would keep draining the client
-    // (buffering in its own memory) until the cap; a correct one stalls once the socket buffers are full.
-    while (written < 256 * 1024 * 1024) {
-      written += chunk.length
-      if (!client.write(chunk)) {
-        const drained = await Promise.race([
-          new Promise<boolean>((r) => client.once("drain", () => r(true))),
-          new Promise<boolean>((r) => setTimeout(() => r(false), 500))
-        ])
-        if (!drained) {
-          stalled = true
-          break
-        }
-      }
-    }
+    const { written, stalled } = await writeUntilStalled(client, 256 * 1024 * 1024)
     expect(stalled).toBe(true)
     expect(written).toBeLessThan(32 * 1024 * 1024)
     // Now read slowly: everything still arrives, in order, with nothing lost.
@@ -145,114 +175,8 @@ describe("relay", () => {
     expect((await closed).bytesFromClient).toBe(written)
   })
 
-  it("closes both sides when one side is reset, and reports the error", async () => {
-    const { client, server, closed } = await chain()
-    // The proxy closes its side towards the client: the client sees the end of the stream (or a reset).
-    const clientClosed = new Promise((r) => {
-      client.once("end", r)
-      client.once("error", r)
-    })
-    client.resume()
-    server.resetAndDestroy()
-    await clientClosed
-    const totals = await closed
-    expect(totals.error?.message ?? "").toMatch(/ECONNRESET|EPIPE/)
-  })
-
-  it("closes both sides when the client vanishes", async () => {
-    const { client, server, closed } = await chain()
-    const serverEnded = new Promise((r) => server.once("close", r))
-    server.on("error", () => {})
-    // A well-behaved backend closes its side once the client's FIN arrives.
-    server.once("end", () => server.end())
-    server.resume()
-    client.destroy()
-    await serverEnded
-    await closed
-  })
-
-  it("closes an idle pair after the idle timeout", async () => {
-    const { client, closed } = await chain({ idleTimeoutMs: 200 })
-    const started = Date.now()
-    client.on("error", () => {})
-    client.resume()
-    const clientClosed = new Promise((r) => client.once("end", r))
-    await closed
-    await clientClosed
-    expect(Date.now() - started).toBeGreaterThanOrEqual(150)
-  })
-
-  it("keeps one listener per event: replaces placeholder error listeners, keeps any other", async () => {
-    const placeholder = errorPlaceholder(() => {})
-    function other() {}
-    const { a, b } = await new Promise<{ a: net.Socket; b: net.Socket }>((resolve) => {
-      void listen((accepted) => {
-        accepted.on("error", placeholder)
-        resolve({ a: accepted, b: dialled })
-      }).then((server) => {
-        dialled = net.connect({
-          port: (server.address() as net.AddressInfo).port,
-          host: "127.0.0.1",
-          allowHalfOpen: true
-        })
-        dialled.on("error", placeholder)
-        dialled.on("error", other)
-        cleanups.push(() => dialled.destroy())
-      })
-      let dialled!: net.Socket
-    })
-    relay(a, b, () => {})
-    expect(a.listenerCount("error")).toBe(1)
-    expect(a.listenerCount("end")).toBe(1)
-    expect(b.rawListeners("error")).toContain(other)
-    expect(b.rawListeners("error")).not.toContain(placeholder)
-    expect(b.listenerCount("end")).toBe(1)
-    a.destroy()
-  })
-})
-
-describe("relay, backend read into the shared buffer (relayReads)", () => {
-  it("carries 32 MiB each way intact and counts the bytes", async () => {
-    const { client, server, closed } = await chain({ relayReads: true })
-    const up = randomBytes(32 * 1024 * 1024)
-    const down = randomBytes(32 * 1024 * 1024)
-    const atServer = readAll(server)
-    const atClient = readAll(client)
-    client.end(up)
-    server.end(down)
-    expect(sha(await atServer)).toBe(sha(up))
-    expect(sha(await atClient)).toBe(sha(down))
-    const totals = await closed
-    expect(totals.bytesFromClient).toBe(up.length)
-    expect(totals.bytesFromBackend).toBe(down.length)
-  })
-
-  it("keeps bytes whose write is left pending while other relays read into the same buffer", async () => {
-    // One client reads slowly (the proxy's writes to it stay pending), one reads at once: a pending write must not
-    // point at memory the next read overwrites.
-    const runs = (await Promise.all([chain({ relayReads: true }), chain({ relayReads: true })])).map((c) => ({
-      ...c,
-      payload: randomBytes(8 * 1024 * 1024)
-    }))
-    const received = runs.map(({ client }, i) => {
-      if (i === 0) {
-        client.on("data", () => {
-          client.pause()
-          setTimeout(() => client.resume(), 1)
-        })
-      }
-      return readAll(client)
-    })
-    for (const { client, server, payload } of runs) {
-      server.end(payload)
-      client.end()
-    }
-    expect((await Promise.all(received)).map(sha)).toEqual(runs.map((r) => sha(r.payload)))
-    for (const { closed, payload } of runs) expect((await closed).bytesFromBackend).toBe(payload.length)
-  })
-
   it("holds the backend while the client does not read, then delivers everything in order", async () => {
-    const { client, server, closed } = await chain({ relayReads: true })
+    const { client, server, closed } = await chain(reads)
     client.pause()
     const down = randomBytes(64 * 1024 * 1024)
     let written = 0
@@ -280,16 +204,198 @@ describe("relay, backend read into the shared buffer (relayReads)", () => {
     expect((await closed).bytesFromBackend).toBe(down.length)
   })
 
-  it("passes a half-close on both ways", async () => {
-    const { client, server, closed } = await chain({ relayReads: true })
-    const atServer = readAll(server)
-    client.end("request, then FIN")
-    expect((await atServer).toString()).toBe("request, then FIN")
-    const atClient = readAll(client)
-    server.write("late ")
-    await new Promise((r) => setTimeout(r, 50))
-    server.end("reply")
-    expect((await atClient).toString()).toBe("late reply")
-    expect((await closed).bytesFromBackend).toBe(10)
+  it("closes both sides when the backend resets, and reports the error", async () => {
+    const { client, server, closed } = await chain(reads)
+    // The proxy closes its side towards the client: the client sees the end of the stream (or a reset).
+    const clientClosed = new Promise((r) => {
+      client.once("end", r)
+      client.once("error", r)
+    })
+    client.resume()
+    server.resetAndDestroy()
+    await clientClosed
+    const totals = await closed
+    expect(totals.error?.message ?? "").toMatch(/ECONNRESET|EPIPE/)
+  })
+
+  it("closes both sides when the client resets, and reports the error", async () => {
+    const { client, server, closed } = await chain(reads)
+    const serverClosed = new Promise((r) => {
+      server.once("end", r)
+      server.once("error", r)
+    })
+    server.resume()
+    client.write("some bytes first")
+    await new Promise((r) => setTimeout(r, 20))
+    client.resetAndDestroy()
+    await serverClosed
+    const totals = await closed
+    expect(totals.error?.message ?? "").toMatch(/ECONNRESET|EPIPE/)
+    expect(totals.bytesFromClient).toBe(16)
+  })
+
+  it("closes both sides when the client vanishes", async () => {
+    const { client, server, closed } = await chain(reads)
+    const serverEnded = new Promise((r) => server.once("close", r))
+    server.on("error", () => {})
+    // A well-behaved backend closes its side once the client's FIN arrives.
+    server.once("end", () => server.end())
+    server.resume()
+    client.destroy()
+    await serverEnded
+    await closed
+  })
+
+  it("closes an idle pair after the idle timeout", async () => {
+    const { client, closed } = await chain({ ...reads, idleTimeoutMs: 200 })
+    const started = Date.now()
+    client.on("error", () => {})
+    client.resume()
+    const clientClosed = new Promise((r) => client.once("end", r))
+    await closed
+    await clientClosed
+    expect(Date.now() - started).toBeGreaterThanOrEqual(150)
+  })
+
+  it("keeps bytes whose write is left pending while other relays read into the same buffer", async () => {
+    // In each direction one reader is slow (the proxy's writes to it stay pending) and one reads at once: a pending
+    // write must not point at memory the next read, of any socket, overwrites.
+    const runs = (await Promise.all([chain(reads), chain(reads), chain(reads), chain(reads)])).map((c) => ({
+      ...c,
+      payload: randomBytes(8 * 1024 * 1024)
+    }))
+    const slowly = (s: net.Socket) =>
+      s.on("data", () => {
+        s.pause()
+        setTimeout(() => s.resume(), 1)
+      })
+    // Runs 0 and 1 carry the payload to the client, 2 and 3 to the server; 0 and 2 read slowly.
+    const received = runs.map(({ client, server }, i) => {
+      const reader = i < 2 ? client : server
+      if (i % 2 === 0) slowly(reader)
+      return readAll(reader)
+    })
+    for (const [i, { client, server, payload }] of runs.entries()) {
+      const [writer, other] = i < 2 ? [server, client] : [client, server]
+      writer.end(payload)
+      other.end()
+      if (i >= 2) readAll(client).catch(() => {})
+      else readAll(server).catch(() => {})
+    }
+    expect((await Promise.all(received)).map(sha)).toEqual(runs.map((r) => sha(r.payload)))
+    for (const [i, { closed, payload }] of runs.entries()) {
+      const totals = await closed
+      expect(i < 2 ? totals.bytesFromBackend : totals.bytesFromClient).toBe(payload.length)
+    }
+  })
+})
+
+describe("relay's listeners", () => {
+  it("keeps one listener per event: replaces placeholder error listeners, keeps any other", async () => {
+    const placeholder = errorPlaceholder(() => {})
+    function other() {}
+    const { a, b } = await new Promise<{ a: net.Socket; b: net.Socket }>((resolve) => {
+      void listen((accepted) => {
+        accepted.on("error", placeholder)
+        resolve({ a: accepted, b: dialled })
+      }).then((server) => {
+        dialled = net.connect({
+          port: (server.address() as net.AddressInfo).port,
+          host: "127.0.0.1",
+          allowHalfOpen: true
+        })
+        dialled.on("error", placeholder)
+        dialled.on("error", other)
+        cleanups.push(() => dialled.destroy())
+      })
+      let dialled!: net.Socket
+    })
+    relay(a, b, () => {})
+    expect(a.listenerCount("error")).toBe(1)
+    expect(a.listenerCount("end")).toBe(1)
+    expect(a.listenerCount("data")).toBe(1)
+    expect(b.rawListeners("error")).toContain(other)
+    expect(b.rawListeners("error")).not.toContain(placeholder)
+    expect(b.listenerCount("end")).toBe(1)
+    a.destroy()
+  })
+
+  it("adds no data listener to a socket that reads into the shared buffer", async () => {
+    const { client, server } = await new Promise<{ client: net.Socket; server: net.Socket }>((resolve) => {
+      void listen((accepted) => {
+        const dialled = new net.Socket({ allowHalfOpen: true, onread: relayReads }).pause()
+        dialled.connect({ port: (proxy.address() as net.AddressInfo).port, host: "127.0.0.1" })
+        cleanups.push(() => dialled.destroy())
+        dialled.once("connect", () => resolve({ client: accepted, server: dialled }))
+      }, true).then((p) => {
+        proxy = p
+        const c = net.connect({ port: (p.address() as net.AddressInfo).port, host: "127.0.0.1" })
+        cleanups.push(() => c.destroy())
+      })
+      let proxy!: net.Server
+    })
+    expect(readIntoShared(client)).toBe(true)
+    relay(client, server, () => {})
+    expect(client.listenerCount("data")).toBe(0)
+    expect(server.listenerCount("data")).toBe(0)
+    client.destroy()
+  })
+})
+
+/** The proxy side of one accepted connection, accepted as `pauseOnConnect` says. */
+const accept = async (pauseOnConnect: boolean) => {
+  let accepted!: (s: net.Socket) => void
+  const socket = new Promise<net.Socket>((r) => (accepted = r))
+  const server = await listen((s) => {
+    cleanups.push(() => s.destroy())
+    accepted(s)
+  }, pauseOnConnect)
+  const peer = net.connect({ port: (server.address() as net.AddressInfo).port, host: "127.0.0.1" })
+  peer.on("error", () => {})
+  cleanups.push(() => peer.destroy())
+  return { socket: await socket, peer }
+}
+
+describe("readIntoShared", () => {
+  it("switches a socket accepted paused, once", async () => {
+    const { socket } = await accept(true)
+    expect(readIntoShared(socket)).toBe(true)
+    expect(readIntoShared(socket)).toBe(false)
+  })
+
+  it("leaves a socket that reads already as it is", async () => {
+    const { socket } = await accept(false)
+    expect(readIntoShared(socket)).toBe(false)
+  })
+
+  it("leaves a socket that has read bytes as it is", async () => {
+    const { socket, peer } = await accept(true)
+    peer.write("hello")
+    const first = await new Promise<Buffer>((r) => socket.once("data", r).resume())
+    socket.pause()
+    expect(first.toString()).toBe("hello")
+    expect(readIntoShared(socket)).toBe(false)
+  })
+
+  it("never switches a TLS-terminated client: neither the TLSSocket nor the socket under it", async () => {
+    const certs = await makeCerts()
+    const { socket, peer } = await accept(true)
+    const secure = new tls.TLSSocket(socket, {
+      isServer: true,
+      key: certs.server.key,
+      cert: certs.server.cert
+    })
+    cleanups.push(() => secure.destroy())
+    const client = tls.connect({ socket: peer, ca: certs.ca.cert, servername: "localhost" })
+    client.on("error", () => {})
+    cleanups.push(() => client.destroy())
+    await new Promise((r) => secure.once("secure", r))
+    expect(readIntoShared(secure)).toBe(false)
+    expect(readIntoShared(socket)).toBe(false)
+    // And the TLS stream still works both ways.
+    client.write("ping")
+    expect((await new Promise<Buffer>((r) => secure.once("data", r))).toString()).toBe("ping")
+    secure.write("pong")
+    expect((await new Promise<Buffer>((r) => client.once("data", r))).toString()).toBe("pong")
   })
 })

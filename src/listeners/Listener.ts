@@ -14,7 +14,7 @@ import { formatEndpoint, type VettedEndpoint } from "../domain/Endpoint.ts"
 import { ProxyError, proxyError } from "../domain/ProxyError.ts"
 import type { ConnectionInfo, Route } from "../domain/Route.ts"
 import { cidrListContains, parseCidrList } from "../domain/SpecialRanges.ts"
-import { errorPlaceholder, type RelayTotals, relay } from "../relay/relay.ts"
+import { errorPlaceholder, type RelayTotals, readIntoShared, relay } from "../relay/relay.ts"
 import { CircuitBreaker } from "../services/CircuitBreaker.ts"
 import { ColdStart } from "../services/ColdStart.ts"
 import { Log } from "../services/Log.ts"
@@ -169,6 +169,10 @@ export const startListener = Effect.fnUntraced(function* (
     protocol.fixedRoute !== undefined && !protocol.readsHandshake && !config.proxyProtocol && relayOnly
       ? protocol.fixedRoute
       : undefined
+  // Nothing reads the accepted socket before the relay (it is accepted paused) nor watches it: unless TLS replaced it,
+  // it may read into the shared buffer too.
+  const clientRelayOnly = !protocol.readsHandshake && !config.proxyProtocol && protocol.relaying === undefined
+  let sharedReadsUnavailable = false
   let fastConnections = 0
 
   const forget = (socket: net.Socket) => {
@@ -412,6 +416,13 @@ export const startListener = Effect.fnUntraced(function* (
     // handshake would be held per connection for its whole life.
     if (open.get(accepted) === route.resourceId) open.set(accepted, route.resourceId)
     const watch = protocol.relaying?.(identified, backend, target)
+    if (clientRelayOnly && client === accepted && !readIntoShared(client) && !sharedReadsUnavailable) {
+      sharedReadsUnavailable = true
+      log.debug("client sockets read into a new buffer each (this Node has no user-buffer reads for them)", {
+        listener: protocol.name,
+        node: process.version
+      })
+    }
     relay(
       client,
       backend,

@@ -1,8 +1,8 @@
-// Socket-to-socket splice for the relay phase. No Effect, Promise, closure or allocation per chunk (a dialled backend's
-// reads are copied once instead: see `relayReads`): the handlers below are
-// shared by every connection and find their peer through one field on the socket, so a relayed pair costs two
+// Socket-to-socket splice for the relay phase. No Effect, Promise, closure or allocation per chunk (a socket that
+// reads into the shared buffer copies each read once instead: see `relayReads`, `readIntoShared`): the handlers below
+// are shared by every connection and find their peer through one field on the socket, so a relayed pair costs two
 // sockets and one small Relay object. `data`/`drain` with pause/resume holds about half the heap of `pipe()`.
-import type * as net from "node:net"
+import * as net from "node:net"
 
 /** Byte totals handed to `onClose` once both sockets are gone. */
 export interface RelayTotals {
@@ -40,13 +40,17 @@ function onDrain(this: Side) {
 }
 
 // Issue 11: Node reads every chunk into a new Buffer, an external ArrayBuffer; in bulk those alone set off about ten
-// full GCs a second (V8 collects after every 64 MB of external memory). A socket that only the relay reads, one we
-// create (`relayReads`), reads instead into `readInto`, one buffer for all of them: each read's bytes are handled in
+// full GCs a second (V8 collects after every 64 MB of external memory). A socket that only the relay reads (the
+// backend we dial, `relayReads`; an accepted client nothing read before the relay, `readIntoShared`) reads instead
+// into `readInto`, one buffer for all of them: each read's bytes are handled in
 // its callback, before any other read can overwrite them. They cannot be written from there (a write the kernel
 // does not take at once keeps pointing into its buffer, and another socket's read would overwrite it), so they are
 // copied to `slab`, which nothing reads into. A write left pending keeps its bytes of the slab; the next chunks go
 // after them, and once the slab is full a new one is taken (the old one lives as long as its writes).
-const readSize = 65536
+// Reads stop 64 bytes short of 64 KiB so that each write fits one loopback TCP segment (MSS 65,483 with timestamps):
+// a 65,536-byte write goes out as a full segment and a 53-byte one, and on loopback the sender's CPU pays for both
+// ends of every segment (≈ 0.7 vs 0.44 CPU s per GB of tcp bulk, bench/README.md).
+const readSize = 65536 - 64
 const readInto = Buffer.allocUnsafeSlow(readSize)
 let slab = Buffer.allocUnsafeSlow(readSize)
 let slabUsed = 0
@@ -73,6 +77,59 @@ function onReadInto(this: Side, nread: number, buf: Uint8Array): boolean {
 export const relayReads: net.OnReadOpts = {
   buffer: readInto,
   callback: onReadInto
+}
+
+// net.Server has no `onread` for the sockets it accepts. What `onread` does is small: the Socket constructor keeps it
+// in three own symbol properties, and setting up the handle calls `useUserBuffer` (lib/net.js); Node's read callback
+// (`onStreamRead`, lib/internal/stream_base_commons.js) then hands each read to `kBufferCb` with the socket as
+// `this`, and pause()/resume() stop and start the handle's reads directly. Doing the same to an accepted socket
+// before its first read gives it `relayReads`. The symbols are found by name once; on a Node without them (or a
+// handle without `useUserBuffer`) the socket keeps Node's own reads.
+const userBuffer = (() => {
+  const own = Object.getOwnPropertySymbols(new net.Socket())
+  const named = (name: string) => own.find((s) => s.description === name)
+  const buffer = named("kBuffer")
+  const callback = named("kBufferCb")
+  const gen = named("kBufferGen")
+  return buffer !== undefined && callback !== undefined && gen !== undefined ? { buffer, callback, gen } : undefined
+})()
+
+type Handle = { reading?: boolean; useUserBuffer?: (buf: Uint8Array) => void }
+type Reads = Record<symbol, unknown> & { _handle?: Handle | null; encrypted?: boolean }
+
+/** Whether `socket` reads into the relay's shared buffer (`relayReads` or `readIntoShared`). */
+const readsShared = (socket: net.Socket) =>
+  userBuffer !== undefined && (socket as unknown as Reads)[userBuffer.callback] === onReadInto
+
+/**
+ * Makes an accepted socket read into the relay's shared buffer, as `relayReads` does for one we dial. Only for a plain
+ * TCP socket that nothing has read yet and nothing but the relay will (accepted with `pauseOnConnect`, no PROXY
+ * header, no watcher), called right before `relay`. Never a TLSSocket nor the socket under one: their reads are the
+ * TLS layer's. A TLSSocket is refused here. The socket under one looks like any other, so the caller passes only the
+ * socket it relays itself (a protocol that terminates TLS has read the client's request for it, which refuses it
+ * too). Returns false, and leaves the socket as it was, when Node lacks what this relies on or the socket has read.
+ */
+export const readIntoShared = (socket: net.Socket): boolean => {
+  if (userBuffer === undefined) return false
+  const s = socket as unknown as Reads
+  const handle = s._handle
+  if (
+    handle == null ||
+    typeof handle.useUserBuffer !== "function" ||
+    handle.reading === true ||
+    s.encrypted === true ||
+    s[userBuffer.buffer] != null ||
+    socket.connecting ||
+    socket.destroyed ||
+    socket.bytesRead > 0 ||
+    socket.readableLength > 0
+  )
+    return false
+  s[userBuffer.buffer] = readInto
+  s[userBuffer.callback] = onReadInto
+  s[userBuffer.gen] = null
+  handle.useUserBuffer(readInto)
+  return true
 }
 
 function onEnd(this: Side) {
@@ -126,7 +183,8 @@ const attach = (side: Side, peer: Side, relay: Relay<unknown>) => {
   side._relay = relay
   side._peer = peer
   const before = side.rawListeners("error")
-  side.on("data", onData)
+  // A socket that reads into the shared buffer never emits `data` (its reads go to `onReadInto`).
+  if (!readsShared(side) || side.readableLength > 0) side.on("data", onData)
   side.on("drain", onDrain)
   side.on("end", onEnd)
   side.on("error", onError)
