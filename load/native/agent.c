@@ -174,8 +174,7 @@ static void open_one(void) {
   pending[n_pending].probe = (int)(n % n_probes);
   pending[n_pending].t0 = now_ms();
   n_pending++;
-  struct epoll_event ev = {.events = EPOLLOUT, .data.fd = fd};
-  epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
+  epoll_watch(ep, EPOLL_CTL_ADD, fd, EPOLLOUT);
 }
 
 static void open_more(void) {
@@ -211,8 +210,7 @@ static void on_connected(int fd) {
     return;
   }
   conns[fd].state = S_WAITING;
-  struct epoll_event ev = {.events = EPOLLIN, .data.fd = fd};
-  epoll_ctl(ep, EPOLL_CTL_MOD, fd, &ev);
+  epoll_watch(ep, EPOLL_CTL_MOD, fd, EPOLLIN);
 }
 
 static void on_answer(int fd) {

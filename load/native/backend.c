@@ -89,8 +89,7 @@ static int send_bytes(int fd, const char *p, size_t len) {
       len -= (size_t)w;
     }
     if (len == 0) return 0;
-    struct epoll_event ev = {.events = EPOLLOUT, .data.fd = fd};
-    epoll_ctl(ep, EPOLL_CTL_MOD, fd, &ev);
+    epoll_watch(ep, EPOLL_CTL_MOD, fd, EPOLLOUT);
   }
   char *grown = realloc(c->out, c->out_len + len);
   if (grown == NULL) {
@@ -115,8 +114,7 @@ static void on_writable(int fd) {
   if (c->out_len > 0) return;
   free(c->out);
   c->out = NULL;
-  struct epoll_event ev = {.events = EPOLLIN, .data.fd = fd};
-  epoll_ctl(ep, EPOLL_CTL_MOD, fd, &ev);
+  epoll_watch(ep, EPOLL_CTL_MOD, fd, EPOLLIN);
 }
 
 static void on_readable(int fd) {
@@ -188,8 +186,7 @@ static void on_accept(int lfd) {
     c->skip = -1;
     open_count++;
     accepted++;
-    struct epoll_event ev = {.events = EPOLLIN, .data.fd = fd};
-    epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
+    epoll_watch(ep, EPOLL_CTL_ADD, fd, EPOLLIN);
   }
 }
 
@@ -235,8 +232,7 @@ static void listen_on(const char *hp) {
   snprintf(listening[n_listen], sizeof listening[n_listen], "%s:%d", addr, port);
   listeners[n_listen++] = fd;
   conns[fd].open = 2;
-  struct epoll_event ev = {.events = EPOLLIN, .data.fd = fd};
-  epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
+  epoll_watch(ep, EPOLL_CTL_ADD, fd, EPOLLIN);
 }
 
 int main(int argc, char **argv) {

@@ -425,6 +425,12 @@ static inline void set_port(struct sockaddr_storage *ss, int port) {
 }
 
 /** Closes with an RST rather than a FIN (SO_LINGER 0): no TIME_WAIT left on the port, as Node's resetAndDestroy. */
+/** Adds (EPOLL_CTL_ADD) or changes (EPOLL_CTL_MOD) what epoll reports for `fd`. */
+static inline int epoll_watch(int ep, int op, int fd, uint32_t events) {
+  struct epoll_event ev = {.events = events, .data.fd = fd};
+  return epoll_ctl(ep, op, fd, &ev);
+}
+
 static inline void close_rst(int fd) {
   struct linger lg = {1, 0};
   setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
