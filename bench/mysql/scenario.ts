@@ -12,13 +12,13 @@ import {
   type Measurement,
   type ScenarioResult,
   sampleCpu,
-  type VariantInfo,
   type Workload,
   windowCpu
 } from "../support/interleave.ts"
 import type { Polyproxy, ProxyEntry } from "../support/polyproxy.ts"
 import { runBounded, sleep, versionOf } from "../support/process.ts"
 import { startProxyVariant } from "../support/proxies.ts"
+import { childAlive, directVariant, processVariant, type Variant as VariantOf } from "../support/variant.ts"
 
 export const MYSQL_VARIANTS = ["direct", "polyproxy", "haproxy"] as const
 export type MysqlVariantName = (typeof MYSQL_VARIANTS)[number]
@@ -56,13 +56,7 @@ const workloadOf = (kind: QueryKind, clients: number): Workload => ({
   cpuUnit: "CPU s / 1k queries"
 })
 
-interface Variant {
-  readonly name: MysqlVariantName
-  readonly port: number
-  readonly pids: readonly number[]
-  readonly alive: () => boolean
-  readonly info: VariantInfo
-}
+type Variant = VariantOf<MysqlVariantName>
 
 /** mysqlslap's "Average number of seconds to run all queries: 0.282 seconds". */
 export const parseMysqlslap = (stdout: string): number | undefined => {
@@ -151,13 +145,7 @@ export const runMysqlScenario = async (opts: MysqlOptions): Promise<ScenarioResu
     for (const name of opts.variants) {
       try {
         if (name === "direct") {
-          variants.push({
-            name,
-            port: server.port,
-            pids: [],
-            alive: () => true,
-            info: { name, label: "direct", description: `${version}, no proxy` }
-          })
+          variants.push(directVariant(name, server.port, `${version}, no proxy`))
         } else if (name === "polyproxy") {
           const { proxy, port } = await startProxyVariant({
             entry: opts.entry,
@@ -177,30 +165,23 @@ export const runMysqlScenario = async (opts: MysqlOptions): Promise<ScenarioResu
             ready: login
           })
           proxies.push(proxy)
-          variants.push({
-            name,
-            port,
-            pids: [proxy.pid],
-            alive: () => proxy.child.exitCode === null && proxy.child.signalCode === null,
-            info: {
+          variants.push(
+            processVariant(
               name,
-              label: "polyproxy mysql",
-              description:
-                "`mysql` listener, `defaultRoute: appdb` (mysqlslap names no database in its handshake; it sends " +
+              port,
+              { pid: proxy.pid, alive: childAlive(proxy.child) },
+              "polyproxy mysql",
+              "`mysql` listener, `defaultRoute: appdb` (mysqlslap names no database in its handshake; it sends " +
                 "`USE appdb` after login), auth switch carrying the backend's scramble, `workers: 1`, log level warn, " +
                 "connection log off"
-            }
-          })
+            )
+          )
         } else {
           const b = await startHaproxy({ dir: join(opts.dir, "haproxy-mysql"), backendPort: server.port, ready: login })
           baselines.push(b)
-          variants.push({
-            name,
-            port: b.port,
-            pids: [b.pid],
-            alive: b.alive,
-            info: { name, label: "HAProxy 1 thread", description: `${b.version}, \`mode tcp\`, \`nbthread 1\`` }
-          })
+          variants.push(
+            processVariant(name, b.port, b, "HAProxy 1 thread", `${b.version}, \`mode tcp\`, \`nbthread 1\``)
+          )
         }
         log(`mysql: ${name} on 127.0.0.1:${variants.at(-1)?.port}`)
       } catch (error) {

@@ -14,13 +14,13 @@ import {
   type Measurement,
   type ScenarioResult,
   sampleCpu,
-  type VariantInfo,
   type Workload,
   windowCpu
 } from "../support/interleave.ts"
 import { type Polyproxy, type ProxyEntry, repoRoot } from "../support/polyproxy.ts"
 import { sleep } from "../support/process.ts"
 import { startProxyVariant } from "../support/proxies.ts"
+import { childAlive, directVariant, processVariant, type Variant as VariantOf } from "../support/variant.ts"
 
 export const SMTP_VARIANTS = ["direct", "polyproxy", "haproxy"] as const
 export type SmtpVariantName = (typeof SMTP_VARIANTS)[number]
@@ -74,13 +74,7 @@ const workloadOf = (size: Size, connections: number): Workload => ({
   cpuUnit: "CPU s / 1k messages"
 })
 
-interface Variant {
-  readonly name: SmtpVariantName
-  readonly port: number
-  readonly pids: readonly number[]
-  readonly alive: () => boolean
-  readonly info: VariantInfo
-}
+type Variant = VariantOf<SmtpVariantName>
 
 interface SinkCount {
   readonly count: number
@@ -242,17 +236,13 @@ export const runSmtpScenario = async (opts: SmtpOptions): Promise<ScenarioResult
     for (const name of opts.variants) {
       try {
         if (name === "direct") {
-          variants.push({
-            name,
-            port: sink.port,
-            pids: [],
-            alive: () => true,
-            info: {
+          variants.push(
+            directVariant(
               name,
-              label: "direct",
-              description: `the sink itself (bench/smtp/sink.ts, ${packageVersion("smtp-server")}), no proxy`
-            }
-          })
+              sink.port,
+              `the sink itself (bench/smtp/sink.ts, ${packageVersion("smtp-server")}), no proxy`
+            )
+          )
         } else if (name === "polyproxy") {
           const { proxy, port } = await startProxyVariant({
             entry: opts.entry,
@@ -269,19 +259,16 @@ export const runSmtpScenario = async (opts: SmtpOptions): Promise<ScenarioResult
             ready: deliverOne
           })
           proxies.push(proxy)
-          variants.push({
-            name,
-            port,
-            pids: [proxy.pid],
-            alive: () => proxy.child.exitCode === null && proxy.child.signalCode === null,
-            info: {
+          variants.push(
+            processVariant(
               name,
-              label: "polyproxy smtp",
-              description:
-                `\`node ${opts.entry === "dist" ? "dist/cli.js" : "src/cli.ts"} serve\`, \`smtp\` listener (no TLS, ` +
+              port,
+              { pid: proxy.pid, alive: childAlive(proxy.child) },
+              "polyproxy smtp",
+              `\`node ${opts.entry === "dist" ? "dist/cli.js" : "src/cli.ts"} serve\`, \`smtp\` listener (no TLS, ` +
                 `routed by the EHLO name \`${TENANT}\`), \`workers: 1\`, log level warn, connection log off`
-            }
-          })
+            )
+          )
         } else {
           const b = await startHaproxy({
             dir: join(opts.dir, "haproxy-smtp"),
@@ -289,13 +276,9 @@ export const runSmtpScenario = async (opts: SmtpOptions): Promise<ScenarioResult
             ready: deliverOne
           })
           baselines.push(b)
-          variants.push({
-            name,
-            port: b.port,
-            pids: [b.pid],
-            alive: b.alive,
-            info: { name, label: "HAProxy 1 thread", description: `${b.version}, \`mode tcp\`, \`nbthread 1\`` }
-          })
+          variants.push(
+            processVariant(name, b.port, b, "HAProxy 1 thread", `${b.version}, \`mode tcp\`, \`nbthread 1\``)
+          )
         }
         log(`smtp: ${name} on 127.0.0.1:${variants.at(-1)?.port}`)
       } catch (error) {

@@ -11,13 +11,13 @@ import {
   type Measurement,
   type ScenarioResult,
   sampleCpu,
-  type VariantInfo,
   type Workload,
   windowCpu
 } from "../support/interleave.ts"
 import type { Polyproxy, ProxyEntry } from "../support/polyproxy.ts"
 import { sleep } from "../support/process.ts"
 import { startProxyVariant } from "../support/proxies.ts"
+import { childAlive, directVariant, processVariant, type Variant as VariantOf } from "../support/variant.ts"
 
 export const TCP_VARIANTS = ["direct", "polyproxy-1", "polyproxy-2", "haproxy", "nginx"] as const
 export type TcpVariantName = (typeof TCP_VARIANTS)[number]
@@ -75,14 +75,7 @@ export interface TcpOptions {
   readonly log: (line: string) => void
 }
 
-interface Variant {
-  readonly name: TcpVariantName
-  readonly port: number
-  /** Processes whose CPU is the proxy's (with their descendants: cluster workers, nginx's worker). */
-  readonly pids: readonly number[]
-  readonly alive: () => boolean
-  readonly info: VariantInfo
-}
+type Variant = VariantOf<TcpVariantName>
 
 /** Seconds the scenario is expected to take (for the runner's deadline). */
 export const plannedTcpSeconds = (
@@ -179,19 +172,11 @@ export const runTcpScenario = async (opts: TcpOptions): Promise<ScenarioResult> 
   const variants: Variant[] = []
   const notes: string[] = []
   const startupErrors: Measurement[] = []
-  const alive = (child: { exitCode: number | null; signalCode: NodeJS.Signals | null }) => () =>
-    child.exitCode === null && child.signalCode === null
   try {
     for (const name of opts.variants) {
       try {
         if (name === "direct") {
-          variants.push({
-            name,
-            port: echo.port,
-            pids: [],
-            alive: () => true,
-            info: { name, label: "direct", description: `the echo backend itself (Node \`net\`), no proxy` }
-          })
+          variants.push(directVariant(name, echo.port, "the echo backend itself (Node `net`), no proxy"))
         } else if (name === "polyproxy-1" || name === "polyproxy-2") {
           const workers = name === "polyproxy-1" ? 1 : 2
           const { proxy, port } = await startProxyVariant({
@@ -213,20 +198,17 @@ export const runTcpScenario = async (opts: TcpOptions): Promise<ScenarioResult> 
             }
           })
           proxies.push(proxy)
-          variants.push({
-            name,
-            port,
-            pids: [proxy.pid],
-            alive: alive(proxy.child),
-            info: {
+          variants.push(
+            processVariant(
               name,
-              label: `polyproxy ${workers} worker${workers > 1 ? "s" : ""}`,
-              description:
-                `\`node ${opts.entry === "dist" ? "dist/cli.js" : "src/cli.ts"} serve\`, generic \`tcp\` listener, ` +
+              port,
+              { pid: proxy.pid, alive: childAlive(proxy.child) },
+              `polyproxy ${workers} worker${workers > 1 ? "s" : ""}`,
+              `\`node ${opts.entry === "dist" ? "dist/cli.js" : "src/cli.ts"} serve\`, generic \`tcp\` listener, ` +
                 `\`workers: ${workers}\`${workers > 1 ? " (node:cluster primary + 2 workers; CPU of all three)" : ""}, ` +
                 "log level warn, connection log off"
-            }
-          })
+            )
+          )
         } else {
           const start = name === "haproxy" ? startHaproxy : startNginxStream
           const b = await start({
@@ -235,20 +217,17 @@ export const runTcpScenario = async (opts: TcpOptions): Promise<ScenarioResult> 
             ready: (port) => echoRoundTrip(port)
           })
           baselines.push(b)
-          variants.push({
-            name,
-            port: b.port,
-            pids: [b.pid],
-            alive: b.alive,
-            info: {
+          variants.push(
+            processVariant(
               name,
-              label: name === "haproxy" ? "HAProxy 1 thread" : "nginx stream",
-              description:
-                name === "haproxy"
-                  ? `${b.version}, \`mode tcp\`, \`nbthread 1\`, maxconn 8000`
-                  : `${b.version}, \`stream { proxy_pass }\`, 1 worker_process (CPU of master + worker)`
-            }
-          })
+              b.port,
+              b,
+              name === "haproxy" ? "HAProxy 1 thread" : "nginx stream",
+              name === "haproxy"
+                ? `${b.version}, \`mode tcp\`, \`nbthread 1\`, maxconn 8000`
+                : `${b.version}, \`stream { proxy_pass }\`, 1 worker_process (CPU of master + worker)`
+            )
+          )
         }
         log(`tcp: ${name} on 127.0.0.1:${variants.at(-1)?.port}`)
       } catch (error) {
