@@ -11,6 +11,7 @@ import {
   isH2Preface,
   parseAuthority,
   parseTrailerText,
+  partialHeadError,
   type RequestHead,
   type ResponseHead,
   responseFraming,
@@ -287,6 +288,59 @@ describe("parseAuthority", () => {
     ]) {
       expect(typeof parseAuthority(bad), bad).toBe("string")
     }
+  })
+})
+
+describe("partialHeadError: a head still arriving", () => {
+  const valid = [
+    "GET /a?b=1 HTTP/1.1\r\nHost: a.test\r\nX-Thing:  spaced \t\r\n\r\n",
+    "M-SEARCH * HTTP/1.1\r\nHost: a.test\r\n\r\n",
+    "OPTIONS * HTTP/1.0\r\n\r\n",
+    `${"X".repeat(40)} /long-method HTTP/1.1\r\nHost: a.test\r\n\r\n`
+  ]
+
+  it("never refuses a prefix of a valid head, however it was split", () => {
+    for (const head of valid) {
+      const buf = b(head)
+      for (let end = 0; end < buf.length; end++) {
+        for (let from = 0; from <= end; from++) expect(partialHeadError(buf, 0, from, end), head).toBeUndefined()
+      }
+    }
+    // A lone CR may become the CRLF of an empty line before the request line.
+    expect(partialHeadError(b("\r"), 0, 0, 1)).toBeUndefined()
+  })
+
+  it("refuses a bare LF and a method that is not a token at once", () => {
+    const cases: Array<[string, string]> = [
+      ["GET / HTTP/1.1\nHost: a", "bare LF"],
+      ["GET / HTTP/1.1\r\nHost: a\n", "bare LF"],
+      ["\n", "bare LF"],
+      ["\u0016\u0003\u0001", "invalid byte 0x16"],
+      [" GET /", "without a method"],
+      ["GE\u0000T", "invalid byte 0x00"],
+      ["\rX", "invalid byte 0x0d"]
+    ]
+    for (const [text, reason] of cases) {
+      const buf = b(text)
+      const d = partialHeadError(buf, 0, 0, buf.length)
+      expect(d?.status, text).toBe(400)
+      expect(d?.reason, text).toContain(reason)
+    }
+    // Only the bytes from `from` are looked at for bare LFs; `start` offsets everything.
+    const offset = b("xxGET / HTTP/1.1\r\nHost: a\n")
+    expect(partialHeadError(offset, 2, 0, offset.length)?.reason).toContain("bare LF")
+  })
+
+  it("refuses only what the whole-head decoder would refuse too", () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 80 }), (bytes) => {
+        const head = Buffer.from(bytes)
+        fc.pre(head.indexOf("\r\n\r\n") < 0)
+        if (partialHeadError(head, 0, 0, head.length) === undefined) return
+        const whole = Buffer.concat([head, b("\r\n\r\n")])
+        expect(decodeRequestHead(whole, 0, headEnd(whole, 0, whole.length))._tag).toBe("Invalid")
+      })
+    )
   })
 })
 

@@ -1,6 +1,6 @@
 // Client → proxy: an HTTP/1.0 or 1.1 request line and its fields (RFC 9112 §3, §6), with the body's framing decided
 // once, here, so that the proxy and the server behind it can never disagree on where this request ends.
-import { CR, type Decoded, describeByte, frame, invalid, LF, latin1, SP, TCHAR } from "./Decode.ts"
+import { CR, type Decoded, describeByte, frame, type Invalid, invalid, LF, latin1, SP, TCHAR } from "./Decode.ts"
 import { type FieldFacts, readFields } from "./Fields.ts"
 
 export interface RequestHead extends FieldFacts {
@@ -32,6 +32,40 @@ export const skipEmptyLines = (buf: Buffer, start: number, end: number): number 
 }
 
 const TARGET_BYTE = (b: number) => b > 0x20 && b < 0x7f
+
+/** How far into a head still arriving the method is checked; longer methods are left to the whole-head decoder. */
+const METHOD_PEEK = 32
+
+/**
+ * What already makes a request head invalid while it is still arriving (`buf[start, end)` holds no blank line yet),
+ * so that the client gets its 400 at once instead of a 408 when the head deadline passes: a method that is not a
+ * token (binary bytes, a TLS ClientHello on a plain port), or a bare LF anywhere. RFC 9112 §2.2 lets a server accept
+ * a bare LF as a line end; this engine does not, because the server behind it might read the lines differently, and
+ * a head ending in bare LFs would otherwise never be seen to end. `from`: bytes before it were checked already.
+ */
+export const partialHeadError = (buf: Buffer, start: number, from: number, end: number): Invalid | undefined => {
+  if (from < start + METHOD_PEEK) {
+    let pos = start
+    const stop = Math.min(end, start + METHOD_PEEK)
+    while (pos < stop && TCHAR[buf[pos]!] === 1) pos++
+    if (pos < stop) {
+      const b = buf[pos]!
+      if (b === SP) {
+        if (pos === start) return invalid(400, "request line without a method")
+      } else if (b === LF) {
+        // After method bytes or at the start, an LF has no CR before it.
+        return invalid(400, "bare LF in the head")
+      } else if (!(b === CR && pos === start && pos + 1 === end)) {
+        // (A lone CR may still become the CRLF of an empty line before the request line.)
+        return invalid(400, `invalid byte ${describeByte(b)} in the method`)
+      }
+    }
+  }
+  for (let i = Math.max(start, from); i < end; i++) {
+    if (buf[i] === LF && (i === start || buf[i - 1] !== CR)) return invalid(400, "bare LF in the head")
+  }
+  return undefined
+}
 
 const at = (buf: Buffer, pos: number, end: number): string => (pos < end ? describeByte(buf[pos]!) : "(end of head)")
 

@@ -13,5 +13,12 @@ export {
 } from "./Chunked.ts"
 export { type Decoded, type Frame, headEnd, type Invalid, latin1, NEED, type Need } from "./Decode.ts"
 export { FIELD_STRIDE, type FieldFacts, type FieldList, hasToken, MAX_FIELDS } from "./Fields.ts"
-export { decodeRequestHead, H2_PREFACE, isH2Preface, type RequestHead, skipEmptyLines } from "./RequestHead.ts"
+export {
+  decodeRequestHead,
+  H2_PREFACE,
+  isH2Preface,
+  partialHeadError,
+  type RequestHead,
+  skipEmptyLines
+} from "./RequestHead.ts"
 export { decodeResponseHead, Framing, type ResponseHead, responseFraming, responseKeepsAlive } from "./ResponseHead.ts"

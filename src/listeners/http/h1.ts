@@ -11,6 +11,7 @@ import {
   isH2Preface,
   latin1,
   parseAuthority,
+  partialHeadError,
   type RequestHead,
   type ResponseHead,
   skipEmptyLines
@@ -24,8 +25,9 @@ import {
   clientResponseHead,
   type Forwarding,
   informationalHead,
-  upstreamHeadFromH1,
-  wantsUpgrade
+  upgradeGranted,
+  upgradeOffer,
+  upstreamHeadFromH1
 } from "./headers.ts"
 import type { RouteEntry } from "./routes.ts"
 import type { HttpRuntime } from "./runtime.ts"
@@ -97,6 +99,8 @@ export class H1Conn implements ClientSide {
   /** A response head not written yet: it goes out with the first body bytes, in one write. */
   private pendingHead = ""
   private driving = false
+  /** The socket's current inactivity timeout: set only when it changes (most connections change it once). */
+  private timeoutMs: number
   private gone = false
   private requests = 0
   private bytesFromBackend = 0
@@ -120,7 +124,43 @@ export class H1Conn implements ClientSide {
     socket.on("close", onClose)
     socket.on("error", ignore)
     socket.setNoDelay(true)
-    socket.setTimeout(rt.settings.keepAliveMs)
+    // A new connection gets timeouts.handshake for its first request, like a head already begun (then see next()).
+    const s = rt.settings
+    this.timeoutMs = s.headMs > 0 ? s.headMs : s.keepAliveMs
+    socket.setTimeout(this.timeoutMs)
+  }
+
+  private setIdleTimeout(ms: number): void {
+    if (ms !== this.timeoutMs) {
+      this.timeoutMs = ms
+      this.socket.setTimeout(ms)
+    }
+  }
+
+  /**
+   * Part of a head is in: 408 if its deadline passed, else the socket's timeout is what is left of it, so a client
+   * that trickles bytes (slow-loris) or falls silent gets its 408 at the deadline either way.
+   */
+  private headPending(): void {
+    const s = this.rt.settings
+    if (this.state === IDLE) {
+      this.state = HEAD
+      this.headStarted = performance.now()
+    }
+    if (s.headMs <= 0) return
+    const left = s.headMs - (performance.now() - this.headStarted)
+    if (left <= 0) this.refuse(this.headTimeout(), true)
+    else this.setIdleTimeout(Math.ceil(left))
+  }
+
+  private headTimeout(): Failure {
+    const s = this.rt.settings
+    return failure(
+      408,
+      "HANDSHAKE_TIMEOUT",
+      "client",
+      s.headMs > 0 ? `request head not complete within ${s.headMs} ms` : `no request head bytes for ${s.keepAliveMs} ms`
+    )
   }
 
   private peer(): string {
@@ -212,7 +252,10 @@ export class H1Conn implements ClientSide {
       const end = this.bufEnd
       if (this.requests === 0 && start === 0 && s.h2c && !s.secure && this.rt.h2 !== undefined) {
         const preface = isH2Preface(buf, start, end)
-        if (preface === undefined) return
+        if (preface === undefined) {
+          this.headPending()
+          return
+        }
         if (preface) {
           this.toHttp2()
           return
@@ -230,18 +273,18 @@ export class H1Conn implements ClientSide {
       }
       const he = headEnd(buf, start, end, this.scanFrom)
       if (he < 0) {
+        // Bytes that can never become a request are answered now, not when the head deadline passes.
+        const bad = partialHeadError(buf, start, this.scanFrom, end)
+        if (bad !== undefined) {
+          this.refuse(badRequest(bad.status, bad.reason), true)
+          return
+        }
         if (end - start > s.maxHeaderSize) {
           this.refuse(badRequest(431, `request head larger than ${s.maxHeaderSize} bytes`), true)
           return
         }
         this.scanFrom = end
-        if (s.headMs > 0 && performance.now() - this.headStarted > s.headMs) {
-          this.refuse(
-            failure(408, "HANDSHAKE_TIMEOUT", "client", `request head not complete within ${s.headMs} ms`),
-            true
-          )
-          return
-        }
+        this.headPending()
         return
       }
       this.scanFrom = 0
@@ -317,7 +360,7 @@ export class H1Conn implements ClientSide {
     if (this.rt.hooks !== undefined && resourceId !== this.resource) {
       this.switchResource(resourceId, formatEndpoint(entry.route.endpoint))
     }
-    const upgrade = wantsUpgrade(head)
+    const upgrade = upgradeOffer(head)
     let text: string | Buffer
     if (this.rawHead !== null) text = this.rawHead
     else {
@@ -340,8 +383,8 @@ export class H1Conn implements ClientSide {
       entry.pool,
       resourceId,
       text,
-      mayRetry(head.method, !this.bodyDone, upgrade),
-      upgrade
+      mayRetry(head.method, !this.bodyDone, upgrade !== undefined),
+      upgrade !== undefined
     )
     ex.cacheHit = cacheHit
     this.ex = ex
@@ -480,18 +523,26 @@ export class H1Conn implements ClientSide {
       this.state = CLOSED
       this.writeHead()
       this.socket.end()
-      this.socket.setTimeout(refuseGraceMs)
+      this.setIdleTimeout(refuseGraceMs)
       return
     }
     this.state = IDLE
     this.head = null
     this.rawHead = null
+    this.setIdleTimeout(this.rt.settings.keepAliveMs)
     if (this.buf !== null) this.drive()
     if ((this.state === IDLE || this.state === HEAD) && this.socket.isPaused()) this.socket.resume()
   }
 
   upgrade(ex: Exchange, head: ResponseHead, backend: net.Socket, rest: Buffer | undefined): void {
     this.ex = null
+    if (!upgradeGranted(upgradeOffer(this.head!) ?? "", head.upgrade)) {
+      // A tunnel to a protocol the client never asked for (or h2c, never offered) is one the proxy cannot vouch for.
+      backend.destroy()
+      this.bytesFromBackend += ex.bytesFromBackend
+      this.refuse(failure(502, "BAD_GATEWAY", "backend", "upstream switched to a protocol that was not offered"), true)
+      return
+    }
     this.state = TUNNEL
     const client = this.socket
     client.off("data", onData)
@@ -559,7 +610,7 @@ export class H1Conn implements ClientSide {
     if (this.state === IDLE) {
       this.state = CLOSED
       this.socket.end()
-      this.socket.setTimeout(refuseGraceMs)
+      this.setIdleTimeout(refuseGraceMs)
     }
   }
 
@@ -577,15 +628,14 @@ export class H1Conn implements ClientSide {
   timedOut(): void {
     switch (this.state) {
       case IDLE:
+        // Nothing received (a new connection past timeouts.handshake, a kept-alive one past keepAliveTimeout):
+        // closed without an answer, as nginx does and HAProxy with http-ignore-probes (no request, nothing to refuse).
         this.state = CLOSED
         this.socket.end()
-        this.socket.setTimeout(refuseGraceMs)
+        this.setIdleTimeout(refuseGraceMs)
         return
       case HEAD:
-        this.refuse(
-          failure(408, "HANDSHAKE_TIMEOUT", "client", `no request head bytes for ${this.rt.settings.keepAliveMs} ms`),
-          true
-        )
+        this.refuse(this.headTimeout(), true)
         return
       case CLOSED:
         this.socket.destroy()

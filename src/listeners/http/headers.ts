@@ -28,10 +28,21 @@ const isHopByHop = (lower: string): boolean => {
     case "te":
     case "transfer-encoding":
     case "upgrade":
+    // RFC 9113 §3.1 deprecated the h2c upgrade this field belongs to; it only ever concerns one hop.
+    case "http2-settings":
       return true
     default:
       return lower.length > 6 && lower.charCodeAt(5) === 0x2d && lower.startsWith("proxy-")
   }
+}
+
+/**
+ * One Content-Length value for a field the codec accepted: "5, 5" (a list of equal values, RFC 9110 §8.6) becomes
+ * "5", so that a server which cannot read lists (RFC 9112 §6.3 lets it refuse them) sees one plain number.
+ */
+const singleLength = (value: string): string => {
+  const comma = value.indexOf(",")
+  return comma < 0 ? value : value.slice(0, comma).trimEnd()
 }
 
 const quoteIfNeeded = (v: string): string =>
@@ -66,10 +77,11 @@ const forwardFields = (fields: FieldList, connection: string, f: Forwarding, see
         out += `host: ${f.host}\r\n`
         continue
       case "content-length":
-        // Equal duplicates were accepted by the codec; the backend gets exactly one.
+        // Equal duplicates (fields or a list) were accepted by the codec; the backend gets exactly one value.
         if (contentLength) continue
         contentLength = true
-        break
+        out += `${fields[i]}: ${singleLength(fields[i + 2]!)}\r\n`
+        continue
       case "x-forwarded-for":
         if (f.trusted) seen[0] = seen[0]!.length > 0 ? `${seen[0]}, ${fields[i + 2]}` : fields[i + 2]!
         continue
@@ -94,12 +106,12 @@ const forwardFields = (fields: FieldList, connection: string, f: Forwarding, see
  * The head sent to an HTTP/1.1 backend for an HTTP/1.x request: request line in origin form, hygienic fields,
  * forwarding fields, and the framing and upgrade fields this hop needs. Backend connections are kept alive.
  */
-export const upstreamHeadFromH1 = (head: RequestHead, f: Forwarding, upgrade: boolean): string => {
+export const upstreamHeadFromH1 = (head: RequestHead, f: Forwarding, upgrade: string | undefined): string => {
   const seen = ["", "", "", ""]
   let out = `${head.method} ${head.target} HTTP/1.1\r\n${forwardFields(head.fields, head.connection, f, seen)}`
   if (head.hostCount === 0) out += `host: ${f.host}\r\n`
   if (head.chunked) out += "transfer-encoding: chunked\r\n"
-  if (upgrade) out += `connection: upgrade\r\nupgrade: ${head.upgrade}\r\n`
+  if (upgrade !== undefined) out += `connection: upgrade\r\nupgrade: ${upgrade}\r\n`
   return `${out}${forwardingFields(f, seen[0]!, seen[1]!, seen[2]!, seen[3]!)}\r\n`
 }
 
@@ -181,9 +193,17 @@ export const clientResponseHead = (head: ResponseHead, o: ResponseHeadOptions): 
   const named = head.connection.length > 0 && !plainConnectionTokens(head.connection)
   const fields = head.fields
   let out = `HTTP/1.1 ${head.status} ${head.reason}\r\n`
+  let contentLength = false
   for (let i = 0; i < fields.length; i += FIELD_STRIDE) {
     const lower = fields[i + 1]!
     if (isHopByHop(lower) || (named && hasToken(head.connection, lower))) continue
+    if (lower === "content-length") {
+      // As towards the backend: one value, however the backend repeated it.
+      if (contentLength) continue
+      contentLength = true
+      out += `${fields[i]}: ${singleLength(fields[i + 2]!)}\r\n`
+      continue
+    }
     out += `${fields[i]}: ${fields[i + 2]}\r\n`
   }
   if (o.upgrade) out += `connection: upgrade\r\nupgrade: ${head.upgrade ?? ""}\r\n`
@@ -219,6 +239,10 @@ export const h2ResponseHeaders = (
   for (let i = 0; i < fields.length; i += FIELD_STRIDE) {
     const lower = fields[i + 1]!
     if (h2Forbidden(lower) || isHopByHop(lower) || (named && hasToken(head.connection, lower))) continue
+    if (lower === "content-length") {
+      if (out[lower] === undefined) out[lower] = singleLength(fields[i + 2]!)
+      continue
+    }
     const value = fields[i + 2]!
     const prev = out[lower]
     if (prev === undefined) out[lower] = value
@@ -229,9 +253,42 @@ export const h2ResponseHeaders = (
   return out
 }
 
-/** Whether the request asks the backend to switch protocols (WebSocket). */
-export const wantsUpgrade = (head: RequestHead): boolean =>
-  head.upgrade !== undefined && hasToken(head.connection, "upgrade")
+const protocolNames = (list: string): Array<string> => {
+  const out: Array<string> = []
+  for (const part of list.split(",")) {
+    const t = part.trim().toLowerCase()
+    if (t.length === 0) continue
+    const slash = t.indexOf("/")
+    out.push(slash < 0 ? t : t.slice(0, slash))
+  }
+  return out
+}
+
+/**
+ * The protocols of the client's Upgrade offered to the backend (WebSocket), or undefined: no upgrade to pass on.
+ * h2c is taken out (RFC 9113 §3.1 deprecates it, and after a 101 the proxy would relay HTTP/2 it cannot see into),
+ * so the backend answers such a request in plain HTTP/1.1. An Upgrade that Connection does not name, or one in an
+ * HTTP/1.0 request, is ignored (RFC 9110 §7.8).
+ */
+export const upgradeOffer = (head: RequestHead): string | undefined => {
+  const value = head.upgrade
+  if (value === undefined || head.minor === 0 || !hasToken(head.connection, "upgrade")) return undefined
+  let kept = ""
+  for (const part of value.split(",")) {
+    const t = part.trim()
+    if (t.length === 0 || t.toLowerCase() === "h2c") continue
+    kept = kept.length === 0 ? t : `${kept}, ${t}`
+  }
+  return kept.length === 0 ? undefined : kept
+}
+
+/** Whether a 101's Upgrade switches only to protocols the backend was offered (RFC 9110 §7.8). */
+export const upgradeGranted = (offer: string, answer: string | undefined): boolean => {
+  if (answer === undefined) return false
+  const offered = protocolNames(offer)
+  const chosen = protocolNames(answer)
+  return chosen.length > 0 && chosen.every((p) => offered.includes(p))
+}
 
 /** Whether the client keeps its connection open after this exchange. */
 export const clientKeepsAlive = (head: RequestHead): boolean =>

@@ -17,7 +17,10 @@ export interface HttpSettings {
   readonly maxHeaderSize: number
   /** Idle time between requests on a client connection. */
   readonly keepAliveMs: number
-  /** A request head must be complete this long after its first byte (slow-loris); 0 = no limit. */
+  /**
+   * A request head must be complete this long after its first byte (slow-loris), and a new connection must send
+   * its first request within it; 0 = no limit (keepAliveMs then bounds both).
+   */
   readonly headMs: number
   /** Inactivity of an upgraded (WebSocket) connection; 0 = none. */
   readonly tunnelIdleMs: number
