@@ -2,8 +2,13 @@
 #
 #   docker build -t polyproxy .
 #   docker run --rm --ulimit nofile=262144:262144 -p 5432:5432 -p 9090:9090 \
-#     -v "$PWD/my.yaml:/etc/polyproxy/polyproxy.yaml:ro" polyproxy
-#   docker run --rm polyproxy check-config /etc/polyproxy/polyproxy.yaml      # any CLI command works
+#     -e POLYPROXY_ADMIN_TOKEN="$(openssl rand -hex 24)" -v "$PWD/my.yaml:/etc/polyproxy/polyproxy.yaml:ro" polyproxy
+#   docker run --rm -e POLYPROXY_ADMIN_TOKEN=x polyproxy check-config /etc/polyproxy/polyproxy.yaml   # any CLI command
+#
+# Admin: the default config binds it on 0.0.0.0:9090 (orchestrator probes reach the container's address), and
+# polyproxy refuses a non-loopback admin without a token, so the default config starts only with POLYPROXY_ADMIN_TOKEN
+# (or POLYPROXY_ADMIN_HOST=127.0.0.1, which keeps this HEALTHCHECK but not external probes). /healthz /readyz
+# /metrics stay open; the dashboard and /admin/* need the token.
 #
 # File descriptors: every proxied connection holds two sockets in the proxy process (client + backend), and Node
 # raises its soft RLIMIT_NOFILE to the hard limit at start, so the hard limit is what bounds a process:
@@ -47,7 +52,7 @@ COPY --from=build /src/package.json ./package.json
 COPY --from=deps /src/node_modules/ ./node_modules/
 COPY --from=build /src/dist/ ./dist/
 COPY fixtures/ ./fixtures/
-# The default config: the embedded one, listening on every interface, admin on 0.0.0.0:9090 for probes.
+# The default config: every listener on every interface, admin on 0.0.0.0:9090 for probes (needs POLYPROXY_ADMIN_TOKEN).
 COPY deploy/docker/polyproxy.yaml /etc/polyproxy/polyproxy.yaml
 USER 10001:10001
 EXPOSE 5432 3306 27017 2525 8080 7000 9090

@@ -134,6 +134,7 @@ describe("admin dashboard (GET /)", () => {
     expect(login.headers.get("location")).toBe("/")
     const cookie = login.headers.get("set-cookie")!.split(";")[0]!
     expect(login.headers.get("set-cookie")).toMatch(/HttpOnly; SameSite=Strict/)
+    expect(login.headers.get("set-cookie")).not.toContain(token) // a derived session value (session.ts)
     const home = await fetch(`${proxy.adminUrl}/`, { headers: { cookie } })
     expect(home.status).toBe(200)
     expect(home.headers.get("content-security-policy")).toMatch(/default-src 'none'/)

@@ -15,6 +15,7 @@ import { describe, expect, it } from "vitest"
 import YAML from "yaml"
 import type { Config } from "../../src/config/Config.ts"
 import { decodeConfig } from "../../src/config/decode.ts"
+import { applyEnv } from "../../src/config/env.ts"
 
 const root = path.resolve(import.meta.dirname, "../..")
 const k8sDir = path.join(root, "deploy/k8s")
@@ -138,10 +139,17 @@ const unknownFields = (value: unknown, type: ts.Type, where: string): string[] =
 
 const configMap = one("ConfigMap", "polyproxy-config")
 const configText = String(at(configMap, "data", "polyproxy.yaml"))
-const k8sConfig: Config = decodeConfig(YAML.parse(configText), "/etc/polyproxy")
 const deployment = one("Deployment", "polyproxy")
 const podSpec = at(deployment, "spec", "template", "spec")
 const container = (at(podSpec, "containers") as Obj[]).find((c) => c.name === "polyproxy")!
+/** The container's environment, a Secret's value standing in as "<secret/key>": what `serve` decodes in the pod. */
+const podEnv: Record<string, string> = Object.fromEntries(
+  ((container.env ?? []) as Obj[]).map((e) => {
+    const ref = isObj(e.valueFrom) && isObj(e.valueFrom.secretKeyRef) ? e.valueFrom.secretKeyRef : undefined
+    return [String(e.name), ref ? `<${ref.name}/${ref.key}>` : String(e.value)]
+  })
+)
+const k8sConfig: Config = decodeConfig(applyEnv(YAML.parse(configText), podEnv, "/app"), "/etc/polyproxy")
 const containerPorts = new Map((at(container, "ports") as Obj[]).map((p) => [String(p.name), Number(p.containerPort)]))
 
 /** "512Mi" / "1Gi" / "300M" → bytes. */
@@ -196,6 +204,10 @@ describe("Kubernetes manifests (deploy/k8s)", () => {
   it("ships a polyproxy config that polyproxy accepts: workers 0, admin on the pod IP, shared Redis cache", () => {
     expect(k8sConfig.workers).toBe(0)
     expect(k8sConfig.admin).toMatchObject({ host: "0.0.0.0", port: 9090 })
+    // On the pod IP the admin needs its token, which comes from the Secret: without it polyproxy would not start.
+    expect(k8sConfig.admin!.token).toBe("<polyproxy-admin/token>")
+    expect(k8sConfig.admin!.insecure).toBeUndefined()
+    expect(() => decodeConfig(YAML.parse(configText), "/etc/polyproxy")).toThrow(/admin\.token: required/)
     expect(Object.keys(k8sConfig.listeners).sort()).toEqual(["http", "mongodb", "mysql", "postgres", "smtp"])
     const redisService = one("Service", "polyproxy-redis")
     const redisUrl = new URL(k8sConfig.cache.redis!)
@@ -360,6 +372,12 @@ describe("docker-compose.yml", () => {
       expect(inside.has(composeConfig.admin!.port)).toBe(true)
       for (const p of s.ports ?? []) expect(p.startsWith("127.0.0.1:")).toBe(true)
     }
+    // Bound to the container's interface, the admin has a token, and the quick-start commands use that one.
+    expect(composeConfig.admin).toMatchObject({ host: "0.0.0.0", token: expect.any(String) })
+    expect(composeConfig.admin!.insecure).toBeUndefined()
+    const quickStart = read("docker-compose.yml")
+    expect(quickStart).toContain(`Authorization: Bearer ${composeConfig.admin!.token}`)
+    expect(quickStart).toContain(`/?token=${composeConfig.admin!.token}`)
   })
 
   it("routes two tenants per protocol, each to a backend service of the file", () => {
@@ -440,8 +458,13 @@ describe("Dockerfile and .dockerignore", () => {
   })
 
   it("ships a default config that polyproxy accepts, with the admin endpoint the healthcheck asks", () => {
-    const config = decodeConfig(YAML.parse(read("deploy/docker/polyproxy.yaml")), "/etc/polyproxy")
-    expect(config.admin).toMatchObject({ host: "0.0.0.0", port: 9090 })
+    const raw = YAML.parse(read("deploy/docker/polyproxy.yaml"))
+    // Admin on the container's address for probes: it starts only with a token (or bound to loopback).
+    expect(() => decodeConfig(raw, "/etc/polyproxy")).toThrow(/admin\.token: required .*POLYPROXY_ADMIN_TOKEN/)
+    const config = decodeConfig(applyEnv(raw, { POLYPROXY_ADMIN_TOKEN: "t0ken" }, "/app"), "/etc/polyproxy")
+    expect(config.admin).toMatchObject({ host: "0.0.0.0", port: 9090, token: "t0ken" })
+    const local = decodeConfig(applyEnv(raw, { POLYPROXY_ADMIN_HOST: "127.0.0.1" }, "/app"), "/etc/polyproxy")
+    expect(local.admin).toMatchObject({ host: "127.0.0.1", token: undefined })
     expect(runtime.find((l) => l.startsWith("HEALTHCHECK "))).toContain("http://127.0.0.1:9090/healthz")
     for (const l of Object.values(config.listeners)) expect(l!.port).toBeGreaterThanOrEqual(1024)
   })

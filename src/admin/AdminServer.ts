@@ -1,15 +1,20 @@
 // The admin endpoint: liveness, readiness with the bound ports, Prometheus metrics, the operator's API (backend
 // health, stats, purge, drain) and the dashboard page at GET /. Bound to loopback by default; `admin.token` requires a
-// bearer token on everything but /healthz, /readyz and /metrics, which probes and scrapers call. A browser gets the
-// token once from `GET /?token=…` as an HttpOnly cookie (see `authorized`).
+// bearer token on everything but /healthz, /readyz and /metrics, which probes and scrapers call. A browser logs in
+// once with `GET /?token=…` and gets a session cookie (session.ts). Whatever the token, the dashboard and /admin/*
+// answer only Hosts that cannot be DNS-rebound (hosts.ts), and state changes refuse what a foreign page sent (guard.ts).
 
 import { createHash, timingSafeEqual } from "node:crypto"
 import * as http from "node:http"
 import type * as net from "node:net"
 import * as Effect from "effect/Effect"
 import { type ProxyError, proxyError } from "../domain/ProxyError.ts"
+import type { LogShape } from "../services/Log.ts"
 import type { Dashboard } from "./dashboard/data.ts"
 import { dashboardPage, pageHeaders, tokenPage } from "./dashboard/page.ts"
+import { crossSite, isSafeMethod, type Refusal } from "./guard.ts"
+import { type HostCheck, hostCheck, isLoopbackHost } from "./hosts.ts"
+import { newSession, sessionSeconds, validSession } from "./session.ts"
 
 export interface ListenerInfo {
   readonly host: string
@@ -40,6 +45,10 @@ export interface AdminState {
   readonly dashboard?: (() => MaybeAsync<Dashboard>) | undefined
   /** Bearer token for /admin/*; undefined = none required. */
   readonly token?: string | undefined
+  /** Host names (besides IP literals and localhost) the dashboard and /admin/* answer: `admin.allowedHosts`. */
+  readonly allowedHosts?: ReadonlyArray<string> | undefined
+  /** Where refused admin requests are reported. */
+  readonly log?: Pick<LogShape, "warn"> | undefined
 }
 
 const send = (res: http.ServerResponse, status: number, type: string, body: string) => {
@@ -71,7 +80,8 @@ const paths = [
   "/admin/stats",
   "/admin/dashboard",
   "POST /admin/purge?id=",
-  "POST /admin/drain"
+  "POST /admin/drain",
+  "POST /admin/reload"
 ]
 
 const digest = (text: string) => createHash("sha256").update(text).digest()
@@ -100,17 +110,25 @@ const cookie = (req: http.IncomingMessage, name: string): string | undefined => 
   return undefined
 }
 
-/**
- * With `admin.token`: `Authorization: Bearer <token>` everywhere, or the dashboard's cookie. The cookie (HttpOnly,
- * SameSite=Strict, set by `GET /?token=`) opens the page itself; on /admin/* it counts only with the dashboard's
- * header as well, so another site cannot make the browser purge or drain (CSRF).
- */
-const authorized = (req: http.IncomingMessage, path: string, token: Buffer | undefined): boolean => {
-  if (token === undefined) return true
+interface Secret {
+  readonly text: string
+  readonly digest: Buffer
+}
+
+const bearerOk = (req: http.IncomingMessage, token: Secret | undefined): boolean => {
   const auth = req.headers.authorization
-  if (auth?.startsWith("Bearer ") && sameSecret(auth.slice(7), token)) return true
+  return token !== undefined && auth?.startsWith("Bearer ") === true && sameSecret(auth.slice(7), token.digest)
+}
+
+/**
+ * With `admin.token`: `Authorization: Bearer <token>` everywhere, or the dashboard's session cookie. The cookie
+ * (HttpOnly, SameSite=Strict, set by `GET /?token=`) opens the page itself; on /admin/* it counts only with the
+ * dashboard's header as well, which a page of another site cannot add without a CORS preflight (CSRF).
+ */
+const authorized = (req: http.IncomingMessage, path: string, token: Secret | undefined, bearer: boolean): boolean => {
+  if (token === undefined || bearer) return true
   if (path.startsWith("/admin/") && req.headers[dashboardHeader] === undefined) return false
-  return sameSecret(cookie(req, cookieName(req)), token)
+  return validSession(cookie(req, cookieName(req)), token.text)
 }
 
 const html = (res: http.ServerResponse, status: number, body: string) => {
@@ -118,40 +136,88 @@ const html = (res: http.ServerResponse, status: number, body: string) => {
   res.end(body)
 }
 
-/** GET /: the page; `?token=` is checked, kept as a cookie and taken out of the address bar by a redirect. */
-const page = (state: AdminState, token: Buffer | undefined, req: http.IncomingMessage, res: http.ServerResponse) => {
+/**
+ * GET /: the page; `?token=` is checked, answered with a session cookie (a value derived from the token, never the
+ * token) and taken out of the address bar by a redirect.
+ */
+const page = (
+  state: AdminState,
+  token: Secret | undefined,
+  bearer: boolean,
+  req: http.IncomingMessage,
+  res: http.ServerResponse
+) => {
   const given = new URL(req.url ?? "/", "http://admin").searchParams.get("token")
   if (given !== null) {
-    if (token !== undefined && !sameSecret(given, token)) return html(res, 401, tokenPage("That token is not right."))
+    if (token !== undefined && !sameSecret(given, token.digest)) {
+      return html(res, 401, tokenPage("That token is not right."))
+    }
     const headers: http.OutgoingHttpHeaders = { location: "/", "cache-control": "no-store", "content-length": 0 }
     if (token !== undefined) {
-      headers["set-cookie"] = `${cookieName(req)}=${encodeURIComponent(given)}; Path=/; HttpOnly; SameSite=Strict`
+      headers["set-cookie"] =
+        `${cookieName(req)}=${newSession(token.text)}; Path=/; HttpOnly; SameSite=Strict; Max-Age=${sessionSeconds}`
     }
     res.writeHead(303, headers)
     return res.end()
   }
-  if (!authorized(req, "/", token)) return html(res, 401, tokenPage())
+  if (!authorized(req, "/", token, bearer)) return html(res, 401, tokenPage())
   if (state.dashboard === undefined) return json(res, 404, { error: "no dashboard here" })
   return html(res, 200, dashboardPage)
 }
 
-const handle = (state: AdminState) => {
-  const token = state.token === undefined ? undefined : digest(state.token)
+/**
+ * Read-only and open even with a token, for kubelets, load balancers and Prometheus, which call them by whatever
+ * name or address they were given: no Host check (they show no config and change nothing).
+ */
+const probes = new Set(["/healthz", "/readyz", "/metrics"])
+
+/** Host, then Origin: why a request for the dashboard or /admin/* is refused before any token is looked at. */
+const refusal = (
+  req: http.IncomingMessage,
+  method: string,
+  bearer: boolean,
+  hostOk: HostCheck
+): Refusal | undefined => {
+  // DNS rebinding: a page cannot know the token, so a valid bearer token needs no Host check (and kubectl
+  // port-forward, Services and Ingress names keep working for tools); browsers and no-token setups get it.
+  if (!bearer && !hostOk(req.headers.host)) {
+    return {
+      status: 403,
+      error: "this Host is not allowed on the admin endpoint: use its IP address, localhost, or admin.allowedHosts",
+      detail: { host: req.headers.host }
+    }
+  }
+  return isSafeMethod(method) ? undefined : crossSite(req, bearer)
+}
+
+const handle = (state: AdminState, bindHost: string) => {
+  const token = state.token === undefined ? undefined : { text: state.token, digest: digest(state.token) }
+  const hostOk = hostCheck(state.allowedHosts ?? [], bindHost)
   return (req: http.IncomingMessage, res: http.ServerResponse) => {
     const url = new URL(req.url ?? "/", "http://admin")
     const path = url.pathname
     const method = req.method ?? "GET"
-    if (path.startsWith("/admin/") && !authorized(req, path, token)) {
+    const bearer = bearerOk(req, token)
+    if (!probes.has(path)) {
+      const refused = refusal(req, method, bearer, hostOk)
+      if (refused !== undefined) {
+        const detail = Object.fromEntries(Object.entries(refused.detail).map(([k, v]) => [k, v?.slice(0, 200)]))
+        state.log?.warn("admin request refused", { method, path, status: refused.status, ...detail })
+        return json(res, refused.status, { error: refused.error })
+      }
+    }
+    if (path.startsWith("/admin/") && !authorized(req, path, token, bearer)) {
       res.setHeader("www-authenticate", 'Bearer realm="polyproxy admin"')
       return json(res, 401, { error: "a bearer token is required (admin.token)" })
     }
-    return route(state, token, url, path, method, req, res)
+    return route(state, token, bearer, url, path, method, req, res)
   }
 }
 
 const route = (
   state: AdminState,
-  token: Buffer | undefined,
+  token: Secret | undefined,
+  bearer: boolean,
   url: URL,
   path: string,
   method: string,
@@ -164,7 +230,7 @@ const route = (
   }
   switch (path) {
     case "/":
-      return page(state, token, req, res)
+      return page(state, token, bearer, req, res)
     case "/admin/dashboard":
       if (state.dashboard === undefined) return json(res, 404, { error: "no dashboard here" })
       return reply(res, state.dashboard)
@@ -215,7 +281,7 @@ const route = (
 export const startAdmin = (host: string, port: number, state: AdminState) =>
   Effect.acquireRelease(
     Effect.callback<{ server: http.Server; host: string; port: number }, ProxyError>((resume) => {
-      const server = http.createServer(handle(state))
+      const server = http.createServer(handle(state, host))
       server.keepAliveTimeout = 5_000
       server.once("error", (err: NodeJS.ErrnoException) =>
         resume(
@@ -226,6 +292,13 @@ export const startAdmin = (host: string, port: number, state: AdminState) =>
       )
       server.listen(port, host, () => {
         const a = server.address() as net.AddressInfo
+        // Allowed only with admin.insecure (decode.ts): said once, loudly, at every start.
+        if (state.token === undefined && !isLoopbackHost(a.address)) {
+          state.log?.warn("admin endpoint reachable from the network without admin.token (admin.insecure)", {
+            host: a.address,
+            port: a.port
+          })
+        }
         resume(Effect.succeed({ server, host: a.address, port: a.port }))
       })
     }),

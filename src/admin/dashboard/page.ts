@@ -415,7 +415,7 @@ ${body}
 const escapeHtml = (text: string) =>
   text.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]!)
 
-/** GET / without a valid token: a form that sends it once as ?token= (then kept as an HttpOnly cookie). */
+/** GET / without a valid token: a form that sends it once as ?token= (answered with a session cookie, session.ts). */
 export const tokenPage = (problem?: string) => `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
 <title>polyproxy · admin token</title><style>${style}</style></head>
