@@ -214,16 +214,25 @@ describe("mongodb listener: the protocol through the proxy", () => {
     expect(on2.t1).toEqual([])
   })
 
-  it("carries a 10 MB document both ways, as the first command of a connection", async () => {
+  it("carries a 10 MB document both ways once the connection is routed", async () => {
     const big = "y".repeat(10 * 1024 * 1024)
-    await withClient("tenant1", async (c) => {
-      const blobs = c.db().collection("blobs")
-      await blobs.insertOne({ key: "big", big })
-      const back = await blobs.findOne({ key: "big" })
-      expect(back?.big.length).toBe(big.length)
-      expect(back?.big === big).toBe(true)
-      await blobs.deleteOne({ key: "big" })
-    })
+    let created = 0
+    await withClient(
+      "tenant1",
+      async (c) => {
+        c.on("connectionCreated", () => created++)
+        const blobs = c.db().collection("blobs")
+        // One pool connection: the small command routes it, the large ones follow on it, through the relay.
+        await blobs.deleteMany({ key: "big" })
+        await blobs.insertOne({ key: "big", big })
+        const back = await blobs.findOne({ key: "big" })
+        expect(back?.big.length).toBe(big.length)
+        expect(back?.big === big).toBe(true)
+        await blobs.deleteOne({ key: "big" })
+      },
+      { maxPoolSize: 1 }
+    )
+    expect(created).toBe(1)
   })
 
   it("accepts writes from a client with retryWrites on, and commits a transaction", async () => {
@@ -423,6 +432,106 @@ describe("mongodb listener: every refusal is a server error the driver shows", (
       expect(e).toMatchObject({ code: 70, codeName: "ShardNotFound" })
     })
   })
+
+  it("a large insertMany to an unknown database gets the error, not a network error", async () => {
+    const trouble: Array<string> = []
+    await withClient("nosuchdb", async (c) => {
+      c.on("connectionPoolCleared", () => trouble.push("pool cleared"))
+      // Its documents come after the command document, in a sequence the proxy did not read: it drops them unread.
+      const docs = Array.from({ length: 4 }, (_, i) => ({ i, pad: "q".repeat(512 * 1024) }))
+      const e = await c
+        .db()
+        .collection("x")
+        .insertMany(docs)
+        .catch((x: unknown) => x)
+      expect(e).toMatchObject({ code: 70, codeName: "ShardNotFound" })
+    })
+    expect(trouble).toEqual([])
+  })
+})
+
+describe("mongodb listener: what a connection may send before it is routed", () => {
+  it("refuses a first command over 64 KiB with 17 ProtocolError the driver shows, then routes the next", async () => {
+    const trouble: Array<string> = []
+    const doc = { key: "first", pad: "z".repeat(1024 * 1024) }
+    await withClient(
+      "tenant1",
+      async (c) => {
+        c.on("connectionPoolCleared", () => trouble.push("pool cleared"))
+        c.on("serverDescriptionChanged", (e) => {
+          if (e.newDescription.type === "Unknown") trouble.push("server unknown")
+        })
+        const col = c.db().collection("unrouted")
+        // The driver writes $db after the document: the proxy would have to hold all of it to read the routing key.
+        const e = await col.insertOne(doc).catch((x: unknown) => x)
+        expect(e).toBeInstanceOf(MongoServerError)
+        expect(e).toMatchObject({ code: 17, codeName: "ProtocolError" })
+        const message = (e as Error).message
+        expect(message).toMatch(
+          /^polyproxy: command of \d+ bytes before this connection is routed: polyproxy reads at /
+        )
+        expect(message).toMatch(/most 65536 bytes .*authSource=<db>.* raise listeners\.mongodb\.maxRoutingCommand$/)
+        // Once the refused connection is closed, a small command routes a new one, and the large one follows it.
+        await sleep(keepRefusingMs + 200)
+        await col.deleteMany({ key: "first" })
+        expect((await col.insertOne(doc)).acknowledged).toBe(true)
+        expect((await col.findOne({ key: "first" }))?.pad).toBe(doc.pad)
+      },
+      { maxPoolSize: 1 }
+    )
+    // Not a network error: the driver kept its server and its pool.
+    expect(trouble).toEqual([])
+    expect(
+      proxy.logs.some(
+        (l) =>
+          l.event === "connection refused" &&
+          l.reason === "BAD_REQUEST" &&
+          /before this connection is routed/.test(String(l.message))
+      )
+    ).toBe(true)
+  })
+
+  it("routes a large insertMany as the first command: its documents follow the command document", async () => {
+    const docs = Array.from({ length: 4 }, (_, i) => ({ key: "many", i, pad: "m".repeat(512 * 1024) }))
+    let created = 0
+    await withClient(
+      "tenant1",
+      async (c) => {
+        c.on("connectionCreated", () => created++)
+        const col = c.db().collection("unroutedMany")
+        expect((await col.insertMany(docs)).insertedCount).toBe(4)
+      },
+      { maxPoolSize: 1 }
+    )
+    expect(created).toBe(1)
+    expect(
+      await direct(congo1, (d) => d.db("tenant1").collection("unroutedMany").countDocuments({ key: "many" }))
+    ).toBe(4)
+    await direct(congo1, (d) => d.db("tenant1").collection("unroutedMany").deleteMany({}))
+  })
+
+  it("routes a large first command when listeners.mongodb.maxRoutingCommand allows it", async () => {
+    const roomy = await startTestProxy({
+      listeners: { mongodb: { host: "127.0.0.1", port: 0, maxRoutingCommand: 16_793_600 } },
+      routes: { tenant2: `127.0.0.1:${congo2.port}` },
+      ssrf: { allow: ["127.0.0.0/8"] }
+    })
+    const big = "y".repeat(10 * 1024 * 1024)
+    try {
+      const c = new MongoClient(uri("tenant2", "directConnection=true", roomy.port("mongodb")), {
+        serverSelectionTimeoutMS: 5_000
+      })
+      try {
+        await c.db().collection("roomy").insertOne({ key: "big", big })
+      } finally {
+        await c.close()
+      }
+    } finally {
+      await roomy.stop()
+    }
+    const back = await direct(congo2, (d) => d.db("tenant2").collection("roomy").findOne({ key: "big" }))
+    expect(back?.big === big).toBe(true)
+  })
 })
 
 /** Raw bytes in, every byte the proxy answers until it closes. */
@@ -503,7 +612,9 @@ describe("mongodb listener: the wire, byte by byte", () => {
       }),
       /zstd-compressed message, but no compressor was negotiated/
     ],
-    ["a body over 16 MB", opMsgPrefix(20_000_000, 17_000_000), /past the limit of 16793600/]
+    ["a body over 16 MB", opMsgPrefix(20_000_000, 17_000_000), /^polyproxy: command of 20000000 bytes before/],
+    // Not read before routing: a command document ending past 64 KiB (bytes 21 to 25 give its size).
+    ["a body over 64 KiB", opMsgPrefix(70_000, 65_516), /^polyproxy: command of 70000 bytes before .* at most 65536/]
   ])("%s gets 17 ProtocolError, then the connection closes", async (_, bytes, message) => {
     const reply = replyOf(await rawExchange(bytes))
     expect(reply.doc).toMatchObject({ ok: 0, code: 17, codeName: "ProtocolError" })
@@ -576,6 +687,37 @@ describe("mongodb listener: TLS and routing keys", () => {
     expect(await direct(congo2, (d) => d.db("anydb").collection("sni").countDocuments({ via: "tls" }))).toBe(1)
   })
 
+  it("over TLS too, refuses a first command over 64 KiB with an error the driver shows", async () => {
+    const tlsByDb = await startTestProxy({
+      listeners: {
+        mongodb: { host: "127.0.0.1", port: 0, tls: { cert: certs.server.certPath, key: certs.server.keyPath } }
+      },
+      routes: { tenant1: `127.0.0.1:${congo1.port}` },
+      ssrf: { allow: ["127.0.0.0/8"] }
+    })
+    const trouble: Array<string> = []
+    const c = new MongoClient(uri("tenant1", "directConnection=true&tls=true", tlsByDb.port("mongodb")), {
+      ca: certs.ca.cert,
+      servername: "localhost",
+      serverSelectionTimeoutMS: 5_000
+    })
+    try {
+      c.on("connectionPoolCleared", () => trouble.push("pool cleared"))
+      // The rest of the 1 MB message is read and dropped (decrypted into the scratch buffer) so the driver can read.
+      const e = await c
+        .db()
+        .collection("tls")
+        .insertOne({ pad: "t".repeat(1024 * 1024) })
+        .catch((x: unknown) => x)
+      expect(e).toMatchObject({ code: 17, codeName: "ProtocolError" })
+      expect((e as Error).message).toMatch(/before this connection is routed/)
+    } finally {
+      await c.close()
+      await tlsByDb.stop()
+    }
+    expect(trouble).toEqual([])
+  })
+
   it("answers a plaintext client on a TLS listener with an error it can read", async () => {
     const hello = encodeOpQuery({ requestId: 5, fullCollectionName: "admin.$cmd", query: { isMaster: 1 } })
     const reply = replyOf(await rawExchange(hello, tlsProxy.port("mongodb")))
@@ -615,12 +757,15 @@ describe("mongodb listener: TLS and routing keys", () => {
     })
     try {
       const port = byApp.port("mongodb")
+      // Each insert is its connection's first command, over 64 KiB: the routing key is not in it, so it routes the
+      // connection without being read (with routeBy database it would be refused).
+      const pad = "p".repeat(1024 * 1024)
       for (const [query, value] of [
         ["directConnection=true&appName=tenant2", "app"],
         ["directConnection=true", "default"]
       ] as const) {
         const c = new MongoClient(uri("shared", query, port), { serverSelectionTimeoutMS: 5_000 })
-        await c.db().collection("byapp").insertOne({ value })
+        await c.db().collection("byapp").insertOne({ value, pad })
         await c.close()
       }
       expect(await direct(congo2, (d) => d.db("shared").collection("byapp").distinct("value"))).toEqual(["app"])

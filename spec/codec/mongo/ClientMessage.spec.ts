@@ -3,6 +3,7 @@ import fc from "fast-check"
 import { describe, expect, it } from "vitest"
 import {
   type ClientMessage,
+  defaultClientLimits,
   encodeOpCompressed,
   encodeOpMsg,
   encodeOpQuery,
@@ -108,14 +109,30 @@ describe("peekClientMessage", () => {
     expect(reasonOf(clientHello)).toBe("a TLS handshake, but this listener does not terminate TLS")
   })
 
-  it("refuses a body past the command limit before buffering it", () => {
-    expect(reasonOf(prefix(40_000_000, MAX_COMMAND_BODY))).toBe(
-      `OP_MSG command body ends ${21 + MAX_COMMAND_BODY} bytes into the message, past the limit of ${MAX_COMMAND_BODY}`
-    )
+  it("tells a body past the limit apart as soon as its size is in, before buffering it", () => {
+    const header = { messageLength: 40_000_000, requestId: 3, responseTo: 0, opCode: 2013 }
+    expect(peekClientMessage(prefix(40_000_000, MAX_COMMAND_BODY))).toEqual({
+      _tag: "Frame",
+      value: { _tag: "Oversized", header, bodyEnd: 21 + MAX_COMMAND_BODY },
+      size: 25
+    })
     expect(peekClientMessage(prefix(40_000_000, MAX_COMMAND_BODY - 21))).toEqual({
       _tag: "Need",
       bytes: MAX_COMMAND_BODY - 25
     })
+    // The limit is the caller's: the listener's is far below a server's (listeners.mongodb.maxRoutingCommand).
+    const limits = { ...defaultClientLimits, maxBody: 65_536 }
+    expect(peekClientMessage(prefix(16_000_000, 65_536 - 20), limits)).toMatchObject({
+      value: { _tag: "Oversized", bodyEnd: 65_537 }
+    })
+    expect(peekClientMessage(prefix(16_000_000, 65_536 - 21), limits)).toEqual({ _tag: "Need", bytes: 65_536 - 25 })
+    // A small body followed by large document sequences (insertMany) is read up to the body's end only.
+    const many = encodeOpMsg({
+      requestId: 4,
+      body: { insert: "items", $db: "tenant1" },
+      sequences: [{ identifier: "documents", documents: [{ big: "x".repeat(100_000) }] }]
+    })
+    expect(peekClientMessage(many, limits)).toMatchObject({ _tag: "Frame", value: { _tag: "Command", db: "tenant1" } })
     expect(reasonOf(prefix(100, 200))).toBe("OP_MSG section of 200 bytes runs past the end of the message")
   })
 

@@ -1,7 +1,9 @@
 // Client → proxy: as much of the next message as the proxy needs before it can act: its header, then the body
 // section of an OP_MSG (whose $db routes the connection), a whole OP_QUERY (only the legacy handshake is one), or the
 // compressor byte of an OP_COMPRESSED. Limits apply as soon as a length is known, so an oversized or foreign stream
-// is refused before it is buffered.
+// is refused before it is buffered: a command document larger than `maxBody` is told apart (Oversized) from a
+// malformed message as soon as its section size is in, 25 bytes into the message, so that the listener can refuse
+// it in words the user can act on.
 import { peekCommand } from "./Command.ts"
 import { type Decoded, frame, invalid, need } from "./Decode.ts"
 import { documentAt } from "./Document.ts"
@@ -26,7 +28,7 @@ import {
 export interface ClientLimits {
   /** Any message (maxMessageSizeBytes). */
   readonly maxMessage: number
-  /** The bytes of an OP_MSG up to the end of its body: what must be buffered to read `$db`. */
+  /** The bytes of an OP_MSG up to the end of its body: what must be buffered to read `$db`. More is Oversized. */
   readonly maxBody: number
   /** An OP_QUERY: only the handshake may be one. */
   readonly maxLegacy: number
@@ -58,7 +60,15 @@ export interface ClientCompressed {
   readonly compressor: string
 }
 
-export type ClientMessage = ClientCommand | ClientCompressed
+/** An OP_MSG whose command document ends past `maxBody`: nothing of it beyond the first section's size was read. */
+export interface ClientOversized {
+  readonly _tag: "Oversized"
+  readonly header: MessageHeader
+  /** Bytes up to the end of the command document (or of a document sequence before it): more than `maxBody`. */
+  readonly bodyEnd: number
+}
+
+export type ClientMessage = ClientCommand | ClientCompressed | ClientOversized
 
 /**
  * Frame once the deciding prefix is in; its `size` is that prefix, not necessarily the whole message
@@ -139,9 +149,7 @@ const peekOpMsg = (buf: Buffer, header: MessageHeader, limits: ClientLimits): De
     if (size < (kind === 0 ? 5 : 6)) return invalid(`OP_MSG section of invalid size ${size}`)
     if (size > end - offset - 1) return invalid(`OP_MSG section of ${size} bytes runs past the end of the message`)
     const next = offset + 1 + size
-    if (next > limits.maxBody) {
-      return invalid(`OP_MSG command body ends ${next} bytes into the message, past the limit of ${limits.maxBody}`)
-    }
+    if (next > limits.maxBody) return frame({ _tag: "Oversized", header, bodyEnd: next }, offset + 5)
     if (buf.length < next) return need(next - buf.length)
     if (kind === 1) {
       // A sequence sent before the body: skipped here, checked by decodeOpMsg if the message is answered locally.

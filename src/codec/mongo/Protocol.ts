@@ -51,6 +51,15 @@ export const MAX_COMMAND_BODY = MAX_BSON_OBJECT_SIZE + 16 * 1024
  * 512 bytes by the handshake spec. A larger one is not a driver's handshake, and is not buffered.
  */
 export const MAX_HANDSHAKE_MESSAGE = 64 * 1024
+/**
+ * What the proxy reads of a command before its connection is routed: the bytes up to the end of its command document,
+ * where `$db` is (drivers write it last, after the documents of an insert). Document sequences after the command
+ * document are not read. The commands that route a connection are small (saslStart is under 1 KB, a find a few
+ * hundred bytes), so 64 KiB, as for the handshake, keeps what an unrouted connection can make the proxy hold to what
+ * other listeners allow (10-16 KB), while a first command with a document of tens of KB still routes. The listener
+ * makes it configurable (listeners.mongodb.maxRoutingCommand).
+ */
+export const MAX_ROUTING_COMMAND = 64 * 1024
 export const MAX_WRITE_BATCH_SIZE = 100_000
 
 /**

@@ -4,6 +4,7 @@ export {
   type ClientCompressed,
   type ClientLimits,
   type ClientMessage,
+  type ClientOversized,
   defaultClientLimits,
   peekClientMessage
 } from "./ClientMessage.ts"
@@ -43,6 +44,7 @@ export {
   MAX_COMMAND_BODY,
   MAX_HANDSHAKE_MESSAGE,
   MAX_MESSAGE_SIZE,
+  MAX_ROUTING_COMMAND,
   MAX_WIRE_VERSION,
   MAX_WRITE_BATCH_SIZE,
   MIN_WIRE_VERSION,

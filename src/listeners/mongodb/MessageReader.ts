@@ -1,7 +1,9 @@
 // identify helper: reads a peer's messages into one buffer that outlives each read, so bytes already received are
 // never lost when the proxy stops reading to answer, route or close. Chunks are joined only once a decoder's Need
-// says enough has arrived (a 16 MB body costs one copy, not one per chunk), and a read can give up on a silent
-// connection: that is how idle connections that never named a database are closed before the listener's deadline.
+// says enough has arrived (one copy per message, not one per chunk; nothing is allocated ahead for a length a
+// message only announces, and the client's decoders wait for 64 KiB at most by default, maxRoutingCommand), and a
+// read can give up on a silent connection: that is how idle connections that never named a database are closed
+// before the listener's deadline.
 
 import type * as net from "node:net"
 import * as Effect from "effect/Effect"

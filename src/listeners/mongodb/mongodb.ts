@@ -44,6 +44,16 @@
 // idle connection is closed. These closes log at debug but count as handshake_timeout refusals; a listener phase for
 // connections served locally would spare both, and the fiber each holds until then.
 //
+// What an unrouted connection can make the proxy hold. Drivers write `$db` last in the command document, after the
+// documents of an insert, so the proxy reads a command up to the end of its command document (never its document
+// sequences, which carry insertMany's documents): at most listeners.mongodb.maxRoutingCommand bytes (64 KiB by
+// default; src/codec/mongo/Protocol.ts says why), a handshake message at most 64 KiB. A command whose section size
+// says it ends further is refused with 17 ProtocolError as soon as that size is in (25 bytes into the message),
+// before anything of its document is buffered; the rest of it is read and dropped so that the driver, which reads no
+// reply before its request is written, shows our error (refusing.ts). Routed by appName or SNI, such a command names
+// no routing key in its body: it routes the connection unread, and the relay carries it. Behind a real mongod the
+// first command of a connection is the driver's saslStart (authSource=<tenant db>): large ones come after routing.
+//
 // Routing is per connection: a MongoClient should use one tenant database (and admin). Its commands on another
 // database go to the backend its connection was routed to. After routing nothing of this file stays per connection:
 // replay drops the hello metadata and the pending bytes, and the relay carries bytes untouched.
@@ -53,13 +63,17 @@ import { ObjectId } from "bson"
 import * as Effect from "effect/Effect"
 import {
   type ClientCommand,
+  type ClientLimits,
+  type ClientOversized,
   decodeOpMsg,
+  defaultClientLimits,
   encodeReply,
   frame,
   HELLO_COMMANDS,
   type HelloRequest,
   helloReply,
   MAX_HANDSHAKE_MESSAGE,
+  MAX_ROUTING_COMMAND,
   need,
   OpMsgFlags,
   okDocument,
@@ -89,6 +103,8 @@ export interface MongoOptions {
   readonly handshakeTimeout: number
   /** Seconds the backend gets to answer the proxy's hello (timeouts.connect; a route's timeout overrides it). */
   readonly connectTimeout: number
+  /** Bytes of a command read before the connection is routed, up to the end of its command document. */
+  readonly maxRoutingCommand?: number | undefined
 }
 
 /** Databases every server has: they name no tenant. */
@@ -113,16 +129,20 @@ export const mongodbProtocol = (ctx: ProtocolContext): Protocol =>
     defaultRoute: ctx.listener.defaultRoute,
     upstreamTls: ctx.upstreamTls,
     handshakeTimeout: ctx.config.timeouts.handshake,
-    connectTimeout: ctx.config.timeouts.connect
+    connectTimeout: ctx.config.timeouts.connect,
+    maxRoutingCommand: ctx.listener.maxRoutingCommand
   })
 
 export const makeMongoProtocol = (options: MongoOptions): Protocol => {
   /** The request each client is waiting on, for `refuse`: a reply must answer it. Keyed by the socket refused. */
   const pending = new WeakMap<object, Pending>()
   let lastConnectionId = 0
+  const maxRoutingCommand = options.maxRoutingCommand ?? MAX_ROUTING_COMMAND
+  const limits: ClientLimits = { ...defaultClientLimits, maxBody: maxRoutingCommand }
+  const peek = (buf: Buffer) => peekClientMessage(buf, limits)
 
   const routingKey = (
-    command: ClientCommand,
+    command: ClientCommand | ClientOversized,
     hello: HelloRequest | undefined,
     sni: string | undefined
   ): string | ProxyError => {
@@ -130,6 +150,14 @@ export const makeMongoProtocol = (options: MongoOptions): Protocol => {
       options.defaultRoute ?? proxyError("FORBIDDEN", "client", `${problem}, and no defaultRoute is configured`)
     switch (options.routeBy) {
       case "database": {
+        if (command._tag === "Oversized") {
+          return badRequest(
+            `command of ${command.header.messageLength} bytes before this connection is routed: polyproxy reads at ` +
+              `most ${maxRoutingCommand} bytes of a command to find its $db, which drivers write last; authenticate ` +
+              `against the tenant's database (authSource=<db>) so that the connection is routed first, or raise ` +
+              `listeners.mongodb.maxRoutingCommand`
+          )
+        }
         const db = command.db
         if (db === undefined || db === "") return badRequest(`command ${command.name} has no $db`)
         if (!SHARED_DATABASES.has(db)) return db
@@ -174,7 +202,7 @@ export const makeMongoProtocol = (options: MongoOptions): Protocol => {
     let connectionId = 0
     for (;;) {
       // Whatever ends the read (a malformed message, the listener's deadline), a refusal must answer its header.
-      const peeked = yield* reader.read(peekClientMessage, quietAfter).pipe(
+      const peeked = yield* reader.read(peek, quietAfter).pipe(
         Effect.ensuring(
           Effect.sync(() => {
             const at = pendingAt(reader.bytes)
@@ -184,13 +212,15 @@ export const makeMongoProtocol = (options: MongoOptions): Protocol => {
       )
       const msg = peeked.value
       const legacy = msg._tag === "Command" && msg.legacy
-      pending.set(conn.client, { requestId: msg.header.requestId, legacy })
       if (plainOnTls) return yield* badRequest("this listener requires TLS: connect with tls=true")
       if (msg._tag === "Compressed") {
         return yield* badRequest(`${msg.compressor}-compressed message, but no compressor was negotiated`)
       }
-      const isHello = HELLO_COMMANDS.has(msg.name)
-      if (isHello || (LOCAL_COMMANDS.has(msg.name) && msg.db !== undefined && SHARED_DATABASES.has(msg.db))) {
+      const isHello = msg._tag === "Command" && HELLO_COMMANDS.has(msg.name)
+      const local =
+        msg._tag === "Command" &&
+        (isHello || (LOCAL_COMMANDS.has(msg.name) && msg.db !== undefined && SHARED_DATABASES.has(msg.db)))
+      if (local) {
         const length = msg.header.messageLength
         if (length > MAX_HANDSHAKE_MESSAGE) {
           return yield* badRequest(
@@ -235,7 +265,9 @@ export const makeMongoProtocol = (options: MongoOptions): Protocol => {
         }
         continue
       }
-      if (legacy) return yield* badRequest(`OP_QUERY ${msg.name}: only the hello handshake may use OP_QUERY`)
+      if (msg._tag === "Command" && legacy) {
+        return yield* badRequest(`OP_QUERY ${msg.name}: only the hello handshake may use OP_QUERY`)
+      }
       const key = routingKey(msg, hello, sni)
       if (typeof key !== "string") return yield* key
       const state: MongoState = { client: hello?.client, pending: reader.take() }
@@ -258,14 +290,18 @@ export const makeMongoProtocol = (options: MongoOptions): Protocol => {
     refuse: (client, error) => {
       const to = pending.get(client)
       pending.delete(client)
+      // The rest of the request refused, when only its start was read (a routing message with large document
+      // sequences, or one too large to read unrouted): keepRefusing drops it, so that the driver, which reads no
+      // reply before its request is written, reads this error.
+      const unread = client.readableEnded ? 0 : (to?.unread ?? 0)
       // A stream we cannot frame, or a message that never finished, leaves nothing to keep answering.
-      if (error.reason === "BAD_REQUEST" || error.reason === "HANDSHAKE_TIMEOUT") {
+      if (error.reason === "HANDSHAKE_TIMEOUT" || (error.reason === "BAD_REQUEST" && unread === 0)) {
         client.end(refusalFor(error, to))
         return
       }
       // Refused on accept (a connection limit): the error answers the client's first request instead.
       if (to !== undefined) client.write(refusalFor(error, to))
-      keepRefusing(client, error)
+      keepRefusing(client, error, unread)
     }
   }
 }

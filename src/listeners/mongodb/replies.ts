@@ -8,7 +8,15 @@
 // - 6 HostUnreachable and 89 NetworkTimeout are retryable: the driver retries a read at once, on the same connection,
 //   which answers with the same error (refusing.ts), so the user sees our message either way.
 
-import { encodeReply, errorDocument, OP_QUERY } from "../../codec/mongo/index.ts"
+import {
+  encodeReply,
+  errorDocument,
+  HEADER_LENGTH,
+  MAX_MESSAGE_SIZE,
+  OP_COMPRESSED,
+  OP_MSG,
+  OP_QUERY
+} from "../../codec/mongo/index.ts"
 import type { ProxyError, Reason } from "../../domain/ProxyError.ts"
 
 export const mongoCodeOf: Readonly<Record<Reason, { readonly code: number; readonly codeName: string }>> = {
@@ -28,6 +36,8 @@ export interface Pending {
   readonly requestId: number
   /** It was an OP_QUERY: the answer must be an OP_REPLY. */
   readonly legacy: boolean
+  /** Bytes of the request the client has yet to send (a request refused before its end); 0 when whole or unknown. */
+  readonly unread?: number
 }
 
 let lastRequestId = 0
@@ -38,9 +48,23 @@ export const nextRequestId = (): number => {
   return lastRequestId
 }
 
-/** The request whose header is at the front of `buf`, if 16 bytes of it are there (for refusing a malformed one). */
-export const pendingAt = (buf: Buffer): Pending | undefined =>
-  buf.length < 16 ? undefined : { requestId: buf.readInt32LE(4), legacy: buf.readInt32LE(12) === OP_QUERY }
+/**
+ * The request whose header is at the front of `buf`, if 16 bytes of it are there (for refusing a malformed one). Its
+ * unread rest counts only for a request a driver could have sent, with a length a server accepts: a foreign stream's
+ * "length" means nothing.
+ */
+export const pendingAt = (buf: Buffer): Pending | undefined => {
+  if (buf.length < HEADER_LENGTH) return undefined
+  const length = buf.readInt32LE(0)
+  const opCode = buf.readInt32LE(12)
+  const request = opCode === OP_MSG || opCode === OP_QUERY || opCode === OP_COMPRESSED
+  const plausible = request && length >= HEADER_LENGTH && length <= MAX_MESSAGE_SIZE
+  return {
+    requestId: buf.readInt32LE(4),
+    legacy: opCode === OP_QUERY,
+    unread: plausible ? Math.max(0, length - buf.length) : 0
+  }
+}
 
 export const refusalFor = (error: ProxyError, pending: Pending | undefined): Buffer => {
   const { code, codeName } = mongoCodeOf[error.reason]
