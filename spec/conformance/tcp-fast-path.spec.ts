@@ -1,13 +1,12 @@
 // The tcp listener's fiber-free path (a fixed route, cached): taken only when nothing is left to wait for, and
 // indistinguishable from the handshake fiber in what it relays, counts, logs, refuses and closes.
-import { spawn } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import * as net from "node:net"
 import { afterAll, describe, expect, it } from "vitest"
 import { decodeProxyHeader } from "../../src/codec/proxy/ProxyHeader.ts"
 import type { DisconnectInfo } from "../../src/domain/Route.ts"
 import { Resolver } from "../../src/services/Resolver.ts"
-import { echoServer, ping, roundTrip } from "../support/net.ts"
+import { echoServer, neverAccepts, ping, roundTrip } from "../support/net.ts"
 import { eventually, startTestProxy, type TestProxy } from "../support/proxy.ts"
 
 const cleanup: Array<() => Promise<unknown> | unknown> = []
@@ -247,26 +246,9 @@ describe("tcp fiber-free path", () => {
   })
 
   it("closes a connection whose dial is still under way when the drain deadline passes", async () => {
-    // A backend that never accepts: its listen queue (backlog 1) is filled, so further SYNs go unanswered.
-    const child = spawn(
-      process.execPath,
-      [
-        "-e",
-        `const s = require("node:net").createServer().listen({ port: 0, host: "127.0.0.1", backlog: 1 }, () => {
-           console.log(s.address().port)
-           Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20000)
-         })`
-      ],
-      { stdio: ["ignore", "pipe", "inherit"] }
-    )
-    cleanup.push(() => child.kill("SIGKILL"))
-    const port = await new Promise<number>((r) => child.stdout.once("data", (d) => r(Number(String(d)))))
-    const fillers = [net.connect(port, "127.0.0.1"), net.connect(port, "127.0.0.1")]
-    for (const f of fillers) {
-      f.on("error", () => {})
-      cleanup.push(() => f.destroy())
-      await new Promise((r) => f.once("connect", r))
-    }
+    // A backend that never accepts: its listen queue is full, so further SYNs go unanswered.
+    const { port, close } = await neverAccepts()
+    cleanup.push(close)
     const p = await startTestProxy({
       listeners: { tcp: { host: "127.0.0.1", port: 0, route: "b" } },
       routes: { b: `127.0.0.1:${port}` },

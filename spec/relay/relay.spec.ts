@@ -34,7 +34,7 @@ const listen = (onSocket: (s: net.Socket) => void, pauseOnConnect = false) =>
   })
 
 /** Builds the chain; the relay gets both proxy-side sockets once both are connected. */
-const chain = async (options: { idleTimeoutMs?: number } & Reads = {}): Promise<Chain> => {
+const chain = async (options: { idleTimeoutMs?: number; halfCloseMs?: number } & Reads = {}): Promise<Chain> => {
   let backendSide!: (s: net.Socket) => void
   const serverSocket = new Promise<net.Socket>((r) => (backendSide = r))
   const backend = await listen((s) => backendSide(s))
@@ -255,6 +255,60 @@ describe.each(modes)("relay, %s", (_, reads) => {
     await closed
     await clientClosed
     expect(Date.now() - started).toBeGreaterThanOrEqual(150)
+    expect((await closed).timedOut).toBe("idle")
+  })
+
+  it("closes a half-closed pair once nothing flows the other way for halfCloseMs", async () => {
+    const { client, server, closed } = await chain({ ...reads, halfCloseMs: 300 })
+    // The client sends its FIN and the backend keeps its side open without a word (a backend that never answers).
+    const clientGone = new Promise((r) => client.once("close", r))
+    server.on("error", () => {})
+    client.on("error", () => {})
+    server.resume()
+    client.resume()
+    client.end("last words")
+    const totals = await closed
+    expect(totals.timedOut).toBe("halfClose")
+    expect(totals.error).toBeUndefined()
+    expect(totals.bytesFromClient).toBe(10)
+    // The client, which waited for an answer, gets the proxy's FIN. (The backend already had one: both proxy sockets
+    // are gone, which is what `closed` says.)
+    await clientGone
+  })
+
+  it("keeps a half-closed pair while bytes still flow the other way, however long", async () => {
+    const { client, server, closed } = await chain({ ...reads, halfCloseMs: 300 })
+    let relayClosed = false
+    void closed.then(() => (relayClosed = true))
+    const atClient = readAll(client)
+    server.resume()
+    client.end()
+    // Ten writes 100 ms apart: 1 s in all, three times halfCloseMs, never 300 ms without a byte.
+    for (let i = 0; i < 10; i++) {
+      await new Promise((r) => setTimeout(r, 100))
+      expect(relayClosed).toBe(false)
+      server.write(`${i}`)
+    }
+    server.end()
+    expect((await atClient).toString()).toBe("0123456789")
+    const totals = await closed
+    expect(totals.timedOut).toBeUndefined()
+    expect(totals.bytesFromBackend).toBe(10)
+  })
+
+  it("never times a pair that is open both ways, however idle, by the half-close timeout", async () => {
+    const { client, server, closed } = await chain({ ...reads, halfCloseMs: 100 })
+    let relayClosed = false
+    void closed.then(() => (relayClosed = true))
+    await new Promise((r) => setTimeout(r, 600))
+    expect(relayClosed).toBe(false)
+    const atServer = readAll(server)
+    const atClient = readAll(client)
+    client.end("still here")
+    server.end("me too")
+    expect((await atServer).toString()).toBe("still here")
+    expect((await atClient).toString()).toBe("me too")
+    expect((await closed).timedOut).toBeUndefined()
   })
 
   it("keeps bytes whose write is left pending while other relays read into the same buffer", async () => {

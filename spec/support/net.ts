@@ -1,4 +1,5 @@
 // Small socket helpers the specs share: ports, an echo backend, a one-shot round trip.
+import { spawn } from "node:child_process"
 import * as net from "node:net"
 import { freePort } from "./backends/local.ts"
 
@@ -40,3 +41,74 @@ export const roundTrip = (port: number, text: string) =>
     s.once("close", () => res(got))
     s.write(text)
   })
+
+/** A server that accepts and then says nothing, ever, nor closes (it reads and drops what it gets). */
+export interface SilentServer {
+  readonly port: number
+  /** Its accepted sockets, and how many of them got the peer's FIN. */
+  readonly sockets: Set<net.Socket>
+  readonly fins: () => number
+  readonly close: () => void
+}
+
+export const silentServer = async (onSocket?: (s: net.Socket) => void): Promise<SilentServer> => {
+  const sockets = new Set<net.Socket>()
+  let fins = 0
+  const s = net.createServer({ allowHalfOpen: true }, (c) => {
+    sockets.add(c)
+    c.on("error", () => {})
+    c.once("end", () => fins++)
+    c.once("close", () => sockets.delete(c))
+    if (onSocket) onSocket(c)
+    else c.resume()
+  })
+  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r))
+  return {
+    port: (s.address() as net.AddressInfo).port,
+    sockets,
+    fins: () => fins,
+    close: () => {
+      for (const c of sockets) c.destroy()
+      s.close()
+    }
+  }
+}
+
+/**
+ * A loopback port that never accepts: a child process listens with a backlog of 1, blocks, and two connections fill
+ * its listen queue, so the kernel drops every further SYN (the dialer sees no answer at all, as with a firewall).
+ */
+export const neverAccepts = async (): Promise<{ readonly port: number; readonly close: () => void }> => {
+  const child = spawn(
+    process.execPath,
+    [
+      "-e",
+      `const s = require("node:net").createServer().listen({ port: 0, host: "127.0.0.1", backlog: 1 }, () => {
+         console.log(s.address().port)
+         Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 120000)
+       })`
+    ],
+    { stdio: ["ignore", "pipe", "inherit"] }
+  )
+  const fillers: Array<net.Socket> = []
+  const close = () => {
+    for (const f of fillers) f.destroy()
+    child.kill("SIGKILL")
+  }
+  try {
+    const port = await new Promise<number>((resolve, reject) => {
+      child.stdout!.once("data", (d) => resolve(Number(String(d))))
+      child.once("exit", () => reject(new Error("the never-accepting listener exited")))
+    })
+    for (let i = 0; i < 2; i++) {
+      const f = net.connect(port, "127.0.0.1")
+      f.on("error", () => {})
+      fillers.push(f)
+      await new Promise((r) => f.once("connect", r))
+    }
+    return { port, close }
+  } catch (e) {
+    close()
+    throw e
+  }
+}

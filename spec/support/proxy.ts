@@ -76,9 +76,9 @@ export const startMtlsProxy = (
   )
 
 /** Polls `check` until it holds or `ms` pass. */
-export const eventually = async (check: () => boolean, ms = 5_000): Promise<void> => {
+export const eventually = async (check: () => boolean | Promise<boolean>, ms = 5_000): Promise<void> => {
   const deadline = Date.now() + ms
-  while (!check()) {
+  while (!(await check())) {
     if (Date.now() > deadline) throw new Error("condition not met in time")
     await new Promise((r) => setTimeout(r, 20))
   }

@@ -35,10 +35,14 @@ export interface ListenerLogging {
 }
 
 export interface ListenerTimeouts {
-  /** Seconds for identify (the client's handshake); 0 = none. */
+  /** Seconds for identify (the client's handshake), and for replay (the backend's); 0 = none. */
   readonly handshake: number
+  /** Seconds for the dial (a route's `timeout` overrides it); 0 = the kernel's own limit. */
   readonly connect: number
+  /** Seconds a relayed connection may go without traffic; 0 = no limit. */
   readonly idle: number
+  /** Seconds a half-closed relay may go without a byte the other way; 0 = no limit. Default 60. */
+  readonly halfClose?: number | undefined
 }
 
 export interface RunningListener {
@@ -160,6 +164,8 @@ export const startListener = Effect.fnUntraced(function* (
   const handshakes = new Set<Fiber.Fiber<unknown, unknown>>()
   let idleWaiters: Array<() => void> = []
   const handshakeMs = timeouts.handshake * 1000
+  // One options object for every relay of this listener.
+  const relayOptions = { idleTimeoutMs: timeouts.idle * 1000, halfCloseMs: (timeouts.halfClose ?? 60) * 1000 }
   const trustedList = config.proxyProtocol ? parseCidrList(config.trustedProxies) : undefined
   const trusted = typeof trustedList === "string" ? undefined : trustedList
   // Nothing reads the backend but the relay (no replay, no watcher): it may read into the relay's shared buffer.
@@ -260,6 +266,27 @@ export const startListener = Effect.fnUntraced(function* (
           })
         )
 
+  /**
+   * replay (the backend's part of the handshake: upstream TLS, the login, the backend's first answer) is bounded by
+   * timeouts.handshake, so a backend that accepts and never answers cannot hold the client for ever; a protocol that
+   * bounds its own waits (`boundsReplay`) gets this only as a backstop behind them.
+   */
+  const backendTimed = <A>(effect: Effect.Effect<A, ProxyError>, route: Route): Effect.Effect<A, ProxyError> => {
+    if (handshakeMs <= 0) return effect
+    const seconds = protocol.boundsReplay
+      ? timeouts.handshake + (route.timeout ?? timeouts.connect)
+      : timeouts.handshake
+    return effect.pipe(
+      Effect.timeoutOrElse({
+        duration: seconds * 1000,
+        orElse: () =>
+          Effect.fail(
+            proxyError("CONNECT_FAILED", "backend", `backend did not complete its handshake within ${seconds}s`)
+          )
+      })
+    )
+  }
+
   // One wake per cold period across every process and pod sharing Redis (each process already asks only once).
   const wake = (resourceId: string) =>
     Effect.flatMap(shared.claimWake(resourceId, wakeLockSeconds), (mine) =>
@@ -340,9 +367,9 @@ export const startListener = Effect.fnUntraced(function* (
     sendProxyHeader(dialed, route, target, who)
     let backend = dialed
     if (protocol.replay) {
-      backend = yield* protocol
-        .replay(identified, route, dialed)
-        .pipe(Effect.onError(() => Effect.sync(() => dialed.destroy())))
+      backend = yield* backendTimed(protocol.replay(identified, route, dialed), route).pipe(
+        Effect.onError(() => Effect.sync(() => dialed.destroy()))
+      )
     } else if (identified.replay !== undefined && identified.replay.length > 0) backend.write(identified.replay)
     return { identified, route, target, backend, who }
   })
@@ -367,7 +394,13 @@ export const startListener = Effect.fnUntraced(function* (
         durationMs,
         bytesFromClient: totals.bytesFromClient,
         bytesFromBackend: totals.bytesFromBackend,
-        close: totals.error ? `error: ${totals.error.message}` : "normal"
+        close: totals.error
+          ? `error: ${totals.error.message}`
+          : totals.timedOut === "idle"
+            ? "idle timeout"
+            : totals.timedOut === "halfClose"
+              ? "half-close timeout"
+              : "normal"
       })
     }
     if (resolver.onDisconnect) {
@@ -423,13 +456,7 @@ export const startListener = Effect.fnUntraced(function* (
         node: process.version
       })
     }
-    relay(
-      client,
-      backend,
-      onRelayClosed,
-      { idleTimeoutMs: timeouts.idle * 1000 },
-      { accepted, route, who, started, watch }
-    )
+    relay(client, backend, onRelayClosed, relayOptions, { accepted, route, who, started, watch })
   }
 
   /** A connection on the fiber-free path while its backend is dialled: the dial's answer finds its facts here. */

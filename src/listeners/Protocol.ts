@@ -50,6 +50,12 @@ export interface Protocol {
    */
   readonly replay?: (identified: Identified, route: Route, backend: net.Socket) => Effect.Effect<net.Socket, ProxyError>
   /**
+   * The listener bounds replay by timeouts.handshake. A protocol whose replay bounds each of its waits itself, with
+   * errors that say which wait it was (mysql: backend or client; smtp: the greeting), sets this: the listener's
+   * deadline then only backs those up (timeouts.connect + timeouts.handshake) instead of racing them.
+   */
+  readonly boundsReplay?: boolean | undefined
+  /**
    * Called as the relay starts, to watch the first messages (e.g. Postgres BackendKeyData). What it returns is told
    * when the relay has closed: one object per connection rather than a close listener and its closure.
    */

@@ -10,23 +10,40 @@ export interface RelayTotals {
   readonly bytesFromBackend: number
   /** The first socket error, if the relay ended because of one. */
   readonly error: Error | undefined
+  /** Set when the relay closed both sockets because a timeout ran out (no error then). */
+  readonly timedOut: "idle" | "halfClose" | undefined
 }
 
 type Side = net.Socket & { _relay?: Relay<unknown>; _peer?: Side }
 
+// Why a relay's sockets were destroyed, when a timeout did it: shared markers in `Relay.error`'s place, so a relay
+// carries no extra field for them. Never handed out as errors.
+const idleTimedOut = new Error("idle timeout")
+const halfCloseTimedOut = new Error("half-close timeout")
+
 class Relay<S> {
   ended = 0 // sides whose readable half has ended (0..2)
   closed = 0
+  /** The first socket error, or one of the timeout markers above. */
   error: Error | undefined = undefined
+  /** Milliseconds a half-closed relay may go without a byte; 0 = no limit of its own (see `relay`). */
+  halfCloseMs: number
   client: Side
   backend: Side
   onClose: (totals: RelayTotals, state: S) => void
   state: S
-  constructor(client: Side, backend: Side, onClose: (totals: RelayTotals, state: S) => void, state: S) {
+  constructor(
+    client: Side,
+    backend: Side,
+    onClose: (totals: RelayTotals, state: S) => void,
+    state: S,
+    halfCloseMs: number
+  ) {
     this.client = client
     this.backend = backend
     this.onClose = onClose
     this.state = state
+    this.halfCloseMs = halfCloseMs
   }
 }
 
@@ -135,7 +152,15 @@ export const readIntoShared = (socket: net.Socket): boolean => {
 function onEnd(this: Side) {
   // Half-close: this side finished sending, so finish the peer's writable side once its buffer is flushed;
   // the other direction keeps flowing until it ends too.
-  this._relay!.ended++
+  const relay = this._relay!
+  if (++relay.ended === 1 && relay.halfCloseMs > 0) {
+    // What still flows is written to this socket, and every write (its call and its completion) restarts a socket's
+    // timeout: armed here, it fires only after halfCloseMs without a byte that way, even when a slow reader holds
+    // the writes back. A peer that went away for good (a client gone after its FIN, a backend that never answers)
+    // would otherwise hold both sockets for ever. A relay open both ways has no timer for this.
+    this.removeListener("timeout", onTimeout)
+    this.setTimeout(relay.halfCloseMs, onHalfCloseTimeout)
+  }
   this._peer!.end()
 }
 
@@ -153,8 +178,15 @@ function onClose(this: Side) {
   if (++relay.closed === 2) {
     const client = relay.client
     const backend = relay.backend
+    const error = relay.error
+    const timedOut = error === idleTimedOut ? "idle" : error === halfCloseTimedOut ? "halfClose" : undefined
     relay.onClose(
-      { bytesFromClient: client.bytesRead, bytesFromBackend: backend.bytesRead, error: relay.error },
+      {
+        bytesFromClient: client.bytesRead,
+        bytesFromBackend: backend.bytesRead,
+        error: timedOut === undefined ? error : undefined,
+        timedOut
+      },
       relay.state
     )
     // Break the cycle so a late reference to one socket does not keep the other alive.
@@ -164,6 +196,14 @@ function onClose(this: Side) {
 }
 
 function onTimeout(this: Side) {
+  this._relay!.error ??= idleTimedOut
+  this.destroy()
+}
+
+function onHalfCloseTimeout(this: Side) {
+  // The peer goes in `onClose`. It already has our FIN, so it cannot be reset any more (libuv refuses a reset after a
+  // shutdown, and Node would then leak the handle): its far end learns of the close when it next writes.
+  this._relay!.error ??= halfCloseTimedOut
   this.destroy()
 }
 
@@ -201,7 +241,15 @@ const attach = (side: Side, peer: Side, relay: Relay<unknown>) => {
 export interface RelayOptions {
   /** Milliseconds without traffic on a socket before both are closed; 0 = never. */
   readonly idleTimeoutMs?: number
+  /**
+   * Once one side has sent its FIN (and it was passed on), milliseconds without a byte flowing the other way before
+   * both are closed; 0 = never. Default 60 s (`timeouts.halfClose`). A relay that is open both ways is never timed by
+   * this, however idle.
+   */
+  readonly halfCloseMs?: number
 }
+
+const defaultHalfCloseMs = 60_000
 
 /**
  * Relays bytes both ways until both sockets have closed, then calls `onClose` once with the byte totals and `state`.
@@ -218,12 +266,15 @@ export const relay = <S = undefined>(
   options: RelayOptions = {},
   state?: S
 ): void => {
-  const r = new Relay<S>(client, backend, onClose, state as S)
+  const idleMs = options.idleTimeoutMs ?? 0
+  const halfCloseMs = options.halfCloseMs ?? defaultHalfCloseMs
+  // An idle timeout as short as the half-close one already bounds a half-closed relay: it keeps applying instead.
+  const r = new Relay<S>(client, backend, onClose, state as S, idleMs > 0 && idleMs <= halfCloseMs ? 0 : halfCloseMs)
   attach(client, backend, r as Relay<unknown>)
   attach(backend, client, r as Relay<unknown>)
-  if (options.idleTimeoutMs !== undefined && options.idleTimeoutMs > 0) {
-    client.setTimeout(options.idleTimeoutMs, onTimeout)
-    backend.setTimeout(options.idleTimeoutMs, onTimeout)
+  if (idleMs > 0) {
+    client.setTimeout(idleMs, onTimeout)
+    backend.setTimeout(idleMs, onTimeout)
   }
   client.resume()
   backend.resume()

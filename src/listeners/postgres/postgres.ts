@@ -4,6 +4,7 @@
 import type * as net from "node:net"
 import type * as tls from "node:tls"
 import * as Effect from "effect/Effect"
+import { frame, need } from "../../codec/Decode.ts"
 import {
   databaseOf,
   decodeSslResponse,
@@ -58,6 +59,9 @@ const decodeFirst = (buf: Buffer) => {
   if (tlsFirst) return { _tag: "Frame" as const, value: directTls, size: 0 }
   return decodeStartup(buf)
 }
+
+/** Any byte at all: the backend has answered. */
+const anyBytes = (buf: Buffer) => (buf.length > 0 ? frame(undefined, 0) : need(1))
 
 const badRequest = (message: string) => proxyError("BAD_REQUEST", "client", message)
 
@@ -207,6 +211,17 @@ export const makePostgresProtocol = (options: PostgresOptions): Protocol => {
     return yield* connectTls(backend, { ...tlsOptions, servername: tlsOptions.servername ?? route.endpoint.host })
   })
 
+  /**
+   * Waits for the backend's first bytes after the startup message (an authentication request or an ErrorResponse:
+   * a server always answers), then puts them back for the relay. Until then the client has been told nothing, so a
+   * backend that stays silent (the listener's deadline) or closes still gets the client an ErrorResponse.
+   */
+  const backendAnswered = (socket: net.Socket) =>
+    readFrame(socket, anyBytes, 1).pipe(
+      Effect.tap((read) => Effect.sync(() => socket.unshift(read.rest))),
+      Effect.mapError(() => proxyError("CONNECT_FAILED", "backend", "the server closed the connection unexpectedly"))
+    )
+
   return {
     name: options.name ?? "postgres",
     readsHandshake: true,
@@ -222,6 +237,7 @@ export const makePostgresProtocol = (options: PostgresOptions): Protocol => {
         const tlsOptions = upstreamTlsFor(route, options.upstreamTls)
         const socket = tlsOptions ? yield* backendTls(backend, route, tlsOptions) : backend
         socket.write(state.startup)
+        yield* backendAnswered(socket)
         return socket
       }),
     relaying: (identified, backend, target) =>
