@@ -2,7 +2,8 @@
 // reads into the shared buffer copies each read once instead: see `relayReads`, `readIntoShared`): the handlers below
 // are shared by every connection and find their peer through one field on the socket, so a relayed pair costs two
 // sockets and one small Relay object. `data`/`drain` with pause/resume holds about half the heap of `pipe()`.
-import * as net from "node:net"
+import type * as net from "node:net"
+import { type ReadCallback, readsThrough, userBufferHandle, useUserBuffer } from "./userBuffer.ts"
 
 /** Byte totals handed to `onClose` once both sockets are gone. */
 export interface RelayTotals {
@@ -96,27 +97,8 @@ export const relayReads: net.OnReadOpts = {
   callback: onReadInto
 }
 
-// net.Server has no `onread` for the sockets it accepts. What `onread` does is small: the Socket constructor keeps it
-// in three own symbol properties, and setting up the handle calls `useUserBuffer` (lib/net.js); Node's read callback
-// (`onStreamRead`, lib/internal/stream_base_commons.js) then hands each read to `kBufferCb` with the socket as
-// `this`, and pause()/resume() stop and start the handle's reads directly. Doing the same to an accepted socket
-// before its first read gives it `relayReads`. The symbols are found by name once; on a Node without them (or a
-// handle without `useUserBuffer`) the socket keeps Node's own reads.
-const userBuffer = (() => {
-  const own = Object.getOwnPropertySymbols(new net.Socket())
-  const named = (name: string) => own.find((s) => s.description === name)
-  const buffer = named("kBuffer")
-  const callback = named("kBufferCb")
-  const gen = named("kBufferGen")
-  return buffer !== undefined && callback !== undefined && gen !== undefined ? { buffer, callback, gen } : undefined
-})()
-
-type Handle = { reading?: boolean; useUserBuffer?: (buf: Uint8Array) => void }
-type Reads = Record<symbol, unknown> & { _handle?: Handle | null; encrypted?: boolean }
-
 /** Whether `socket` reads into the relay's shared buffer (`relayReads` or `readIntoShared`). */
-const readsShared = (socket: net.Socket) =>
-  userBuffer !== undefined && (socket as unknown as Reads)[userBuffer.callback] === onReadInto
+const readsShared = (socket: net.Socket) => readsThrough(socket, onReadInto as ReadCallback)
 
 /**
  * Makes an accepted socket read into the relay's shared buffer, as `relayReads` does for one we dial. Only for a plain
@@ -124,29 +106,22 @@ const readsShared = (socket: net.Socket) =>
  * header, no watcher), called right before `relay`. Never a TLSSocket nor the socket under one: their reads are the
  * TLS layer's. A TLSSocket is refused here. The socket under one looks like any other, so the caller passes only the
  * socket it relays itself (a protocol that terminates TLS has read the client's request for it, which refuses it
- * too). Returns false, and leaves the socket as it was, when Node lacks what this relies on or the socket has read.
+ * too). Returns false, and leaves the socket as it was, when Node lacks what this relies on (src/relay/userBuffer.ts)
+ * or the socket has read.
  */
 export const readIntoShared = (socket: net.Socket): boolean => {
-  if (userBuffer === undefined) return false
-  const s = socket as unknown as Reads
-  const handle = s._handle
+  const handle = userBufferHandle(socket)
   if (
-    handle == null ||
-    typeof handle.useUserBuffer !== "function" ||
+    handle === undefined ||
     handle.reading === true ||
-    s.encrypted === true ||
-    s[userBuffer.buffer] != null ||
+    (socket as { encrypted?: boolean }).encrypted === true ||
     socket.connecting ||
     socket.destroyed ||
     socket.bytesRead > 0 ||
     socket.readableLength > 0
   )
     return false
-  s[userBuffer.buffer] = readInto
-  s[userBuffer.callback] = onReadInto
-  s[userBuffer.gen] = null
-  handle.useUserBuffer(readInto)
-  return true
+  return useUserBuffer(socket, readInto, onReadInto as ReadCallback)
 }
 
 function onEnd(this: Side) {

@@ -4,25 +4,14 @@
 // Node reads each chunk into a new Buffer, and V8 frees those only once about 64 MB of them have piled up; forty
 // clients dropping 16 MB each raised the proxy's RSS by 94 MB at the peak and left 42 MB of it pinned in the
 // allocator. Read into one buffer instead, the dropped bytes cost nothing (spec/conformance/mongodb-unrouted.spec.ts).
-// This uses what `onread` uses (as src/relay/relay.ts does for relayed sockets: its comment says how): three socket
-// symbols found by name, and the handle's `useUserBuffer`. A TLSSocket's handle is the TLS layer, which hands its
-// decrypted bytes to the same hook: refused TLS clients drop theirs the same way (spec/conformance/mongodb.spec.ts).
+// This uses what `onread` uses, as the relay does (src/relay/userBuffer.ts says how). A TLSSocket's handle is the TLS
+// layer, which hands its decrypted bytes to the same hook: refused TLS clients drop theirs the same way
+// (spec/conformance/mongodb.spec.ts).
 
-import * as net from "node:net"
+import type * as net from "node:net"
+import { useUserBuffer } from "../../relay/userBuffer.ts"
 
 const scratch = Buffer.allocUnsafeSlow(64 * 1024)
-
-const symbols = (() => {
-  const own = Object.getOwnPropertySymbols(new net.Socket())
-  const named = (name: string) => own.find((s) => s.description === name)
-  const buffer = named("kBuffer")
-  const callback = named("kBufferCb")
-  const gen = named("kBufferGen")
-  return buffer !== undefined && callback !== undefined && gen !== undefined ? { buffer, callback, gen } : undefined
-})()
-
-type Handle = { useUserBuffer?: (buf: Uint8Array) => void }
-type Reads = Record<symbol, unknown> & { _handle?: Handle | null }
 
 /**
  * From now on, hands each read of `socket` to `onBytes` as a view into the scratch buffer, valid only during the call
@@ -30,17 +19,8 @@ type Reads = Record<symbol, unknown> & { _handle?: Handle | null }
  * Never for the socket under a TLSSocket (the TLS layer reads it). Returns false and changes nothing for a socket
  * already reading into a buffer of its own, or when Node lacks what this relies on: its reads then stay "data" events.
  */
-export const readIntoScratch = (socket: net.Socket, onBytes: (bytes: Buffer) => void): boolean => {
-  if (symbols === undefined) return false
-  const s = socket as unknown as Reads
-  const handle = s._handle
-  if (handle == null || typeof handle.useUserBuffer !== "function" || s[symbols.buffer] != null) return false
-  s[symbols.buffer] = scratch
-  s[symbols.callback] = (nread: number) => {
+export const readIntoScratch = (socket: net.Socket, onBytes: (bytes: Buffer) => void): boolean =>
+  useUserBuffer(socket, scratch, (nread) => {
     onBytes(scratch.subarray(0, nread))
     return true
-  }
-  s[symbols.gen] = null
-  handle.useUserBuffer(scratch)
-  return true
-}
+  })
