@@ -191,6 +191,54 @@ describe("timeouts.halfClose", () => {
     await eventually(() => closedLogs("postgres", "half-close timeout").length === 1)
   })
 
+  it("http: closes a WebSocket tunnel whose client sent its FIN while the origin stays silent", async () => {
+    // An origin that accepts the upgrade, then never says another word nor closes its side.
+    const origin = await silentServer((s) => {
+      s.once("data", () =>
+        s.write(
+          "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+            "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n"
+        )
+      )
+      s.resume()
+    })
+    const p = await startTestProxy({
+      listeners: { http: { host: "127.0.0.1", port: 0 } },
+      routes: { "ws.test": `127.0.0.1:${origin.port}` },
+      ssrf: { allow: ["127.0.0.0/8"] },
+      timeouts: { halfClose: 1 }
+    })
+    try {
+      const s = net.connect(p.port("http"), "127.0.0.1")
+      s.on("error", () => {})
+      const closed = new Promise((r) => s.once("close", r))
+      let head = ""
+      const upgraded = new Promise<void>((r) =>
+        s.on("data", (d) => {
+          head += d
+          if (head.includes("\r\n\r\n")) r()
+        })
+      )
+      s.write(
+        "GET /chat HTTP/1.1\r\nHost: ws.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+          "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+      )
+      await upgraded
+      expect(head).toMatch(/^HTTP\/1\.1 101 /)
+      const fins = origin.fins()
+      const ended = Date.now()
+      s.end()
+      await eventually(() => origin.fins() === fins + 1)
+      // The origin keeps its side open and silent; only the proxy's half-close deadline (1 s) ends the tunnel.
+      await closed
+      expect(Date.now() - ended).toBeGreaterThanOrEqual(900)
+      await eventually(() => p.handle.listeners[0]!.open() === 0)
+    } finally {
+      await p.stop()
+      origin.close()
+    }
+  })
+
   it("keeps a half-closed relay while the backend still sends, however long that takes", async () => {
     const p = await startTestProxy({
       listeners: { tcp: { host: "127.0.0.1", port: 0, route: "tcptrickle" } },

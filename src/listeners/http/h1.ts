@@ -575,7 +575,7 @@ export class H1Conn implements ClientSide {
         this.resourceBackendBytes += bytes
         this.closed()
       },
-      { idleTimeoutMs: this.rt.settings.tunnelIdleMs }
+      { idleTimeoutMs: this.rt.settings.tunnelIdleMs, halfCloseMs: this.rt.settings.tunnelHalfCloseMs }
     )
   }
 

@@ -24,6 +24,8 @@ export interface HttpSettings {
   readonly headMs: number
   /** Inactivity of an upgraded (WebSocket) connection; 0 = none. */
   readonly tunnelIdleMs: number
+  /** A tunnel one side has half-closed is closed after this long without traffic; 0 = never. */
+  readonly tunnelHalfCloseMs: number
   readonly connectMs: number
   readonly upstreamHeadersMs: number
   readonly upstreamBodyMs: number
@@ -53,7 +55,12 @@ const always = () => true
 
 export const httpSettings = (
   ctx: ProtocolContext,
-  timeouts: { readonly handshake: number; readonly connect: number; readonly idle: number }
+  timeouts: {
+    readonly handshake: number
+    readonly connect: number
+    readonly idle: number
+    readonly halfClose?: number | undefined
+  }
 ): HttpSettings => {
   const o = ctx.listener.http ?? defaultHttpOptions
   let trusts: (ip: string) => boolean = never
@@ -78,6 +85,7 @@ export const httpSettings = (
     keepAliveMs: o.keepAliveTimeout * 1000,
     headMs: timeouts.handshake * 1000,
     tunnelIdleMs: timeouts.idle * 1000,
+    tunnelHalfCloseMs: (timeouts.halfClose ?? 60) * 1000,
     connectMs: timeouts.connect * 1000,
     upstreamHeadersMs: o.upstream.headersTimeout * 1000,
     upstreamBodyMs: o.upstream.bodyTimeout * 1000,
