@@ -279,6 +279,8 @@ export const makeMongoProtocol = (options: MongoOptions): Protocol => {
     name: options.name ?? "mongodb",
     readsHandshake: true,
     identify,
+    // replay bounds the backend's answer to hello itself (backend.ts, the route's connect timeout), with its own words.
+    boundsReplay: true,
     replay: (identified, route, backend) =>
       replayToBackend(
         identified.state as MongoState,
