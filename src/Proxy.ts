@@ -18,7 +18,7 @@ import { httpListener, protocols } from "./listeners/registry.ts"
 import { setSourceAddresses } from "./listeners/sourceAddress.ts"
 import { FirstBytes, type FirstBytesExtractor } from "./listeners/tcp/firstBytes.ts"
 import { loadTcpProtocol } from "./listeners/tcp.ts"
-import { loadServerTls, type ServerTls } from "./listeners/tls.ts"
+import { loadServerTls, reloadServerTls, type ServerTls } from "./listeners/tls.ts"
 import { type BackendHealth, CircuitBreaker } from "./services/CircuitBreaker.ts"
 import { ColdStart } from "./services/ColdStart.ts"
 import { Log } from "./services/Log.ts"
@@ -72,6 +72,7 @@ export const contextFor = Effect.fnUntraced(function* (
     tls: tlsFiles ? yield* loadServerTls(tlsFiles, `listeners.${name}.tls`) : undefined,
     upstreamTls: upstream && {
       rejectUnauthorized: upstream.rejectUnauthorized,
+      minVersion: upstream.minVersion,
       ca:
         upstreamCa === undefined
           ? undefined
@@ -268,10 +269,13 @@ export const startProxy = Effect.fnUntraced(function* (
         }
         const { tls: _t, ...shapeBefore } = before ?? ({} as Partial<typeof after>)
         const { tls: _u, ...shapeAfter } = after
+        // The TLS a listener serves with is its own `tls`, else the top-level one: compare what it really uses.
+        const tlsBefore = before?.tls ?? current.tls
+        const tlsAfter = after.tls ?? next.tls
         if (
           live === undefined ||
           !same(shapeBefore, shapeAfter) ||
-          !same(before?.tls?.requireClientCert, after.tls?.requireClientCert)
+          (tlsBefore === undefined) !== (tlsAfter === undefined)
         ) {
           const started = await Effect.runPromise(
             startOne(name, next).pipe(Effect.provideContext(services), Scope.provide(scope))
@@ -284,11 +288,10 @@ export const startProxy = Effect.fnUntraced(function* (
           )
           continue
         }
-        // Same listener: re-read its certificate files (renewed certificates), swapped in for the next handshake.
-        const tlsFiles = after.tls ?? next.tls
-        if (live.tls && tlsFiles) {
-          const fresh = await Effect.runPromise(loadServerTls(tlsFiles, `listeners.${name}.tls`))
-          live.tls.context = fresh.context
+        // Same listener: re-read its certificate files (renewed certificates) and apply requireClientCert, the CA and
+        // the profile to the next handshakes, in place (a restart could not rebind a fixed port that is still open).
+        if (live.tls && tlsAfter) {
+          await Effect.runPromise(reloadServerTls(live.tls, tlsAfter, `listeners.${name}.tls`))
           applied.push(`listeners.${name}.tls reloaded`)
         }
       }
@@ -331,7 +334,9 @@ export const startProxy = Effect.fnUntraced(function* (
             backends: ops.backends(),
             config: redactConfig(current)
           }),
-          token: config.admin.token
+          token: config.admin.token,
+          allowedHosts: config.admin.allowedHosts,
+          log
         })
   if (admin) log.info("admin listening", { host: admin.host, port: admin.port, paths: "/healthz /readyz /metrics" })
   // Registered last so it runs first: readiness turns 503 and the admin endpoint keeps answering while the listeners

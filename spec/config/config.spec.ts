@@ -51,12 +51,14 @@ timeouts: { handshake: 10, connect: 5, idle: 0 }
     expect(c.listeners.mysql).toMatchObject({ host: "0.0.0.0", port: 3306, maxConnections: 0 })
     expect(c.listeners.mysql?.tls).toBeUndefined()
     expect(c.listeners.tcp?.route).toBe("resource-id")
+    expect(c.listeners.mongodb?.maxRoutingCommand).toBe(65_536)
+    expect(c.listeners.mysql?.maxRoutingCommand).toBeUndefined()
     // certificate paths are anchored at the config file's folder
     expect(c.listeners.postgres?.tls?.cert).toBe(path.join(dir, "certs/s.crt"))
     expect(c.routes.appdb).toEqual({ endpoint: "127.0.0.1:5432" })
     expect(c.routes["*.example.com"]?.metadata).toEqual({ tier: "gold" })
     expect(c.cache).toEqual({ ttl: 60, negativeTtl: 5, maxEntries: 100_000 })
-    expect(c.timeouts).toEqual({ handshake: 10, connect: 5, idle: 0, resolve: 5, drain: 30 })
+    expect(c.timeouts).toEqual({ handshake: 10, connect: 5, idle: 0, halfClose: 60, resolve: 5, drain: 30 })
   })
 
   it("reads JSON too, and starts only the listeners present", () => {
@@ -84,7 +86,10 @@ timeouts: { handshake: 10, connect: 5, idle: 0 }
       "listeners.postgres.tls.ca",
       "requireClientCert"
     ],
-    ["timeouts: { handshak: 1 }", "timeouts.handshak", "unknown key"]
+    ["timeouts: { handshak: 1 }", "timeouts.handshak", "unknown key"],
+    ["listeners: { mongodb: { port: 1, maxRoutingCommand: 100 } }", "listeners.mongodb.maxRoutingCommand", "1024 to"],
+    ["listeners: { mysql: { port: 1, maxRoutingCommand: 2048 } }", "listeners.mysql.maxRoutingCommand", "unknown key"],
+    ["timeouts: { halfClose: -1 }", "timeouts.halfClose", "seconds from 0 to 86400"]
   ])("rejects %s naming %s", (yaml, key, why) => {
     const e = errorOf(() => loadConfig(write("bad.yaml", yaml), {}))
     expect(e.key).toBe(key)
@@ -120,6 +125,7 @@ describe("environment overrides", () => {
           POLYPROXY_LISTENERS_TCP_PORT: "7001",
           POLYPROXY_LISTENERS_TCP_ROUTE: "db",
           POLYPROXY_CACHE_NEGATIVE_TTL: "2.5",
+          POLYPROXY_TIMEOUTS_HALF_CLOSE: "0",
           POLYPROXY_SSRF_ALLOW: "127.0.0.0/8, ::1/128",
           POLYPROXY_UPSTREAM_SOURCE_ADDRESSES: "127.0.0.2,::1",
           POLYPROXY_ROUTES: '{"db":"127.0.0.1:5432"}',
@@ -134,6 +140,7 @@ describe("environment overrides", () => {
     expect(c.listeners.tcp).toMatchObject({ port: 7001, route: "db" })
     expect(c.cache.negativeTtl).toBe(2.5)
     expect(c.cache.ttl).toBe(60)
+    expect(c.timeouts.halfClose).toBe(0)
     expect(c.ssrf.allow).toEqual(["127.0.0.0/8", "::1/128"])
     expect(c.upstream.sourceAddresses).toEqual(["127.0.0.2", "::1"])
     expect(c.routes.db?.endpoint).toBe("127.0.0.1:5432")

@@ -238,7 +238,9 @@ const startPrimary = (
                     config: redactConfig(shownConfig)
                   }
                 },
-                token: config.admin!.token
+                token: config.admin!.token,
+                allowedHosts: config.admin!.allowedHosts,
+                log
               })
               log.info("admin listening", {
                 host: admin.host,

@@ -12,7 +12,17 @@ export interface TlsFiles {
   readonly ca?: string | undefined
   /** Refuse clients that do not present a certificate signed by `ca` (mTLS). */
   readonly requireClientCert: boolean
+  /**
+   * OpenSSL cipher list, TLS 1.3 suites (TLS_…) and TLS 1.2 ciphers in one string. Default `defaults.tls.ciphers`:
+   * Mozilla's "intermediate" profile (AEAD suites with forward secrecy only; no CBC, RSA key exchange, SHA-1 MACs).
+   */
+  readonly ciphers?: string | undefined
+  /** Oldest protocol version accepted. Default `defaults.tls.minVersion` ("TLSv1.2"). */
+  readonly minVersion?: TlsVersion | undefined
 }
+
+export type TlsVersion = "TLSv1" | "TLSv1.1" | "TLSv1.2" | "TLSv1.3"
+export const tlsVersions: ReadonlyArray<TlsVersion> = ["TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"]
 
 export interface ListenerConfig {
   readonly host: string
@@ -37,6 +47,11 @@ export interface ListenerConfig {
   readonly upstreamTls?: UpstreamTls | undefined
   /** `listeners.http` only: what the HTTP reverse proxy does besides routing by Host. */
   readonly http?: HttpListenerOptions | undefined
+  /**
+   * `listeners.mongodb` only: bytes of a command read before its connection is routed, up to the end of its command
+   * document (where drivers put `$db`); a larger one is refused with 17 ProtocolError. Default 65536.
+   */
+  readonly maxRoutingCommand?: number | undefined
 }
 
 /**
@@ -91,6 +106,8 @@ export interface UpstreamTls {
   readonly ca?: string | undefined
   /** Verify the backend's certificate and host name. */
   readonly rejectUnauthorized: boolean
+  /** Oldest protocol version the proxy accepts from backends. Default `defaults.tls.minVersion` ("TLSv1.2"). */
+  readonly minVersion?: TlsVersion | undefined
 }
 
 /** Routing keys per protocol listener; the first is the default. */
@@ -140,6 +157,20 @@ export type ResolverConfig =
 export type ResolverType = ResolverConfig["type"]
 export const resolverTypes: ReadonlyArray<ResolverType> = ["static", "redis", "http"]
 
+export interface AdminConfig {
+  readonly host: string
+  readonly port: number
+  /** Bearer token for the dashboard and /admin/*; required when `host` is not loopback, unless `insecure`. */
+  readonly token?: string | undefined
+  /**
+   * Host names the dashboard and /admin/* answer besides IP literals, `localhost` and a `host` that is a name (DNS
+   * rebinding): e.g. the admin Service or Ingress name. "*.example.com" allows one label in front. Default [].
+   */
+  readonly allowedHosts?: ReadonlyArray<string> | undefined
+  /** Accept a non-loopback `host` without `token` (anyone who reaches the port may purge, drain, reload). Default false. */
+  readonly insecure?: boolean | undefined
+}
+
 export interface Config {
   /** Proxy processes; 0 = one per core. */
   readonly workers: number
@@ -149,7 +180,7 @@ export interface Config {
    * connections (measured: 12.9 → 5.5 KB per connection at 20k). Throughput-heavy HTTP users may prefer [].
    */
   readonly nodeOptions: ReadonlyArray<string>
-  readonly admin: { readonly host: string; readonly port: number; readonly token?: string | undefined } | undefined
+  readonly admin: AdminConfig | undefined
   readonly listeners: Readonly<Partial<Record<ListenerName, ListenerConfig>>>
   /** The embedded static resolver: resource id (wildcards such as "*.example.com" allowed) -> backend. */
   readonly routes: Readonly<Record<string, RouteConfig>>
@@ -175,11 +206,14 @@ export interface Config {
     /** Local addresses to dial from, in turn per family (each gives its own ephemeral port range); [] = the kernel's. */
     readonly sourceAddresses: ReadonlyArray<string>
   }
-  /** Seconds; 0 = no limit (idle only). */
+  /** Seconds; 0 = no limit (idle, halfClose). */
   readonly timeouts: {
+    /** The client's handshake, and the backend's (replay: upstream TLS, login, the backend's first answer). */
     readonly handshake: number
     readonly connect: number
     readonly idle: number
+    /** Once one side of a relayed connection has sent its FIN: seconds without a byte the other way (default 60). */
+    readonly halfClose: number
     readonly resolve: number
     readonly drain: number
   }
@@ -221,12 +255,30 @@ export const defaults = {
   admin: { host: "127.0.0.1", port: 9090 },
   listenerHost: "0.0.0.0",
   cache: { ttl: 60, negativeTtl: 5, maxEntries: 100_000 },
-  timeouts: { handshake: 10, connect: 5, idle: 0, resolve: 5, drain: 30 },
+  timeouts: { handshake: 10, connect: 5, idle: 0, halfClose: 60, resolve: 5, drain: 30 },
   log: { level: "info" as LogLevel, format: "auto" as const, connections: true, sample: 1 },
   limits: { maxConnections: 0, perResource: 0 },
   metrics: { perResource: 0 },
   breaker: { failureThreshold: 5, cooldown: 10 },
   coldStart: { timeout: 30, maxQueue: 1000 },
+  /**
+   * The TLS profile of every listener that terminates TLS (Mozilla "intermediate", as HAProxy and nginx configs
+   * generated from it): TLS 1.2 and 1.3, AEAD suites with ECDHE only. Client-initiated renegotiation is always refused.
+   */
+  tls: {
+    minVersion: "TLSv1.2" as TlsVersion,
+    ciphers: [
+      "TLS_AES_128_GCM_SHA256",
+      "TLS_AES_256_GCM_SHA384",
+      "TLS_CHACHA20_POLY1305_SHA256",
+      "ECDHE-ECDSA-AES128-GCM-SHA256",
+      "ECDHE-RSA-AES128-GCM-SHA256",
+      "ECDHE-ECDSA-AES256-GCM-SHA384",
+      "ECDHE-RSA-AES256-GCM-SHA384",
+      "ECDHE-ECDSA-CHACHA20-POLY1305",
+      "ECDHE-RSA-CHACHA20-POLY1305"
+    ].join(":")
+  },
   resolver: {
     redis: { key: "polyproxy:routes", timeout: 1 },
     http: { timeout: 2, retries: 2, failureThreshold: 5, cooldown: 5 }

@@ -2,10 +2,13 @@
 
 import { isIP } from "node:net"
 import * as path from "node:path"
+import * as tls from "node:tls"
+import { isLoopbackHost, validAllowedHost } from "../admin/hosts.ts"
 import { parseEndpoint } from "../domain/Endpoint.ts"
 import { defaultProtocolLabel, isProtocolLabel, type ProtocolLabel, protocolLabels } from "../domain/Protocols.ts"
 import { parseCidrList } from "../domain/SpecialRanges.ts"
 import {
+  type AdminConfig,
   type Config,
   defaults,
   type HttpListenerOptions,
@@ -19,6 +22,8 @@ import {
   routeByOptions,
   type TcpRoute,
   type TlsFiles,
+  type TlsVersion,
+  tlsVersions,
   type UpstreamTls
 } from "./Config.ts"
 
@@ -111,9 +116,24 @@ const host = (v: unknown, key: string, fallback: string): string => {
   return h
 }
 
+const tlsVersion = (v: unknown, key: string): TlsVersion | undefined =>
+  v === undefined ? undefined : oneOf(v, key, tlsVersions, defaults.tls.minVersion)
+
+/** An OpenSSL cipher string, checked now so that a typo fails `check-config` rather than the listener's start. */
+const cipherList = (v: unknown, key: string): string | undefined => {
+  if (v === undefined) return undefined
+  const text = str(v, key)
+  try {
+    tls.createSecureContext({ ciphers: text })
+  } catch (e) {
+    throw new ConfigError(key, `OpenSSL accepts none of these ciphers (${(e as Error).message}): ${show(text)}`)
+  }
+  return text
+}
+
 const tlsFiles = (v: unknown, key: string, baseDir: string): TlsFiles | undefined => {
   if (v === undefined || v === null || v === false) return undefined
-  const o = object(v, key, ["cert", "key", "ca", "requireClientCert"])
+  const o = object(v, key, ["cert", "key", "ca", "requireClientCert", "ciphers", "minVersion"])
   const file = (k: string) => path.resolve(baseDir, str(o[k], `${key}.${k}`))
   const requireClientCert = bool(o.requireClientCert, `${key}.requireClientCert`, false)
   if (requireClientCert && o.ca === undefined) {
@@ -123,7 +143,9 @@ const tlsFiles = (v: unknown, key: string, baseDir: string): TlsFiles | undefine
     cert: file("cert"),
     key: file("key"),
     ca: o.ca === undefined ? undefined : file("ca"),
-    requireClientCert
+    requireClientCert,
+    ciphers: cipherList(o.ciphers, `${key}.ciphers`),
+    minVersion: tlsVersion(o.minVersion, `${key}.minVersion`)
   }
 }
 
@@ -140,10 +162,11 @@ const cidrList = (v: unknown, key: string, fallback: ReadonlyArray<string>): Rea
 const upstreamTls = (v: unknown, key: string, baseDir: string): UpstreamTls | undefined => {
   if (v === undefined || v === false || v === null) return undefined
   if (v === true) return { rejectUnauthorized: true }
-  const o = object(v, key, ["ca", "rejectUnauthorized"])
+  const o = object(v, key, ["ca", "rejectUnauthorized", "minVersion"])
   return {
     ca: o.ca === undefined ? undefined : path.resolve(baseDir, str(o.ca, `${key}.ca`)),
-    rejectUnauthorized: bool(o.rejectUnauthorized, `${key}.rejectUnauthorized`, true)
+    rejectUnauthorized: bool(o.rejectUnauthorized, `${key}.rejectUnauthorized`, true),
+    minVersion: tlsVersion(o.minVersion, `${key}.minVersion`)
   }
 }
 
@@ -261,7 +284,8 @@ const listener = (name: ListenerName, v: unknown, baseDir: string): ListenerConf
     "protocol",
     ...(name === "tcp" ? ["route", "defaultRoute"] : []),
     ...(routeBy ? ["routeBy", "upstreamTls", "defaultRoute"] : []),
-    ...(name === "http" ? httpKeys : [])
+    ...(name === "http" ? httpKeys : []),
+    ...(name === "mongodb" ? ["maxRoutingCommand"] : [])
   ]
   const o = object(v ?? {}, key, known)
   const port = int(o.port, `${key}.port`, 0, 65535)
@@ -274,6 +298,9 @@ const listener = (name: ListenerName, v: unknown, baseDir: string): ListenerConf
     defaultRoute: o.defaultRoute === undefined ? undefined : str(o.defaultRoute, `${key}.defaultRoute`),
     upstreamTls: upstreamTls(o.upstreamTls, `${key}.upstreamTls`, baseDir),
     http: name === "http" ? httpOptions(o, key, baseDir) : undefined,
+    // Up to MongoDB's largest command document (16 MiB + 16 KiB): what an unrouted connection may make the proxy hold.
+    maxRoutingCommand:
+      name === "mongodb" ? int(o.maxRoutingCommand, `${key}.maxRoutingCommand`, 1024, 16_793_600, 65_536) : undefined,
     host: host(o.host, `${key}.host`, defaults.listenerHost),
     port,
     tls: tlsFiles(o.tls, `${key}.tls`, baseDir),
@@ -370,6 +397,35 @@ const resolverConfig = (v: unknown): ResolverConfig => {
   }
 }
 
+const adminConfig = (v: unknown): AdminConfig => {
+  const a = object(v ?? {}, "admin", ["host", "port", "token", "allowedHosts", "insecure"])
+  const allowed = a.allowedHosts
+  if (
+    allowed !== undefined &&
+    !(Array.isArray(allowed) && allowed.every((h) => typeof h === "string" && validAllowedHost(h)))
+  ) {
+    throw new ConfigError(
+      "admin.allowedHosts",
+      `expected a list of host names such as "polyproxy-admin.example.com" or "*.example.com" (no port), got ${show(allowed)}`
+    )
+  }
+  const admin: AdminConfig = {
+    host: host(a.host, "admin.host", defaults.admin.host),
+    port: int(a.port, "admin.port", 0, 65535, defaults.admin.port),
+    token: a.token === undefined ? undefined : str(a.token, "admin.token"),
+    allowedHosts: allowed === undefined ? undefined : (allowed as Array<string>).map((h) => h.toLowerCase()),
+    insecure: a.insecure === undefined ? undefined : bool(a.insecure, "admin.insecure", false)
+  }
+  // Reachable from the network with nothing to stop purge/drain/reload: refused unless said on purpose.
+  if (admin.token === undefined && admin.insecure !== true && !isLoopbackHost(admin.host)) {
+    throw new ConfigError(
+      "admin.token",
+      `required when admin.host (${admin.host}) is not a loopback address: set admin.token (POLYPROXY_ADMIN_TOKEN), bind admin.host to 127.0.0.1, or set admin.insecure: true to let anyone who reaches the port purge, drain and reload`
+    )
+  }
+  return admin
+}
+
 /** Validates a raw config value. `baseDir` anchors relative certificate paths (the config file's folder). */
 export const decodeConfig = (raw: unknown, baseDir: string): Config => {
   const o = object(raw ?? {}, "", [
@@ -391,17 +447,7 @@ export const decodeConfig = (raw: unknown, baseDir: string): Config => {
     "resolver"
   ])
 
-  const admin =
-    o.admin === false || o.admin === null
-      ? undefined
-      : (() => {
-          const a = object(o.admin ?? {}, "admin", ["host", "port", "token"])
-          return {
-            host: host(a.host, "admin.host", defaults.admin.host),
-            port: int(a.port, "admin.port", 0, 65535, defaults.admin.port),
-            token: a.token === undefined ? undefined : str(a.token, "admin.token")
-          }
-        })()
+  const admin = o.admin === false || o.admin === null ? undefined : adminConfig(o.admin)
 
   const ls = object(o.listeners ?? {}, "listeners", listenerNames)
   const listeners: Partial<Record<ListenerName, ListenerConfig>> = {}
@@ -428,7 +474,7 @@ export const decodeConfig = (raw: unknown, baseDir: string): Config => {
       `expected a list of IP addresses of this host such as "10.0.0.2", got ${show(sources)}`
     )
   }
-  const t = object(o.timeouts ?? {}, "timeouts", ["handshake", "connect", "idle", "resolve", "drain"])
+  const t = object(o.timeouts ?? {}, "timeouts", ["handshake", "connect", "idle", "halfClose", "resolve", "drain"])
   const l = object(o.log ?? {}, "log", ["level", "format", "connections", "sample"])
   const lim = object(o.limits ?? {}, "limits", ["maxConnections", "perResource"])
   const br = object(o.breaker ?? {}, "breaker", ["failureThreshold", "cooldown"])
@@ -455,6 +501,7 @@ export const decodeConfig = (raw: unknown, baseDir: string): Config => {
       handshake: seconds(t.handshake, "timeouts.handshake", defaults.timeouts.handshake),
       connect: seconds(t.connect, "timeouts.connect", defaults.timeouts.connect),
       idle: seconds(t.idle, "timeouts.idle", defaults.timeouts.idle),
+      halfClose: seconds(t.halfClose, "timeouts.halfClose", defaults.timeouts.halfClose),
       resolve: seconds(t.resolve, "timeouts.resolve", defaults.timeouts.resolve),
       drain: seconds(t.drain, "timeouts.drain", defaults.timeouts.drain)
     },

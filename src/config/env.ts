@@ -11,6 +11,8 @@ const leaf: ReadonlyArray<readonly [string, Kind]> = [
   ["admin.host", "string"],
   ["admin.port", "int"],
   ["admin.token", "string"],
+  ["admin.allowedHosts", "list"],
+  ["admin.insecure", "bool"],
   ["routes", "json"],
   ["resolver.type", "string"],
   ["resolver.url", "string"],
@@ -24,6 +26,7 @@ const leaf: ReadonlyArray<readonly [string, Kind]> = [
   ["timeouts.handshake", "number"],
   ["timeouts.connect", "number"],
   ["timeouts.idle", "number"],
+  ["timeouts.halfClose", "number"],
   ["timeouts.resolve", "number"],
   ["timeouts.drain", "number"],
   ["limits.maxConnections", "int"],
@@ -41,7 +44,9 @@ const leaf: ReadonlyArray<readonly [string, Kind]> = [
     [`${p}.cert`, "string"] as const,
     [`${p}.key`, "string"] as const,
     [`${p}.ca`, "string"] as const,
-    [`${p}.requireClientCert`, "bool"] as const
+    [`${p}.requireClientCert`, "bool"] as const,
+    [`${p}.ciphers`, "string"] as const,
+    [`${p}.minVersion`, "string"] as const
   ]),
   ...listenerNames.flatMap((n) => [
     [`listeners.${n}.host`, "string"] as const,
@@ -137,7 +142,9 @@ export const applyEnv = (raw: unknown, env: Readonly<Record<string, string | und
       cert: need("PROXY_TLS_CERT"),
       key: need("PROXY_TLS_KEY"),
       ...(env.PROXY_TLS_CA ? { ca: abs(env.PROXY_TLS_CA) } : {}),
-      requireClientCert: convert("PROXY_TLS_REQUIRE_CLIENT_CERT", env.PROXY_TLS_REQUIRE_CLIENT_CERT ?? "false", "bool")
+      requireClientCert: convert("PROXY_TLS_REQUIRE_CLIENT_CERT", env.PROXY_TLS_REQUIRE_CLIENT_CERT ?? "false", "bool"),
+      ...(env.PROXY_TLS_CIPHERS ? { ciphers: env.PROXY_TLS_CIPHERS } : {}),
+      ...(env.PROXY_TLS_MIN_VERSION ? { minVersion: env.PROXY_TLS_MIN_VERSION } : {})
     })
   }
   return root

@@ -2,7 +2,6 @@
 // h2c and TLS+ALPN with per-tenant certificates). Unlike the byte-level listeners it works per request, so it runs
 // its own servers instead of the shared accept loop; Effect starts it, stops it and answers route lookups, and the
 // requests themselves are plain Node callbacks (see ARCHITECTURE.md, "relay").
-import * as fs from "node:fs"
 import * as http2 from "node:http2"
 import * as net from "node:net"
 import * as tls from "node:tls"
@@ -10,6 +9,7 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
+import type { SniCertificate } from "../../config/Config.ts"
 import { type ProxyError, proxyError } from "../../domain/ProxyError.ts"
 import { CircuitBreaker } from "../../services/CircuitBreaker.ts"
 import { Log } from "../../services/Log.ts"
@@ -19,6 +19,7 @@ import { RoutingCache } from "../../services/RoutingCache.ts"
 import type { Admission } from "../Admission.ts"
 import type { RunningListener } from "../Listener.ts"
 import type { ProtocolContext } from "../ProtocolContext.ts"
+import type { ServerTls } from "../tls.ts"
 import { failure, failureResponse } from "./failure.ts"
 import { H1Conn } from "./h1.ts"
 import { serveHttp2 } from "./h2.ts"
@@ -29,7 +30,10 @@ import { loadSni } from "./sni.ts"
 import { type BreakerHooks, Pools } from "./upstream.ts"
 
 export interface HttpTimeouts {
-  /** Seconds a request head may take from its first byte (slow-loris); also the TLS handshake limit. */
+  /**
+   * Seconds a request head may take from its first byte (slow-loris), and a new connection may stay silent; also
+   * the TLS handshake limit.
+   */
   readonly handshake: number
   /** Seconds to connect to a backend (a route's own `timeout` does not apply: pools are per address). */
   readonly connect: number
@@ -52,15 +56,14 @@ const listen = (server: net.Server, host: string, port: number) =>
     })
   })
 
-const readFiles = (files: { cert: string; key: string; ca?: string | undefined }, key: string) =>
-  Effect.try({
-    try: () => ({
-      cert: fs.readFileSync(files.cert),
-      key: fs.readFileSync(files.key),
-      ...(files.ca ? { ca: fs.readFileSync(files.ca) } : {})
-    }),
-    catch: (e) => proxyError("INTERNAL", "internal", `${key}: cannot load TLS files: ${(e as Error).message}`)
-  })
+/** The SNI certificates of `serverTls`: each gets the listener's options (client CA, profile) with its own pair. */
+const sniFor = (certificates: ReadonlyArray<SniCertificate>, serverTls: ServerTls, options: tls.SecureContextOptions) =>
+  loadSni(
+    certificates,
+    (pem) => tls.createSecureContext({ ...options, cert: pem.cert, key: pem.key }),
+    // Read on every handshake: a hot reload swaps renewed files in there.
+    () => serverTls.context
+  )
 
 /** Starts the HTTP listener; the handle lets the composition root drain it with the others. */
 export const startHttpListener = (
@@ -124,25 +127,28 @@ export const startHttpListener = (
 
     let server: net.Server
     if (ctx.tls !== undefined) {
-      const files = ctx.listener.tls ?? ctx.config.tls!
-      const pem = yield* readFiles(files, `listeners.${ctx.name}.tls`)
       const serverTls = ctx.tls
-      const sni = yield* Effect.try({
-        // The fallback reads the listener's context on every handshake: a hot reload swaps renewed files in there.
-        try: () => loadSni(ctx.listener.http?.certificates ?? [], () => serverTls.context),
+      const certificates = ctx.listener.http?.certificates ?? []
+      let sni = yield* Effect.try({
+        try: () => sniFor(certificates, serverTls, serverTls.options),
         catch: (e) => proxyError("INTERNAL", "internal", `listeners.${ctx.name}.certificates: ${(e as Error).message}`)
       })
       const secure = tls.createServer(
         {
-          ...pem,
-          requestCert: files.requireClientCert,
-          rejectUnauthorized: files.requireClientCert,
+          ...serverTls.options,
+          requestCert: serverTls.requireClientCert,
+          rejectUnauthorized: serverTls.requireClientCert,
           ALPNProtocols: ["h2", "http/1.1"],
           allowHalfOpen: true,
           ...(settings.headMs > 0 ? { handshakeTimeout: settings.headMs } : {}),
-          SNICallback: sni.callback
+          SNICallback: (servername, cb) => sni.callback(servername, cb)
         },
         (socket) => {
+          // tls.Server already refused unverified certificates; this holds should its checks ever change (fail closed).
+          if (serverTls.requireClientCert && socket.authorized !== true) {
+            metrics.refused("forbidden")
+            return socket.destroy()
+          }
           const isH2 = socket.alpnProtocol === "h2"
           const why = rt.admit(socket)
           if (why !== undefined) return refuseSocket(socket, why, isH2)
@@ -163,6 +169,14 @@ export const startHttpListener = (
           message: err.message
         })
       })
+      serverTls.onReload = (next) => {
+        // Everything that can fail first (the SNI files), then the swap.
+        const nextSni = sniFor(certificates, serverTls, next.options)
+        secure.setSecureContext(next.options)
+        // tls.Server hands these two to each new TLSSocket (and setSecureContext leaves them alone).
+        Object.assign(secure, { requestCert: next.requireClientCert, rejectUnauthorized: next.requireClientCert })
+        sni = nextSni
+      }
       server = secure
     } else {
       server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {

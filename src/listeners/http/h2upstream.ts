@@ -5,6 +5,7 @@ import * as http2 from "node:http2"
 import * as net from "node:net"
 import * as tls from "node:tls"
 import { nextSourceAddress } from "../sourceAddress.ts"
+import { clientConnectOptions } from "../tlsProfile.ts"
 import { type Failure, failure } from "./failure.ts"
 import type { OriginPool } from "./upstream.ts"
 
@@ -44,13 +45,7 @@ export class H2Sessions {
         // Dial the vetted address, never the name again.
         createConnection: () =>
           secure
-            ? tls.connect({
-                socket: plain(),
-                ...(tlsOptions.servername ? { servername: tlsOptions.servername } : {}),
-                ...(tlsOptions.ca ? { ca: tlsOptions.ca } : {}),
-                rejectUnauthorized: tlsOptions.rejectUnauthorized,
-                ALPNProtocols: ["h2"]
-              })
+            ? tls.connect({ socket: plain(), ...clientConnectOptions(tlsOptions), ALPNProtocols: ["h2"] })
             : plain()
       }
     )

@@ -2,7 +2,7 @@
 // then the listener's default `tls` certificate.
 import { X509Certificate } from "node:crypto"
 import * as fs from "node:fs"
-import * as tls from "node:tls"
+import type * as tls from "node:tls"
 import type { SniCertificate } from "../../config/Config.ts"
 
 export type SniCallback = (servername: string, cb: (err: Error | null, ctx?: tls.SecureContext) => void) => void
@@ -19,10 +19,12 @@ const dnsNamesOf = (pem: Buffer): Array<string> => {
 
 /**
  * Loads every certificate (throws with the file name when one cannot be read) and builds the SNI lookup; names no
- * certificate covers get `fallback()`.
+ * certificate covers get `fallback()`. `build` makes each certificate's context: the listener's, with this
+ * certificate, so that the client CA (mTLS), the TLS profile and resumption are the same on every name.
  */
 export const loadSni = (
   certificates: ReadonlyArray<SniCertificate>,
+  build: (pem: { readonly cert: Buffer; readonly key: Buffer }) => tls.SecureContext,
   fallback: () => tls.SecureContext
 ): { callback: SniCallback; names: number } => {
   const exact = new Map<string, tls.SecureContext>()
@@ -36,7 +38,7 @@ export const loadSni = (
     } catch (e) {
       throw new Error(`certificate ${c.cert}: ${(e as Error).message}`)
     }
-    const context = tls.createSecureContext({ cert, key })
+    const context = build({ cert, key })
     const hosts = c.hosts ?? dnsNamesOf(cert)
     if (hosts.length === 0) throw new Error(`certificate ${c.cert} names no DNS host; list its hosts in the config`)
     for (const h of hosts) {

@@ -22,6 +22,7 @@ import { formatEndpoint, type VettedEndpoint } from "../../domain/Endpoint.ts"
 import type { Route } from "../../domain/Route.ts"
 import { nextSourceAddress } from "../sourceAddress.ts"
 import { type ClientTlsOptions, upstreamTlsFor } from "../tls.ts"
+import { clientConnectOptions } from "../tlsProfile.ts"
 import { type Failure, failure } from "./failure.ts"
 import type { HttpSettings } from "./settings.ts"
 
@@ -185,9 +186,7 @@ export class UpstreamConn implements ChunkSink {
       if (tlsOptions === undefined) return this.ready()
       const secure = tls.connect({
         socket: raw,
-        ...(tlsOptions.servername ? { servername: tlsOptions.servername } : {}),
-        ...(tlsOptions.ca ? { ca: tlsOptions.ca } : {}),
-        rejectUnauthorized: tlsOptions.rejectUnauthorized,
+        ...clientConnectOptions(tlsOptions),
         ALPNProtocols: ["http/1.1"]
       }) as UpSocket
       secure._up = this
@@ -664,7 +663,7 @@ export class Pools {
     const key =
       t === undefined
         ? `${target.ip}|${target.port}`
-        : `${target.ip}|${target.port}|tls|${servername ?? ""}|${t.rejectUnauthorized ? 1 : 0}|${String(t.ca ?? "")}`
+        : `${target.ip}|${target.port}|tls|${servername ?? ""}|${t.rejectUnauthorized ? 1 : 0}|${t.minVersion ?? ""}|${String(t.ca ?? "")}`
     let pool = this.map.get(key)
     if (pool === undefined) {
       pool = new OriginPool(this.settings, target, t === undefined ? undefined : { ...t, servername }, this.breaker)

@@ -392,6 +392,8 @@ export const makeMysqlProtocol = (options: MysqlOptions): Protocol => {
     name: options.name ?? "mysql",
     readsHandshake: true,
     identify,
+    // The login is bounded below, by a deadline whose error names the side that stopped answering.
+    boundsReplay: true,
     replay: (identified, route, backend) => {
       const turn: Turn = { waitingFor: "backend" }
       const run = authenticate(identified, route, backend, turn)

@@ -325,6 +325,8 @@ export const makeSmtpProtocol = (options: SmtpOptions): Protocol => {
     name: options.name ?? "smtp",
     readsHandshake: true,
     identify,
+    // smtpReplay bounds the backend's greeting and EHLO itself (the route's connect timeout).
+    boundsReplay: true,
     replay: (identified, route, backend) =>
       smtpReplay(identified, route, backend, options.upstreamTls, route.timeout ?? options.connectTimeout),
     refuse: (client, error) => {
