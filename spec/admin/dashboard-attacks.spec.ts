@@ -1,16 +1,9 @@
-// The admin endpoint without a token, attacked from real web pages in Debian's Chromium (playwright-core), as in
-// issue 23: Chromium resolves *.evil.example to 127.0.0.1 (--host-resolver-rules), so a page on evil.example is a
-// foreign site on this machine and rebind.evil.example:<admin port> is a DNS-rebinding attacker that already won the
-// DNS race. The browser then sends what it really sends (Origin, Sec-Fetch-*, Host), and nothing may be drained.
-// The operator's own use, the dashboard on 127.0.0.1 and localhost, keeps working, purge button included.
-import * as fs from "node:fs"
 import * as http from "node:http"
 import * as net from "node:net"
-import * as os from "node:os"
-import * as path from "node:path"
-import { type BrowserContext, chromium, type Page } from "playwright-core"
+import type { Page } from "playwright-core"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { Resolver } from "../../src/services/Resolver.ts"
+import { type Browser, launchChromium } from "../support/chromium.ts"
 import { echoServer, ping } from "../support/net.ts"
 import { eventually, startTestProxy, type TestProxy } from "../support/proxy.ts"
 
@@ -21,14 +14,11 @@ interface PageDocument {
 }
 type PageGlobal = { readonly document: PageDocument }
 
-const chromiumPath = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium"
-
 let backend: net.Server
 let proxy: TestProxy
 let evil: http.Server
 let evilPort: number
-let profile: string
-let browser: BrowserContext
+let browser: Browser
 let page: Page
 let resolves = 0
 const sockets: Array<net.Socket> = []
@@ -74,29 +64,15 @@ beforeAll(async () => {
   })
   await new Promise<void>((r) => evil.listen(0, "127.0.0.1", r))
   evilPort = (evil.address() as net.AddressInfo).port
-  profile = fs.mkdtempSync(path.join(os.tmpdir(), "polyproxy-chromium-"))
-  browser = await chromium.launchPersistentContext(profile, {
-    executablePath: chromiumPath,
-    headless: true,
-    args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-      "--host-resolver-rules=MAP evil.example 127.0.0.1, MAP *.evil.example 127.0.0.1"
-    ]
+  browser = await launchChromium({
+    args: ["--host-resolver-rules=MAP evil.example 127.0.0.1, MAP *.evil.example 127.0.0.1"]
   })
-  page = browser.pages()[0] ?? (await browser.newPage())
+  page = browser.page
 })
 
 afterAll(async () => {
   for (const s of sockets) s.destroy()
   await browser?.close()
-  if (profile) fs.rmSync(profile, { recursive: true, force: true })
   evil?.close()
   await proxy?.stop()
   backend?.close()

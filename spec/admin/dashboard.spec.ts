@@ -5,13 +5,13 @@
 // it is missing or with UPDATE_SCREENSHOTS=1, so ordinary runs leave the tree alone.
 import * as fs from "node:fs"
 import * as net from "node:net"
-import * as os from "node:os"
 import * as path from "node:path"
 import pg from "pg"
-import { type BrowserContext, chromium, type Page } from "playwright-core"
+import type { Page } from "playwright-core"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { Resolver } from "../../src/services/Resolver.ts"
 import { type PostgresServer, startPostgres } from "../support/backends/index.ts"
+import { type Browser, launchChromium } from "../support/chromium.ts"
 import { startTestProxy, type TestProxy } from "../support/proxy.ts"
 
 /** What the page callbacks touch of the DOM (the specs compile without the DOM library). */
@@ -22,7 +22,6 @@ interface PageDocument {
 }
 type PageGlobal = { readonly document: PageDocument }
 
-const chromiumPath = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium"
 const token = "s3cret-admin-token"
 const outputDir = path.resolve(".tmp/spec-output/admin")
 const docsShot = path.resolve("docs/dashboard.png")
@@ -31,8 +30,7 @@ let db: PostgresServer
 let echo: net.Server
 let reports: pg.Client
 let proxy: TestProxy
-let profile: string
-let browser: BrowserContext
+let browser: Browser
 let page: Page
 const clients: Array<pg.Client> = []
 const sockets: Array<net.Socket> = []
@@ -96,23 +94,8 @@ beforeAll(async () => {
       getStats: () => ({ kind: "spec", resolves: Object.values(resolves).reduce((a, b) => a + b, 0) })
     })
   )
-  profile = fs.mkdtempSync(path.join(os.tmpdir(), "polyproxy-chromium-"))
-  browser = await chromium.launchPersistentContext(profile, {
-    executablePath: chromiumPath,
-    headless: true,
-    args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync"
-    ],
-    viewport: { width: 1360, height: 960 }
-  })
-  page = browser.pages()[0] ?? (await browser.newPage())
+  browser = await launchChromium({ viewport: { width: 1360, height: 960 } })
+  page = browser.page
 })
 
 afterAll(async () => {
@@ -120,7 +103,6 @@ afterAll(async () => {
   for (const s of sockets) s.destroy()
   echo?.close()
   await browser?.close()
-  if (profile) fs.rmSync(profile, { recursive: true, force: true })
   await proxy?.stop()
   await db?.stop()
 })

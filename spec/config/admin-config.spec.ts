@@ -4,19 +4,12 @@ import { type ChildProcess, execFile, spawn, spawnSync } from "node:child_proces
 import * as os from "node:os"
 import * as path from "node:path"
 import { afterAll, describe, expect, it } from "vitest"
-import { ConfigError, decodeConfig } from "../../src/config/decode.ts"
+import { decodeConfig } from "../../src/config/decode.ts"
 import { applyEnv } from "../../src/config/env.ts"
+import { configErrorOf } from "../support/config.ts"
 
 const decode = (admin: unknown) => decodeConfig({ admin }, process.cwd()).admin
-const errorOf = (f: () => unknown): ConfigError => {
-  try {
-    f()
-  } catch (e) {
-    if (e instanceof ConfigError) return e
-    throw e
-  }
-  throw new Error("expected a ConfigError")
-}
+const errorOf = configErrorOf
 
 describe("admin config", () => {
   it("refuses a non-loopback admin without a token, naming the three ways out", () => {

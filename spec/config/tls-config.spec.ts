@@ -1,18 +1,11 @@
 // `tls.ciphers` and `tls.minVersion` (top level and per listener), `upstreamTls.minVersion`, and their variables.
 import { describe, expect, it } from "vitest"
 import { defaults } from "../../src/config/Config.ts"
-import { ConfigError, decodeConfig } from "../../src/config/decode.ts"
+import { decodeConfig } from "../../src/config/decode.ts"
 import { applyEnv } from "../../src/config/env.ts"
+import { configErrorOf } from "../support/config.ts"
 
-const errorOf = (f: () => unknown): ConfigError => {
-  try {
-    f()
-  } catch (e) {
-    if (e instanceof ConfigError) return e
-    throw e
-  }
-  throw new Error("expected a ConfigError")
-}
+const errorOf = configErrorOf
 
 const files = { cert: "s.crt", key: "s.key" }
 

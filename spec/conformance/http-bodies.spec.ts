@@ -1,35 +1,24 @@
 // Large bodies through polyproxy running as its own process (so its memory can be read apart from the test's):
 // 100 MB up and down, streamed and checksummed on the fly, while the proxy's RSS stays flat.
 // HTTP_SPEC_BODY_MB=1024 npx vitest run spec/conformance/http-bodies.spec.ts runs the 1 GB case by hand.
-import { type ChildProcess, spawn } from "node:child_process"
 import { createHash } from "node:crypto"
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import * as http from "node:http"
-import { tmpdir } from "node:os"
-import { join } from "node:path"
-import { fileURLToPath } from "node:url"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { closedPort, type Origin, pattern, patternHash, startOrigin } from "../listeners/http/support.ts"
+import { type Origin, pattern, patternHash, startOrigin } from "../listeners/http/support.ts"
+import { type CliProxy, startCliProxy } from "../support/cliProxy.ts"
 
 const MB = 1 << 20
 const size = Number(process.env.HTTP_SPEC_BODY_MB ?? 100) * MB
-const cli = fileURLToPath(new URL("../../src/cli.ts", import.meta.url))
 
 let origin: Origin
-let child: ChildProcess
+let proxy: CliProxy
 let port: number
-let dir: string
-
-const rssOf = (pid: number): number => {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))
-  return Number(m?.[1] ?? 0) * 1024
-}
 
 /** Samples the proxy's RSS while `f` runs; returns f's result and the peak. */
 const watchRss = async <A>(f: () => Promise<A>): Promise<{ result: A; peak: number }> => {
-  let peak = rssOf(child.pid!)
+  let peak = proxy.rss()
   const timer = setInterval(() => {
-    peak = Math.max(peak, rssOf(child.pid!))
+    peak = Math.max(peak, proxy.rss())
   }, 25)
   try {
     return { result: await f(), peak }
@@ -72,39 +61,21 @@ const post = async (body: AsyncIterable<Buffer>): Promise<{ length: number; sha2
 
 beforeAll(async () => {
   origin = await startOrigin("big")
-  port = await closedPort()
-  dir = mkdtempSync(join(tmpdir(), "polyproxy-http-"))
-  const config = join(dir, "polyproxy.json")
-  writeFileSync(
-    config,
+  proxy = await startCliProxy(
     JSON.stringify({
-      admin: false,
-      log: { level: "warn" },
-      listeners: { http: { host: "127.0.0.1", port } },
+      admin: { host: "127.0.0.1", port: 0 },
+      log: { level: "info", format: "json", connections: false },
+      listeners: { http: { host: "127.0.0.1", port: 0 } },
       routes: { "big.test": `127.0.0.1:${origin.port}` },
       ssrf: { allow: ["127.0.0.0/8"] }
     })
   )
-  const env: NodeJS.ProcessEnv = {}
-  for (const [k, v] of Object.entries(process.env))
-    if (!k.startsWith("POLYPROXY_") && !k.startsWith("PROXY_TLS_")) env[k] = v
-  child = spawn(process.execPath, [cli, "serve", "--config", config], { env, stdio: ["ignore", "ignore", "inherit"] })
-  const deadline = Date.now() + 20_000
-  for (;;) {
-    const ok = await get("/bytes?n=1").then(
-      (r) => r.status === 200,
-      () => false
-    )
-    if (ok) break
-    if (Date.now() > deadline || child.exitCode !== null) throw new Error("polyproxy did not start")
-    await new Promise((r) => setTimeout(r, 100))
-  }
+  port = proxy.port("http")
 })
 
 afterAll(async () => {
-  child?.kill("SIGKILL")
+  proxy?.stop()
   await origin?.close()
-  if (dir) rmSync(dir, { recursive: true, force: true })
 })
 
 describe(`http listener: ${size / MB} MB bodies with flat memory`, () => {
@@ -117,7 +88,7 @@ describe(`http listener: ${size / MB} MB bodies with flat memory`, () => {
       expect(down.result).toMatchObject({ status: 200, length: size, sha256: patternHash(size) })
       return Math.max(up.peak, down.peak)
     }
-    const before = rssOf(child.pid!)
+    const before = proxy.rss()
     const first = await round()
     const second = await round()
     // Socket reads allocate a fresh buffer each; V8 collects them once about 64 MB of external memory piled up

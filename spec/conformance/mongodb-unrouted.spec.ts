@@ -3,82 +3,46 @@
 // routed the proxy reads at most 64 KiB of a command (listeners.mongodb.maxRoutingCommand): it answers each with
 // 17 ProtocolError as soon as the size of its command document is in, drops what still comes without keeping it,
 // and closes. The proxy's RSS stays flat, and real drivers keep working through it. The backend is CongoDB.
-import { type ChildProcess, spawn } from "node:child_process"
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import * as net from "node:net"
-import { tmpdir } from "node:os"
-import { join } from "node:path"
-import { fileURLToPath } from "node:url"
 import { deserialize } from "bson"
 import { MongoClient, MongoServerError } from "mongodb"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { decodeOpMsg, OP_MSG } from "../../src/codec/mongo/index.ts"
 import { keepRefusingMs } from "../../src/listeners/mongodb/refusing.ts"
 import { type MongoServer, startMongo } from "../support/backends/index.ts"
-import { closedPort } from "../support/net.ts"
+import { type CliProxy, startCliProxy } from "../support/cliProxy.ts"
 
 const MB = 1 << 20
-const cli = fileURLToPath(new URL("../../src/cli.ts", import.meta.url))
 
 let congo: MongoServer
-let child: ChildProcess
+let proxy: CliProxy
 let port: number
-let adminPort: number
-let dir: string
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
-const rssOf = (pid: number): number => {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))
-  return Number(m?.[1] ?? 0) * 1024
-}
-
-const connects = () =>
-  new Promise<boolean>((resolve) => {
-    const s = net.connect(port, "127.0.0.1", () => {
-      s.destroy()
-      resolve(true)
-    })
-    s.once("error", () => resolve(false))
-  })
-
 beforeAll(async () => {
   congo = await startMongo()
-  port = await closedPort()
-  adminPort = await closedPort()
-  dir = mkdtempSync(join(tmpdir(), "polyproxy-mongo-"))
-  const config = join(dir, "polyproxy.json")
-  writeFileSync(
-    config,
+  proxy = await startCliProxy(
     JSON.stringify({
       workers: 1,
-      admin: { host: "127.0.0.1", port: adminPort },
-      log: { level: "warn" },
-      listeners: { mongodb: { host: "127.0.0.1", port } },
+      admin: { host: "127.0.0.1", port: 0 },
+      log: { level: "info", format: "json", connections: false },
+      listeners: { mongodb: { host: "127.0.0.1", port: 0 } },
       routes: { tenant1: `${congo.host}:${congo.port}` },
       ssrf: { allow: ["127.0.0.0/8"] }
     })
   )
-  const env: NodeJS.ProcessEnv = {}
-  for (const [k, v] of Object.entries(process.env))
-    if (!k.startsWith("POLYPROXY_") && !k.startsWith("PROXY_TLS_")) env[k] = v
-  child = spawn(process.execPath, [cli, "serve", "--config", config], { env, stdio: ["ignore", "ignore", "inherit"] })
-  const deadline = Date.now() + 20_000
-  while (!(await connects())) {
-    if (Date.now() > deadline || child.exitCode !== null) throw new Error("polyproxy did not start")
-    await sleep(100)
-  }
+  port = proxy.port("mongodb")
 })
 
 afterAll(async () => {
-  child?.kill("SIGKILL")
+  proxy?.stop()
   await congo?.stop()
-  if (dir) rmSync(dir, { recursive: true, force: true })
 })
 
 /** polyproxy_errors_total for reason bad_request, all series summed. */
 const badRequests = async (): Promise<number> => {
-  const text = await fetch(`http://127.0.0.1:${adminPort}/metrics`).then((r) => r.text())
+  const text = await fetch(`${proxy.adminUrl}/metrics`).then((r) => r.text())
   let sum = 0
   for (const m of text.matchAll(/^polyproxy_errors_total\{[^}]*reason="bad_request"[^}]*\} (\d+)$/gm))
     sum += Number(m[1])
@@ -170,15 +134,15 @@ describe("mongodb listener: 40 unrouted clients streaming 16 MB first messages",
     await sleep(keepRefusingMs + 200)
 
     const refusedBefore = await badRequests()
-    const before = rssOf(child.pid!)
+    const before = proxy.rss()
     let peak = before
     const timer = setInterval(() => {
-      peak = Math.max(peak, rssOf(child.pid!))
+      peak = Math.max(peak, proxy.rss())
     }, 25)
     const results = await Promise.all(Array.from({ length: 40 }, (_, i) => flood(1000 + i))).finally(() =>
       clearInterval(timer)
     )
-    const after = rssOf(child.pid!)
+    const after = proxy.rss()
     console.log(
       `mongodb flood: proxy RSS before ${(before / MB).toFixed(1)} MB, peak +${((peak - before) / MB).toFixed(1)} MB, ` +
         `after +${((after - before) / MB).toFixed(1)} MB`

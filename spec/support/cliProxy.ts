@@ -17,7 +17,17 @@ export interface CliProxy {
   readonly output: () => string
   /** SIGHUP, then waits for the "config reloaded" line it causes. */
   readonly sighup: () => Promise<void>
+  /** The process's resident memory now (bytes), from /proc. */
+  readonly rss: () => number
   readonly stop: () => void
+}
+
+/** This process's environment without polyproxy's own variables, which would override the spec's config. */
+const cleanEnv = (): NodeJS.ProcessEnv => {
+  const env: NodeJS.ProcessEnv = {}
+  for (const [k, v] of Object.entries(process.env))
+    if (!k.startsWith("POLYPROXY_") && !k.startsWith("PROXY_TLS_")) env[k] = v
+  return env
 }
 
 /** Starts `polyproxy serve --config <file with configText>`; the config must set `admin` and `log: { format: json }`. */
@@ -29,7 +39,7 @@ export const startCliProxy = async (
   fs.writeFileSync(file, configText)
   const child = spawn(process.execPath, [path.resolve("src/cli.ts"), "serve", "--config", file], {
     stdio: ["ignore", "pipe", "pipe"],
-    env: { ...process.env, ...env }
+    env: { ...cleanEnv(), ...env }
   })
   let output = ""
   child.stdout!.on("data", (d) => (output += d))
@@ -61,6 +71,10 @@ export const startCliProxy = async (
       const before = output.split('"event":"config reloaded"').length
       child.kill("SIGHUP")
       await eventually(() => output.split('"event":"config reloaded"').length > before, 10_000)
+    },
+    rss: () => {
+      const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${child.pid}/status`, "utf8"))
+      return Number(m?.[1] ?? 0) * 1024
     },
     stop: () => {
       child.kill("SIGKILL")

@@ -1,22 +1,15 @@
 // The `resolver` config section: decoding, environment overrides, and which layer the proxy builds from it.
 import * as net from "node:net"
 import { describe, expect, it } from "vitest"
-import { ConfigError, decodeConfig } from "../../../src/config/decode.ts"
+import { decodeConfig } from "../../../src/config/decode.ts"
 import { applyEnv, documentedEnv } from "../../../src/config/env.ts"
 import { Resolver } from "../../../src/services/Resolver.ts"
+import { configErrorOf } from "../../support/config.ts"
 import { startTestProxy } from "../../support/proxy.ts"
 
 const decode = (resolver: unknown) => decodeConfig({ resolver }, "/").resolver
 
-const errorOf = (f: () => unknown): ConfigError => {
-  try {
-    f()
-  } catch (e) {
-    if (e instanceof ConfigError) return e
-    throw e
-  }
-  throw new Error("expected a ConfigError")
-}
+const errorOf = configErrorOf
 
 describe("config: resolver", () => {
   it("defaults to the static routes", () => {
