@@ -2,7 +2,7 @@
 export type { Config, ListenerConfig, ListenerName, RouteConfig, TlsFiles } from "./config/Config.ts"
 export { ConfigError, decodeConfig } from "./config/decode.ts"
 export { loadConfig } from "./config/load.ts"
-export type { Endpoint, VettedEndpoint } from "./domain/Endpoint.ts"
+export { type Endpoint, formatEndpoint, parseEndpoint, type VettedEndpoint } from "./domain/Endpoint.ts"
 export {
   defaultProtocolLabel,
   type ProtocolInfo,
@@ -15,12 +15,14 @@ export { ProxyError, type Reason, type Source } from "./domain/ProxyError.ts"
 export { type ResolveCode, ResolveError } from "./domain/ResolveError.ts"
 export type { ConnectionInfo, DisconnectInfo, Route } from "./domain/Route.ts"
 export {
+  configuredResolver,
   FirstBytes,
   type FirstBytesExtractor,
   type ProxyHandle,
   type RunOptions,
   runProxy,
-  servicesLayer
+  servicesLayer,
+  staticResolver
 } from "./Proxy.ts"
 export { Log } from "./services/Log.ts"
 export { Metrics } from "./services/Metrics.ts"

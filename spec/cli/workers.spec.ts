@@ -150,3 +150,26 @@ describe("workers: 2", () => {
     expect(output).toContain('"event":"stopped"')
   })
 })
+
+describe("workers: 2 that cannot start", () => {
+  it("exits 1 with the workers' reason instead of restarting them forever (a port in use)", async () => {
+    const taken = net.createServer()
+    await new Promise<void>((r) => taken.listen(0, "127.0.0.1", r))
+    const port = (taken.address() as net.AddressInfo).port
+    const config = path.join(dir, "taken.yaml")
+    fs.writeFileSync(
+      config,
+      `workers: 2\nadmin: false\nlisteners: { tcp: { host: 127.0.0.1, port: ${port}, route: x } }\n`
+    )
+    const p = spawn(process.execPath, [cli, "serve", "--config", config], { stdio: ["ignore", "pipe", "pipe"] })
+    let out = ""
+    p.stdout!.on("data", (d) => (out += d))
+    p.stderr!.on("data", (d) => (out += d))
+    const code = await new Promise<number | null>((r) => p.once("exit", (c) => r(c)))
+    taken.close()
+    expect(code).toBe(1)
+    expect(out).toContain(`cannot listen on 127.0.0.1:${port}: EADDRINUSE`)
+    expect(out).toContain('"event":"cannot start: a worker exited before it was ready"')
+    expect(out).not.toContain("worker died, restarting")
+  })
+})

@@ -34,6 +34,8 @@ const ctx = Context.empty()
 interface Slot {
   worker: Worker
   ready: boolean
+  /** One of this slot's workers has been ready: later deaths are restarts, not a failed start. */
+  started: boolean
   startedAt: number
   backoffMs: number
   listeners: ReadonlyArray<ListenerStatus>
@@ -94,6 +96,7 @@ const startPrimary = (
     switch (m.t) {
       case "ready":
         slot.ready = true
+        slot.started = true
         slot.listeners = m.listeners
         refreshGauge()
         if (slots.every((s) => s.ready)) {
@@ -132,7 +135,7 @@ const startPrimary = (
 
   const fork = (slot?: Slot): Slot => {
     const worker = cluster.fork(portEnv)
-    const s: Slot = slot ?? { worker, ready: false, startedAt: 0, backoffMs: 1_000, listeners: [] }
+    const s: Slot = slot ?? { worker, ready: false, started: false, startedAt: 0, backoffMs: 1_000, listeners: [] }
     s.worker = worker
     s.ready = false
     s.startedAt = Date.now()
@@ -143,6 +146,14 @@ const startPrimary = (
       // Its sessions are gone: so are their cancel keys.
       for (const [key, v] of cancelKeys) if (v.worker === worker.id) cancelKeys.delete(key)
       if (stopping) return
+      if (!s.started) {
+        // The first start failed (a port in use, a TLS file, an extractor; the worker printed why): retrying cannot
+        // fix that, so the whole start fails the way a single-process `serve` does, exit 1.
+        stopping = true
+        log.error("cannot start: a worker exited before it was ready", { pid: worker.process.pid, code, signal })
+        for (const other of slots) if (!other.worker.isDead()) other.worker.process.kill("SIGKILL")
+        process.exit(1)
+      }
       const quick = Date.now() - s.startedAt < healthyAfterMs
       s.backoffMs = quick ? Math.min(s.backoffMs * 2, maxBackoffMs) : 1_000
       const delay = quick ? s.backoffMs : 0

@@ -11,7 +11,7 @@ import type * as Fiber from "effect/Fiber"
 import { decodeProxyHeader, encodeProxyHeader } from "../codec/proxy/ProxyHeader.ts"
 import type { ListenerConfig } from "../config/Config.ts"
 import { formatEndpoint, type VettedEndpoint } from "../domain/Endpoint.ts"
-import { ProxyError, proxyError } from "../domain/ProxyError.ts"
+import { type ProxyError, proxyError, withProps } from "../domain/ProxyError.ts"
 import type { ConnectionInfo, Route } from "../domain/Route.ts"
 import { cidrListContains, parseCidrList } from "../domain/SpecialRanges.ts"
 import { errorPlaceholder, type RelayTotals, readIntoShared, relay } from "../relay/relay.ts"
@@ -22,10 +22,12 @@ import { Metrics } from "../services/Metrics.ts"
 import { Resolver } from "../services/Resolver.ts"
 import { RoutingCache } from "../services/RoutingCache.ts"
 import { SharedCache } from "../services/SharedCache.ts"
-import type { Admission } from "./Admission.ts"
+import { type Admission, limitReached } from "./Admission.ts"
 import { cancelDial, type DialWaiter, dial, dialNow } from "./dial.ts"
+import { tcpKeepAlive } from "./keepAlive.ts"
 import type { ClientConnection, Identified, Protocol, RelayWatch } from "./Protocol.ts"
 import { readFrame } from "./readFrame.ts"
+import { logRefusal, newRef } from "./refusal.ts"
 
 export interface ListenerLogging {
   /** One info line per proxied connection when it closes. */
@@ -71,9 +73,6 @@ export interface ListenerCensus {
   readonly bytesWritten: number
 }
 
-/** TCP keep-alive probes after this much silence, on both sides: finds peers that vanished without a FIN. */
-const keepAliveMs = 60_000
-
 /** How long a refused client gets to read our error before the socket is destroyed. */
 const refuseGraceMs = 2_000
 
@@ -104,18 +103,7 @@ const listen = (server: net.Server, host: string, port: number) =>
     })
   })
 
-// Error fields such as `message` are not enumerable: copy them by name.
-const withResource = (e: ProxyError, resourceId: string) =>
-  new ProxyError({
-    reason: e.reason,
-    source: e.source,
-    message: e.message,
-    retryable: e.retryable,
-    retryAfter: e.retryAfter,
-    cause: e.cause,
-    quiet: e.quiet,
-    resourceId
-  })
+const withResource = (e: ProxyError, resourceId: string) => withProps(e, { resourceId })
 
 /** What the close handler needs of one relayed connection. */
 interface RelayState {
@@ -197,22 +185,17 @@ export const startListener = Effect.fnUntraced(function* (
   const refuse = (accepted: net.Socket, client: net.Socket, error: ProxyError, info: ConnectionInfo) => {
     metrics.refused(error.reason.toLowerCase())
     metrics.closed(accepted.bytesRead, 0)
-    const fields = {
+    // The client's answer and the log line carry the same ref; the detail stays in the log (refusal.ts).
+    const refused = withProps(error, { ref: newRef() })
+    logRefusal(log, "connection refused", refused, {
       listener: protocol.name,
       protocol: label,
-      client: `${info.remoteAddress}:${info.remotePort}`,
-      resource: error.resourceId,
-      reason: error.reason,
-      source: error.source,
-      message: error.message
-    }
-    if (error.source === "internal") log.error("connection refused", fields)
-    else if (error.quiet) log.debug("connection refused", fields)
-    else log.info("connection refused", fields)
+      client: `${info.remoteAddress}:${info.remotePort}`
+    })
     forget(accepted)
     if (client.destroyed || accepted.destroyed) return
-    if (error.quiet) client.end()
-    else protocol.refuse(client, error)
+    if (refused.quiet) client.end()
+    else protocol.refuse(client, refused)
     accepted.setTimeout(refuseGraceMs, destroySelf)
   }
 
@@ -279,10 +262,10 @@ export const startListener = Effect.fnUntraced(function* (
     return effect.pipe(
       Effect.timeoutOrElse({
         duration: seconds * 1000,
-        orElse: () =>
-          Effect.fail(
-            proxyError("CONNECT_FAILED", "backend", `backend did not complete its handshake within ${seconds}s`)
-          )
+        orElse: () => {
+          const message = `backend did not complete its handshake within ${seconds}s`
+          return Effect.fail(proxyError("CONNECT_FAILED", "backend", message, { clientMessage: message }))
+        }
       })
     )
   }
@@ -541,18 +524,14 @@ export const startListener = Effect.fnUntraced(function* (
     return true
   }
 
+  // TCP keep-alive on client sockets (`tcp.keepAlive`): the server option, or `tune` per socket in its place.
+  const keepAlive = tcpKeepAlive()
   const onConnection = (socket: net.Socket) => {
     socket.on("error", ignoreError)
+    keepAlive.tune?.(socket)
     const overLimit =
       config.maxConnections > 0 && open.size >= config.maxConnections
-        ? proxyError(
-            "UNAVAILABLE",
-            "internal",
-            `listener ${protocol.name} is at its limit of ${config.maxConnections} connections`,
-            {
-              retryAfter: 1
-            }
-          )
+        ? limitReached(`listener ${protocol.name} is at its limit of ${config.maxConnections} connections`)
         : admission.enter()
     const untrusted =
       overLimit === undefined && trusted !== undefined && !cidrListContains(trusted, socket.remoteAddress ?? "")
@@ -598,7 +577,12 @@ export const startListener = Effect.fnUntraced(function* (
       const reason = exit.cause.reasons[0]
       if (reason?._tag === "Fail") refuse(socket, conn.client, reason.error, info)
       else if (reason?._tag === "Die") {
-        refuse(socket, conn.client, proxyError("INTERNAL", "internal", String(reason.defect)), info)
+        refuse(
+          socket,
+          conn.client,
+          proxyError("INTERNAL", "internal", String(reason.defect), { cause: reason.defect }),
+          info
+        )
       } else {
         // Interrupted (shutdown): no answer is owed.
         conn.client.destroy()
@@ -614,14 +598,16 @@ export const startListener = Effect.fnUntraced(function* (
       allowHalfOpen: true,
       pauseOnConnect: !protocol.readsHandshake,
       noDelay: true,
-      keepAlive: true,
-      keepAliveInitialDelay: keepAliveMs
+      keepAlive: keepAlive.keepAlive,
+      keepAliveInitialDelay: keepAlive.keepAliveInitialDelay
     },
     onConnection
   )
-  server.on("error", (err) =>
-    log.error("listener error", { listener: protocol.name, protocol: label, message: err.message })
-  )
+  // A failed bind is the start's error (the caller's), not a log line of its own: only a listening server's count.
+  server.on("error", (err) => {
+    if (server.listening)
+      log.error("listener error", { listener: protocol.name, protocol: label, message: err.message })
+  })
   const address = yield* listen(server, config.host, config.port)
   log.info("listening", { listener: protocol.name, protocol: label, host: address.address, port: address.port })
 

@@ -116,8 +116,12 @@ export const startHttpListener = (
 
     /** Over a limit: one JSON 503 on HTTP/1.x, then the socket goes. */
     const refuseSocket = (socket: net.Socket, why: string, h2Socket: boolean) => {
-      const f = failure(503, "UNAVAILABLE", "internal", why, { retryAfter: 1 })
-      rt.refused(f, `${socket.remoteAddress}:${socket.remotePort}`, "", "")
+      const f = rt.refused(
+        failure(503, "UNAVAILABLE", "internal", why, { retryAfter: 1, clientMessage: why }),
+        `${socket.remoteAddress}:${socket.remotePort}`,
+        "",
+        ""
+      )
       socket.on("error", ignore)
       socket.once("close", () => metrics.closed(socket.bytesRead, 0))
       if (h2Socket) socket.destroy()
@@ -185,7 +189,10 @@ export const startHttpListener = (
         new H1Conn(socket, rt)
       })
     }
-    server.on("error", (err) => log.error("listener error", { listener: ctx.name, message: err.message }))
+    // A failed bind is the start's error (the caller's), not a log line of its own: only a listening server's count.
+    server.on("error", (err) => {
+      if (server.listening) log.error("listener error", { listener: ctx.name, message: err.message })
+    })
     const address = yield* listen(server, ctx.listener.host, ctx.listener.port)
     log.info("listening", {
       listener: ctx.name,
