@@ -26,6 +26,7 @@ import { Resolver } from "../../src/services/Resolver.ts"
 import { backendProvider, type Certs, type MongoServer, makeCerts, startMongo } from "../support/backends/index.ts"
 import { closedPort } from "../support/net.ts"
 import { eventually, startTestProxy, type TestProxy } from "../support/proxy.ts"
+import { expectShownOnlyInLog } from "../support/refusals.ts"
 
 let congo1: MongoServer // tenant1 (and the defaultRoute of the routing-key proxies)
 let congo2: MongoServer // tenant2
@@ -381,15 +382,22 @@ describe("mongodb listener: connections that never name a database", () => {
 })
 
 describe("mongodb listener: every refusal is a server error the driver shows", () => {
+  // The last column: what only the proxy's log line (the one with the message's ref) may say.
   it.each([
-    ["nosuchdb", 70, "ShardNotFound", /^polyproxy: no route for "nosuchdb"/],
-    ["banned", 13, "Unauthorized", /suspended/],
-    ["meta", 13, "Unauthorized", /169\.254\.169\.254/],
-    ["colddb", 6, "HostUnreachable", /under maintenance/],
-    ["slowdb", 89, "NetworkTimeout", /resolver did not answer for "slowdb" within 0.5s/],
-    ["deaddb", 6, "HostUnreachable", /ECONNREFUSED/],
-    ["brokendb", 1, "InternalError", /route store unreachable/]
-  ])("database %s → %i %s", async (db, code, codeName, message) => {
+    ["nosuchdb", 70, "ShardNotFound", /^polyproxy: no route for "nosuchdb" \(ref [0-9a-f]{12}\)$/, []],
+    ["banned", 13, "Unauthorized", /suspended/, []],
+    ["meta", 13, "Unauthorized", /the backend of "meta" is refused by the proxy's policy/, ["169.254.169.254"]],
+    ["colddb", 6, "HostUnreachable", /^polyproxy: "colddb" is unavailable \(ref /, ["under maintenance"]],
+    [
+      "slowdb",
+      89,
+      "NetworkTimeout",
+      /the route lookup for "slowdb" did not answer in time/,
+      ['resolver did not answer for "slowdb" within 0.5s']
+    ],
+    ["deaddb", 6, "HostUnreachable", /cannot connect to the backend of "deaddb"/, ["127.0.0.1:", "ECONNREFUSED"]],
+    ["brokendb", 1, "InternalError", /^polyproxy: internal error \(ref /, ["route store unreachable"]]
+  ])("database %s → %i %s", async (db, code, codeName, message, hidden) => {
     const trouble: Array<string> = []
     let finds = 0
     await withClient(
@@ -410,6 +418,7 @@ describe("mongodb listener: every refusal is a server error the driver shows", (
         expect(e).toBeInstanceOf(MongoServerError)
         expect(e).toMatchObject({ code, codeName })
         expect((e as Error).message).toMatch(message)
+        expectShownOnlyInLog((e as Error).message, proxy.logs, hidden)
         // Not a state-change error, and a retry (6, 89) got the same answer: the client's pool and server stay up, and
         // once the refused connection has been closed the client works on with another database.
         await sleep(keepRefusingMs + 200)
@@ -470,7 +479,9 @@ describe("mongodb listener: what a connection may send before it is routed", () 
         expect(message).toMatch(
           /^polyproxy: command of \d+ bytes before this connection is routed: polyproxy reads at /
         )
-        expect(message).toMatch(/most 65536 bytes .*authSource=<db>.* raise listeners\.mongodb\.maxRoutingCommand$/)
+        expect(message).toMatch(
+          /most 65536 bytes .*authSource=<db>.* raise listeners\.mongodb\.maxRoutingCommand \(ref [0-9a-f]{12}\)$/
+        )
         // Once the refused connection is closed, a small command routes a new one, and the large one follows it.
         await sleep(keepRefusingMs + 200)
         await col.deleteMany({ key: "first" })

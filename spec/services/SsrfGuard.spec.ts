@@ -176,7 +176,7 @@ describe("SsrfGuard.vet", () => {
         } else {
           const error = failureOf(exit)
           assert.strictEqual(error.reason, "FORBIDDEN")
-          assert.strictEqual(error.source, "resolver")
+          assert.strictEqual(error.source, "policy")
           assert.include(error.message, c.refused)
           assert.include(error.message, "refused by the SSRF guard")
         }

@@ -2,6 +2,10 @@
 // check happens on every accept, so it must cost next to nothing.
 import { type ProxyError, proxyError } from "../domain/ProxyError.ts"
 
+/** A limit's refusal: the proxy's own words, nothing internal in them, so the client reads them too. */
+export const limitReached = (message: string): ProxyError =>
+  proxyError("UNAVAILABLE", "internal", message, { retryAfter: 1, clientMessage: message })
+
 export class Admission {
   private maxConnections: number
   private perResource: number
@@ -23,9 +27,7 @@ export class Admission {
   /** At accept. Undefined = admitted (release with `leave`). */
   enter(): ProxyError | undefined {
     if (this.maxConnections > 0 && this.total >= this.maxConnections) {
-      return proxyError("UNAVAILABLE", "internal", `the proxy is at its limit of ${this.maxConnections} connections`, {
-        retryAfter: 1
-      })
+      return limitReached(`the proxy is at its limit of ${this.maxConnections} connections`)
     }
     this.total++
     return undefined
@@ -40,9 +42,7 @@ export class Admission {
     if (this.perResource === 0) return undefined
     const n = this.byResource.get(resourceId) ?? 0
     if (n >= this.perResource) {
-      return proxyError("UNAVAILABLE", "internal", `${resourceId} is at its limit of ${this.perResource} connections`, {
-        retryAfter: 1
-      })
+      return limitReached(`${resourceId} is at its limit of ${this.perResource} connections`)
     }
     this.byResource.set(resourceId, n + 1)
     return undefined

@@ -6,6 +6,7 @@ import * as Effect from "effect/Effect"
 import { formatEndpoint, type VettedEndpoint } from "../domain/Endpoint.ts"
 import { type ProxyError, proxyError } from "../domain/ProxyError.ts"
 import { errorPlaceholder, relayReads } from "../relay/relay.ts"
+import { type KeepAliveSetup, tcpKeepAlive } from "./keepAlive.ts"
 import { nextSourceAddress } from "./sourceAddress.ts"
 
 /** Who waits for a dial: told once, with the connected socket or with why not (the socket is destroyed then). */
@@ -62,20 +63,33 @@ function onDialTimeout(socket: Dialed, timeoutMs: number) {
     proxyError(
       "CONNECT_FAILED",
       "backend",
-      `backend ${where(pending.waiter.target)} did not accept within ${timeoutMs} ms`
+      `backend ${where(pending.waiter.target)} did not accept within ${timeoutMs} ms`,
+      {
+        clientMessage: `the backend did not accept within ${timeoutMs} ms`
+      }
     )
   )
 }
 
-// Shared by every dial (net.Socket copies its options).
-const socketOptions: net.SocketConstructorOpts = {
-  allowHalfOpen: true,
-  noDelay: true,
-  // TCP keep-alive finds a backend that vanished without a FIN; set here, not by a second call per socket.
-  keepAlive: true,
-  keepAliveInitialDelay: 60_000
+// Shared by every dial (net.Socket copies its options); rebuilt when `tcp.keepAlive` changes.
+let optionsFor: KeepAliveSetup | undefined
+let socketOptions: net.SocketConstructorOpts = {}
+let relayOnlyOptions: net.SocketConstructorOpts = {}
+const optionsNow = (): KeepAliveSetup => {
+  const keepAlive = tcpKeepAlive()
+  if (keepAlive !== optionsFor) {
+    optionsFor = keepAlive
+    socketOptions = {
+      allowHalfOpen: true,
+      noDelay: true,
+      // TCP keep-alive finds a backend that vanished without a FIN; set here, not by a second call per socket.
+      keepAlive: keepAlive.keepAlive,
+      keepAliveInitialDelay: keepAlive.keepAliveInitialDelay
+    }
+    relayOnlyOptions = { ...socketOptions, onread: relayReads }
+  }
+  return keepAlive
 }
-const relayOnlyOptions: net.SocketConstructorOpts = { ...socketOptions, onread: relayReads }
 
 /**
  * Starts a dial; `waiter.dialed` is called once, later (never before this returns), unless `cancelDial` comes first.
@@ -84,7 +98,9 @@ const relayOnlyOptions: net.SocketConstructorOpts = { ...socketOptions, onread: 
  */
 export const dialNow = (waiter: DialWaiter, timeoutMs: number, relayOnly = false): net.Socket => {
   const target = waiter.target
+  const keepAlive = optionsNow()
   const socket: Dialed = new net.Socket(relayOnly ? relayOnlyOptions : socketOptions)
+  keepAlive.tune?.(socket)
   if (relayOnly) socket.pause()
   socket.connect({
     host: target.ip,

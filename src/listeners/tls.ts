@@ -123,7 +123,14 @@ export const acceptTls = (
     })
     const onError = (err: Error) => {
       secure.destroy()
-      resume(Effect.fail(proxyError("FORBIDDEN", "client", `TLS handshake failed: ${err.message}`)))
+      // OpenSSL's text is for the log: the client knows its own side of the handshake.
+      resume(
+        Effect.fail(
+          proxyError("FORBIDDEN", "client", `TLS handshake failed: ${err.message}`, {
+            clientMessage: "TLS handshake failed"
+          })
+        )
+      )
     }
     secure.once("error", onError)
     secure.once("secure", () => {

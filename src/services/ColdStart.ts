@@ -62,9 +62,11 @@ export const makeColdStart = (options: ColdStartOptions): ColdStartShape => {
   const timeoutMs = options.timeout * 1000
   const wakers = new Map<string, Waker>()
 
+  // The proxy's own words about the resource the client named: the client reads them too.
   const unavailable = (resourceId: string, why: string) =>
     proxyError("UNAVAILABLE", "backend", `${resourceId} ${why}`, {
-      retryAfter: Math.max(1, Math.ceil(options.timeout / 2))
+      retryAfter: Math.max(1, Math.ceil(options.timeout / 2)),
+      clientMessage: `${resourceId} ${why}`
     })
 
   /** One per cold period: wake, then poll readiness until it holds or the deadline passes. */

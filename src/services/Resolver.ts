@@ -65,8 +65,13 @@ const toRoute = (resourceId: string, r: AsyncRoute): Route | ResolveError => {
   return { resourceId, endpoint, metadata: r.metadata ?? {}, timeout: r.timeout }
 }
 
-const asResolveError = (resourceId: string, e: unknown): ResolveError => {
-  if (e instanceof ResolveError) return e
+/**
+ * What a resolver's failure means, however it was written: a ResolveError (or any object with a `code` among the
+ * ResolveCodes) keeps its code; anything else (a throw, a defect, another error type) is INTERNAL, its text kept for
+ * the log line only (see listeners/refusal.ts).
+ */
+export const asResolveError = (resourceId: string, e: unknown): ResolveError => {
+  if (e instanceof ResolveError && resolveCodes.includes(e.code)) return e
   const o = e as { code?: unknown; message?: unknown; retryAfter?: unknown } | null
   if (o !== null && typeof o === "object" && resolveCodes.includes(o.code as ResolveCode)) {
     return new ResolveError({
@@ -77,7 +82,8 @@ const asResolveError = (resourceId: string, e: unknown): ResolveError => {
   }
   return new ResolveError({
     code: "INTERNAL",
-    message: `resolver failed for ${resourceId}: ${String((e as Error)?.message ?? e)}`
+    message: `resolver failed for ${resourceId}: ${String((e as Error)?.message ?? e)}`,
+    cause: e
   })
 }
 

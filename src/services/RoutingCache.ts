@@ -8,11 +8,11 @@ import * as Layer from "effect/Layer"
 import * as MutableHashMap from "effect/MutableHashMap"
 import * as Option from "effect/Option"
 import type { VettedEndpoint } from "../domain/Endpoint.ts"
-import { type ProxyError, proxyError } from "../domain/ProxyError.ts"
+import { type ProxyError, proxyError, type Reason } from "../domain/ProxyError.ts"
 import type { ResolveError } from "../domain/ResolveError.ts"
 import type { ConnectionInfo, Route } from "../domain/Route.ts"
 import { Metrics } from "./Metrics.ts"
-import { Resolver } from "./Resolver.ts"
+import { asResolveError, Resolver } from "./Resolver.ts"
 import { SharedCache } from "./SharedCache.ts"
 import { SsrfGuard } from "./SsrfGuard.ts"
 
@@ -35,8 +35,17 @@ export interface CachedRoute {
 // Transient failures are kept only a moment: long enough to shed a stampede, short enough to recover quickly.
 const transientTtl = Duration.seconds(1)
 
+/** Codes whose message the Resolver writes for the client (ResolveError.ts); the others' go to the log only. */
+const clientFacing = (code: Reason): boolean => code === "NOT_FOUND" || code === "FORBIDDEN"
+
+const fromResolver = (code: Reason, message: string, extra: { retryAfter?: number; cause?: unknown } = {}) =>
+  proxyError(code, "resolver", message, clientFacing(code) ? { ...extra, clientMessage: message } : extra)
+
 export const fromResolveError = (e: ResolveError): ProxyError =>
-  proxyError(e.code, "resolver", e.message, e.retryAfter === undefined ? {} : { retryAfter: e.retryAfter })
+  fromResolver(e.code, e.message, {
+    ...(e.retryAfter === undefined ? {} : { retryAfter: e.retryAfter }),
+    ...(e.cause === undefined ? {} : { cause: e.cause })
+  })
 
 export class RoutingCache extends Context.Service<
   RoutingCache,
@@ -86,7 +95,7 @@ export class RoutingCache extends Context.Service<
         if (answer !== undefined) {
           return "route" in answer
             ? Effect.succeed(answer.route)
-            : Effect.fail(proxyError(answer.error.reason, "resolver", answer.error.message))
+            : Effect.fail(fromResolver(answer.error.reason, answer.error.message))
         }
         return resolveFresh(resourceId, info).pipe(
           Effect.tap((route) => shared.set(resourceId, { route }, options.ttl)),
@@ -101,6 +110,10 @@ export class RoutingCache extends Context.Service<
     const resolveFresh = (resourceId: string, info: ConnectionInfo | undefined): Effect.Effect<Route, ProxyError> => {
       const started = performance.now()
       return resolver.resolve(resourceId, info).pipe(
+        // A resolver that dies (an Effect layer that throws) or fails with another type: INTERNAL, worded as the
+        // async adapter words a throw.
+        Effect.catchDefect((defect) => Effect.fail(asResolveError(resourceId, defect))),
+        Effect.mapError((e) => fromResolveError(asResolveError(resourceId, e))),
         Effect.timeoutOrElse({
           duration: resolveTimeout,
           orElse: () =>
@@ -112,7 +125,6 @@ export class RoutingCache extends Context.Service<
               )
             )
         }),
-        Effect.mapError((e) => (e._tag === "ResolveError" ? fromResolveError(e) : e)),
         Effect.onExit((exit) =>
           Effect.sync(() => metrics.resolved(Exit.isSuccess(exit) ? "ok" : exit, performance.now() - started))
         )

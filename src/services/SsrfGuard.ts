@@ -48,8 +48,10 @@ const normaliseHost = (raw: string): Host | string => {
   return { literal: 0, text: host }
 }
 
+// The proxy's own rule refuses, not the resolver: `policy`. The address stays in the log; the client is told only
+// that the proxy's policy refused its backend (listeners/refusal.ts).
 const refuse = (message: string): ProxyError =>
-  proxyError("FORBIDDEN", "resolver", `${message}; refused by the SSRF guard`)
+  proxyError("FORBIDDEN", "policy", `${message}; refused by the SSRF guard`)
 
 /** Why `ip` may not be dialed ("10.0.0.5, a private address (10.0.0.0/8)"), or undefined when it may. */
 const objection = (allow: CidrList, ip: string): string | undefined => {

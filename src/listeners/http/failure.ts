@@ -1,5 +1,6 @@
 // Every refusal of the HTTP listener as a status, a reason and a small JSON body the client can read.
 import type { ProxyError, Reason, Source } from "../../domain/ProxyError.ts"
+import { clientText } from "../refusal.ts"
 
 /**
  * Why a request got no answer from its backend. `reason` is a ProxyError reason, or one only HTTP has:
@@ -10,9 +11,14 @@ export interface Failure {
   readonly status: number
   readonly reason: Reason | "BAD_GATEWAY" | "UPSTREAM_TIMEOUT" | "HEADERS_TOO_LARGE" | "METHOD_NOT_ALLOWED"
   readonly source: Source
+  /** The detail, for the log; the client reads `clientText` of it (listeners/refusal.ts). */
   readonly message: string
+  readonly clientMessage?: string | undefined
   readonly retryAfter?: number | undefined
   readonly resourceId?: string | undefined
+  readonly cause?: unknown
+  /** Set as the refusal is logged (HttpRuntime.refused): the same id in the body and in the log line. */
+  readonly ref?: string | undefined
 }
 
 const statusOf: Record<Reason, number> = {
@@ -31,8 +37,10 @@ export const fromProxyError = (e: ProxyError, resourceId?: string): Failure => (
   reason: e.reason,
   source: e.source,
   message: e.message,
+  clientMessage: e.clientMessage,
   retryAfter: e.retryAfter ?? (e.reason === "UNAVAILABLE" ? 1 : undefined),
-  resourceId: e.resourceId ?? resourceId
+  resourceId: e.resourceId ?? resourceId,
+  cause: e.cause
 })
 
 export const failure = (
@@ -40,8 +48,17 @@ export const failure = (
   reason: Failure["reason"],
   source: Source,
   message: string,
-  extra: { readonly retryAfter?: number; readonly resourceId?: string } = {}
+  extra: {
+    readonly retryAfter?: number
+    readonly resourceId?: string
+    readonly clientMessage?: string
+    readonly cause?: unknown
+  } = {}
 ): Failure => ({ status, reason, source, message, ...extra })
+
+/** `f` naming the resource of the exchange that failed (backend failures are raised without it). */
+export const forResource = (f: Failure, resourceId: string | undefined): Failure =>
+  f.resourceId !== undefined || resourceId === undefined ? f : { ...f, resourceId }
 
 /** A client request the codec refused, by the status it chose (400, 431, 501, 505). */
 export const badRequest = (status: number, message: string): Failure =>
@@ -64,7 +81,9 @@ const phrases: Record<number, string> = {
 
 export const reasonPhrase = (status: number): string => phrases[status] ?? "Error"
 
-export const failureBody = (f: Failure): string => JSON.stringify({ error: f.message, reason: f.reason })
+/** The retry time is in the Retry-After header. */
+export const failureBody = (f: Failure): string =>
+  JSON.stringify({ error: clientText(f, null), reason: f.reason, ...(f.ref === undefined ? {} : { ref: f.ref }) })
 
 /** The whole HTTP/1.1 answer, head and body. `close`: the connection ends after it. */
 export const failureResponse = (f: Failure, close: boolean, head: boolean): string => {

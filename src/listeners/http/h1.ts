@@ -19,7 +19,8 @@ import {
 import { formatEndpoint } from "../../domain/Endpoint.ts"
 import type { ConnectionInfo } from "../../domain/Route.ts"
 import { relay } from "../../relay/relay.ts"
-import { badRequest, type Failure, failure, failureResponse } from "./failure.ts"
+import { h1DirectBytes } from "./direct.ts"
+import { badRequest, type Failure, failure, failureResponse, forResource } from "./failure.ts"
 import {
   clientKeepsAlive,
   clientResponseHead,
@@ -72,8 +73,6 @@ function ignore() {}
 
 /** Bodies up to this size leave with their head in one write. */
 const smallBody = 16 * 1024
-
-const directAnswer = "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 3\r\n\r\nok\n"
 
 export class H1Conn implements ClientSide {
   readonly socket: ClientSocket
@@ -332,11 +331,9 @@ export class H1Conn implements ClientSide {
       return
     }
     const s = this.rt.settings
-    if (s.directResponse) {
+    if (s.directResponse !== undefined) {
       this.closeAfter = !this.bodyDone || !this.keepAlive
-      this.socket.write(
-        this.closeAfter ? directAnswer.replace("\r\n\r\n", "\r\nconnection: close\r\n\r\n") : directAnswer
-      )
+      this.socket.write(h1DirectBytes(s.directResponse, head.method === "HEAD", this.closeAfter))
       this.next()
       return
     }
@@ -372,7 +369,8 @@ export class H1Conn implements ClientSide {
         proto: s.secure ? "https" : "http",
         trusted: s.trusts(ip),
         host: s.preserveHost ? original : hostHeaderOf(entry),
-        originalHost: original
+        originalHost: original,
+        close: !s.upstreamKeepAlive
       }
       text = upstreamHeadFromH1(head, f, upgrade)
     }
@@ -579,7 +577,8 @@ export class H1Conn implements ClientSide {
     )
   }
 
-  failed(ex: Exchange, f: Failure): void {
+  failed(ex: Exchange, failed: Failure): void {
+    const f = forResource(failed, ex.resourceId)
     if (this.ex === ex) this.ex = null
     this.bytesFromBackend += ex.bytesFromBackend
     if (this.headSent) {
@@ -595,10 +594,10 @@ export class H1Conn implements ClientSide {
   /** Answers `f` as JSON. `close`: the connection cannot carry another request (its body was not read, or worse). */
   private refuse(f: Failure, close: boolean): void {
     const head = this.head
-    this.rt.refused(f, this.peer(), head?.method ?? "", head?.target ?? "")
+    const sent = this.rt.refused(f, this.peer(), head?.method ?? "", head?.target ?? "")
     if (this.socket.destroyed) return
     this.closeAfter = close || !this.keepAlive || f.status === 408 || f.status === 431
-    this.socket.write(failureResponse(f, this.closeAfter, head?.method === "HEAD"), "utf8")
+    this.socket.write(failureResponse(sent, this.closeAfter, head?.method === "HEAD"), "utf8")
     this.headSent = true
     this.next()
   }

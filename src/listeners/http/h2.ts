@@ -12,7 +12,8 @@ import {
   type ResponseHead
 } from "../../codec/http/index.ts"
 import type { ConnectionInfo } from "../../domain/Route.ts"
-import { badRequest, type Failure, failure, failureBody } from "./failure.ts"
+import { h2Direct } from "./direct.ts"
+import { badRequest, type Failure, failure, failureBody, forResource } from "./failure.ts"
 import { forwardStream, type H2Protocol, h2ProtocolOf } from "./h2upstream.ts"
 import {
   type Forwarding,
@@ -86,6 +87,12 @@ class H2Request implements ClientSide {
       this.failed(null, badRequest(400, authority))
       return
     }
+    const direct = this.rt.settings.directResponse
+    if (direct !== undefined) {
+      this.headSent = this.responded = true
+      h2Direct(this.stream, direct, this.method === "HEAD")
+      return
+    }
     const routes = this.rt.routes
     const entry = routes.cached(authority.hostname)
     if (entry !== undefined) {
@@ -117,7 +124,8 @@ class H2Request implements ClientSide {
       proto: s.secure ? "https" : "http",
       trusted: s.trusts(ip),
       host: s.preserveHost ? this.authority : `${entry.route.endpoint.host}:${entry.route.endpoint.port}`,
-      originalHost: this.authority
+      originalHost: this.authority,
+      close: !s.upstreamKeepAlive
     }
     const protocol = h2ProtocolOf(entry.route.metadata)
     if (protocol !== undefined) {
@@ -245,7 +253,7 @@ class H2Request implements ClientSide {
 
   failed(ex: Exchange | null, f: Failure): void {
     if (ex !== null && this.ex === ex) this.ex = null
-    this.rt.refused(f, this.info().remoteAddress, this.method, this.path)
+    const sent = this.rt.refused(forResource(f, ex?.resourceId), this.info().remoteAddress, this.method, this.path)
     const stream = this.stream
     if (stream.destroyed) return
     if (this.headSent) {
@@ -254,7 +262,7 @@ class H2Request implements ClientSide {
     }
     this.headSent = true
     this.responded = true
-    const body = failureBody(f)
+    const body = failureBody(sent)
     const headers: http2.OutgoingHttpHeaders = {
       ":status": f.status,
       "content-type": "application/json",

@@ -106,7 +106,8 @@ export class Routes {
         reason?._tag === "Fail"
           ? fromProxyError(reason.error, host)
           : failure(500, "INTERNAL", "internal", `route lookup for ${host} failed: ${String(reason)}`, {
-              resourceId: host
+              resourceId: host,
+              cause: reason?._tag === "Die" ? reason.defect : undefined
             }),
         false
       )

@@ -6,6 +6,7 @@ import type { ConnectionInfo } from "../../domain/Route.ts"
 import type { LogShape } from "../../services/Log.ts"
 import type { ListenerMetrics } from "../../services/Metrics.ts"
 import type { Admission } from "../Admission.ts"
+import { logRefusal, newRef } from "../refusal.ts"
 import type { Failure } from "./failure.ts"
 import { H2Sessions } from "./h2upstream.ts"
 import type { Routes } from "./routes.ts"
@@ -64,7 +65,7 @@ export class HttpRuntime {
     this.admission = admission
   }
 
-  /** Admits a new client socket, or says why not (the caller answers 503). */
+  /** Admits a new client socket, or says why not (the caller answers 503; the words are the client's to read). */
   admit(socket: net.Socket): string | undefined {
     this.metrics.accepted()
     if (this.maxConnections > 0 && this.open.size >= this.maxConnections) {
@@ -98,20 +99,17 @@ export class HttpRuntime {
     for (const f of this.onDrain) f()
   }
 
-  refused(f: Failure, client: string, method: string, target: string): void {
+  /** Counts and logs a refusal; answer the client with what it returns (the same ref as the log line). */
+  refused(f: Failure, client: string, method: string, target: string): Failure {
     this.metrics.refused(f.reason.toLowerCase())
-    const fields = {
+    const sent = { ...f, ref: newRef() }
+    logRefusal(this.log, "request refused", sent, {
       listener: this.settings.name,
       client,
       method,
       target,
-      resource: f.resourceId,
-      status: f.status,
-      reason: f.reason,
-      source: f.source,
-      message: f.message
-    }
-    if (f.source === "internal") this.log.error("request refused", fields)
-    else this.log.info("request refused", fields)
+      status: f.status
+    })
+    return sent
   }
 }

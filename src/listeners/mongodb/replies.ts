@@ -18,6 +18,7 @@ import {
   OP_QUERY
 } from "../../codec/mongo/index.ts"
 import type { ProxyError, Reason } from "../../domain/ProxyError.ts"
+import { clientText } from "../refusal.ts"
 
 export const mongoCodeOf: Readonly<Record<Reason, { readonly code: number; readonly codeName: string }>> = {
   // The proxy routes databases to backends as a mongos routes them to shards: "no shard for this database".
@@ -68,9 +69,7 @@ export const pendingAt = (buf: Buffer): Pending | undefined => {
 
 export const refusalFor = (error: ProxyError, pending: Pending | undefined): Buffer => {
   const { code, codeName } = mongoCodeOf[error.reason]
-  const retry =
-    error.reason === "UNAVAILABLE" && error.retryAfter !== undefined ? ` (retry in ${error.retryAfter} s)` : ""
-  return encodeReply(errorDocument({ errmsg: `polyproxy: ${error.message}${retry}`, code, codeName }), {
+  return encodeReply(errorDocument({ errmsg: clientText(error), code, codeName }), {
     requestId: nextRequestId(),
     // No header was readable (a few bytes of garbage): 0.
     responseTo: pending?.requestId ?? 0,

@@ -128,8 +128,11 @@ export const smtpReplay = (
       duration: timeoutSeconds * 1000,
       orElse: () =>
         Effect.fail(
-          failed(
-            `backend ${route.endpoint.host}:${route.endpoint.port} did not finish its greeting and EHLO within ${timeoutSeconds}s`
+          proxyError(
+            "CONNECT_FAILED",
+            "backend",
+            `backend ${route.endpoint.host}:${route.endpoint.port} did not finish its greeting and EHLO within ${timeoutSeconds}s`,
+            { clientMessage: `the backend did not finish its greeting and EHLO within ${timeoutSeconds}s` }
           )
         )
     })

@@ -3,6 +3,7 @@
 import type * as net from "node:net"
 import { decodeCommand, encodeReply, type Reply } from "../../codec/smtp/index.ts"
 import type { ProxyError, Reason } from "../../domain/ProxyError.ts"
+import { clientText, type RetryPhrase } from "../refusal.ts"
 
 export const BYE = encodeReply(221, "2.0.0 Bye")
 export const OK = encodeReply(250, "2.0.0 OK")
@@ -50,20 +51,17 @@ export interface Refusal {
   readonly closes: boolean
 }
 
+/** SMTP's own phrase for a temporary refusal. */
+const tryAgain: RetryPhrase = (seconds) => (seconds === undefined ? "; try again later" : `; try again in ${seconds} s`)
+
 export const refusalOf = (error: ProxyError): Refusal => {
   if (error.cause instanceof BackendReply) {
     const { code, lines } = error.cause.reply
     return { bytes: encodeReply(code, lines), closes: code === 421 }
   }
   const { code, status } = replyCodeOf[error.reason]
-  const retry =
-    error.reason === "UNAVAILABLE"
-      ? error.retryAfter !== undefined
-        ? `; try again in ${error.retryAfter} s`
-        : "; try again later"
-      : ""
   return {
-    bytes: encodeReply(code, `${status} polyproxy: ${error.message}${retry}`),
+    bytes: encodeReply(code, `${status} ${clientText(error, tryAgain)}`),
     closes: code === 421 || error.reason === "BAD_REQUEST"
   }
 }
