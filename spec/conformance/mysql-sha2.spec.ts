@@ -20,8 +20,10 @@ import {
   encodeOkPacket,
   encodePacket,
   type HandshakeResponse41,
+  type HandshakeV10,
   type Packet,
   parseClientHandshake,
+  parseHandshakeV10,
   Status
 } from "../../src/codec/mysql/index.ts"
 import { type Certs, makeCerts } from "../support/certs.ts"
@@ -343,5 +345,57 @@ describe("mysql listener: caching_sha2_password (protocol fake of MySQL 8)", () 
   it("every packet reached each side in sequence", () => {
     expect(fake.logins.filter((l) => l.startsWith("out of order"))).toEqual([])
     expect(sequenceWarnings).toEqual([])
+  })
+})
+
+describe("mysql listener: MariaDB's extras in front of MySQL 8", () => {
+  const proxyWith = (serverFlavor: string) =>
+    startTestProxy({
+      listeners: { mysql: { host: "127.0.0.1", port: 0, serverFlavor } },
+      routes: { plain8: `127.0.0.1:${fake.port}` },
+      ssrf: { allow: ["127.0.0.0/8"] },
+      timeouts: { handshake: 2 }
+    })
+
+  const greetingOf = (port: number) =>
+    new Promise<HandshakeV10>((resolve, reject) => {
+      const s = net.connect(port, "127.0.0.1")
+      const packets = new Packets(s)
+      void packets.next().then((p) => {
+        s.destroy()
+        const g = p && parseHandshakeV10(p.payload)
+        if (g?._tag === "HandshakeV10") resolve(g)
+        else reject(new Error("no greeting"))
+      })
+      s.once("error", reject)
+    })
+
+  it("serverFlavor mariadb: a client that took the offered extended metadata is refused in words, not garbled", async () => {
+    const mariadbFlavored = await proxyWith("mariadb")
+    try {
+      const port = mariadbFlavored.port("mysql")
+      expect((await greetingOf(port)).mariadbCapabilities).toBe(0x1d)
+      const e = await loginError("plain8", "alice", { port })
+      expect(e.message).toContain("MARIADB_CLIENT_EXTENDED_METADATA")
+      expect(e.message).toContain("which this connection negotiated with the proxy's greeting")
+    } finally {
+      await mariadbFlavored.stop()
+    }
+  })
+
+  it("serverFlavor auto: greets as the MySQL 8 it has seen, with no extras, and logs in", async () => {
+    const learning = await proxyWith("auto")
+    try {
+      const port = learning.port("mysql")
+      await login("plain8", "alice", { port })
+      const greeting = await greetingOf(port)
+      expect(greeting.serverVersion).toBe("8.4.0-fake")
+      expect(greeting.mariadbCapabilities).toBe(0)
+      expect(greeting.capabilities & Capability.LONG_PASSWORD).toBe(Capability.LONG_PASSWORD)
+      await login("plain8", "alice", { port })
+      expect(fake.logins.at(-1)).toBe("fast")
+    } finally {
+      await learning.stop()
+    }
   })
 })

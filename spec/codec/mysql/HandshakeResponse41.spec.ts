@@ -194,6 +194,21 @@ describe("HandshakeResponse41", () => {
     expect(reasonOf(parseClientHandshake(twisted))).toContain("malformed connection attributes")
   })
 
+  it("asks for MariaDB's extended capabilities by clearing CLIENT_MYSQL, as mysql2 does, and reads them back", () => {
+    const bytes = encodeHandshakeResponse41({ ...base, mariadbCapabilities: 0x08 })
+    expect(parsed(bytes)).toMatchObject({
+      capabilities: (base.capabilities & ~Capability.LONG_PASSWORD) >>> 0,
+      mariadbCapabilities: 0x08
+    })
+    const fromClient = parsed(
+      fromMysql2({ flags: flags & ~Capability.LONG_PASSWORD, mariadbExtendedClientFlags: 0x08 })
+    )
+    expect(fromClient.mariadbCapabilities).toBe(0x08)
+    // Without extras CLIENT_MYSQL stays as given and the bytes stay zero.
+    expect(parsed(encodeHandshakeResponse41(base))).toMatchObject({ capabilities: base.capabilities })
+    expect(encodeHandshakeResponse41(base).readUInt32LE(28)).toBe(0)
+  })
+
   it("refuses to encode an auth response the chosen layout cannot carry", () => {
     expect(() => encodeHandshakeResponse41({ ...base, authResponse: Buffer.alloc(256) })).toThrow(RangeError)
     expect(() =>
@@ -214,6 +229,19 @@ describe("SSLRequest", () => {
       mariadbCapabilities: 0
     })
     expect(reasonOf(parseSslRequest(Buffer.concat([bytes, Buffer.from([0])])))).toContain("must be 32 bytes")
+  })
+
+  it("writes MariaDB's extended capabilities with CLIENT_MYSQL cleared", () => {
+    const bytes = encodeSslRequest({
+      capabilities: Capability.LONG_PASSWORD,
+      maxPacketSize: 0,
+      characterSet: 33,
+      mariadbCapabilities: 0x1d
+    })
+    expect(parseSslRequest(bytes)).toMatchObject({
+      capabilities: (Capability.SSL | Capability.PROTOCOL_41) >>> 0,
+      mariadbCapabilities: 0x1d
+    })
   })
 
   it("reads MariaDB's extended capabilities when the client leaves CLIENT_MYSQL unset", () => {

@@ -71,6 +71,33 @@ describe("HandshakeV10", () => {
     })
   })
 
+  it("offers MariaDB's extended capabilities as MariaDB does: CLIENT_MYSQL cleared, the flags in the reserved bytes", () => {
+    const bytes = encodeHandshakeV10({ ...input, mariadbCapabilities: 0x1d })
+    expect(parseHandshakeV10(bytes)).toMatchObject({
+      capabilities:
+        (input.capabilities | Capability.SECURE_CONNECTION | Capability.PLUGIN_AUTH) & ~Capability.LONG_PASSWORD,
+      mariadbCapabilities: 0x1d
+    })
+    const hs = mysql2.Packets.Handshake.fromPacket(asMysql2Packet(encodePacket(bytes, 0)))
+    expect(hs.mariadbExtendedCapabilityFlags).toBe(0x1d)
+    // The same layout as the captured MariaDB greeting's.
+    const real = frameOf(decodeHandshakeV10(mariadbGreeting)).message
+    const ours = frameOf(
+      decodeHandshakeV10(
+        encodePacket(
+          encodeHandshakeV10({
+            ...real,
+            authPlugin: real.authPlugin!,
+            capabilities: real.capabilities,
+            mariadbCapabilities: real.mariadbCapabilities
+          }),
+          0
+        )
+      )
+    ).message
+    expect(ours).toEqual(real)
+  })
+
   it("is read by mysql2 as the real client reads a server's greeting", () => {
     const hs = mysql2.Packets.Handshake.fromPacket(asMysql2Packet(encodePacket(encodeHandshakeV10(input), 0)))
     expect(hs.serverVersion).toBe(input.serverVersion)

@@ -6,14 +6,7 @@ import {
   type ErrorResponseInput,
   encodeErrorResponse
 } from "../../../src/codec/pg/index.ts"
-import { feedByteByByte, message, wellFormed } from "./support.ts"
-
-const fieldsOf = (buf: Buffer): Record<string, string> => {
-  const result = decodeErrorResponse(buf)
-  if (result._tag !== "Frame") throw new Error(`expected a frame, got ${JSON.stringify(result)}`)
-  expect(result.size).toBe(buf.length)
-  return Object.fromEntries(result.value.fields)
-}
+import { feedByteByByte, fieldsOf, message, wellFormed } from "./support.ts"
 
 describe("encodeErrorResponse", () => {
   it("writes S, V, C, M then a NUL, byte for byte", () => {

@@ -14,10 +14,11 @@ import {
   decodeStartup,
   encodeCancelRequest,
   encodeStartup,
+  encodeStartupRefusal,
   SSL_REQUEST
 } from "../../../src/codec/pg/index.ts"
 import { type PostgresServer, startPostgres } from "../../support/backends/index.ts"
-import { decodeAll, listen, readFrame, type TestServer } from "./support.ts"
+import { decodeAll, fieldsOf, listen, readFrame, type TestServer } from "./support.ts"
 
 interface Recording {
   readonly fromClient: Buffer[]
@@ -78,13 +79,6 @@ const exchange = (bytes: Buffer, ms = 2_000): Promise<Buffer> =>
     socket.on("error", reject)
     socket.write(bytes)
   })
-
-const fieldsOf = (bytes: Buffer): Record<string, string> => {
-  const result = decodeErrorResponse(bytes)
-  if (result._tag !== "Frame") throw new Error(`expected an ErrorResponse, got ${JSON.stringify(result)}`)
-  expect(result.size).toBe(bytes.length)
-  return Object.fromEntries(result.value.fields)
-}
 
 const keyDataOf = (messages: readonly BackendMessage[]) => {
   const k = messages.find((m) => m.type === "K")
@@ -184,38 +178,59 @@ describe("real PostgreSQL → codec", () => {
     }
   })
 
-  it("refuses a startup without user with the very message the decoder gives", async () => {
-    const bytes = encodeStartup({ database: "appdb" })
+  /** The decoder's RefusedStartup for `bytes`, which must be one the server words itself. */
+  const refusalOf = (bytes: Buffer) => {
     const local = decodeStartup(bytes)
-    expect(local._tag).toBe("Invalid")
-    expect(fieldsOf(await exchange(bytes))).toMatchObject({
-      S: "FATAL",
-      V: "FATAL",
-      C: "28000",
-      M: local._tag === "Invalid" ? local.reason : ""
-    })
+    if (local._tag !== "Frame" || local.value._tag !== "RefusedStartup" || !local.value.byServer) {
+      throw new Error(`expected the server's refusal, got ${JSON.stringify(local)}`)
+    }
+    return local.value
+  }
+
+  /** The fields a client reads (F, L and R name the server's source lines). */
+  const readable = (fields: Record<string, string>) => {
+    const { F: _f, L: _l, R: _r, ...rest } = fields
+    return rest
+  }
+
+  it("refuses a startup without user, or with a bad layout, with the very error the codec encodes", async () => {
+    for (const bytes of [
+      encodeStartup({ database: "appdb" }),
+      encodeStartup({ user: "", database: "appdb" }),
+      Buffer.concat([Buffer.from([0, 0, 0, 17, 0, 3, 0, 0]), Buffer.from("user\0app\0", "latin1")])
+    ]) {
+      const ours = fieldsOf(encodeStartupRefusal(refusalOf(bytes)))
+      expect(readable(fieldsOf(await exchange(bytes)))).toEqual(ours)
+    }
   })
 
-  it("refuses protocol 4.0 as the decoder does, naming the version", async () => {
+  it("refuses protocol 4.0 as the codec does, naming the version", async () => {
     const bytes = encodeStartup({ user: "app" }, 4 << 16)
-    const local = decodeStartup(bytes)
-    expect(local).toEqual({ _tag: "Invalid", reason: "unsupported frontend protocol 4.0: server supports 3.0 to 3.2" })
-    const fields = fieldsOf(await exchange(bytes))
-    expect(fields).toMatchObject({ S: "FATAL", C: "0A000" })
-    expect(fields.M).toMatch(/^unsupported frontend protocol 4\.0: server supports 3\.0 to 3\.\d$/)
+    const ours = fieldsOf(encodeStartupRefusal(refusalOf(bytes)))
+    expect(ours.M).toBe("unsupported frontend protocol 4.0: server supports 3.0 to 3.2")
+    const fields = readable(fieldsOf(await exchange(bytes)))
+    // The highest minor named is each server's own.
+    expect({ ...fields, M: fields.M?.replace(/3\.\d+$/, "3.2") }).toEqual(ours)
   })
 
   it("refuses protocol 2.0 in the old unframed format, which the framer does not mistake for a message", async () => {
     const bytes = encodeStartup({ user: "app" }, 2 << 16)
-    expect(decodeStartup(bytes)).toMatchObject({ _tag: "Invalid", reason: expect.stringContaining("protocol 2.0") })
+    const ours = encodeStartupRefusal(refusalOf(bytes))
     const answer = await exchange(bytes)
     expect(answer.toString("latin1")).toMatch(/^EFATAL: {2}unsupported frontend protocol 2\.0/)
+    expect(answer.toString("latin1").replace(/3\.\d+\n/, "3.2\n")).toBe(ours.toString("latin1"))
     expect(decodeErrorResponse(answer)._tag).toBe("Invalid")
     // The same unframed 'E' is what a server too old for SSL answers to SSLRequest.
     expect(decodeSslResponse(answer)).toMatchObject({
       _tag: "Invalid",
       reason: expect.stringContaining("ErrorResponse")
     })
+  })
+
+  it("closes without a word on a length the codec refuses, e.g. node-postgres's Terminate sent first", async () => {
+    const bytes = Buffer.from([0x58, 0, 0, 0, 4])
+    expect(decodeStartup(bytes)._tag).toBe("Invalid")
+    expect((await exchange(bytes)).length).toBe(0)
   })
 
   it("answers a newer 3.x minor with NegotiateProtocolVersion, so relaying it is right", async () => {

@@ -1,6 +1,6 @@
 // Helpers shared by the pg codec specs: raw packets, and a loop that decodes a buffer message by message.
 import { createServer, type Socket } from "node:net"
-import type { Decoded } from "../../../src/codec/pg/index.ts"
+import { type Decoded, decodeErrorResponse } from "../../../src/codec/pg/index.ts"
 
 import { decodeAll, feedByteByByte } from "../support.ts"
 
@@ -22,6 +22,14 @@ export const message = (type: string, body: Uint8Array = new Uint8Array()): Buff
   out.writeInt32BE(4 + body.length, 1)
   out.set(body, 5)
   return out
+}
+
+/** The fields of the one whole ErrorResponse `bytes` must be, by type letter. */
+export const fieldsOf = (bytes: Buffer): Record<string, string> => {
+  const result = decodeErrorResponse(bytes)
+  if (result._tag !== "Frame") throw new Error(`expected an ErrorResponse, got ${JSON.stringify(result)}`)
+  if (result.size !== bytes.length) throw new Error(`${bytes.length - result.size} bytes after the ErrorResponse`)
+  return Object.fromEntries(result.value.fields)
 }
 
 export const int32 = (...values: number[]): Buffer => {

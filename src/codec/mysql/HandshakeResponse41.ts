@@ -4,7 +4,13 @@ import { type Decoded, type Invalid, invalid } from "./Decode.ts"
 import { DEFAULT_MAX_PAYLOAD, decodeMessage, type Framed } from "./Packet.ts"
 import { Capability, hasCapability } from "./Protocol.ts"
 import { lenencIntSize, Reader, utf8Lenient, utf8OrUndefined, writeLenencInt } from "./Reader.ts"
-import { parseResponseHead, parseSslRequest, SSL_REQUEST_LENGTH, type SslRequest } from "./SslRequest.ts"
+import {
+  encodeResponseHead,
+  parseResponseHead,
+  parseSslRequest,
+  SSL_REQUEST_LENGTH,
+  type SslRequest
+} from "./SslRequest.ts"
 
 export interface HandshakeResponse41 {
   readonly _tag: "HandshakeResponse41"
@@ -35,6 +41,8 @@ export interface HandshakeResponse41Input {
   readonly authPlugin?: string | undefined
   readonly attributes?: Uint8Array | undefined
   readonly zstdLevel?: number | undefined
+  /** MariaDB's extended capabilities to ask for; non-zero clears CLIENT_MYSQL (LONG_PASSWORD), which says to read them. */
+  readonly mariadbCapabilities?: number | undefined
 }
 
 /** The payload of a HandshakeResponse41 (not an SSLRequest). Never throws. */
@@ -137,11 +145,7 @@ export const encodeHandshakeResponse41 = (input: HandshakeResponse41Input): Buff
   const caps = input.capabilities >>> 0
   const auth = input.authResponse
   const parts: Uint8Array[] = []
-  const head = Buffer.alloc(SSL_REQUEST_LENGTH)
-  head.writeUInt32LE(caps, 0)
-  head.writeUInt32LE(input.maxPacketSize >>> 0, 4)
-  head[8] = input.characterSet
-  parts.push(head, Buffer.from(`${input.user}\0`, "utf8"))
+  parts.push(encodeResponseHead({ ...input, capabilities: caps }), Buffer.from(`${input.user}\0`, "utf8"))
   if (hasCapability(caps, Capability.PLUGIN_AUTH_LENENC_CLIENT_DATA)) {
     const len = Buffer.allocUnsafe(lenencIntSize(auth.length))
     writeLenencInt(len, auth.length, 0)

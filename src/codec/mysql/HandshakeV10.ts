@@ -28,6 +28,8 @@ export interface HandshakeV10Input {
   readonly characterSet: number
   readonly statusFlags: number
   readonly authPlugin: string
+  /** MariaDB's extended capabilities to offer; non-zero clears CLIENT_MYSQL (LONG_PASSWORD), which says to read them. */
+  readonly mariadbCapabilities?: number | undefined
 }
 
 const PROTOCOL_VERSION = 10
@@ -118,7 +120,9 @@ export const decodeHandshakeV10 = (buf: Buffer, maxPayload = DEFAULT_MAX_PAYLOAD
 export const encodeHandshakeV10 = (input: HandshakeV10Input): Buffer => {
   const data = input.authPluginData
   if (data.length < 8) throw new RangeError("auth-plugin-data must have at least 8 bytes")
-  const capabilities = (input.capabilities | Capability.SECURE_CONNECTION | Capability.PLUGIN_AUTH) >>> 0
+  const mariadb = (input.mariadbCapabilities ?? 0) >>> 0
+  let capabilities = (input.capabilities | Capability.SECURE_CONNECTION | Capability.PLUGIN_AUTH) >>> 0
+  if (mariadb !== 0) capabilities = (capabilities & ~Capability.LONG_PASSWORD) >>> 0
   const version = Buffer.from(input.serverVersion, "utf8")
   const plugin = Buffer.from(input.authPlugin, "utf8")
   // part 2 is the rest of the nonce plus its NUL, at least 13 bytes.
@@ -143,6 +147,8 @@ export const encodeHandshakeV10 = (input: HandshakeV10Input): Buffer => {
   out.writeUInt16LE(capabilities >>> 16, o)
   o += 2
   out[o++] = Math.min(255, data.length + 1)
+  // 6 reserved bytes, then MariaDB's extended capabilities (or 4 more reserved bytes for MySQL).
+  out.writeUInt32LE(mariadb, o + 6)
   o += 10
   out.set(data.subarray(8), o)
   o += part2Length

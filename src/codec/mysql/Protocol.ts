@@ -39,11 +39,37 @@ export const Capability = {
 
 export type CapabilityName = keyof typeof Capability
 
-/** The flags set in `flags`, by name, for error messages and logs. */
-export const capabilityNames = (flags: number): CapabilityName[] =>
-  (Object.keys(Capability) as CapabilityName[]).filter((name) => (flags & Capability[name]) >>> 0 !== 0)
+/** The names in `table` of the flags set in `flags`, for error messages and logs. */
+const namesOf = <Name extends string>(table: Readonly<Record<Name, number>>, flags: number): Name[] =>
+  (Object.keys(table) as Name[]).filter((name) => (flags & table[name]) >>> 0 !== 0)
+
+export const capabilityNames = (flags: number): CapabilityName[] => namesOf(Capability, flags)
 
 export const hasCapability = (flags: number, flag: number): boolean => (flags & flag) >>> 0 !== 0
+
+/**
+ * MariaDB's extended capabilities (include/mysql_com.h: bits 32 and up of its 64-bit flags, here shifted down). They
+ * sit in the last 4 reserved bytes of the greeting and of the client's answer, and count only when that side leaves
+ * CLIENT_MYSQL (LONG_PASSWORD) unset.
+ */
+export const MariaDbCapability = {
+  /** Progress reports (an ERR packet with code 0xFFFF) during long statements, when the client asks for them. */
+  PROGRESS: 0x01,
+  /** COM_MULTI; deprecated, no longer offered by servers. */
+  COM_MULTI: 0x02,
+  /** COM_STMT_BULK_EXECUTE (array binding). */
+  STMT_BULK_OPERATIONS: 0x04,
+  /** Column definitions carry a block of type/format names (json, uuid, inet4, inet6, geometry types). */
+  EXTENDED_METADATA: 0x08,
+  /** COM_STMT_EXECUTE answers say whether metadata follows and skip it when unchanged (10.6+). */
+  CACHE_METADATA: 0x10,
+  /** A bulk execute may answer with one result per row (11.5+). */
+  BULK_UNIT_RESULTS: 0x20
+} as const
+
+export type MariaDbCapabilityName = keyof typeof MariaDbCapability
+
+export const mariadbCapabilityNames = (flags: number): MariaDbCapabilityName[] => namesOf(MariaDbCapability, flags)
 
 /** Server status flags (OK, EOF, HandshakeV10). */
 export const Status = {

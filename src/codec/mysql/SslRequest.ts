@@ -40,15 +40,25 @@ export const parseSslRequest = (payload: Buffer): SslRequest | Invalid => {
   return head
 }
 
-/** An SSLRequest payload (frame it with sequence id 1): what the proxy sends a backend before starting TLS. */
-export const encodeSslRequest = (input: {
+export interface ResponseHeadInput {
   readonly capabilities: number
   readonly maxPacketSize: number
   readonly characterSet: number
-}): Buffer => {
+  /** MariaDB's extended capabilities; non-zero clears CLIENT_MYSQL (LONG_PASSWORD), which says to read them. */
+  readonly mariadbCapabilities?: number | undefined
+}
+
+/** The 32-byte head of an SSLRequest or a HandshakeResponse41, capabilities written as given. */
+export const encodeResponseHead = (input: ResponseHeadInput): Buffer => {
+  const mariadb = (input.mariadbCapabilities ?? 0) >>> 0
   const out = Buffer.alloc(SSL_REQUEST_LENGTH)
-  out.writeUInt32LE((input.capabilities | Capability.SSL | Capability.PROTOCOL_41) >>> 0, 0)
+  out.writeUInt32LE((mariadb === 0 ? input.capabilities : input.capabilities & ~Capability.LONG_PASSWORD) >>> 0, 0)
   out.writeUInt32LE(input.maxPacketSize >>> 0, 4)
   out[8] = input.characterSet
+  out.writeUInt32LE(mariadb, 28)
   return out
 }
+
+/** An SSLRequest payload (frame it with sequence id 1): what the proxy sends a backend before starting TLS. */
+export const encodeSslRequest = (input: ResponseHeadInput): Buffer =>
+  encodeResponseHead({ ...input, capabilities: input.capabilities | Capability.SSL | Capability.PROTOCOL_41 })

@@ -60,10 +60,19 @@ export {
   capabilityNames,
   hasCapability,
   MAX_PACKET_PAYLOAD,
+  MariaDbCapability,
+  type MariaDbCapabilityName,
   Marker,
+  mariadbCapabilityNames,
   PACKET_HEADER,
   SCRAMBLE_LENGTH,
   Status,
   UTF8MB4_GENERAL_CI
 } from "./Protocol.ts"
-export { encodeSslRequest, parseSslRequest, SSL_REQUEST_LENGTH, type SslRequest } from "./SslRequest.ts"
+export {
+  encodeSslRequest,
+  parseSslRequest,
+  type ResponseHeadInput,
+  SSL_REQUEST_LENGTH,
+  type SslRequest
+} from "./SslRequest.ts"

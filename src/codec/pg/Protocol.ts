@@ -11,7 +11,10 @@ export const CANCEL_REQUEST_CODE = 80877102
 export const SSL_REQUEST_CODE = 80877103
 export const GSSENC_REQUEST_CODE = 80877104
 
-/** The server's own limit (MAX_STARTUP_PACKET_LENGTH): a client that needs more is not a real client. */
+/**
+ * The server's own limit (MAX_STARTUP_PACKET_LENGTH) on a startup packet after its length word, so the whole packet
+ * is at most 10,004 bytes: a client that needs more is not a real client.
+ */
 export const MAX_STARTUP_PACKET_LENGTH = 10_000
 
 /** Protocol 3.0 keys are exactly 4 bytes; 3.2 allows 4 to 256 so that poolers can carry their own routing data. */

@@ -3,14 +3,13 @@ import { type Decoded, frame, invalid, need } from "./Decode.ts"
 import {
   CANCEL_REQUEST_CODE,
   GSSENC_REQUEST_CODE,
-  LATEST_MINOR,
   MAX_SECRET_KEY_LENGTH,
   MAX_STARTUP_PACKET_LENGTH,
   MIN_SECRET_KEY_LENGTH,
   PROTOCOL_3_0,
-  SSL_REQUEST_CODE,
-  versionString
+  SSL_REQUEST_CODE
 } from "./Protocol.ts"
+import { badLayout, noUser, type RefusedStartup, refusedByProxy, unsupportedProtocol } from "./StartupRefusal.ts"
 
 export interface SSLRequest {
   readonly _tag: "SSLRequest"
@@ -37,7 +36,7 @@ export interface StartupMessage {
   readonly raw: Buffer
 }
 
-export type Startup = SSLRequest | GSSENCRequest | CancelRequest | StartupMessage
+export type Startup = SSLRequest | GSSENCRequest | CancelRequest | StartupMessage | RefusedStartup
 
 const HEADER = 8
 
@@ -50,23 +49,35 @@ const GSSENC_REQUEST: GSSENCRequest = Object.freeze({ _tag: "GSSENCRequest" })
 const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true })
 
 /**
- * Decodes the first packet a client sends. Bytes after `size` belong to the next packet: after an SSLRequest or a
- * GSSENCRequest the client must send nothing before the handshake, so the listener must refuse leftover bytes there
- * rather than replay them (CVE-2021-23214: plaintext injected ahead of TLS).
- * Never throws.
+ * Decodes the first packet a client sends, with the server's own outcomes: Invalid where PostgreSQL logs the problem
+ * and closes without a byte (a length it cannot frame, a malformed CancelRequest), a RefusedStartup where it reads the
+ * packet whole and answers FATAL (another protocol version, a bad parameter list, no user).
+ * Bytes after `size` belong to the next packet: after an SSLRequest or a GSSENCRequest the client must send nothing
+ * before the answer, so the listener must refuse leftover bytes there rather than replay them (CVE-2021-23214).
+ * `maxLength` bounds the packet after its length word, as the server's MAX_STARTUP_PACKET_LENGTH does. Never throws.
  */
 export const decodeStartup = (buf: Buffer, maxLength: number = MAX_STARTUP_PACKET_LENGTH): Decoded<Startup> => {
   if (buf.length < 4) return need(HEADER - buf.length)
   const length = buf.readInt32BE(0)
-  if (length < HEADER) return invalid(`invalid length of startup packet: ${length} (at least ${HEADER})`)
-  if (length > maxLength) return invalid(`invalid length of startup packet: ${length} (at most ${maxLength})`)
-  // Refuse an unknown code as soon as it is visible rather than wait for a length's worth of garbage.
+  // e.g. node-postgres's Terminate ('X' 0 0 0 4) sent before any startup, read as a length of 0x58000000.
+  if (length < HEADER || length - 4 > maxLength) {
+    return invalid(`invalid length of startup packet: ${length} (${HEADER} to ${maxLength + 4})`)
+  }
   if (buf.length < HEADER) return need(length - buf.length)
   const code = buf.readInt32BE(4)
-  const checked = checkCode(code, length)
-  if (checked !== undefined) return invalid(checked)
+  // A cancel is answered with silence whatever is wrong with it: refuse a bad one as soon as it is visible.
+  if (code === CANCEL_REQUEST_CODE) {
+    const keyLength = length - 12
+    if (keyLength < MIN_SECRET_KEY_LENGTH || keyLength > MAX_SECRET_KEY_LENGTH) {
+      return invalid(
+        `invalid length of CancelRequest: ${length} (secret key of ${MIN_SECRET_KEY_LENGTH} to ${MAX_SECRET_KEY_LENGTH} bytes expected)`
+      )
+    }
+  }
+  // Everything else is read whole before its code is looked at, as the server does.
   if (buf.length < length) return need(length - buf.length)
   switch (code) {
+    // The server looks only at the code of these two, whatever their length.
     case SSL_REQUEST_CODE:
       return frame(SSL_REQUEST, length)
     case GSSENC_REQUEST_CODE:
@@ -81,56 +92,38 @@ export const decodeStartup = (buf: Buffer, maxLength: number = MAX_STARTUP_PACKE
         },
         length
       )
-    default:
-      return decodeStartupMessage(buf, length, code)
   }
-}
-
-/** Why the code cannot start a valid packet of this length, or undefined when it can. */
-const checkCode = (code: number, length: number): string | undefined => {
-  switch (code) {
-    case SSL_REQUEST_CODE:
-      return length === HEADER ? undefined : `invalid length of SSLRequest: ${length} (expected ${HEADER})`
-    case GSSENC_REQUEST_CODE:
-      return length === HEADER ? undefined : `invalid length of GSSENCRequest: ${length} (expected ${HEADER})`
-    case CANCEL_REQUEST_CODE: {
-      const keyLength = length - 12
-      return keyLength >= MIN_SECRET_KEY_LENGTH && keyLength <= MAX_SECRET_KEY_LENGTH
-        ? undefined
-        : `invalid length of CancelRequest: ${length} (secret key of ${MIN_SECRET_KEY_LENGTH} to ${MAX_SECRET_KEY_LENGTH} bytes expected)`
-    }
-  }
-  const major = code >>> 16
   // A newer 3.x minor is not refused: the backend answers it with NegotiateProtocolVersion, which we relay.
-  if (major === 3) return undefined
-  if (major === 1234) return `unknown startup request code 1234.${code & 0xffff}`
-  return `unsupported frontend protocol ${versionString(code >>> 0)}: server supports 3.0 to 3.${LATEST_MINOR}`
+  if (code >>> 16 !== 3) return frame(unsupportedProtocol(code), length)
+  return decodeStartupMessage(buf, length, code)
 }
 
 const decodeStartupMessage = (buf: Buffer, length: number, code: number): Decoded<Startup> => {
   // Bounded to this packet so that a NUL in the next one can never terminate a string of this one.
   const packet = buf.subarray(0, length)
   const parameters = new Map<string, string>()
+  // The server takes these two; the proxy cannot route on them. Reported after a layout error, as the server would.
+  let unroutable: string | undefined
   let offset = HEADER
   for (;;) {
-    if (offset >= length) return invalid("invalid startup packet layout: missing terminator")
+    if (offset >= length) return frame(badLayout(code), length)
     if (packet[offset] === 0) {
-      if (offset !== length - 1) return invalid("invalid startup packet layout: expected terminator as last byte")
+      if (offset !== length - 1) return frame(badLayout(code), length)
       break
     }
     const nameEnd = packet.indexOf(0, offset)
-    if (nameEnd < 0) return invalid("invalid startup packet layout: parameter name not NUL-terminated")
-    const valueEnd = packet.indexOf(0, nameEnd + 1)
-    if (valueEnd < 0) return invalid("invalid startup packet layout: parameter value not NUL-terminated")
+    const valueEnd = nameEnd < 0 ? -1 : packet.indexOf(0, nameEnd + 1)
+    if (valueEnd < 0) return frame(badLayout(code), length)
     const name = decodeText(packet, offset, nameEnd)
     const value = decodeText(packet, nameEnd + 1, valueEnd)
-    if (name === undefined || value === undefined) return invalid("startup parameter is not valid UTF-8")
+    if (name === undefined || value === undefined) unroutable ??= "startup parameter is not valid UTF-8"
     // The server keeps the last of two "user"s; routing on the first would send a tenant's login elsewhere.
-    if (parameters.has(name)) return invalid(`duplicate startup parameter ${JSON.stringify(name)}`)
-    parameters.set(name, value)
+    else if (parameters.has(name)) unroutable ??= `duplicate startup parameter ${JSON.stringify(name)}`
+    else parameters.set(name, value)
     offset = valueEnd + 1
   }
-  if (!parameters.get("user")) return invalid("no PostgreSQL user name specified in startup packet")
+  if (unroutable !== undefined) return frame(refusedByProxy(unroutable, code), length)
+  if (!parameters.get("user")) return frame(noUser(code), length)
   return frame(
     {
       _tag: "StartupMessage",

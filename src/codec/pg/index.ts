@@ -42,3 +42,11 @@ export {
   type Startup,
   type StartupMessage
 } from "./StartupPacket.ts"
+export {
+  encodeStartupRefusal,
+  type RefusedStartup,
+  SECOND_GSSENC_REQUEST,
+  SECOND_SSL_REQUEST,
+  unencryptedData,
+  unsupportedProtocol
+} from "./StartupRefusal.ts"

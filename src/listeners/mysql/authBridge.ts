@@ -43,16 +43,18 @@ export interface Turn {
 /** Plugins whose client answer is the password itself when the client believes its link is encrypted. */
 export const cleartextPlugins: ReadonlySet<string> = new Set([AuthPlugin.CLEAR, AuthPlugin.SHA256, AuthPlugin.DIALOG])
 
-/** Refusal for a login whose password would cross one hop in clear, or reach a side that cannot read it. */
-export const tlsMismatch = (plugin: string, clientTls: boolean, backendTls: boolean): ProxyError =>
-  proxyError(
-    "FORBIDDEN",
-    "backend",
+/**
+ * Refusal for a login whose password would cross one hop in clear, or reach a side that cannot read it. The proxy's
+ * own words, with nothing internal in them: the client reads them, as they tell the user what to change.
+ */
+export const tlsMismatch = (plugin: string, clientTls: boolean, backendTls: boolean): ProxyError => {
+  const message =
     `${plugin} needs the password itself here, which cannot pass this proxy safely: ` +
-      `TLS is ${clientTls ? "on" : "off"} from the client and ${backendTls ? "on" : "off"} to the backend. ` +
-      "Use TLS on both hops or on neither (listeners.mysql.tls, upstreamTls or the route's metadata.tls)" +
-      (plugin === AuthPlugin.CACHING_SHA2 ? "; a login the server has already cached needs neither." : ".")
-  )
+    `TLS is ${clientTls ? "on" : "off"} from the client and ${backendTls ? "on" : "off"} to the backend. ` +
+    "Use TLS on both hops or on neither (listeners.mysql.tls, upstreamTls or the route's metadata.tls)" +
+    (plugin === AuthPlugin.CACHING_SHA2 ? "; a login the server has already cached needs neither." : ".")
+  return proxyError("FORBIDDEN", "backend", message, { clientMessage: message })
+}
 
 const partsOf = (payload: Buffer): number => Math.floor(payload.length / MAX_PACKET_PAYLOAD) + 1
 

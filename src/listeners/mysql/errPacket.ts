@@ -3,6 +3,7 @@
 import type * as net from "node:net"
 import { encodeErrPacket, encodePacket, PACKET_TOO_LARGE } from "../../codec/mysql/index.ts"
 import type { ProxyError, Reason } from "../../domain/ProxyError.ts"
+import { clientText } from "../refusal.ts"
 
 interface MysqlCode {
   readonly code: number
@@ -34,12 +35,10 @@ export const NO_DATABASE_SELECTED: MysqlCode = { code: 1046, sqlState: "3D000" }
 export const nextServerSequence = new WeakMap<net.Socket, number>()
 
 const textOf = (error: ProxyError, routeByDatabase: boolean): string => {
-  const why = `polyproxy: ${error.message}`
+  const why = clientText(error)
   switch (error.reason) {
     case "NOT_FOUND":
       return routeByDatabase && error.resourceId !== undefined ? `Unknown database '${error.resourceId}' (${why})` : why
-    case "UNAVAILABLE":
-      return error.retryAfter === undefined ? why : `${why}; retry in ${error.retryAfter} s`
     case "TIMEOUT":
     case "CONNECT_FAILED":
       return `Can't connect to MySQL server through the proxy (${why})`
@@ -56,6 +55,6 @@ export const mysqlErrorFor = (error: ProxyError, sequenceId: number, routeByData
   const override = error.cause === NO_DATABASE_SELECTED ? NO_DATABASE_SELECTED : undefined
   const tooLarge = error.reason === "BAD_REQUEST" && error.message.startsWith(PACKET_TOO_LARGE)
   const { code, sqlState } = override ?? (tooLarge ? packetTooLarge : mysqlCodeOf[error.reason])
-  const message = override ? `No database selected (polyproxy: ${error.message})` : textOf(error, routeByDatabase)
+  const message = override ? `No database selected (${clientText(error)})` : textOf(error, routeByDatabase)
   return encodePacket(encodeErrPacket({ code, sqlState, message }), sequenceId)
 }

@@ -3,7 +3,8 @@
 //
 // Why the auth switch. MySQL's server speaks first, and its greeting carries the nonce the client hashes its password
 // with; but the routing key (the database) only arrives in the client's answer, computed from that nonce. So:
-//   1. identify: the proxy greets with its own random nonce, reads the HandshakeResponse41 (after an SSLRequest and
+//   1. identify: the proxy greets with its own random nonce (capabilities and version: capabilities.ts, fixed by
+//      serverFlavor or learned from the backends seen), reads the HandshakeResponse41 (after an SSLRequest and
 //      TLS if the client wants them) and routes by its database. The client's auth response is useless: it hashes
 //      the proxy's nonce, which no backend knows.
 //   2. replay: after dialing, the proxy reads the backend's real greeting (optionally sends SSLRequest and starts TLS
@@ -62,6 +63,7 @@ import {
   Status,
   UTF8MB4_GENERAL_CI
 } from "../../codec/mysql/index.ts"
+import type { MysqlServerFlavor } from "../../config/Config.ts"
 import { type ProxyError, proxyError } from "../../domain/ProxyError.ts"
 import type { Route } from "../../domain/Route.ts"
 import type { ClientConnection, Identified, Protocol } from "../Protocol.ts"
@@ -77,6 +79,7 @@ import {
   upstreamTlsFor
 } from "../tls.ts"
 import { bridgeAuth, cleartextPlugins, type Turn, tlsMismatch } from "./authBridge.ts"
+import { backendLogin, backendNeeds, makeGreetings, offered } from "./capabilities.ts"
 import { mysqlErrorFor, NO_DATABASE_SELECTED, nextServerSequence } from "./errPacket.ts"
 
 export type MysqlRouteBy = "database" | "user"
@@ -92,76 +95,15 @@ export interface MysqlOptions {
   readonly upstreamTls?: ClientTlsOptions | undefined
   /** Milliseconds for the login once the backend is dialed (its greeting, the auth switch, up to OK); 0 = none. */
   readonly authTimeoutMs: number
+  /** What the greeting claims to be (capabilities and version); default "auto". */
+  readonly serverFlavor?: MysqlServerFlavor | undefined
+  /** The greeting's version string instead of the flavor's. */
+  readonly serverVersion?: string | undefined
 }
 
 /** The whole client handshake, packet by packet, stays under 16 KB (header included). */
 const maxHandshakeBytes = 16 * 1024
 const maxHandshakePayload = maxHandshakeBytes - 4
-
-/**
- * The greeting goes out before the backend is known, so it claims the common ground. "5.5.5-" is MariaDB's own
- * prefix (clients that parse versions see 5.5.5), and "MariaDB" in the string makes clients avoid MySQL-only
- * encodings that MariaDB refuses (mysql2 then sends JSON parameters as text, which MySQL accepts too).
- */
-export const SERVER_VERSION = "5.5.5-10.11.0-MariaDB-polyproxy"
-
-/**
- * What the proxy offers clients: flags that only shape the handshake (each hop negotiates its own) plus session
- * flags every supported backend (MySQL 5.7+, MariaDB 10.2+) has. Compression and query attributes are left out: the
- * relay would pass them on, but not every backend has them and the client decides before the backend is known.
- */
-const offered =
-  (Capability.LONG_PASSWORD |
-    Capability.FOUND_ROWS |
-    Capability.LONG_FLAG |
-    Capability.CONNECT_WITH_DB |
-    Capability.ODBC |
-    Capability.LOCAL_FILES |
-    Capability.IGNORE_SPACE |
-    Capability.PROTOCOL_41 |
-    Capability.INTERACTIVE |
-    Capability.IGNORE_SIGPIPE |
-    Capability.TRANSACTIONS |
-    Capability.RESERVED |
-    Capability.SECURE_CONNECTION |
-    Capability.MULTI_STATEMENTS |
-    Capability.MULTI_RESULTS |
-    Capability.PS_MULTI_RESULTS |
-    Capability.PLUGIN_AUTH |
-    Capability.CONNECT_ATTRS |
-    Capability.PLUGIN_AUTH_LENENC_CLIENT_DATA |
-    Capability.CAN_HANDLE_EXPIRED_PASSWORDS |
-    Capability.SESSION_TRACK |
-    Capability.DEPRECATE_EOF) >>>
-  0
-
-/** Flags that change how relayed bytes are framed or read: client and backend must agree on each. */
-const sessionFlags =
-  (Capability.FOUND_ROWS |
-    Capability.LOCAL_FILES |
-    Capability.IGNORE_SPACE |
-    Capability.PROTOCOL_41 |
-    Capability.TRANSACTIONS |
-    Capability.MULTI_STATEMENTS |
-    Capability.MULTI_RESULTS |
-    Capability.PS_MULTI_RESULTS |
-    Capability.SESSION_TRACK |
-    Capability.DEPRECATE_EOF) >>>
-  0
-
-/** Flags the proxy sets towards the backend itself, whatever the client said. */
-const perHopFlags =
-  (Capability.LONG_PASSWORD |
-    Capability.CONNECT_WITH_DB |
-    Capability.SSL |
-    Capability.SECURE_CONNECTION |
-    Capability.PLUGIN_AUTH |
-    Capability.CONNECT_ATTRS |
-    Capability.PLUGIN_AUTH_LENENC_CLIENT_DATA) >>>
-  0
-
-/** What the proxy needs from a backend to run the auth switch at all. */
-const backendNeeds = (Capability.PROTOCOL_41 | Capability.SECURE_CONNECTION | Capability.PLUGIN_AUTH) >>> 0
 
 let lastConnectionId = 0
 
@@ -191,6 +133,8 @@ interface MysqlState {
   /** Sequence id of the proxy's next packet to the client. */
   readonly toClient: number
   readonly clientTls: boolean
+  /** The MariaDB extras the client's greeting offered. */
+  readonly offeredMariaDb: number
 }
 
 export const mysqlProtocol = (ctx: ProtocolContext): Protocol =>
@@ -200,11 +144,14 @@ export const mysqlProtocol = (ctx: ProtocolContext): Protocol =>
     routeBy: (ctx.listener.routeBy ?? "database") as MysqlRouteBy,
     defaultRoute: ctx.listener.defaultRoute,
     upstreamTls: ctx.upstreamTls,
-    authTimeoutMs: ctx.config.timeouts.handshake * 1000
+    authTimeoutMs: ctx.config.timeouts.handshake * 1000,
+    serverFlavor: ctx.listener.serverFlavor,
+    serverVersion: ctx.listener.serverVersion
   })
 
 export const makeMysqlProtocol = (options: MysqlOptions): Protocol => {
   const capabilities = (offered | (options.tls ? Capability.SSL : 0)) >>> 0
+  const greetings = makeGreetings(options.serverFlavor ?? "auto", options.serverVersion)
 
   const routingKey = (response: HandshakeResponse41): string | ProxyError => {
     if (options.routeBy === "user") {
@@ -219,16 +166,18 @@ export const makeMysqlProtocol = (options: MysqlOptions): Protocol => {
   }
 
   const identify = Effect.fnUntraced(function* (conn: ClientConnection) {
+    const greeting = greetings.current()
     conn.client.write(
       encodePacket(
         encodeHandshakeV10({
-          serverVersion: SERVER_VERSION,
+          serverVersion: greeting.serverVersion,
           connectionId: (lastConnectionId = (lastConnectionId + 1) >>> 0),
           authPluginData: newScramble(),
           capabilities,
           characterSet: UTF8MB4_GENERAL_CI,
           statusFlags: Status.AUTOCOMMIT,
-          authPlugin: AuthPlugin.NATIVE
+          authPlugin: AuthPlugin.NATIVE,
+          mariadbCapabilities: greeting.mariadbCapabilities
         }),
         0
       )
@@ -266,7 +215,7 @@ export const makeMysqlProtocol = (options: MysqlOptions): Protocol => {
     }
     const key = routingKey(response)
     if (typeof key !== "string") return yield* key
-    const state: MysqlState = { response, toClient, clientTls }
+    const state: MysqlState = { response, toClient, clientTls, offeredMariaDb: greeting.mariadbCapabilities }
     return { resourceId: key, client: conn.client, tlsSubject: subject, sni, state } satisfies Identified
   })
 
@@ -294,29 +243,31 @@ export const makeMysqlProtocol = (options: MysqlOptions): Protocol => {
     }
     const greeting = parseHandshakeV10(payload)
     if (greeting._tag === "Invalid") return yield* backendFailure(`backend greeting: ${greeting.reason}`)
+    // Before any check: a client refused below for extras its backend lacks is greeted right when it reconnects.
+    greetings.learn(greeting)
     const backendCaps = greeting.capabilities
     if ((backendCaps & backendNeeds) >>> 0 !== backendNeeds) {
       return yield* backendFailure(
         `backend ${greeting.serverVersion} lacks ${capabilityNames(backendNeeds & ~backendCaps).join(", ")}`
       )
     }
-    const negotiated = (response.capabilities & capabilities) >>> 0
-    const missing = (negotiated & sessionFlags & ~backendCaps) >>> 0
-    if (missing !== 0) {
-      return yield* backendFailure(
-        `backend ${greeting.serverVersion} lacks ${capabilityNames(missing).join(", ")}, which the client uses`
-      )
-    }
     const tlsOptions = upstreamTlsFor(route, options.upstreamTls)
     const database = response.database || undefined
     const attributes = response.attributes
-    let flags = (negotiated & backendCaps & ~perHopFlags) >>> 0
-    flags |= Capability.LONG_PASSWORD | backendNeeds // CLIENT_MYSQL: MariaDB must not look for extended flags
-    flags |= backendCaps & Capability.PLUGIN_AUTH_LENENC_CLIENT_DATA
-    if (database !== undefined) flags |= Capability.CONNECT_WITH_DB
-    if (attributes !== undefined) flags |= backendCaps & Capability.CONNECT_ATTRS
-    if (tlsOptions) flags |= Capability.SSL
-    flags >>>= 0
+    const login = backendLogin(response, greeting, {
+      offered: capabilities,
+      offeredMariaDb: state.offeredMariaDb,
+      database: database !== undefined,
+      attributes: attributes !== undefined,
+      tls: tlsOptions !== undefined
+    })
+    if ("lacks" in login) {
+      const message = `backend ${greeting.serverVersion} lacks ${login.lacks}, which the client negotiated`
+      return yield* proxyError("CONNECT_FAILED", "backend", message, {
+        clientMessage: `the server lacks ${login.lacks}, which this connection negotiated with the proxy's greeting`
+      })
+    }
+    const { flags, mariadbCapabilities } = login
 
     let backend = dialed
     let toBackend = 1
@@ -330,7 +281,8 @@ export const makeMysqlProtocol = (options: MysqlOptions): Protocol => {
           encodeSslRequest({
             capabilities: flags,
             maxPacketSize: response.maxPacketSize,
-            characterSet: response.characterSet
+            characterSet: response.characterSet,
+            mariadbCapabilities
           }),
           toBackend++
         )
@@ -360,7 +312,8 @@ export const makeMysqlProtocol = (options: MysqlOptions): Protocol => {
           authResponse: answer.value.payload,
           database,
           authPlugin: plugin,
-          attributes
+          attributes,
+          mariadbCapabilities
         }),
         toBackend++
       )
@@ -384,9 +337,10 @@ export const makeMysqlProtocol = (options: MysqlOptions): Protocol => {
 
   const authSeconds = options.authTimeoutMs / 1000
   /** The deadline's error names the side that stopped answering: the backend (2003) or the client (1043). */
+  const backendLate = `backend did not complete the login within ${authSeconds}s`
   const authTimeout = (turn: Turn) =>
     turn.waitingFor === "backend"
-      ? backendFailure(`backend did not complete the login within ${authSeconds}s`)
+      ? proxyError("CONNECT_FAILED", "backend", backendLate, { clientMessage: backendLate })
       : proxyError("HANDSHAKE_TIMEOUT", "client", `authentication did not finish within ${authSeconds}s`)
   return {
     name: options.name ?? "mysql",

@@ -1,6 +1,8 @@
-// proxy → frontend: every refusal as an ErrorResponse with the SQLSTATE a Postgres client knows how to explain.
-import { encodeErrorResponse } from "../../codec/pg/index.ts"
-import type { ProxyError, Reason } from "../../domain/ProxyError.ts"
+// proxy → frontend: every refusal as an ErrorResponse with the SQLSTATE a Postgres client knows how to explain, or
+// what PostgreSQL itself answers where the client can tell the difference (its own words, or nothing at all).
+import { encodeErrorResponse, encodeStartupRefusal, type RefusedStartup } from "../../codec/pg/index.ts"
+import { type ProxyError, proxyError, type Reason } from "../../domain/ProxyError.ts"
+import { clientText } from "../refusal.ts"
 
 /** SQLSTATE per reason (PostgreSQL Appendix A). */
 export const sqlstateOf: Readonly<Record<Reason, string>> = {
@@ -14,6 +16,29 @@ export const sqlstateOf: Readonly<Record<Reason, string>> = {
   INTERNAL: "XX000" // internal_error
 }
 
+/** The exact bytes PostgreSQL sends in this case, carried as the error's cause; empty for silence. */
+class ServerAnswer {
+  readonly bytes: Buffer
+  constructor(bytes: Buffer) {
+    this.bytes = bytes
+  }
+}
+
+const SILENCE = new ServerAnswer(Buffer.alloc(0))
+
+/**
+ * The same error, answered with nothing: where the server logs a problem (COMMERROR) and closes without a byte, e.g.
+ * a length it cannot frame or a client gone mid-packet. Logged and counted like any refusal.
+ */
+export const unanswered = (error: ProxyError): ProxyError =>
+  proxyError(error.reason, error.source, error.message, { cause: SILENCE })
+
+/** A packet the server refuses with FATAL: in its own words, or the proxy's when only the proxy refuses it. */
+export const refusal = (refused: RefusedStartup): ProxyError =>
+  refused.byServer
+    ? proxyError("BAD_REQUEST", "client", refused.message, { cause: new ServerAnswer(encodeStartupRefusal(refused)) })
+    : proxyError("BAD_REQUEST", "client", refused.message)
+
 export const pgErrorFor = (error: ProxyError): Buffer => {
   const hint =
     error.reason === "UNAVAILABLE" && error.retryAfter !== undefined
@@ -22,7 +47,19 @@ export const pgErrorFor = (error: ProxyError): Buffer => {
   return encodeErrorResponse({
     severity: "FATAL",
     code: sqlstateOf[error.reason],
-    message: `polyproxy: ${error.message}`,
+    // The retry time goes in the hint, where psql shows it.
+    message: clientText(error, null),
     ...(hint ? { hint } : {})
   })
 }
+
+/**
+ * What the client gets. A client that did not finish its startup packet in time gets nothing, as from the server's
+ * authentication_timeout (it exits without a word).
+ */
+export const answerFor = (error: ProxyError): Buffer =>
+  error.cause instanceof ServerAnswer
+    ? error.cause.bytes
+    : error.reason === "HANDSHAKE_TIMEOUT"
+      ? SILENCE.bytes
+      : pgErrorFor(error)

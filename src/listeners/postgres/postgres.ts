@@ -11,11 +11,15 @@ import {
   decodeStartup,
   detectDirectTls,
   encodeStartup,
+  MAX_STARTUP_PACKET_LENGTH,
+  SECOND_GSSENC_REQUEST,
+  SECOND_SSL_REQUEST,
   SSL_ACCEPTED,
   SSL_REFUSED,
   SSL_REQUEST,
   type Startup,
-  type StartupMessage
+  type StartupMessage,
+  unencryptedData
 } from "../../codec/pg/index.ts"
 import { type ProxyError, proxyError } from "../../domain/ProxyError.ts"
 import type { Route } from "../../domain/Route.ts"
@@ -32,7 +36,7 @@ import {
   upstreamTlsFor
 } from "../tls.ts"
 import type { CancelKeys } from "./CancelKeys.ts"
-import { pgErrorFor } from "./errorResponse.ts"
+import { answerFor, refusal, unanswered } from "./errorResponse.ts"
 import { watchBackendKeyData } from "./keyDataTap.ts"
 
 export type PgRouteBy = "database" | "user" | "user-suffix" | "sni"
@@ -47,8 +51,8 @@ export interface PostgresOptions {
   readonly cancelKeys: CancelKeys
 }
 
-/** A startup packet is at most 10,000 bytes (Postgres' own limit); the whole client handshake stays well under. */
-const maxHandshakeBytes = 10_000
+/** A startup packet is at most 10,004 bytes (Postgres' own limit); the whole client handshake stays well under. */
+const maxHandshakeBytes = MAX_STARTUP_PACKET_LENGTH + 4
 
 type First = Startup | { readonly _tag: "DirectTls" }
 const directTls: First = { _tag: "DirectTls" }
@@ -64,6 +68,9 @@ const decodeFirst = (buf: Buffer) => {
 const anyBytes = (buf: Buffer) => (buf.length > 0 ? frame(undefined, 0) : need(1))
 
 const badRequest = (message: string) => proxyError("BAD_REQUEST", "client", message)
+
+/** libpq's own words for a server gone mid-startup; they name nothing internal, so the client reads them too. */
+const hungUp = "the server closed the connection unexpectedly"
 
 interface PgState {
   readonly startup: Buffer
@@ -112,58 +119,69 @@ export const postgresProtocol = (ctx: ProtocolContext): Protocol =>
 
 export const makePostgresProtocol = (options: PostgresOptions): Protocol => {
   const identify = Effect.fnUntraced(function* (conn: ClientConnection) {
-    let tlsDone = false
+    // The server's ssl_done and gss_done: each negotiation once, and none after TLS is accepted.
+    let sslDone = false
     let gssDone = false
     let subject: string | undefined
     let sni: string | undefined
     const upgrade = Effect.fnUntraced(function* (alpn?: ReadonlyArray<string>) {
-      const secure: tls.TLSSocket = yield* acceptTls(conn.client, options.tls!, alpn)
+      // A failed TLS handshake leaves nothing a client could read an ErrorResponse from: the server closes too.
+      const secure: tls.TLSSocket = yield* Effect.mapError(acceptTls(conn.client, options.tls!, alpn), unanswered)
       conn.client = secure
       const denied = clientCertProblem(secure, options.tls!)
       if (denied) return yield* denied
       if (alpn !== undefined && secure.alpnProtocol !== "postgresql") {
-        // PostgreSQL 17 requires the ALPN to prove the client meant to speak Postgres over direct TLS.
-        return yield* badRequest('direct TLS without ALPN protocol "postgresql"')
+        // PostgreSQL 17 requires the ALPN to prove the client meant to speak Postgres over direct TLS, and closes.
+        return yield* unanswered(badRequest('direct TLS without ALPN protocol "postgresql"'))
       }
-      tlsDone = true
       subject = options.tls!.requireClientCert ? subjectOf(secure) : undefined
       sni = (secure as tls.TLSSocket & { servername?: string | false }).servername || undefined
     })
 
     let rest: Buffer | undefined
-    // At most: SSLRequest or GSSENCRequest (each once), then the startup message or a cancel request.
+    // At most: SSLRequest and GSSENCRequest (or direct TLS), then the startup message or a cancel request.
     for (let round = 0; round < 3; round++) {
-      const read = yield* readFrame<First>(conn.client, decodeFirst, maxHandshakeBytes, rest)
+      // Whatever stops a packet being framed (a bad length, the client gone mid-packet) ends in silence, as there.
+      const read = yield* Effect.mapError(
+        readFrame<First>(conn.client, decodeFirst, maxHandshakeBytes, rest),
+        unanswered
+      )
       rest = read.rest
       const packet = read.value
       switch (packet._tag) {
         case "DirectTls": {
-          if (tlsDone || options.tls === undefined) {
-            return yield* badRequest(options.tls === undefined ? "TLS is not enabled on this listener" : "TLS twice")
+          // A server without TLS (or already in TLS) reads 0x16... as a length far too big.
+          if (sslDone || options.tls === undefined) {
+            return yield* unanswered(badRequest(sslDone ? "TLS twice" : "TLS is not enabled on this listener"))
           }
           conn.client.unshift(rest)
           rest = undefined
           yield* upgrade(["postgresql"])
+          sslDone = gssDone = true
           continue
         }
         case "SSLRequest": {
-          // Bytes behind an SSLRequest would be read as if they came over TLS (CVE-2021-23214): refuse them.
-          if (tlsDone || rest.length > 0) return yield* badRequest("unexpected data after SSLRequest")
-          if (options.tls === undefined) {
-            conn.client.write(SSL_REFUSED)
-            tlsDone = true
-            continue
-          }
-          conn.client.write(SSL_ACCEPTED)
-          yield* upgrade()
+          // The server reads a second one as protocol version 1234.5679.
+          if (sslDone) return yield* refusal(SECOND_SSL_REQUEST)
+          const accepted = options.tls !== undefined
+          conn.client.write(accepted ? SSL_ACCEPTED : SSL_REFUSED)
+          if (accepted) yield* upgrade()
+          // Bytes behind an SSLRequest came before TLS and may be injected (CVE-2021-23214): the server answers, then
+          // reports them (over TLS when it accepted) and closes. They are dropped, never read as the client's.
+          if (rest.length > 0) return yield* refusal(unencryptedData("SSL request"))
+          sslDone = true
+          if (accepted) gssDone = true
           continue
         }
         case "GSSENCRequest": {
-          if (gssDone || rest.length > 0) return yield* badRequest("unexpected GSSENCRequest")
-          gssDone = true
+          if (gssDone) return yield* refusal(SECOND_GSSENC_REQUEST)
           conn.client.write(SSL_REFUSED) // 'N': no GSSAPI encryption here; the client goes on (to TLS or plain).
+          if (rest.length > 0) return yield* refusal(unencryptedData("GSSAPI encryption request"))
+          gssDone = true
           continue
         }
+        case "RefusedStartup":
+          return yield* refusal(packet)
         case "CancelRequest": {
           const target = yield* Effect.promise(() => options.cancelKeys.find(packet.processId, packet.secretKey))
           if (target === undefined) {
@@ -196,7 +214,7 @@ export const makePostgresProtocol = (options: PostgresOptions): Protocol => {
         }
       }
     }
-    return yield* badRequest("too many negotiation requests")
+    return yield* unanswered(badRequest("too many negotiation requests"))
   })
 
   /** Sends SSLRequest to the backend, expects 'S', then starts TLS: for backends that need TLS from the proxy. */
@@ -219,7 +237,7 @@ export const makePostgresProtocol = (options: PostgresOptions): Protocol => {
   const backendAnswered = (socket: net.Socket) =>
     readFrame(socket, anyBytes, 1).pipe(
       Effect.tap((read) => Effect.sync(() => socket.unshift(read.rest))),
-      Effect.mapError(() => proxyError("CONNECT_FAILED", "backend", "the server closed the connection unexpectedly"))
+      Effect.mapError(() => proxyError("CONNECT_FAILED", "backend", hungUp, { clientMessage: hungUp }))
     )
 
   return {
@@ -243,7 +261,7 @@ export const makePostgresProtocol = (options: PostgresOptions): Protocol => {
     relaying: (identified, backend, target) =>
       identified.state === undefined ? undefined : watchBackendKeyData(backend, target, options.cancelKeys),
     refuse: (client, error) => {
-      client.end(pgErrorFor(error))
+      client.end(answerFor(error))
     }
   }
 }
