@@ -56,9 +56,9 @@ format: deps
 clean:
 	rm -rf dist node_modules .tools
 
-# Benchmarks: never part of `make test` (`make bench-smoke`, 30 s, runs in CI). Results go to bench/results/ (see
+# Benchmarks: never part of `make test` (`make bench-smoke`, ≤ 45 s, runs in CI). Results go to bench/results/ (see
 # bench/README.md). Options pass through BENCH_ARGS, e.g. make bench BENCH_ARGS="--only tcp,mysql --rounds 5",
-# make bench-pg BENCH_ARGS="--listener postgres --duration 5 --clients 1,10"
+# make bench-pg BENCH_ARGS="--pg-clients 10 --rounds 5"; a development run: BENCH_ARGS="--dev --rounds 1 --duration 2"
 BENCH_ARGS ?=
 
 .PHONY: bench-pg bench-smoke
@@ -73,7 +73,7 @@ bench-smoke: build
 
 bench-pg: build
 	bash scripts/install-bench-deps.sh
-	node bench/pg/pgbench.ts $(BENCH_ARGS)
+	node bench/run.ts --only pg $(BENCH_ARGS)
 
 # Load harness (load/README.md): holds CONNECTIONS proxied connections through `workers` proxy processes, ramping in
 # steps, and fails when a connection is lost, when the proxy's active count is off, or when the proxy's marginal

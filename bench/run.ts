@@ -1,65 +1,71 @@
-// The one runner behind `make bench`: every scenario with its baselines interleaved in the same run, then
-// bench/results/<date>.json, latest.json, latest.md (tables) and latest.svg (chart of the ratios).
+// The one runner behind `make bench`: every scenario with its baselines interleaved in the same run, C generators and
+// origins, the headroom check and the noise rule in every round, then bench/results/<date>.json, latest.json,
+// latest.md (tables, targets, the README's Performance table) and latest.svg (chart of the ratios).
 //
-//   node bench/run.ts [--only tcp,mysql,pg,http,smtp] [--rounds 3] [--duration 4] [--warmup 1]
-//                     [--mysql-duration 3] [--mysql-clients 1,10,50] [--pg-args="--listener postgres"]
-//                     [--smtp-duration 3] [--smtp-connections 1,10]
-//                     [--http-args="..."] [--tcp-variants direct,polyproxy-1,...] [--tcp-workloads conn,echo,...]
-//                     [--proxy dist|src]
-//                     [--out bench/results] [--cpu-prof DIR]
-//   node bench/run.ts --smoke        ≤ 30 s: tcp only, direct and polyproxy 1 worker, 1 round of 1.5 s; exit 1
-//                                    unless every workload of every variant produced numbers
+//   node bench/run.ts [--only tcp,sni,http,mysql,pg,smtp] [--rounds 3] [--duration 4] [--warmup 1] [--dev] …
+//   node bench/run.ts --smoke        ≤ 45 s: tcp, sni and http, direct and polyproxy (and the Node relay) for one
+//                                    short round each; exit 1 unless every variant gave numbers
 //
-// See bench/README.md for what is measured and how to read the ratios and CPU figures.
-import { spawn } from "node:child_process"
-import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs"
+// `--help` lists every option; bench/README.md says what is measured and how to read it.
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs"
 import { join, relative, resolve } from "node:path"
 import { parseArgs } from "node:util"
 import { makeTempDir, removeTempDir } from "../spec/support/backends/local.ts"
-import { MYSQL_VARIANTS, type MysqlVariantName, plannedMysqlSeconds, runMysqlScenario } from "./mysql/scenario.ts"
-import { plannedSmtpSeconds, runSmtpScenario, SMTP_VARIANTS, type SmtpVariantName } from "./smtp/scenario.ts"
-import type { Measurement, ScenarioResult, Workload } from "./support/interleave.ts"
-import { defaultEntry, type ProxyEntry, repoRoot, staleDistWarning } from "./support/polyproxy.ts"
-import { installExitHooks, killEverything, machineInfo, onExit, runBounded } from "./support/process.ts"
 import {
-  type ChartGroup,
-  type ChartPanel,
-  ratioText,
-  renderScenario,
-  renderSvg,
-  type Spread,
-  summarize
-} from "./support/report.ts"
+  HTTP_DEFAULT_VARIANTS,
+  HTTP_VARIANTS,
+  type HttpVariantName,
+  plannedHttpSeconds,
+  runHttpScenario
+} from "./http/scenario.ts"
+import { MYSQL_VARIANTS, type MysqlVariantName, plannedMysqlSeconds, runMysqlScenario } from "./mysql/scenario.ts"
+import { PG_VARIANTS, type PgVariantName, plannedPgSeconds, runPgScenario } from "./pg/scenario.ts"
+import { plannedSmtpSeconds, runSmtpScenario, SMTP_VARIANTS, type SmtpVariantName } from "./smtp/scenario.ts"
+import { plannedSniSeconds, runSniScenario, SNI_VARIANTS, type SniVariantName } from "./sni/scenario.ts"
+import { renderSvg } from "./support/chart.ts"
+import { NOISE_LIMIT, type NoisePolicy, type ScenarioResult } from "./support/interleave.ts"
+import { benchBinaries } from "./support/native.ts"
+import { defaultEntry, type ProxyEntry, repoRoot, staleDistWarning } from "./support/polyproxy.ts"
+import { installExitHooks, killEverything, machineInfo, runBounded } from "./support/process.ts"
+import { keptRuns, renderScenario, scenarioChecks, summarize } from "./support/report.ts"
+import { chartPanels, readmeTable, renderTargets, targets } from "./support/targets.ts"
 import { plannedTcpSeconds, runTcpScenario, TCP_VARIANTS, TCP_WORKLOADS, type TcpVariantName } from "./tcp/scenario.ts"
 
-const SCENARIOS = ["tcp", "mysql", "pg", "http", "smtp"] as const
+const SCENARIOS = ["tcp", "sni", "http", "mysql", "pg", "smtp"] as const
 type ScenarioName = (typeof SCENARIOS)[number]
+const DEFAULT_SCENARIOS: readonly ScenarioName[] = ["tcp", "sni", "http", "mysql", "pg"]
 
-interface Options {
-  readonly only: readonly ScenarioName[]
-  readonly smoke: boolean
-  readonly rounds: number
-  readonly duration: number
-  readonly warmup: number
-  readonly tcpVariants: readonly TcpVariantName[]
-  readonly tcpWorkloads: readonly string[]
-  readonly mysqlDuration: number
-  readonly mysqlClients: readonly number[]
-  readonly smtpDuration: number
-  readonly smtpConnections: readonly number[]
-  readonly pgArgs: readonly string[]
-  readonly httpArgs: readonly string[]
-  readonly proxy: ProxyEntry
-  readonly outDir: string
-  readonly cpuProfDir: string | undefined
-}
+const OPTIONS = {
+  only: { type: "string", default: DEFAULT_SCENARIOS.join(",") },
+  rounds: { type: "string", default: "3" },
+  duration: { type: "string", default: "4" },
+  warmup: { type: "string", default: "1" },
+  "noise-retries": { type: "string", default: "3" },
+  dev: { type: "boolean", default: false },
+  smoke: { type: "boolean", default: false },
+  "tcp-variants": { type: "string", default: TCP_VARIANTS.join(",") },
+  "tcp-workloads": { type: "string", default: TCP_WORKLOADS.map((w) => w.id).join(",") },
+  "sni-variants": { type: "string", default: SNI_VARIANTS.join(",") },
+  "http-variants": { type: "string", default: HTTP_DEFAULT_VARIANTS.join(",") },
+  "http-connections": { type: "string", default: "50" },
+  "mysql-duration": { type: "string", default: "3" },
+  "mysql-clients": { type: "string", default: "1,10,50" },
+  "pg-duration": { type: "string", default: "4" },
+  "pg-clients": { type: "string", default: "1,10,50" },
+  "pg-scale": { type: "string", default: "10" },
+  "pg-variants": { type: "string", default: PG_VARIANTS.join(",") },
+  "smtp-duration": { type: "string", default: "3" },
+  "smtp-connections": { type: "string", default: "1,10" },
+  proxy: { type: "string", default: defaultEntry() },
+  out: { type: "string" },
+  "cpu-prof": { type: "string" },
+  help: { type: "boolean", short: "h" }
+} as const
 
-const usage = `usage: node bench/run.ts [--only tcp,mysql,pg,http,smtp] [--rounds N] [--duration S] [--warmup S]
-                         [--mysql-duration S] [--mysql-clients 1,10,50] [--pg-args="ARGS"] [--http-args="ARGS"]
-                         [--smtp-duration S] [--smtp-connections 1,10]
-                         [--tcp-variants ${TCP_VARIANTS.join(",")}]
-                         [--tcp-workloads ${TCP_WORKLOADS.map((w) => w.id).join(",")}] [--proxy dist|src] [--out DIR]
-                         [--cpu-prof DIR] [--smoke]`
+const usage = `usage: node bench/run.ts [options]   (bench/README.md says what each one does)
+${Object.entries(OPTIONS)
+  .map(([k, o]) => `  --${k}${o.type === "string" ? ` ${"default" in o ? `(${o.default})` : "VALUE"}` : ""}`)
+  .join("\n")}`
 
 const die = (message: string): never => {
   process.stderr.write(`bench: ${message}\n${usage}\n`)
@@ -79,349 +85,163 @@ const positive = (name: string, value: string, integer = false): number => {
     : die(`--${name} must be a positive ${integer ? "integer" : "number"}, not ${value}`)
 }
 
-const parseOptions = (argv: readonly string[]): Options => {
-  let values: Record<string, string | boolean | undefined>
+const names = <N extends string>(option: string, value: string, known: readonly N[]): N[] => {
+  const out = list(value)
+  for (const x of out) if (!known.includes(x as N)) die(`--${option}: unknown ${x} (known: ${known.join(", ")})`)
+  return out as N[]
+}
+
+const parseOptions = (argv: readonly string[]) => {
+  let v: Record<string, string | boolean | undefined>
   try {
-    values = parseArgs({
-      args: [...argv],
-      options: {
-        only: { type: "string", default: SCENARIOS.join(",") },
-        smoke: { type: "boolean", default: false },
-        rounds: { type: "string", default: "3" },
-        duration: { type: "string", default: "4" },
-        warmup: { type: "string", default: "1" },
-        "tcp-variants": { type: "string", default: TCP_VARIANTS.join(",") },
-        "tcp-workloads": { type: "string", default: TCP_WORKLOADS.map((w) => w.id).join(",") },
-        "mysql-duration": { type: "string", default: "3" },
-        "mysql-clients": { type: "string", default: "1,10,50" },
-        "smtp-duration": { type: "string", default: "3" },
-        "smtp-connections": { type: "string", default: "1,10" },
-        "pg-args": { type: "string", default: "--listener postgres" },
-        "http-args": { type: "string", default: "" },
-        proxy: { type: "string", default: defaultEntry() },
-        out: { type: "string" },
-        "cpu-prof": { type: "string" },
-        help: { type: "boolean", short: "h" }
-      },
-      strict: true,
-      allowPositionals: false
-    }).values
+    v = parseArgs({ args: [...argv], options: OPTIONS, strict: true, allowPositionals: false }).values
   } catch (error) {
     return die((error as Error).message)
   }
-  if (values.help) {
+  if (v.help) {
     process.stdout.write(`${usage}\n`)
     process.exit(0)
   }
-  const proxy = String(values.proxy)
+  const str = (k: keyof typeof OPTIONS) => String(v[k])
+  const proxy = str("proxy")
   if (proxy !== "dist" && proxy !== "src") die(`--proxy must be dist or src, not ${proxy}`)
-  const only = list(String(values.only))
-  for (const s of only) if (!SCENARIOS.includes(s as ScenarioName)) die(`unknown scenario ${s}`)
-  const tcpVariants = list(String(values["tcp-variants"]))
-  for (const v of tcpVariants) if (!TCP_VARIANTS.includes(v as TcpVariantName)) die(`unknown tcp variant ${v}`)
-  const tcpWorkloads = list(String(values["tcp-workloads"]))
-  for (const w of tcpWorkloads) if (!TCP_WORKLOADS.some((x) => x.id === w)) die(`unknown tcp workload ${w}`)
-  const smoke = values.smoke === true
-  const split = (s: string) => s.split(/\s+/).filter((x) => x !== "")
-  return {
-    only: smoke ? ["tcp"] : (only as ScenarioName[]),
-    smoke,
-    rounds: smoke ? 1 : positive("rounds", String(values.rounds), true),
-    duration: smoke ? 1.5 : positive("duration", String(values.duration)),
-    warmup: smoke ? 0.3 : Number(values.warmup) >= 0 ? Number(values.warmup) : die("--warmup must be >= 0"),
-    tcpVariants: smoke ? ["direct", "polyproxy-1"] : (tcpVariants as TcpVariantName[]),
-    tcpWorkloads: smoke ? TCP_WORKLOADS.map((w) => w.id) : tcpWorkloads,
-    mysqlDuration: positive("mysql-duration", String(values["mysql-duration"])),
-    mysqlClients: list(String(values["mysql-clients"])).map((c) => positive("mysql-clients", c, true)),
-    smtpDuration: positive("smtp-duration", String(values["smtp-duration"])),
-    smtpConnections: list(String(values["smtp-connections"])).map((c) => positive("smtp-connections", c, true)),
-    pgArgs: split(String(values["pg-args"])),
-    httpArgs: split(String(values["http-args"])),
-    proxy: proxy as ProxyEntry,
-    // The smoke never overwrites the committed results: it writes under the git-ignored .tmp/.
-    outDir: resolve(
-      values.out === undefined
-        ? smoke
-          ? join(repoRoot, ".tmp", "bench-smoke")
-          : join(repoRoot, "bench", "results")
-        : String(values.out)
-    ),
-    cpuProfDir: values["cpu-prof"] === undefined ? undefined : resolve(String(values["cpu-prof"]))
-  }
-}
-
-// ---------------------------------------------------------------------------------------------------------------
-// pg and http: the colleagues' benches, run as children
-
-/** pgbench.ts's planned time from its options (its defaults when absent), for the runner's own deadline. */
-const plannedPgSeconds = (args: readonly string[]): number => {
-  const opt = (name: string, fallback: string) => {
-    const i = args.indexOf(`--${name}`)
-    return i >= 0 && args[i + 1] !== undefined ? args[i + 1]! : fallback
-  }
-  const clients = list(opt("clients", "1,10,50")).length
-  return 2 * clients * 3 * (Number(opt("warmup", "2")) + Number(opt("duration", "15")) + 1) + 60
-}
-
-/**
- * Runs `node bench/<script> args` with its output passed through to our stderr. On our exit it gets SIGTERM (not
- * SIGKILL), so its own exit hooks stop the servers it started.
- */
-const runChildBench = (
-  script: string,
-  args: readonly string[],
-  timeoutMs: number,
-  log: (line: string) => void
-): Promise<number | null> =>
-  new Promise((resolveExit) => {
-    const child = spawn(process.execPath, [join(repoRoot, "bench", script), ...args], {
-      cwd: repoRoot,
-      stdio: ["ignore", "pipe", "pipe"]
-    })
-    const killer = () => {
-      if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM")
-    }
-    onExit(killer)
-    const prefix = (chunk: Buffer) => {
-      for (const line of chunk.toString("utf8").trimEnd().split("\n")) log(`  ${script}: ${line}`)
-    }
-    child.stdout.on("data", () => {}) // its stdout is the table it also writes to a file
-    child.stderr.on("data", prefix)
-    const timer = setTimeout(() => {
-      log(`${script} still running after ${Math.round(timeoutMs / 1000)} s: stopping it`)
-      killer()
-      setTimeout(() => child.kill("SIGKILL"), 10_000).unref()
-    }, timeoutMs)
-    child.once("error", (error) => {
-      clearTimeout(timer)
-      log(`${script} could not be started: ${error.message}`)
-      resolveExit(null)
-    })
-    child.once("exit", (code) => {
-      clearTimeout(timer)
-      resolveExit(code)
-    })
-  })
-
-interface PgbenchRun {
-  readonly workload: string
-  readonly clients: number
-  readonly variant: string
-  readonly position: number
-  readonly command: string
-  readonly tps?: number
-  readonly transactions?: number
-  readonly middlemanCpuPer1kTx?: number
-  readonly proxyCpuSeconds?: number
-  readonly pgbouncerCpuSeconds?: number
-  readonly machineBusy?: number
-  readonly foreignCpuSeconds?: number
-  readonly foreignShare?: number
-  readonly wallSeconds?: number
-  readonly error?: string
-}
-
-/** pgbench.json in the runner's format: one round per cell (pgbench.ts rotates the order from cell to cell). */
-const pgScenario = (pgbench: { meta: Record<string, unknown>; runs: PgbenchRun[] }): ScenarioResult => {
-  const clients = [...new Set(pgbench.runs.map((r) => r.clients))].sort((a, b) => a - b)
-  const kinds = [...new Set(pgbench.runs.map((r) => r.workload))]
-  const workloads: Workload[] = kinds.flatMap((w) =>
-    clients.map((c) => ({
-      id: `${w}-c${c}`,
-      label: `pgbench ${w}, ${c} client${c > 1 ? "s" : ""}`,
-      kind: "rate" as const,
-      unit: "TPS",
-      displayDivisor: 1,
-      cpuPer: 1000,
-      cpuUnit: "CPU s / 1k tx"
-    }))
+  const smoke = v.smoke === true
+  const dev = v.dev === true
+  // Development runs and the smoke keep noisy rounds, so they never write where published results live.
+  const scratch = smoke || dev
+  const outDir = resolve(
+    v.out === undefined
+      ? join(repoRoot, smoke ? ".tmp/bench-smoke" : dev ? ".tmp/bench-dev" : "bench/results")
+      : str("out")
   )
-  const measurements: Measurement[] = pgbench.runs.map((r) => ({
-    workload: `${r.workload}-c${r.clients}`,
-    variant: r.variant,
-    round: 1,
-    position: r.position,
-    command: r.command,
-    ...(r.tps !== undefined ? { rate: r.tps } : {}),
-    ...(r.transactions !== undefined ? { ops: r.transactions } : {}),
-    ...(r.wallSeconds !== undefined ? { seconds: r.wallSeconds } : {}),
-    ...(r.middlemanCpuPer1kTx !== undefined ? { cpuPerUnit: r.middlemanCpuPer1kTx } : {}),
-    ...(r.machineBusy !== undefined ? { machineBusy: r.machineBusy } : {}),
-    ...(r.foreignCpuSeconds !== undefined ? { foreignCpuSeconds: r.foreignCpuSeconds } : {}),
-    ...(r.foreignShare !== undefined ? { foreignShare: r.foreignShare } : {}),
-    ...(r.error !== undefined ? { error: r.error } : {})
-  }))
-  const meta = pgbench.meta
+  if (scratch && !outDir.startsWith(join(repoRoot, ".tmp"))) die("--dev and --smoke write only under .tmp/")
+  const warmup = Number(str("warmup"))
+  if (!(warmup >= 0)) die("--warmup must be >= 0")
+  const pgClients = list(str("pg-clients")).map((c) => positive("pg-clients", c, true))
+  if (Math.max(...pgClients) > 90) die("--pg-clients above 90 would exceed PostgreSQL's max_connections (100)")
+  const noise: NoisePolicy = {
+    limit: NOISE_LIMIT,
+    retries: Number.isInteger(Number(str("noise-retries"))) ? Number(str("noise-retries")) : die("--noise-retries"),
+    keep: scratch
+  }
   return {
-    scenario: "pg",
-    title: `pg: pgbench direct vs polyproxy \`${String(meta.listener)}\` listener vs PgBouncer (session mode)`,
-    workloads,
-    variants: [
-      { name: "direct", label: "direct", description: String(meta.postgres) },
-      {
-        name: "polyproxy",
-        label: "polyproxy",
-        description: `\`${String(meta.listener)}\` listener, ${String(meta.proxyEntry)}, one process`
-      },
-      { name: "pgbouncer", label: "PgBouncer", description: `${String(meta.pgbouncer)}, session mode` }
-    ],
-    reference: "direct",
-    compareTo: "pgbouncer",
-    measurements,
-    setup: meta,
-    notes: [
-      `From bench/pg/pgbench.ts (its own table: pgbench.md beside this file): one ${String(meta.durationSeconds)} s run ` +
-        `per cell after a ${String(meta.warmupSeconds)} s warm-up, the three variants' order rotated from cell to ` +
-        "cell; no min–max (one run each)."
-    ]
+    only: smoke ? (["tcp", "sni", "http"] as ScenarioName[]) : names("only", str("only"), SCENARIOS),
+    smoke,
+    dev,
+    noise,
+    rounds: smoke ? 1 : positive("rounds", str("rounds"), true),
+    duration: smoke ? 1 : positive("duration", str("duration")),
+    warmup: smoke ? 0.25 : warmup,
+    tcpVariants: smoke
+      ? (["direct", "polyproxy-1", "node-relay"] as TcpVariantName[])
+      : names("tcp-variants", str("tcp-variants"), TCP_VARIANTS),
+    tcpWorkloads: names(
+      "tcp-workloads",
+      str("tcp-workloads"),
+      TCP_WORKLOADS.map((w) => w.id)
+    ),
+    sniVariants: smoke
+      ? (["direct", "polyproxy"] as SniVariantName[])
+      : names("sni-variants", str("sni-variants"), SNI_VARIANTS),
+    httpVariants: smoke
+      ? (["direct", "polyproxy"] as HttpVariantName[])
+      : names("http-variants", str("http-variants"), HTTP_VARIANTS),
+    httpConnections: positive("http-connections", str("http-connections"), true),
+    mysqlDuration: positive("mysql-duration", str("mysql-duration")),
+    mysqlClients: list(str("mysql-clients")).map((c) => positive("mysql-clients", c, true)),
+    pgDuration: positive("pg-duration", str("pg-duration"), true),
+    pgClients,
+    pgScale: positive("pg-scale", str("pg-scale"), true),
+    pgVariants: names("pg-variants", str("pg-variants"), PG_VARIANTS),
+    smtpDuration: positive("smtp-duration", str("smtp-duration")),
+    smtpConnections: list(str("smtp-connections")).map((c) => positive("smtp-connections", c, true)),
+    proxy: proxy as ProxyEntry,
+    outDir,
+    cpuProfDir: v["cpu-prof"] === undefined ? undefined : resolve(str("cpu-prof"))
   }
 }
 
-// ---------------------------------------------------------------------------------------------------------------
-// Targets (issue 11, issue 4, issue 6)
+type Options = ReturnType<typeof parseOptions>
 
-interface Target {
-  readonly name: string
-  readonly ratio: Spread | undefined
-  readonly target: number
-  readonly detail: string
-}
-
-const findSummary = (r: ScenarioResult | undefined, workload: string, variant: string) =>
-  r === undefined
-    ? undefined
-    : summarize(r)
-        .find((s) => s.workload.id === workload)
-        ?.variants.find((v) => v.variant === variant)
-
-const cpuOf = (r: ScenarioResult | undefined, workload: string, variant: string) => {
-  const s = findSummary(r, workload, variant)
-  const w = r?.workloads.find((x) => x.id === workload)
-  return s?.cpuPerUnit === undefined || w === undefined ? "–" : `${s.cpuPerUnit.median.toFixed(3)} ${w.cpuUnit}`
-}
-
-const targets = (
-  tcp: ScenarioResult | undefined,
-  mysql: ScenarioResult | undefined,
-  pg: ScenarioResult | undefined,
-  smtp: ScenarioResult | undefined
-): Target[] => {
-  const out: Target[] = []
-  if (tcp?.compareTo === "haproxy") {
-    for (const [id, name, target] of [
-      ["conn", "tcp new connections/s: polyproxy 1 worker ÷ HAProxy 1 thread", 0.8],
-      ["echo", "tcp 1 KB echo ops/s: polyproxy 1 worker ÷ HAProxy 1 thread", 0.8],
-      ["bulk", "tcp bulk MB/s: polyproxy 1 worker ÷ HAProxy 1 thread", 1.0]
-    ] as const) {
-      const s = findSummary(tcp, id, "polyproxy-1")
-      if (s === undefined) continue
-      out.push({
-        name,
-        ratio: s.vsCompare,
-        target,
-        detail: `CPU: polyproxy ${cpuOf(tcp, id, "polyproxy-1")}, HAProxy ${cpuOf(tcp, id, "haproxy")}`
+/** Seconds each scenario should take, for the runner's own deadline. */
+const planned = (o: Options, s: ScenarioName): number => {
+  const common = { rounds: o.rounds, duration: o.duration, warmup: o.warmup }
+  switch (s) {
+    case "tcp":
+      return plannedTcpSeconds({ ...common, variants: o.tcpVariants, workloads: o.tcpWorkloads })
+    case "sni":
+      return plannedSniSeconds({ ...common, variants: o.sniVariants })
+    case "http":
+      return plannedHttpSeconds({ ...common, duration: Math.ceil(o.duration), variants: o.httpVariants })
+    case "mysql":
+      return plannedMysqlSeconds({
+        ...common,
+        duration: o.mysqlDuration,
+        clients: o.mysqlClients,
+        variants: MYSQL_VARIANTS
       })
-    }
+    case "pg":
+      return plannedPgSeconds({ ...common, duration: o.pgDuration, clients: o.pgClients, variants: o.pgVariants })
+    case "smtp":
+      return plannedSmtpSeconds({
+        ...common,
+        duration: o.smtpDuration,
+        connections: o.smtpConnections,
+        variants: SMTP_VARIANTS
+      })
   }
-  for (const kind of ["select1", "point"]) {
-    const s = findSummary(mysql, `${kind}-c10`, "polyproxy")
-    if (s === undefined) continue
-    out.push({
-      name: `mysql ${kind === "select1" ? "SELECT 1" : "point select"} at 10 clients: polyproxy ÷ direct`,
-      ratio: s.vsReference,
-      target: 0.9,
-      detail:
-        `HAProxy ÷ direct ${ratioText(findSummary(mysql, `${kind}-c10`, "haproxy")?.vsReference)}; ` +
-        `CPU: polyproxy ${cpuOf(mysql, `${kind}-c10`, "polyproxy")}, HAProxy ${cpuOf(mysql, `${kind}-c10`, "haproxy")}`
-    })
-  }
-  for (const kind of ["select-only", "tpcb-like"]) {
-    const s = findSummary(pg, `${kind}-c10`, "polyproxy")
-    if (s === undefined) continue
-    out.push({
-      name: `pg ${kind} at 10 clients: polyproxy ÷ direct`,
-      ratio: s.vsReference,
-      target: 0.9,
-      detail:
-        `PgBouncer ÷ direct ${ratioText(findSummary(pg, `${kind}-c10`, "pgbouncer")?.vsReference)}; ` +
-        `CPU: polyproxy ${cpuOf(pg, `${kind}-c10`, "polyproxy")}, PgBouncer ${cpuOf(pg, `${kind}-c10`, "pgbouncer")}`
-    })
-  }
-  for (const size of ["1k", "64k"]) {
-    const s = findSummary(smtp, `${size}-c10`, "polyproxy")
-    if (s === undefined) continue
-    out.push({
-      name: `smtp ${size === "1k" ? "1 KB" : "64 KB"} messages/s at 10 connections: polyproxy ÷ direct`,
-      ratio: s.vsReference,
-      target: 0.9,
-      detail:
-        `HAProxy ÷ direct ${ratioText(findSummary(smtp, `${size}-c10`, "haproxy")?.vsReference)}; ` +
-        `CPU: polyproxy ${cpuOf(smtp, `${size}-c10`, "polyproxy")}, HAProxy ${cpuOf(smtp, `${size}-c10`, "haproxy")}`
-    })
-  }
-  return out
 }
 
-// ---------------------------------------------------------------------------------------------------------------
-// Chart
-
-const chartPanels = (
-  tcp: ScenarioResult | undefined,
-  mysql: ScenarioResult | undefined,
-  pg: ScenarioResult | undefined,
-  smtp: ScenarioResult | undefined
-): ChartPanel[] => {
-  const panels: ChartPanel[] = []
-  const labelOf = (r: ScenarioResult, name: string) => r.variants.find((v) => v.name === name)?.label ?? name
-  const groups = (
-    r: ScenarioResult,
-    against: "reference" | "compare",
-    targetOf: (w: Workload) => number | undefined
-  ): ChartGroup[] =>
-    summarize(r)
-      .filter((s) => s.workload.kind === "rate")
-      .map((s) => ({
-        title: s.workload.label,
-        ...(targetOf(s.workload) !== undefined ? { target: targetOf(s.workload)! } : {}),
-        bars: s.variants
-          .filter((v) => v.variant !== (against === "reference" ? r.reference : r.compareTo))
-          .map((v) => ({
-            label: labelOf(r, v.variant),
-            ratio: against === "reference" ? v.vsReference : v.vsCompare
-          }))
-      }))
-  if (tcp !== undefined) {
-    const vsHaproxy = tcp.compareTo === "haproxy"
-    panels.push({
-      title: vsHaproxy ? "TCP: rate ÷ HAProxy (1 thread)" : "TCP: rate ÷ direct",
-      groups: groups(tcp, vsHaproxy ? "compare" : "reference", (w) =>
-        vsHaproxy ? ({ conn: 0.8, echo: 0.8, bulk: 1.0 } as Record<string, number>)[w.id] : undefined
-      )
-    })
+const runScenario = (o: Options, s: ScenarioName, dir: string, lifetimeSeconds: number, log: (l: string) => void) => {
+  const common = {
+    entry: o.proxy,
+    dir: join(dir, s),
+    rounds: o.rounds,
+    warmup: o.warmup,
+    cpuProfDir: o.cpuProfDir,
+    noise: o.noise,
+    lifetimeSeconds,
+    log
   }
-  if (mysql !== undefined) {
-    panels.push({
-      title: "MySQL: queries/s ÷ direct",
-      groups: groups(mysql, "reference", (w) => (w.id.endsWith("-c10") ? 0.9 : undefined))
-    })
+  mkdirSync(common.dir, { recursive: true })
+  switch (s) {
+    case "tcp":
+      return runTcpScenario({ ...common, duration: o.duration, variants: o.tcpVariants, workloads: o.tcpWorkloads })
+    case "sni":
+      return runSniScenario({ ...common, duration: o.duration, variants: o.sniVariants })
+    case "http":
+      return runHttpScenario({
+        ...common,
+        duration: Math.max(1, Math.round(o.duration)),
+        warmup: Math.round(o.warmup),
+        connections: o.httpConnections,
+        variants: o.httpVariants
+      })
+    case "mysql":
+      return runMysqlScenario({
+        ...common,
+        duration: o.mysqlDuration,
+        clients: o.mysqlClients,
+        variants: MYSQL_VARIANTS as readonly MysqlVariantName[]
+      })
+    case "pg":
+      return runPgScenario({
+        ...common,
+        duration: o.pgDuration,
+        warmup: Math.max(0, Math.round(o.warmup)),
+        clients: o.pgClients,
+        scale: o.pgScale,
+        variants: o.pgVariants as readonly PgVariantName[]
+      })
+    case "smtp":
+      return runSmtpScenario({
+        ...common,
+        duration: o.smtpDuration,
+        connections: o.smtpConnections,
+        variants: SMTP_VARIANTS as readonly SmtpVariantName[]
+      })
   }
-  if (pg !== undefined) {
-    panels.push({
-      title: "PostgreSQL: TPS ÷ direct",
-      groups: groups(pg, "reference", (w) => (w.id.endsWith("-c10") ? 0.9 : undefined))
-    })
-  }
-  if (smtp !== undefined) {
-    panels.push({
-      title: "SMTP: messages/s ÷ direct",
-      groups: groups(smtp, "reference", (w) => (w.id.endsWith("-c10") ? 0.9 : undefined))
-    })
-  }
-  return panels
 }
-
-// ---------------------------------------------------------------------------------------------------------------
-// Output
 
 const writeAtomically = (file: string, content: string): void => {
   // bench/results/*.tmp is git-ignored.
@@ -429,7 +249,7 @@ const writeAtomically = (file: string, content: string): void => {
   renameSync(`${file}.tmp`, file)
 }
 
-/** Results under bench/ are inside `biome check .`: give them the project's formatting, as bench/pg does. */
+/** Results under bench/ are inside `biome check .`: give them the project's formatting. */
 const formatResults = async (files: readonly string[], log: (line: string) => void): Promise<void> => {
   const biome = join(repoRoot, "node_modules", ".bin", "biome")
   if (!existsSync(biome) || files.some((f) => !resolve(f).startsWith(join(repoRoot, "bench")))) return
@@ -437,46 +257,78 @@ const formatResults = async (files: readonly string[], log: (line: string) => vo
   if (r.code !== 0) log(`warning: biome format of the results failed:\n${r.stdout}${r.stderr}`)
 }
 
-interface Summary {
-  readonly meta: Record<string, unknown>
-  readonly scenarios: Record<string, ScenarioResult>
-  /** Per scenario and workload: median, min–max, paired ratios, CPU per op of every variant. */
-  readonly summaries: Record<string, ReturnType<typeof summarize>>
-  readonly skipped: Record<string, string>
-  readonly targets: readonly Target[]
-  readonly extra: Record<string, unknown>
+/** Why these results may not be published (empty: they may). */
+const unpublishable = (o: Options, scenarios: Record<string, ScenarioResult>, skipped: Record<string, string>) => {
+  const why: string[] = []
+  if (o.dev) why.push("a development run (--dev): noisy rounds were kept")
+  if (o.smoke) why.push("a smoke run")
+  for (const [name, reason] of Object.entries(skipped)) why.push(`${name} did not run: ${reason}`)
+  for (const r of Object.values(scenarios)) {
+    const checks = scenarioChecks(r)
+    if (checks.lost.length > 0) why.push(`${r.scenario}: rounds lost to noise (${checks.lost.join(", ")})`)
+    if (checks.noisy.length > 0) why.push(`${r.scenario}: ${checks.noisy.length} noisy run(s) kept`)
+    const failed = r.measurements.filter((m) => m.error !== undefined && m.discarded === undefined)
+    if (failed.length > 0) why.push(`${r.scenario}: ${failed.length} failed run(s)`)
+  }
+  return why
 }
 
-const renderMarkdown = (summary: Summary, commandLine: string): string => {
-  const m = summary.meta.machine as ReturnType<typeof machineInfo>
+const renderMarkdown = (
+  meta: Record<string, unknown>,
+  scenarios: Record<string, ScenarioResult>,
+  skipped: Record<string, string>,
+  why: string[]
+): string => {
+  const m = meta.machine as ReturnType<typeof machineInfo>
   const lines: string[] = [
     "# polyproxy benchmarks",
     "",
-    `Generated by \`${commandLine}\` on ${m.date} (whole run ${Math.round(Number(summary.meta.totalSeconds))} s). ` +
-      "Overwritten by every run; the dated JSON beside it keeps every figure. See bench/README.md for how to read it.",
+    `Generated by \`${String(meta.command)}\` on ${m.date} (whole run ${Math.round(Number(meta.totalSeconds))} s). ` +
+      "Overwritten by every run; the dated JSON beside it keeps every figure. bench/README.md says how it is measured.",
     "",
-    `Machine: ${m.nproc} cores (nproc), ${m.cpuModel}, Linux ${m.kernel}, Node ${m.node}. **Shared and noisy**: ` +
-      "the load generator, the backend and the proxy share these cores, so a ratio mostly says how much CPU the " +
-      "proxy takes from the other two. Read every ratio with the proxy's CPU per operation beside it, and with the " +
-      "noise line under each table (CPU used by processes outside the bench during each run).",
+    why.length === 0
+      ? "**Publishable**: no round above the noise limit was kept, none was lost, no run failed."
+      : `**NOT PUBLISHABLE**: ${why.join("; ")}.`,
+    "",
+    `Machine: ${m.nproc} cores (nproc), ${m.cpuModel}, Linux ${m.kernel}, Node ${m.node}. Generators and origins are ` +
+      "C (bench/native, load/native, wrk, nginx, pgbench, mysqlslap) and share the cores with the proxy: read every " +
+      "ratio with the proxy's CPU per operation beside it.",
+    "",
+    ...renderTargets(targets(scenarios)),
+    "## README table",
+    "",
+    "The bench rows of the README's Performance table (`node bench/readme.ts` prints them from any results JSON):",
+    "",
+    ...readmeTable(scenarios),
     ""
   ]
-  if (summary.targets.length > 0) {
-    lines.push("## Targets", "", "| target | measured (median, min–max over rounds) | goal | verdict | beside it |")
-    lines.push("|---|--:|--:|---|---|")
-    for (const t of summary.targets) {
-      const met = t.ratio === undefined ? "–" : t.ratio.median >= t.target ? "meets" : "misses"
-      lines.push(`| ${t.name} | ${ratioText(t.ratio)} | ≥ ${t.target}× | ${met} | ${t.detail} |`)
-    }
-    lines.push("")
-  }
-  for (const r of Object.values(summary.scenarios)) lines.push(...renderScenario(r))
-  for (const [name, why] of Object.entries(summary.skipped)) lines.push(`## ${name}`, "", `Skipped: ${why}`, "")
+  for (const r of Object.values(scenarios)) lines.push(...renderScenario(r))
+  for (const [name, reason] of Object.entries(skipped)) lines.push(`## ${name}`, "", `Did not run: ${reason}`, "")
   return lines.join("\n")
 }
 
-// ---------------------------------------------------------------------------------------------------------------
-// Main
+/** The smoke passes when every workload of every variant has a kept run with a rate (and CPU for proxies). */
+const smokeProblems = (scenarios: Record<string, ScenarioResult>, wanted: readonly string[]): string[] => {
+  const problems: string[] = wanted.filter((s) => scenarios[s] === undefined).map((s) => `${s}: produced nothing`)
+  for (const r of Object.values(scenarios)) {
+    if (r.workloads.length === 0) problems.push(`${r.scenario}: no workload ran`)
+    for (const s of summarize(r)) {
+      for (const v of r.variants) {
+        const runs = keptRuns(r).filter((m) => m.workload === s.workload.id && m.variant === v.name)
+        const good = runs.filter((m) => m.rate !== undefined && m.rate > 0)
+        const label = `${r.scenario} ${s.workload.id} ${v.name}`
+        const failed = r.measurements.find((m) => m.workload === s.workload.id && m.variant === v.name && m.error)
+        if (good.length === 0) problems.push(`${label}: no numbers (${failed?.error?.split("\n")[0] ?? "no run"})`)
+        else if (v.name !== r.reference && good.some((m) => m.cpuPerUnit === undefined)) {
+          problems.push(`${label}: no CPU reading of the proxy`)
+        } else if (s.workload.kind === "latency" && good.some((m) => !(m.latencyUs?.p50 ?? 0))) {
+          problems.push(`${label}: no latency percentiles`)
+        }
+      }
+    }
+  }
+  return problems
+}
 
 const main = async (): Promise<number> => {
   const opts = parseOptions(process.argv.slice(2))
@@ -486,34 +338,10 @@ const main = async (): Promise<number> => {
   const log = (line: string): void => {
     process.stderr.write(`[${((Date.now() - started) / 1000).toFixed(0).padStart(4)} s] ${line}\n`)
   }
-  const want = (s: ScenarioName) => opts.only.includes(s)
-  const httpScript = join(repoRoot, "bench", "http", "run.ts")
-  const tcpPlan = want("tcp")
-    ? plannedTcpSeconds({ ...opts, variants: opts.tcpVariants, workloads: opts.tcpWorkloads })
-    : 0
-  const mysqlPlan = want("mysql")
-    ? plannedMysqlSeconds({
-        rounds: opts.rounds,
-        duration: opts.mysqlDuration,
-        clients: opts.mysqlClients,
-        variants: MYSQL_VARIANTS
-      })
-    : 0
-  const pgPlan = want("pg") ? plannedPgSeconds(opts.pgArgs) : 0
-  const smtpPlan = want("smtp")
-    ? plannedSmtpSeconds({
-        rounds: opts.rounds,
-        duration: opts.smtpDuration,
-        warmup: opts.warmup,
-        connections: opts.smtpConnections,
-        variants: SMTP_VARIANTS
-      })
-    : 0
-  const httpLimit = 30 * 60
-  const plannedSeconds =
-    tcpPlan + mysqlPlan + pgPlan + smtpPlan + (want("http") && existsSync(httpScript) ? 600 : 0) + 10
+  const plannedSeconds = opts.only.reduce((n, s) => n + planned(opts, s), 10)
   // A hard bound on the whole run: whatever hangs, every child dies and the process exits. The smoke's is its budget.
-  const hardLimitSeconds = opts.smoke ? 45 : Math.round(plannedSeconds * 1.5 + 300)
+  // Noise reruns may add up to `retries` rounds per round.
+  const hardLimitSeconds = opts.smoke ? 45 : Math.round(plannedSeconds * (1 + opts.noise.retries / 2) + 300)
   const hardLimit = setTimeout(() => {
     process.stderr.write(`bench: still running after ${hardLimitSeconds} s, giving up\n`)
     killEverything()
@@ -521,153 +349,47 @@ const main = async (): Promise<number> => {
   }, hardLimitSeconds * 1000)
   hardLimit.unref()
   log(
-    `bench: ${opts.only.join(", ")}${opts.smoke ? " (smoke)" : ""}; planned about ` +
-      `${Math.round(plannedSeconds)} s, hard limit ${hardLimitSeconds} s; results to ${relative(repoRoot, opts.outDir) || "."}`
+    `bench: ${opts.only.join(", ")}${opts.smoke ? " (smoke)" : opts.dev ? " (development run: noisy rounds kept)" : ""}; ` +
+      `planned about ${Math.round(plannedSeconds)} s, hard limit ${hardLimitSeconds} s; results to ` +
+      (relative(repoRoot, opts.outDir) || ".")
   )
   if (opts.proxy === "dist") {
     const warning = staleDistWarning()
     if (warning) log(`warning: ${warning}`)
   }
+  for (const line of benchBinaries().built) log(`built: ${line}`)
 
   const dir = makeTempDir("bench-run")
   const scenarios: Record<string, ScenarioResult> = {}
   const skipped: Record<string, string> = {}
-  const extra: Record<string, unknown> = {}
-  let failed = false
   try {
-    if (want("tcp")) {
+    for (const s of opts.only) {
       try {
-        scenarios.tcp = await runTcpScenario({
-          entry: opts.proxy,
-          dir: join(dir, "tcp"),
-          rounds: opts.rounds,
-          duration: opts.duration,
-          warmup: opts.warmup,
-          variants: opts.tcpVariants,
-          workloads: opts.tcpWorkloads,
-          cpuProfDir: opts.cpuProfDir,
-          lifetimeSeconds: hardLimitSeconds + 60,
-          log
-        })
+        scenarios[s] = await runScenario(opts, s, dir, hardLimitSeconds + 60, log)
       } catch (error) {
-        failed = true
-        skipped.tcp = `failed: ${(error as Error).message}`
-        log(`tcp scenario failed: ${(error as Error).message}`)
+        skipped[s] = `failed: ${(error as Error).message.split("\n")[0]}`
+        log(`${s} scenario failed: ${(error as Error).message}`)
       }
     }
-    if (want("mysql")) {
-      try {
-        mkdirSync(join(dir, "mysql"), { recursive: true })
-        scenarios.mysql = await runMysqlScenario({
-          entry: opts.proxy,
-          dir: join(dir, "mysql"),
-          rounds: opts.rounds,
-          duration: opts.mysqlDuration,
-          clients: opts.mysqlClients,
-          variants: MYSQL_VARIANTS as readonly MysqlVariantName[],
-          cpuProfDir: opts.cpuProfDir,
-          log
-        })
-      } catch (error) {
-        failed = true
-        skipped.mysql = `failed: ${(error as Error).message}`
-        log(`mysql scenario failed: ${(error as Error).message}`)
-      }
-    }
-    if (want("smtp")) {
-      try {
-        mkdirSync(join(dir, "smtp"), { recursive: true })
-        scenarios.smtp = await runSmtpScenario({
-          entry: opts.proxy,
-          dir: join(dir, "smtp"),
-          rounds: opts.rounds,
-          duration: opts.smtpDuration,
-          warmup: opts.warmup,
-          connections: opts.smtpConnections,
-          variants: SMTP_VARIANTS as readonly SmtpVariantName[],
-          cpuProfDir: opts.cpuProfDir,
-          lifetimeSeconds: hardLimitSeconds + 60,
-          log
-        })
-      } catch (error) {
-        failed = true
-        skipped.smtp = `failed: ${(error as Error).message}`
-        log(`smtp scenario failed: ${(error as Error).message}`)
-      }
-    }
-    if (want("pg")) {
-      const args = [...opts.pgArgs]
-      if (!args.includes("--proxy")) args.push("--proxy", opts.proxy)
-      if (!args.includes("--out")) args.push("--out", opts.outDir)
-      const outIndex = args.indexOf("--out")
-      const pgOut = resolve(args[outIndex + 1] ?? opts.outDir)
-      log(`pg: node bench/pg/pgbench.ts ${args.join(" ")}`)
-      const t0 = Date.now()
-      const code = await runChildBench("pg/pgbench.ts", args, (pgPlan * 1.5 + 300) * 1000, log)
-      const file = join(pgOut, "pgbench.json")
-      if (existsSync(file) && statSync(file).mtimeMs >= t0) {
-        const pgbench = JSON.parse(readFileSync(file, "utf8")) as { meta: Record<string, unknown>; runs: PgbenchRun[] }
-        scenarios.pg = pgScenario(pgbench)
-        extra.pgbench = { command: `node bench/pg/pgbench.ts ${args.join(" ")}`, exitCode: code, ...pgbench }
-      } else {
-        skipped.pg = `bench/pg/pgbench.ts exited with ${code} and wrote no results`
-      }
-      if (code !== 0) failed = true
-    }
-    if (want("http")) {
-      if (!existsSync(httpScript)) {
-        skipped.http = "bench/http/run.ts does not exist yet (the HTTP bench is being written by someone else)."
-        log(`http: ${skipped.http}`)
-      } else {
-        const args = [...opts.httpArgs]
-        if (!args.includes("--proxy")) args.push("--proxy", opts.proxy)
-        if (!args.includes("--out")) args.push("--out", opts.outDir)
-        const httpOut = resolve(args[args.indexOf("--out") + 1] ?? opts.outDir)
-        const t0 = Date.now()
-        log(`http: node bench/http/run.ts ${args.join(" ")}`)
-        const code = await runChildBench("http/run.ts", args, httpLimit * 1000, log)
-        // Its results: bench/results/http.{json,md} (or under its --out), if this run wrote them.
-        const fresh = (f: string) => existsSync(f) && statSync(f).mtimeMs >= t0
-        const json = join(httpOut, "http.json")
-        const md = join(httpOut, "http.md")
-        extra.http = {
-          command: `node bench/http/run.ts ${args.join(" ")}`,
-          exitCode: code,
-          files: [json, md].filter(fresh).map((f) => relative(repoRoot, f)),
-          ...(fresh(json) ? { results: JSON.parse(readFileSync(json, "utf8")) as unknown } : {})
-        }
-        if (fresh(md)) extra.httpMarkdown = readFileSync(md, "utf8")
-        if (code !== 0) failed = true
-        if (!fresh(json) && !fresh(md)) skipped.http = `bench/http/run.ts exited with ${code} and wrote no results`
-      }
-    }
-
     const totalSeconds = (Date.now() - started) / 1000
-    const summary: Summary = {
-      meta: {
-        machine,
-        command: `node bench/run.ts ${process.argv
-          .slice(2)
-          .map((a) => (/\s/.test(a) ? `"${a}"` : a))
-          .join(" ")}`.trim(),
-        proxyEntry: opts.proxy === "dist" ? "node dist/cli.js" : "node src/cli.ts",
-        options: { ...opts, outDir: relative(repoRoot, opts.outDir) },
-        totalSeconds
-      },
-      scenarios,
-      summaries: Object.fromEntries(Object.entries(scenarios).map(([k, r]) => [k, summarize(r)])),
-      skipped,
-      targets: targets(scenarios.tcp, scenarios.mysql, scenarios.pg, scenarios.smtp),
-      extra
+    const why = unpublishable(opts, scenarios, skipped)
+    const meta = {
+      machine,
+      command: `node bench/run.ts ${process.argv
+        .slice(2)
+        .map((a) => (/\s/.test(a) ? `"${a}"` : a))
+        .join(" ")}`.trim(),
+      proxyEntry: opts.proxy === "dist" ? "node dist/cli.js" : "node src/cli.ts",
+      options: { ...opts, outDir: relative(repoRoot, opts.outDir) },
+      publishable: why.length === 0,
+      notPublishableBecause: why,
+      totalSeconds
     }
-    let md = renderMarkdown(summary, String(summary.meta.command))
-    if (typeof extra.httpMarkdown === "string") {
-      md += `\n## http (from bench/http/run.ts)\n\n${extra.httpMarkdown.replace(/^# .*\n/, "")}\n`
-    }
+    const md = renderMarkdown(meta, scenarios, skipped, why)
     const svg = renderSvg(
-      "polyproxy: throughput ratios",
-      `${machine.date.slice(0, 16).replace("T", " ")} UTC · ${machine.nproc} shared cores · ${String(summary.meta.command)}`,
-      chartPanels(scenarios.tcp, scenarios.mysql, scenarios.pg, scenarios.smtp)
+      `polyproxy: throughput ratios${why.length === 0 ? "" : " (NOT PUBLISHABLE)"}`,
+      `${machine.date.slice(0, 16).replace("T", " ")} UTC · ${machine.nproc} shared cores · ${meta.command}`,
+      chartPanels(scenarios)
     )
     mkdirSync(opts.outDir, { recursive: true })
     const stamp = `${machine.date.slice(0, 19).replaceAll(":", "-")}Z`
@@ -677,8 +399,8 @@ const main = async (): Promise<number> => {
       md: join(opts.outDir, "latest.md"),
       svg: join(opts.outDir, "latest.svg")
     }
-    const { httpMarkdown: _omit, ...extraForJson } = extra
-    const json = `${JSON.stringify({ ...summary, extra: extraForJson }, null, 2)}\n`
+    const summaries = Object.fromEntries(Object.entries(scenarios).map(([k, r]) => [k, summarize(r)]))
+    const json = `${JSON.stringify({ meta, scenarios, summaries, skipped, targets: targets(scenarios) }, null, 2)}\n`
     writeAtomically(files.dated, json)
     writeAtomically(files.json, json)
     writeAtomically(files.md, md)
@@ -690,45 +412,20 @@ const main = async (): Promise<number> => {
         .map((f) => relative(repoRoot, f))
         .join(", ")}`
     )
-
-    const anyFailed = Object.values(scenarios).some((r) => r.measurements.some((m) => m.error !== undefined))
+    if (why.length > 0) log(`NOT PUBLISHABLE: ${why.join("; ")}`)
     if (opts.smoke) {
-      const problems = smokeProblems(scenarios.tcp, opts.tcpVariants)
+      const problems = smokeProblems(scenarios, opts.only)
       for (const p of problems) log(`smoke: ${p}`)
       log(`smoke: ${problems.length === 0 ? "ok" : "FAILED"} in ${totalSeconds.toFixed(1)} s`)
-      if (totalSeconds > 30) log("smoke: warning: took longer than its 30 s budget")
       return problems.length === 0 ? 0 : 1
     }
-    return failed || anyFailed ? 1 : 0
+    const failed = Object.values(scenarios).some((r) => r.measurements.some((m) => m.error && !m.discarded))
+    return Object.keys(skipped).length > 0 || failed ? 1 : 0
   } finally {
     removeTempDir(dir)
     killEverything()
     clearTimeout(hardLimit)
   }
-}
-
-/** The smoke passes when every workload of every variant has a successful run with a rate (and CPU for proxies). */
-const smokeProblems = (tcp: ScenarioResult | undefined, variants: readonly string[]): string[] => {
-  if (tcp === undefined) return ["the tcp scenario produced nothing"]
-  const problems: string[] = []
-  for (const w of tcp.workloads) {
-    for (const v of variants) {
-      const runs = tcp.measurements.filter((m) => m.workload === w.id && m.variant === v)
-      const good = runs.filter((m) => m.error === undefined && m.rate !== undefined && m.rate > 0)
-      if (good.length === 0) {
-        problems.push(`${w.id} ${v}: no numbers (${runs.find((m) => m.error)?.error?.split("\n")[0] ?? "no run"})`)
-        continue
-      }
-      if (v !== "direct" && good.some((m) => m.proxyCpuSeconds === undefined || m.cpuPerUnit === undefined)) {
-        problems.push(`${w.id} ${v}: no CPU reading of the proxy process`)
-      }
-      if (w.kind === "latency" && good.some((m) => m.latencyUs === undefined || !(m.latencyUs.p50 > 0))) {
-        problems.push(`${w.id} ${v}: no latency percentiles`)
-      }
-    }
-  }
-  if (tcp.workloads.length === 0) problems.push("no workload ran")
-  return problems
 }
 
 main().then(

@@ -7,6 +7,8 @@ import { fileURLToPath } from "node:url"
 
 const dir = fileURLToPath(new URL("native/", import.meta.url))
 export const nativeBinDir = join(dir, "bin")
+/** What the native programs share (bench/native includes it too). */
+export const nativeCommonHeader = join(dir, "common.h")
 
 export interface NativeBinaries {
   readonly agent: string
@@ -42,25 +44,38 @@ const mtime = (file: string) => {
   }
 }
 
+export interface CProgram {
+  readonly name: string
+  /** Linker flags after the source, e.g. ["-lssl", "-lcrypto"]. */
+  readonly libs?: ReadonlyArray<string>
+}
+
 /**
- * Builds what is missing or stale. Returns the binaries, or a reason they are not there (no compiler, a compile
- * error): the caller falls back to the Node agent and backend, or stops.
+ * Compiles `srcDir/NAME.c` into `srcDir/bin/NAME` for every program that is missing or older than its source or one
+ * of `headers`. Returns the binaries by name, or a reason they are not there (no compiler, a compile error): the
+ * caller falls back to something else, or stops.
  */
-export const buildNative = (): NativeBinaries | { readonly reason: string } => {
+export const buildC = (
+  srcDir: string,
+  programs: ReadonlyArray<CProgram>,
+  headers: ReadonlyArray<string>
+):
+  | { readonly binaries: Readonly<Record<string, string>>; readonly built: ReadonlyArray<string> }
+  | { readonly reason: string } => {
   const cc = findCompiler()
-  const header = join(dir, "common.h")
   const built: Array<string> = []
-  const out: Record<string, string> = {}
-  for (const name of ["agent", "backend"]) {
-    const source = join(dir, `${name}.c`)
-    const binary = join(nativeBinDir, name)
-    out[name] = binary
-    if (mtime(binary) >= Math.max(mtime(source), mtime(header))) continue
+  const binaries: Record<string, string> = {}
+  const binDir = join(srcDir, "bin")
+  for (const { name, libs = [] } of programs) {
+    const source = join(srcDir, `${name}.c`)
+    const binary = join(binDir, name)
+    binaries[name] = binary
+    if (mtime(binary) >= Math.max(mtime(source), ...headers.map(mtime))) continue
     if (cc === undefined) return { reason: "no C compiler (cc, gcc or clang) on PATH" }
-    mkdirSync(nativeBinDir, { recursive: true })
+    mkdirSync(binDir, { recursive: true })
     // Into a temporary name, then renamed: a run never starts a half-written binary.
     const tmp = `${binary}.${process.pid}.tmp`
-    const args = ["-O2", "-Wall", "-Wextra", "-o", tmp, source]
+    const args = ["-O2", "-Wall", "-Wextra", "-o", tmp, source, ...libs]
     try {
       execFileSync(cc, args, { stdio: ["ignore", "pipe", "pipe"] })
       renameSync(tmp, binary)
@@ -71,5 +86,14 @@ export const buildNative = (): NativeBinaries | { readonly reason: string } => {
       return { reason: `${cc} failed on ${name}.c: ${stderr.split("\n").slice(0, 5).join(" | ")}` }
     }
   }
-  return { agent: out.agent!, backend: out.backend!, built }
+  return { binaries, built }
+}
+
+/**
+ * Builds what is missing or stale. Returns the binaries, or a reason they are not there (no compiler, a compile
+ * error): the caller falls back to the Node agent and backend, or stops.
+ */
+export const buildNative = (): NativeBinaries | { readonly reason: string } => {
+  const r = buildC(dir, [{ name: "agent" }, { name: "backend" }], [nativeCommonHeader])
+  return "reason" in r ? r : { agent: r.binaries.agent!, backend: r.binaries.backend!, built: r.built }
 }

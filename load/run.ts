@@ -23,7 +23,7 @@ import * as net from "node:net"
 import * as os from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
-import { type ChartSeries, lineChart } from "./chart.ts"
+import { memoryChart } from "./chart.ts"
 import { formatHeapDiff, type HeapGroup, heapDiff } from "./heapdiff.ts"
 import { buildNative, type NativeBinaries } from "./native.ts"
 import { childPids, killAll, onExit, sleep, spawnExec, spawnNode, stopChild } from "./procs.ts"
@@ -1039,57 +1039,7 @@ const main = async (): Promise<number> => {
     .replace(/\.\d+Z$/, "Z")
   const file = join(outDir, `${stamp}-${mode}-${N}`)
   writeFileSync(`${file}.json`, `${JSON.stringify(result, null, 2)}\n`)
-  const series: Array<ChartSeries> = [
-    {
-      name: "proxy RSS ÷ conns",
-      color: "#1f77b4",
-      points: results.map((r) => [r.connections, r.proxy.kbPerConnTotal] as const)
-    },
-    {
-      name: "proxy marginal RSS",
-      color: "#d62728",
-      points: results.map((r) => [r.connections, r.proxy.kbPerConnMarginal] as const)
-    },
-    {
-      name: "marginal, cold baseline",
-      color: "#ff9896",
-      dashed: true,
-      points: results.map((r) => [r.connections, r.proxy.kbPerConnMarginalCold] as const)
-    },
-    {
-      name: "proxy slope",
-      color: "#9467bd",
-      points: results.map((r) => [r.connections, r.proxy.kbPerConnSlope] as const)
-    },
-    {
-      name: "kernel (4 sockets)",
-      color: "#2ca02c",
-      points: results.map((r) => [r.connections, r.kernel.kbPerConn] as const)
-    },
-    {
-      name: `agents + backends (${agentKind === backendKind ? agentKind : `${agentKind}/${backendKind}`})`,
-      color: "#8c564b",
-      points: results.map((r) => [r.connections, r.agents.kbPerConn + r.backends.kbPerConn] as const)
-    },
-    {
-      name: `budget ${maxKbPerConn} KB`,
-      color: "#999",
-      dashed: true,
-      points: [
-        [0, maxKbPerConn],
-        [Math.max(N, 1), maxKbPerConn]
-      ]
-    }
-  ]
-  writeFileSync(
-    `${file}.svg`,
-    lineChart(
-      `polyproxy ${mode}, ${workers} worker(s): memory per held connection`,
-      "connections held",
-      "KB per connection",
-      series
-    )
-  )
+  writeFileSync(`${file}.svg`, memoryChart(result))
   log("")
   log(
     `load: proxy memory per connection at ${top?.connections ?? 0}: ${fmt(top?.proxy.kbPerConnTotal ?? 0)} KB total ` +

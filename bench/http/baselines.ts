@@ -2,10 +2,11 @@
 // plainest keep-alive reverse proxies (one worker / one thread, X-Forwarded-For added, pooled backend connections),
 // and the Node proxies of bench/http/proxies.ts. All are spawned through bench/support/process.ts, so they die with
 // the bench.
-import { type ChildProcess, spawn, spawnSync } from "node:child_process"
+import { type ChildProcess, spawn } from "node:child_process"
 import { mkdirSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { freePort } from "../../spec/support/backends/local.ts"
+import { portLine, startHelper } from "../support/children.ts"
 import { repoRoot } from "../support/polyproxy.ts"
 import { sleep, track, versionOf } from "../support/process.ts"
 
@@ -29,36 +30,13 @@ const stopper = (child: ChildProcess) => {
   }
 }
 
-/** Spawns a node script that prints {"port":N} on its first stdout line; its stdin is a pipe it exits with. */
-export const spawnNode = (
-  script: string,
-  args: ReadonlyArray<string>
-): Promise<{ child: ChildProcess; port: number }> =>
-  new Promise((resolve, reject) => {
-    const child = track(
-      spawn(process.execPath, [join(repoRoot, script), ...args], { cwd: repoRoot, stdio: ["pipe", "pipe", "pipe"] })
-    )
-    let out = ""
-    let err = ""
-    child.stderr?.on("data", (d: Buffer) => {
-      err = (err + d.toString()).slice(-8192)
-    })
-    child.stdout?.on("data", (d: Buffer) => {
-      out += d.toString()
-      const nl = out.indexOf("\n")
-      if (nl >= 0) {
-        try {
-          resolve({ child, port: (JSON.parse(out.slice(0, nl)) as { port: number }).port })
-        } catch (e) {
-          reject(e)
-        }
-      }
-    })
-    child.once("exit", (code) => reject(new Error(`${script} ${args.join(" ")} exited (${code}): ${err}`)))
-  })
-
 export const startNodeProxy = async (kind: string, targetPort: number): Promise<Running> => {
-  const { child, port } = await spawnNode("bench/http/proxies.ts", [kind, String(targetPort)])
+  const helper = await startHelper(
+    `node proxy ${kind}`,
+    process.execPath,
+    [join(repoRoot, "bench", "http", "proxies.ts"), kind, String(targetPort)],
+    portLine
+  )
   const pkg =
     kind === "http-proxy"
       ? "http-proxy"
@@ -73,7 +51,7 @@ export const startNodeProxy = async (kind: string, targetPort: number): Promise<
     const require = createRequire(join(repoRoot, "package.json"))
     version = `${pkg} ${(require(`${pkg}/package.json`) as { version: string }).version}, ${version}`
   }
-  return { pid: child.pid!, port, version, config: undefined, stop: stopper(child) }
+  return { pid: helper.pid, port: helper.info, version, config: undefined, stop: async () => helper.stop() }
 }
 
 const waitReady = async (
@@ -107,9 +85,58 @@ const spawnLogged = (file: string, args: ReadonlyArray<string>, cwd: string) => 
   return { child, tail: () => log }
 }
 
-const nginxVersion = (): string => {
-  const r = spawnSync("nginx", ["-v"], { encoding: "utf8" })
-  return `${r.stdout ?? ""}${r.stderr ?? ""}`.trim().split("\n")[0] || "unknown"
+/**
+ * The HTTP origin: nginx, master + 1 worker, answering every request with `return 200` and a body of `bodyBytes`
+ * bytes (keep-alive, no access log). A C server, so the origin is not what limits a proxy's rate.
+ */
+export const startNginxOrigin = async (
+  dir: string,
+  bodyBytes: number,
+  ready: (port: number) => Promise<void>
+): Promise<Running> => {
+  mkdirSync(join(dir, "tmp"), { recursive: true })
+  const port = await freePort()
+  const config = [
+    ...nginxHead(dir),
+    "  default_type text/plain;",
+    "  server {",
+    `    listen 127.0.0.1:${port} backlog=4096;`,
+    "    keepalive_requests 1000000;",
+    `    location / { return 200 "${"x".repeat(bodyBytes)}"; }`,
+    "  }",
+    "}",
+    ""
+  ].join("\n")
+  return runNginx(dir, port, config, ready)
+}
+
+/** Writes `config` into `dir` and runs nginx on it in the foreground until `ready` succeeds on `port`. */
+const runNginx = async (
+  dir: string,
+  port: number,
+  config: string,
+  ready: (port: number) => Promise<void>
+): Promise<Running> => {
+  const configFile = join(dir, "nginx.conf")
+  writeFileSync(configFile, config)
+  const { child, tail } = spawnLogged("nginx", ["-p", dir, "-c", configFile, "-e", join(dir, "error.log")], dir)
+  await waitReady(child, port, ready, tail)
+  return { pid: child.pid!, port, version: versionOf("nginx", ["-v"]), config, stop: stopper(child) }
+}
+
+/** nginx.conf up to and with `http {`: 1 worker in the foreground, files in `dir`, no access log. */
+const nginxHead = (dir: string): string[] => {
+  const tmp = join(dir, "tmp")
+  return [
+    "daemon off;",
+    "worker_processes 1;",
+    `pid ${join(dir, "nginx.pid")};`,
+    `error_log ${join(dir, "error.log")} warn;`,
+    "events { worker_connections 8000; }",
+    "http {",
+    "  access_log off;",
+    ...["client_body", "proxy", "fastcgi", "uwsgi", "scgi"].map((t) => `  ${t}_temp_path ${tmp}/${t};`)
+  ]
 }
 
 /** nginx: master + 1 worker, upstream keepalive, HTTP/1.1 to the origin, the forwarding fields polyproxy adds. */
@@ -120,16 +147,8 @@ export const startNginx = async (
 ): Promise<Running> => {
   mkdirSync(join(dir, "tmp"), { recursive: true })
   const port = await freePort()
-  const tmp = join(dir, "tmp")
   const config = [
-    "daemon off;",
-    "worker_processes 1;",
-    `pid ${join(dir, "nginx.pid")};`,
-    `error_log ${join(dir, "error.log")} warn;`,
-    "events { worker_connections 8000; }",
-    "http {",
-    "  access_log off;",
-    ...["client_body", "proxy", "fastcgi", "uwsgi", "scgi"].map((t) => `  ${t}_temp_path ${tmp}/${t};`),
+    ...nginxHead(dir),
     `  upstream origin { server 127.0.0.1:${originPort}; keepalive 256; keepalive_requests 1000000; }`,
     "  server {",
     `    listen 127.0.0.1:${port} backlog=4096;`,
@@ -147,11 +166,7 @@ export const startNginx = async (
     "}",
     ""
   ].join("\n")
-  const configFile = join(dir, "nginx.conf")
-  writeFileSync(configFile, config)
-  const { child, tail } = spawnLogged("nginx", ["-p", dir, "-c", configFile, "-e", join(dir, "error.log")], dir)
-  await waitReady(child, port, ready, tail)
-  return { pid: child.pid!, port, version: nginxVersion(), config, stop: stopper(child) }
+  return runNginx(dir, port, config, ready)
 }
 
 /** HAProxy in the foreground, one thread, `mode http`, keep-alive both sides, connection reuse, X-Forwarded-For. */

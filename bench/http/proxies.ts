@@ -145,7 +145,8 @@ switch (kind) {
 }
 
 const quit = () => process.exit(0)
-if (fstatSync(0).isFIFO()) {
+const stdin = fstatSync(0)
+if (stdin.isFIFO() || stdin.isSocket()) {
   process.stdin.on("end", quit)
   process.stdin.on("close", quit)
   process.stdin.resume()

@@ -63,6 +63,6 @@ await measure("RoutingCache.get through Effect.runPromise", 200_000, (done) => {
 // ns per lookup = CPU s per 1e9 lookups, so CPU s per 1k requests = ns / 1e6.
 process.stdout.write(
   `\nPer 1k requests: ${(viaFork / 1e6).toFixed(5)} CPU s through Effect, ${(viaMemo / 1e6).toFixed(5)} through the memo ` +
-    "(compare with the listener's whole cost per 1k requests in bench/results/http.md).\n"
+    "(compare with the listener's whole cost per 1k requests in bench/results/latest.md, http scenario).\n"
 )
 await Effect.runPromise(Scope.close(scope, Exit.void))

@@ -10,15 +10,16 @@ import { firstBytes } from "../support/children.ts"
 import {
   interleave,
   type Measurement,
+  type NoisePolicy,
   type ScenarioResult,
   sampleCpu,
   type Workload,
   windowCpu
 } from "../support/interleave.ts"
 import type { Polyproxy, ProxyEntry } from "../support/polyproxy.ts"
-import { runBounded, sleep, versionOf } from "../support/process.ts"
-import { startProxyVariant } from "../support/proxies.ts"
-import { childAlive, directVariant, processVariant, type Variant as VariantOf } from "../support/variant.ts"
+import { reapedChildrenCpu, runBounded, sleep, versionOf } from "../support/process.ts"
+import { startPolyproxyVariant } from "../support/proxies.ts"
+import { directVariant, processVariant, type Variant as VariantOf } from "../support/variant.ts"
 
 export const MYSQL_VARIANTS = ["direct", "polyproxy", "haproxy"] as const
 export type MysqlVariantName = (typeof MYSQL_VARIANTS)[number]
@@ -34,6 +35,7 @@ export interface MysqlOptions {
   readonly clients: readonly number[]
   readonly variants: readonly MysqlVariantName[]
   readonly cpuProfDir?: string | undefined
+  readonly noise: NoisePolicy
   readonly log: (line: string) => void
 }
 
@@ -147,35 +149,23 @@ export const runMysqlScenario = async (opts: MysqlOptions): Promise<ScenarioResu
         if (name === "direct") {
           variants.push(directVariant(name, server.port, `${version}, no proxy`))
         } else if (name === "polyproxy") {
-          const { proxy, port } = await startProxyVariant({
+          const { proxy, variant } = await startPolyproxyVariant({
+            name,
             entry: opts.entry,
-            dir: join(opts.dir, "polyproxy-mysql"),
-            cpuProfDir: opts.cpuProfDir === undefined ? undefined : join(opts.cpuProfDir, "polyproxy-mysql"),
-            config: (port) => ({
-              workers: 1,
-              admin: false,
-              // mysqlslap logs in without a database and then sends COM_INIT_DB (USE appdb), so the handshake has
-              // no routing key: defaultRoute sends such clients to appdb. Auth switch and relay are the same.
-              listeners: { mysql: { host: "127.0.0.1", port, defaultRoute: DATABASE } },
-              routes: { [DATABASE]: `127.0.0.1:${server.port}` },
-              ssrf: { allow: ["127.0.0.0/8"] },
-              timeouts: { idle: 0 },
-              log: { level: "warn", connections: false }
-            }),
-            ready: login
+            dir: opts.dir,
+            cpuProfDir: opts.cpuProfDir,
+            // mysqlslap logs in without a database and then sends COM_INIT_DB (USE appdb), so the handshake has
+            // no routing key: defaultRoute sends such clients to appdb. Auth switch and relay are the same.
+            listener: (port) => ({ mysql: { host: "127.0.0.1", port, defaultRoute: DATABASE } }),
+            routes: { [DATABASE]: `127.0.0.1:${server.port}` },
+            ready: login,
+            label: "polyproxy mysql",
+            what:
+              "`mysql` listener, `defaultRoute: appdb` (mysqlslap names no database in its handshake; it sends " +
+              "`USE appdb` after login), auth switch carrying the backend's scramble"
           })
           proxies.push(proxy)
-          variants.push(
-            processVariant(
-              name,
-              port,
-              { pid: proxy.pid, alive: childAlive(proxy.child) },
-              "polyproxy mysql",
-              "`mysql` listener, `defaultRoute: appdb` (mysqlslap names no database in its handshake; it sends " +
-                "`USE appdb` after login), auth switch carrying the backend's scramble, `workers: 1`, log level warn, " +
-                "connection log off"
-            )
-          )
+          variants.push(variant)
         } else {
           const b = await startHaproxy({ dir: join(opts.dir, "haproxy-mysql"), backendPort: server.port, ready: login })
           baselines.push(b)
@@ -213,6 +203,7 @@ export const runMysqlScenario = async (opts: MysqlOptions): Promise<ScenarioResu
           workload,
           variants,
           rounds: opts.rounds,
+          noise: opts.noise,
           log: (line) => log(`mysql ${line}`),
           measure: async (variant, round, position) => {
             if (!variant.alive()) throw new Error(`${variant.name} is not running any more`)
@@ -220,8 +211,10 @@ export const runMysqlScenario = async (opts: MysqlOptions): Promise<ScenarioResu
             if (n === undefined) throw new Error("no calibration (warm-up failed)")
             const args = slap.args(variant.port, kind, clients, n)
             const before = sampleCpu(variant.pids, undefined)
+            const generator = reapedChildrenCpu()
             const r = await slap.run(args, (opts.duration * 10 + 60) * 1000)
             const after = sampleCpu(variant.pids, undefined)
+            const loadgenCpuSeconds = reapedChildrenCpu() - generator
             const w = windowCpu(before, after)
             await sleep(100)
             return {
@@ -234,6 +227,7 @@ export const runMysqlScenario = async (opts: MysqlOptions): Promise<ScenarioResu
               seconds: r.seconds,
               proxyCpuSeconds: w.proxyCpuSeconds,
               cpuPerUnit: w.proxyCpuSeconds === undefined ? undefined : (w.proxyCpuSeconds * 1000) / n,
+              loadgenCpuSeconds,
               machineBusy: w.machineBusy,
               foreignCpuSeconds: w.foreignCpuSeconds,
               foreignShare: w.foreignShare

@@ -12,6 +12,7 @@ import {
   cpuFields,
   interleave,
   type Measurement,
+  type NoisePolicy,
   type ScenarioResult,
   sampleCpu,
   type Workload,
@@ -45,6 +46,7 @@ export interface SmtpOptions {
   readonly variants: readonly SmtpVariantName[]
   readonly cpuProfDir?: string | undefined
   readonly lifetimeSeconds: number
+  readonly noise: NoisePolicy
   readonly log: (line: string) => void
 }
 
@@ -299,6 +301,7 @@ export const runSmtpScenario = async (opts: SmtpOptions): Promise<ScenarioResult
           workload,
           variants,
           rounds: opts.rounds,
+          noise: opts.noise,
           log: (line) => log(`smtp ${line}`),
           measure: async (variant, round, position) => {
             const m = await measureOnce(size, connections, variant, sink, opts)

@@ -1,7 +1,7 @@
 // The TCP baselines the runner compares polyproxy with: HAProxy (`mode tcp`) and nginx (`stream` proxy), each a
 // foreground child on a free port of 127.0.0.1 forwarding to one backend, configured as the plainest equivalent of
 // polyproxy's generic `tcp` listener. Both are spawned through process.ts, so they die with the bench.
-import { type ChildProcess, spawn, spawnSync } from "node:child_process"
+import { type ChildProcess, spawn } from "node:child_process"
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { freePort } from "../../spec/support/backends/local.ts"
@@ -150,12 +150,6 @@ export const startHaproxy = (opts: BaselineOptions & { readonly threads?: number
     versionOf("haproxy", ["-v"])
   )
 
-/** `nginx -v` prints on stderr. */
-const nginxVersion = (): string => {
-  const r = spawnSync("nginx", ["-v"], { encoding: "utf8" })
-  return `${r.stdout ?? ""}${r.stderr ?? ""}`.trim().split("\n")[0] || "unknown"
-}
-
 const nginxStreamModule = "/usr/lib/nginx/modules/ngx_stream_module.so"
 
 /**
@@ -193,6 +187,40 @@ export const startNginxStream = (opts: BaselineOptions): Promise<Baseline> => {
         configFile
       }
     },
-    nginxVersion()
+    versionOf("nginx", ["-v"])
   )
 }
+
+/**
+ * HAProxy routing TLS by the ClientHello's server name (`req.ssl_sni`, passthrough, 1 thread): what polyproxy's
+ * `route: sni` does. `routes` maps each server name to its origin's port (opts.backendPort is not used).
+ */
+export const startHaproxySni = (
+  opts: BaselineOptions & { readonly routes: ReadonlyArray<readonly [string, number]> }
+): Promise<Baseline> =>
+  startOn(
+    "haproxy",
+    opts,
+    (port) => {
+      const config = [
+        "global",
+        "  nbthread 1",
+        "  maxconn 5000",
+        "defaults",
+        "  mode tcp",
+        "  timeout connect 5s",
+        "  timeout client 30s",
+        "  timeout server 30s",
+        "frontend sni",
+        `  bind 127.0.0.1:${port}`,
+        "  tcp-request inspect-delay 5s",
+        "  tcp-request content accept if { req.ssl_hello_type 1 }",
+        ...opts.routes.map(([name], i) => `  use_backend origin${i} if { req.ssl_sni -i ${name} }`),
+        ...opts.routes.flatMap(([, origin], i) => [`backend origin${i}`, `  server o${i} 127.0.0.1:${origin}`]),
+        ""
+      ].join("\n")
+      const configFile = join(opts.dir, "haproxy.cfg")
+      return { file: "haproxy", args: ["-db", "-f", configFile], config, configFile }
+    },
+    versionOf("haproxy", ["-v"])
+  )

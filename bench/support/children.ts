@@ -1,4 +1,4 @@
-// Small helpers for the runner's own Node children (echo backend, load generator) and for reaching a TCP port.
+// The runner's helper children (load generators, backends, origins, the minimal Node relay) and TCP readiness probes.
 import { type ChildProcess, spawn } from "node:child_process"
 import * as net from "node:net"
 import { join } from "node:path"
@@ -12,22 +12,18 @@ export const helperEnv = (): NodeJS.ProcessEnv => {
   return env
 }
 
+export interface LineChild {
+  readonly child: ChildProcess
+  readonly stderr: () => string
+  readonly exited: Promise<number | null>
+}
+
 /**
- * Spawns `node bench/<script> args` with a pipe on stdin (the child exits when it closes) and calls `onLine` for
- * every line it prints on stdout.
+ * Spawns `file args` with a pipe on stdin (the child exits when it closes: every helper here does) and calls
+ * `onLine` for every line it prints on stdout.
  */
-export const spawnNodeScript = (
-  script: string,
-  args: readonly string[],
-  onLine: (line: string) => void
-): { child: ChildProcess; stderr: () => string; exited: Promise<number | null> } => {
-  const child = track(
-    spawn(process.execPath, [join(repoRoot, "bench", script), ...args], {
-      cwd: repoRoot,
-      env: helperEnv(),
-      stdio: ["pipe", "pipe", "pipe"]
-    })
-  )
+export const spawnLines = (file: string, args: readonly string[], onLine: (line: string) => void): LineChild => {
+  const child = track(spawn(file, args, { cwd: repoRoot, env: helperEnv(), stdio: ["pipe", "pipe", "pipe"] }))
   let buffered = ""
   let stderr = ""
   child.stdout?.setEncoding("utf8").on("data", (s: string) => {
@@ -51,6 +47,73 @@ export const spawnNodeScript = (
   })
   return { child, stderr: () => stderr.trim(), exited }
 }
+
+/** `node bench/<script> args`, as spawnLines. */
+export const spawnNodeScript = (script: string, args: readonly string[], onLine: (line: string) => void): LineChild =>
+  spawnLines(process.execPath, [join(repoRoot, "bench", script), ...args], onLine)
+
+export interface ReadyChild<A> {
+  readonly pid: number
+  /** What `ready` read from its output. */
+  readonly info: A
+  readonly alive: () => boolean
+  readonly stop: () => void
+}
+
+/**
+ * A server helper (echo backend, TLS origins, relay, Node proxies): spawned as spawnLines, ready once `ready` finds
+ * what it needs (its port) in a line of its output; fails when it exits first or takes more than 10 s.
+ */
+export const startHelper = async <A>(
+  name: string,
+  file: string,
+  args: readonly string[],
+  ready: (line: string) => A | undefined
+): Promise<ReadyChild<A>> => {
+  let found: (a: A) => void = () => {}
+  const gotIt = new Promise<A>((resolve) => {
+    found = resolve
+  })
+  const c = spawnLines(file, args, (line) => {
+    try {
+      const a = ready(line)
+      if (a !== undefined) found(a)
+    } catch {}
+  })
+  let timer: NodeJS.Timeout | undefined
+  try {
+    const info = await Promise.race([
+      gotIt,
+      c.exited.then((code) => Promise.reject(new Error(`${name} exited (${code}): ${c.stderr()}`))),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`${name} did not start within 10 s: ${c.stderr()}`)), 10_000)
+      })
+    ])
+    return {
+      pid: c.child.pid!,
+      info,
+      alive: () => c.child.exitCode === null && c.child.signalCode === null,
+      stop: () => c.child.kill("SIGTERM")
+    }
+  } catch (error) {
+    c.child.kill("SIGKILL")
+    throw error
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+/** The first line's {"port":N}: what the Node helpers print once listening. */
+export const portLine = (line: string): number | undefined => (JSON.parse(line) as { port?: number }).port
+
+/** The minimal Node relay (bench/support/relay.ts) in front of `targetPort`. */
+export const startNodeRelay = (targetPort: number): Promise<ReadyChild<number>> =>
+  startHelper(
+    "node relay",
+    process.execPath,
+    [join(repoRoot, "bench", "support", "relay.ts"), String(targetPort)],
+    portLine
+  )
 
 /** Connects, sends `size` bytes, waits for as many back (an echo through whatever is on `port`), closes. */
 export const echoRoundTrip = (port: number, size = 64, timeoutMs = 2_000): Promise<void> =>

@@ -69,7 +69,27 @@ export interface Measurement {
   readonly foreignCpuSeconds?: number
   readonly foreignShare?: number
   readonly error?: string
+  /**
+   * Set on every run of a round that the noise rule threw away (some run of it saw other processes above the limit):
+   * kept in the results to show what happened, never summarized.
+   */
+  readonly discarded?: string
+  /** A run above the noise limit kept anyway (`--dev`, `--smoke`): never publishable. */
+  readonly noisy?: boolean
 }
+
+/**
+ * The noise rule: a round in which any run saw other processes use more than `limit` of the machine is discarded and
+ * run again, at most `retries` times per round. `keep` (development runs, the smoke) keeps such rounds instead and
+ * marks their runs noisy.
+ */
+export interface NoisePolicy {
+  readonly limit: number
+  readonly retries: number
+  readonly keep: boolean
+}
+
+export const NOISE_LIMIT = 0.1
 
 export interface ScenarioResult {
   readonly scenario: string
@@ -142,31 +162,56 @@ export const rotation = <T>(variants: readonly T[], round: number): T[] =>
 
 /**
  * Runs `measure` for every variant, `rounds` times, in rotating order; a failed run is recorded with its error and
- * the others go on (the caller decides whether a failure is fatal).
+ * the others go on (the caller decides whether a failure is fatal). The noise rule applies per round: a noisy round
+ * is rerun (its runs stay in the output, marked discarded) until it is quiet or its retries are spent.
  */
 export const interleave = async <V extends { readonly name: string }>(opts: {
   readonly workload: Workload
   readonly variants: readonly V[]
   readonly rounds: number
+  readonly noise: NoisePolicy
   readonly measure: (variant: V, round: number, position: number) => Promise<Omit<Measurement, "workload">>
   readonly log: (line: string) => void
 }): Promise<Measurement[]> => {
   const out: Measurement[] = []
   const total = opts.rounds * opts.variants.length
-  let index = 0
   for (let round = 1; round <= opts.rounds; round++) {
-    for (const [position, variant] of rotation(opts.variants, round - 1).entries()) {
-      index++
-      const label = `${opts.workload.id} [${index}/${total}] round ${round} ${variant.name}`
-      try {
-        const m: Measurement = { workload: opts.workload.id, ...(await opts.measure(variant, round, position)) }
-        out.push(m)
-        opts.log(`${label}: ${describe(opts.workload, m)}`)
-      } catch (error) {
-        const message = (error as Error).message
-        out.push({ workload: opts.workload.id, variant: variant.name, round, position, error: message })
-        opts.log(`${label}: FAILED: ${message.split("\n")[0]}`)
+    for (let attempt = 0; ; attempt++) {
+      const runs: Measurement[] = []
+      for (const [position, variant] of rotation(opts.variants, round - 1).entries()) {
+        const index = (round - 1) * opts.variants.length + position + 1
+        const label =
+          `${opts.workload.id} [${index}/${total}] round ${round}${attempt > 0 ? ` (rerun ${attempt})` : ""} ` +
+          variant.name
+        try {
+          const m: Measurement = { workload: opts.workload.id, ...(await opts.measure(variant, round, position)) }
+          runs.push(m)
+          opts.log(`${label}: ${describe(opts.workload, m)}`)
+        } catch (error) {
+          const message = (error as Error).message
+          runs.push({ workload: opts.workload.id, variant: variant.name, round, position, error: message })
+          opts.log(`${label}: FAILED: ${message.split("\n")[0]}`)
+        }
       }
+      const worst = Math.max(0, ...runs.map((m) => m.foreignShare ?? 0))
+      if (worst <= opts.noise.limit) {
+        out.push(...runs)
+        break
+      }
+      const why = `other processes used ${(worst * 100).toFixed(0)} % of the machine (limit ${opts.noise.limit * 100} %)`
+      if (opts.noise.keep) {
+        out.push(...runs.map((m) => ((m.foreignShare ?? 0) > opts.noise.limit ? { ...m, noisy: true } : m)))
+        opts.log(`${opts.workload.id} round ${round}: noisy (${why}), kept: not publishable`)
+        break
+      }
+      out.push(...runs.map((m) => ({ ...m, discarded: `attempt ${attempt + 1}: ${why}` })))
+      if (attempt >= opts.noise.retries) {
+        opts.log(`${opts.workload.id} round ${round}: discarded (${why}); no retries left, the round is lost`)
+        break
+      }
+      opts.log(`${opts.workload.id} round ${round}: discarded (${why}), running it again`)
+      // Give a neighbour's burst a moment to pass before the rerun.
+      await new Promise((resolve) => setTimeout(resolve, 2_000))
     }
   }
   return out

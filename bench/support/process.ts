@@ -1,6 +1,6 @@
 // Process plumbing shared by the benchmarks: bounded child processes that die with the bench, CPU accounting from
 // /proc, and a description of the machine for the results. Servers themselves come from spec/support/backends.
-import { type ChildProcess, execFileSync, spawn } from "node:child_process"
+import { type ChildProcess, execFileSync, spawn, spawnSync } from "node:child_process"
 import { readdirSync, readFileSync } from "node:fs"
 import { cpus } from "node:os"
 
@@ -122,6 +122,15 @@ export const cpuSeconds = (pid: number | undefined): number | undefined => {
   return (utime + stime) / clockTicks()
 }
 
+/**
+ * CPU seconds of this process's children that have exited and been reaped (its own cutime + cstime): around one
+ * run of a C generator that is its whole CPU time (threads included), read without wrapping it in anything.
+ */
+export const reapedChildrenCpu = (): number => {
+  const f = statFields(process.pid)
+  return f === undefined ? 0 : (Number(f[13]) + Number(f[14])) / clockTicks()
+}
+
 const statFields = (pid: number | string): string[] | undefined => {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, "utf8")
@@ -222,15 +231,11 @@ export const machineInfo = (): MachineInfo => {
   }
 }
 
-/** First line of `file --version`, or "unknown". */
+/** First line `file --version` prints (on stdout, else stderr: nginx; whatever its exit code: wrk), or "unknown". */
 export const versionOf = (file: string, args: readonly string[] = ["--version"]): string => {
-  try {
-    return execFileSync(file, args, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] })
-      .split("\n")[0]!
-      .trim()
-  } catch {
-    return "unknown"
-  }
+  const r = spawnSync(file, args, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], timeout: 10_000 })
+  if (r.error !== undefined) return "unknown"
+  return (r.stdout.trim() || r.stderr.trim()).split("\n")[0]!.trim() || "unknown"
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))

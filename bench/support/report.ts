@@ -1,5 +1,5 @@
-// Summaries of interleaved runs (median, min–max, ratios paired by round) and their renderings: the markdown tables
-// of bench/results/latest.md and the hand-written SVG chart of the ratios (bench/results/latest.svg).
+// Summaries of interleaved runs (median, min–max, ratios paired by round, the headroom check) and the markdown tables
+// of bench/results/latest.md. The chart is bench/support/chart.ts.
 import type { Measurement, ScenarioResult, Workload } from "./interleave.ts"
 
 export const median = (xs: readonly number[]): number | undefined => {
@@ -26,11 +26,20 @@ export interface VariantSummary {
   readonly variant: string
   readonly rate?: Spread | undefined
   readonly cpuPerUnit?: Spread | undefined
+  /** The load generator's own CPU seconds per workload.cpuPer ops (or bytes). */
+  readonly loadgenCpuPerUnit?: Spread | undefined
   readonly p50?: Spread | undefined
   readonly p99?: Spread | undefined
   /** Variant ÷ reference, one ratio per round (both measured in that round), then median and min–max. */
   readonly vsReference?: Spread | undefined
   readonly vsCompare?: Spread | undefined
+  /**
+   * Generator- or origin-bound: in some round its rate came within HEADROOM of the reference's (the generator against
+   * the bare backend in the same round). Its ratios say how fast the generator is, not the proxy.
+   */
+  readonly bound: boolean
+  /** vsCompare is not a result: this variant or the one it is compared with is bound. */
+  readonly compareBound: boolean
   /** Latency workloads: variant − reference per round, µs. */
   readonly addedP50?: Spread | undefined
   readonly addedP99?: Spread | undefined
@@ -43,17 +52,20 @@ export interface WorkloadSummary {
   readonly variants: readonly VariantSummary[]
 }
 
-const ok = (m: Measurement) => m.error === undefined
+/** A variant at or above this share of direct's rate in a round is bound by the generator or the origin. */
+export const HEADROOM = 0.85
+
+const ok = (m: Measurement) => m.error === undefined && m.discarded === undefined
 
 /** Pairs each round's value of `a` with the same round's value of `b`. */
-const paired = (
+const pairs = (
   runs: readonly Measurement[],
   a: string,
   b: string,
   value: (m: Measurement) => number | undefined,
   combine: (x: number, y: number) => number
-): Spread | undefined => {
-  if (a === b) return undefined
+): number[] => {
+  if (a === b) return []
   const out: number[] = []
   for (const ma of runs.filter((m) => m.variant === a && ok(m))) {
     const mb = runs.find((m) => m.variant === b && m.round === ma.round && ok(m))
@@ -61,29 +73,66 @@ const paired = (
     const y = mb === undefined ? undefined : value(mb)
     if (x !== undefined && y !== undefined && y !== 0) out.push(combine(x, y))
   }
-  return spread(out)
+  return out
 }
+
+const paired = (...args: Parameters<typeof pairs>): Spread | undefined => spread(pairs(...args))
+
+/** `value(a) ÷ value(b)` paired by round over one workload's kept runs (e.g. CPU per op against a baseline's). */
+export const pairedRatio = (
+  result: ScenarioResult,
+  workload: string,
+  a: string,
+  b: string,
+  value: (m: Measurement) => number | undefined
+): Spread | undefined =>
+  paired(
+    result.measurements.filter((m) => m.workload === workload && m.discarded === undefined),
+    a,
+    b,
+    value,
+    (x, y) => x / y
+  )
+
+/** Measurements the summaries count: neither failed nor thrown away by the noise rule. */
+export const keptRuns = (result: ScenarioResult): Measurement[] => result.measurements.filter(ok)
 
 export const summarize = (result: ScenarioResult): WorkloadSummary[] =>
   result.workloads.map((workload) => {
-    const runs = result.measurements.filter((m) => m.workload === workload.id)
+    const runs = result.measurements.filter((m) => m.workload === workload.id && m.discarded === undefined)
     const present = result.variants.filter((v) => runs.some((m) => m.variant === v.name))
+    const rate = (m: Measurement) => m.rate
+    const ratio = (x: number, y: number) => x / y
+    const minus = (x: number, y: number) => x - y
+    // The headroom check needs the bare backend as the reference, and a throughput (not 1-connection latency).
+    const isBound = (name: string) =>
+      workload.kind === "rate" &&
+      result.reference === "direct" &&
+      pairs(runs, name, result.reference, rate, ratio).some((r) => r >= HEADROOM)
     return {
       workload,
       variants: present.map((v): VariantSummary => {
         const mine = runs.filter((m) => m.variant === v.name)
         const good = mine.filter(ok)
-        const rate = (m: Measurement) => m.rate
-        const ratio = (x: number, y: number) => x / y
-        const minus = (x: number, y: number) => x - y
+        const amount = (m: Measurement) => (workload.cpuPer >= 1e6 ? m.bytes : m.ops)
+        const bound = isBound(v.name)
         return {
           variant: v.name,
           rate: spread(good.map(rate)),
           cpuPerUnit: spread(good.map((m) => m.cpuPerUnit)),
+          loadgenCpuPerUnit: spread(
+            good.map((m) =>
+              m.loadgenCpuSeconds === undefined || !amount(m)
+                ? undefined
+                : (m.loadgenCpuSeconds * workload.cpuPer) / amount(m)!
+            )
+          ),
           p50: spread(good.map((m) => m.latencyUs?.p50)),
           p99: spread(good.map((m) => m.latencyUs?.p99)),
           vsReference: paired(runs, v.name, result.reference, rate, ratio),
           vsCompare: result.compareTo ? paired(runs, v.name, result.compareTo, rate, ratio) : undefined,
+          bound,
+          compareBound: result.compareTo !== undefined && (bound || isBound(result.compareTo)),
           addedP50: paired(runs, v.name, result.reference, (m) => m.latencyUs?.p50, minus),
           addedP99: paired(runs, v.name, result.reference, (m) => m.latencyUs?.p99, minus),
           failedRuns: mine.length - good.length,
@@ -120,8 +169,26 @@ const usText = (s: Spread | undefined) => (s === undefined ? "–" : s.median.to
 const signedUs = (s: Spread | undefined) =>
   s === undefined ? "–" : `${s.median >= 0 ? "+" : ""}${s.median.toFixed(1)}`
 
-/** Other processes above this share of the machine during a run: the run is listed as noisy. */
-export const NOISY_SHARE = 0.05
+/** "bound (0.91×)": the ratio to direct of a bound variant, shown as evidence, never as a result. */
+const referenceText = (v: VariantSummary) =>
+  v.bound ? `bound (${v.vsReference?.median.toFixed(2) ?? "?"}×)` : ratioText(v.vsReference)
+export const compareText = (v: VariantSummary) => (v.compareBound ? "bound" : ratioText(v.vsCompare))
+
+/** What the headroom check and the noise rule did in this scenario, for the lines under its tables. */
+export const scenarioChecks = (result: ScenarioResult) => {
+  const bound = summarize(result).flatMap((s) =>
+    s.variants.filter((v) => v.bound).map((v) => ({ workload: s.workload.id, variant: v.variant }))
+  )
+  const round = (m: Measurement) => `${m.workload} round ${m.round}`
+  const discarded = result.measurements.filter((m) => m.discarded !== undefined)
+  // A round is lost when every attempt at it was discarded; each discarded attempt is one rerun asked for.
+  const lost = [...new Set(discarded.map(round))].filter(
+    (r) => !result.measurements.some((m) => round(m) === r && m.discarded === undefined)
+  )
+  const reruns = new Set(discarded.map((m) => `${round(m)} ${m.discarded}`)).size
+  const noisy = result.measurements.filter((m) => m.noisy)
+  return { bound, reruns, lost, noisy }
+}
 
 export const renderScenario = (result: ScenarioResult): string[] => {
   const label = (name: string) => result.variants.find((v) => v.name === name)?.label ?? name
@@ -130,19 +197,20 @@ export const renderScenario = (result: ScenarioResult): string[] => {
   const lines: string[] = [`## ${result.title}`, ""]
   const summaries = summarize(result)
   const rates = summaries.filter((s) => s.workload.kind === "rate")
+  const cpu = (s: Spread | undefined, w: Workload) => (s ? `${cpuText(s)} ${w.cpuUnit}` : "–")
   if (rates.length > 0) {
     lines.push(
-      `| workload | variant | median | min–max | ÷ ${ref} | ${cmp ? `÷ ${cmp} | ` : ""}proxy CPU (median) |`,
-      `|---|---|--:|--:|--:|${cmp ? "--:|" : ""}--:|`
+      `| workload | variant | median | min–max | ÷ ${ref} | ${cmp ? `÷ ${cmp} | ` : ""}proxy CPU (median) | generator CPU |`,
+      `|---|---|--:|--:|--:|${cmp ? "--:|" : ""}--:|--:|`
     )
     for (const s of rates) {
       for (const v of s.variants) {
         const w = s.workload
         lines.push(
           `| ${w.label} (${w.unit}) | ${label(v.variant)} | ${rateText(v.rate, w)} | ${rangeText(v.rate, w)} | ` +
-            `${v.variant === result.reference ? "1" : ratioText(v.vsReference)} | ` +
-            (cmp ? `${v.variant === result.compareTo ? "1" : ratioText(v.vsCompare)} | ` : "") +
-            `${v.cpuPerUnit ? `${cpuText(v.cpuPerUnit)} ${w.cpuUnit}` : "–"} |`
+            `${v.variant === result.reference ? "1" : referenceText(v)} | ` +
+            (cmp ? `${v.variant === result.compareTo ? (v.bound ? "bound" : "1") : compareText(v)} | ` : "") +
+            `${cpu(v.cpuPerUnit, w)} | ${cpu(v.loadgenCpuPerUnit, w)} |`
         )
       }
     }
@@ -160,29 +228,34 @@ export const renderScenario = (result: ScenarioResult): string[] => {
       const isRef = v.variant === result.reference
       lines.push(
         `| ${label(v.variant)} | ${usText(v.p50)} | ${usText(v.p99)} | ${isRef ? "0" : signedUs(v.addedP50)} | ` +
-          `${isRef ? "0" : signedUs(v.addedP99)} | ${rateText(v.rate, w)} | ` +
-          `${v.cpuPerUnit ? `${cpuText(v.cpuPerUnit)} ${w.cpuUnit}` : "–"} |`
+          `${isRef ? "0" : signedUs(v.addedP99)} | ${rateText(v.rate, w)} | ${cpu(v.cpuPerUnit, w)} |`
       )
     }
     lines.push("")
   }
-  const noisy = result.measurements.filter((m) => (m.foreignShare ?? 0) > NOISY_SHARE)
-  const maxForeign = Math.max(0, ...result.measurements.map((m) => m.foreignShare ?? 0))
+  const checks = scenarioChecks(result)
   lines.push(
-    `Noise: other processes on the machine (outside the bench's own process tree) used at most ` +
-      `${(maxForeign * 100).toFixed(1)} % of its CPU during a run` +
-      (noisy.length === 0
-        ? "."
-        : `; ${noisy.length} of ${result.measurements.length} runs above ${NOISY_SHARE * 100} % (treat as noisy): ` +
-          noisy
-            .slice(0, 12)
-            .map((m) => `${m.workload} r${m.round} ${m.variant} ${((m.foreignShare ?? 0) * 100).toFixed(0)} %`)
-            .join(", ") +
-          (noisy.length > 12 ? ", …" : "") +
-          "."),
+    result.reference === "direct"
+      ? `Headroom: every round ran the same generator against the bare backend (${ref}); a variant that came within ` +
+          `${Math.round((1 - HEADROOM) * 100)} % of its rate in a round is generator- or origin-bound and its ratios ` +
+          'read "bound": they are not results. ' +
+          (checks.bound.length === 0
+            ? "No variant was bound."
+            : `**Bound: ${checks.bound.map((b) => `${b.workload} ${label(b.variant)}`).join(", ")}.**`)
+      : "Headroom: no bare-backend reference in this scenario.",
     ""
   )
-  const failed = result.measurements.filter((m) => m.error !== undefined)
+  const maxForeign = Math.max(0, ...keptRuns(result).map((m) => m.foreignShare ?? 0))
+  lines.push(
+    `Noise: other processes used at most ${(maxForeign * 100).toFixed(1)} % of the machine during a kept run. ` +
+      (checks.reruns === 0 ? "No round was discarded." : `${checks.reruns} noisy round(s) discarded and rerun.`) +
+      (checks.lost.length === 0 ? "" : ` **Lost (still noisy after every retry): ${checks.lost.join(", ")}.**`) +
+      (checks.noisy.length === 0
+        ? ""
+        : ` **${checks.noisy.length} noisy run(s) kept (development run or smoke): not publishable.**`),
+    ""
+  )
+  const failed = result.measurements.filter((m) => m.error !== undefined && m.discarded === undefined)
   if (failed.length > 0) {
     lines.push("Failed runs:", "")
     for (const m of failed) lines.push(`- ${m.workload} round ${m.round} ${m.variant}: ${m.error?.split("\n")[0]}`)
@@ -194,108 +267,4 @@ export const renderScenario = (result: ScenarioResult): string[] => {
   for (const v of result.variants) lines.push(`- **${v.label}**: ${v.description}`)
   lines.push("")
   return lines
-}
-
-// ---------------------------------------------------------------------------------------------------------------
-// SVG chart of the ratios
-
-export interface ChartGroup {
-  readonly title: string
-  /** The ratio a target asks for (a red tick across the group), if any. */
-  readonly target?: number
-  readonly bars: ReadonlyArray<{ readonly label: string; readonly ratio: Spread | undefined }>
-}
-
-export interface ChartPanel {
-  readonly title: string
-  readonly groups: readonly ChartGroup[]
-}
-
-const esc = (s: string) => s.replaceAll("&", "&amp;").replaceAll("<", "&lt;").replaceAll(">", "&gt;")
-const palette = ["#3b6fb6", "#7fa7dc", "#d0803a", "#59a14f", "#8c6bb1", "#b07aa1"]
-
-/** Horizontal bars (median ratio, min–max whisker), a line at 1.0 and each group's target tick. */
-export const renderSvg = (title: string, subtitle: string, panels: readonly ChartPanel[]): string => {
-  const width = 880
-  const labelWidth = 250
-  const plotLeft = labelWidth + 10
-  const plotWidth = width - plotLeft - 70
-  const barH = 14
-  const gap = 4
-  const all = panels.flatMap((p) => p.groups.flatMap((g) => g.bars.map((b) => b.ratio?.max ?? 0)))
-  const maxRatio = Math.max(1.25, ...all, ...panels.flatMap((p) => p.groups.map((g) => g.target ?? 0))) * 1.05
-  const x = (r: number) => plotLeft + (Math.min(r, maxRatio) / maxRatio) * plotWidth
-  const colors = new Map<string, string>()
-  const color = (label: string) => {
-    if (!colors.has(label)) colors.set(label, palette[colors.size % palette.length]!)
-    return colors.get(label)!
-  }
-  const out: string[] = []
-  let y = 48
-  for (const panel of panels) {
-    y += 10
-    out.push(`<text x="10" y="${y}" class="panel">${esc(panel.title)}</text>`)
-    y += 10
-    const top = y
-    for (const g of panel.groups) {
-      y += 16
-      out.push(`<text x="10" y="${y}" class="group">${esc(g.title)}</text>`)
-      const groupTop = y + 4
-      y += 4
-      for (const b of g.bars) {
-        const r = b.ratio
-        out.push(`<text x="${labelWidth}" y="${y + barH - 3}" class="label" text-anchor="end">${esc(b.label)}</text>`)
-        if (r !== undefined) {
-          out.push(
-            `<rect x="${plotLeft}" y="${y}" width="${(x(r.median) - plotLeft).toFixed(1)}" height="${barH}" fill="${color(b.label)}"/>`
-          )
-          if (r.n > 1) {
-            const cy = y + barH / 2
-            out.push(
-              `<line x1="${x(r.min).toFixed(1)}" x2="${x(r.max).toFixed(1)}" y1="${cy}" y2="${cy}" class="whisker"/>`
-            )
-          }
-          out.push(
-            `<text x="${(x(Math.max(r.median, r.max)) + 4).toFixed(1)}" y="${y + barH - 3}" class="value">${r.median.toFixed(2)}×</text>`
-          )
-        } else {
-          out.push(`<text x="${plotLeft + 4}" y="${y + barH - 3}" class="value">no data</text>`)
-        }
-        y += barH + gap
-      }
-      if (g.target !== undefined) {
-        out.push(
-          `<line x1="${x(g.target).toFixed(1)}" x2="${x(g.target).toFixed(1)}" y1="${groupTop - 2}" y2="${y - gap + 2}" class="target"/>`
-        )
-      }
-    }
-    out.push(`<line x1="${x(1)}" x2="${x(1)}" y1="${top}" y2="${y}" class="one"/>`)
-    for (const t of [0, 0.5, 1, 1.5, 2, 2.5, 3].filter((t) => t <= maxRatio)) {
-      out.push(`<text x="${x(t)}" y="${y + 12}" class="axis" text-anchor="middle">${t}×</text>`)
-    }
-    y += 20
-  }
-  y += 18
-  out.push(
-    `<text x="10" y="${y}" class="note">Bars: median of per-round ratios; whiskers: min–max over rounds; ` +
-      "red tick: the issue's target; grey line: 1×.</text>"
-  )
-  const height = y + 12
-  return [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif">`,
-    `<title>${esc(title)}</title>`,
-    "<style>",
-    ".title{font-size:16px;font-weight:bold}.subtitle{font-size:11px;fill:#555}.panel{font-size:14px;font-weight:bold}",
-    ".group{font-size:12px;font-weight:bold;fill:#333}.label{font-size:11px}.value{font-size:11px;fill:#222}",
-    ".axis{font-size:10px;fill:#666}.note{font-size:10px;fill:#666}",
-    ".whisker{stroke:#222;stroke-width:1.2}.target{stroke:#d62728;stroke-width:2}",
-    ".one{stroke:#999;stroke-dasharray:3 3}",
-    "</style>",
-    `<rect width="${width}" height="${height}" fill="white"/>`,
-    `<text x="10" y="22" class="title">${esc(title)}</text>`,
-    `<text x="10" y="38" class="subtitle">${esc(subtitle)}</text>`,
-    ...out,
-    "</svg>",
-    ""
-  ].join("\n")
 }

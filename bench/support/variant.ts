@@ -32,3 +32,12 @@ export const processVariant = <N extends string>(
 export const childAlive =
   (child: { readonly exitCode: number | null; readonly signalCode: NodeJS.Signals | null }) => () =>
     child.exitCode === null && child.signalCode === null
+
+/** What each variant asked for is, in the asked order; one that could not be started says so. */
+export const variantInfos = (
+  names: readonly string[],
+  started: readonly { readonly name: string; readonly info: VariantInfo }[]
+): VariantInfo[] =>
+  names.map(
+    (name) => started.find((v) => v.name === name)?.info ?? { name, label: name, description: "could not be started" }
+  )

@@ -1,25 +1,25 @@
-// The tcp scenario of bench/run.ts: polyproxy's generic `tcp` listener (1 and 2 workers) beside the echo backend
-// reached directly, HAProxy (`mode tcp`, 1 thread) and nginx (`stream`, 1 worker process). Four workloads, each
-// run by bench/tcp/loadgen.ts in its own process against every variant, interleaved round by round.
+// The tcp scenario of bench/run.ts: polyproxy's generic `tcp` listener (1 and 2 workers) beside the C echo backend
+// reached directly, the minimal Node relay (the Node floor), HAProxy (`mode tcp`, 1 thread) and nginx (`stream`,
+// 1 worker process). Four workloads, each run by the C load generator (bench/native/loadgen.c) in its own process
+// against every variant, interleaved round by round.
 import { join } from "node:path"
 import { type Baseline, startHaproxy, startNginxStream } from "../support/baselines.ts"
-import { echoRoundTrip, spawnNodeScript } from "../support/children.ts"
+import { echoRoundTrip, type ReadyChild, startHelper, startNodeRelay } from "../support/children.ts"
 import {
-  cpuFields,
   interleave,
-  type LatencyUs,
   type Measurement,
+  type NoisePolicy,
   type ScenarioResult,
-  sampleCpu,
-  type Workload,
-  windowCpu
+  type Workload
 } from "../support/interleave.ts"
+import { runLoadgen } from "../support/loadgen.ts"
+import { benchBinaries } from "../support/native.ts"
 import type { Polyproxy, ProxyEntry } from "../support/polyproxy.ts"
 import { sleep } from "../support/process.ts"
-import { startProxyVariant } from "../support/proxies.ts"
-import { childAlive, directVariant, processVariant, type Variant as VariantOf } from "../support/variant.ts"
+import { startPolyproxyVariant } from "../support/proxies.ts"
+import { directVariant, processVariant, type Variant as VariantOf, variantInfos } from "../support/variant.ts"
 
-export const TCP_VARIANTS = ["direct", "polyproxy-1", "polyproxy-2", "haproxy", "nginx"] as const
+export const TCP_VARIANTS = ["direct", "polyproxy-1", "polyproxy-2", "node-relay", "haproxy", "nginx"] as const
 export type TcpVariantName = (typeof TCP_VARIANTS)[number]
 
 export const TCP_WORKLOADS: readonly Workload[] = [
@@ -72,6 +72,7 @@ export interface TcpOptions {
   readonly workloads?: readonly string[]
   readonly cpuProfDir?: string | undefined
   readonly lifetimeSeconds: number
+  readonly noise: NoisePolicy
   readonly log: (line: string) => void
 }
 
@@ -83,91 +84,25 @@ export const plannedTcpSeconds = (
 ): number =>
   (o.workloads?.length ?? TCP_WORKLOADS.length) * o.rounds * o.variants.length * (o.duration + o.warmup + 0.8) + 10
 
-const startEcho = async (lifetimeSeconds: number): Promise<{ port: number; pid: number; stop: () => void }> => {
-  let resolvePort: (port: number) => void = () => {}
-  const gotPort = new Promise<number>((resolve) => {
-    resolvePort = resolve
-  })
-  const echo = spawnNodeScript("tcp/echo.ts", ["--lifetime", String(Math.ceil(lifetimeSeconds))], (line) => {
-    const port = (JSON.parse(line) as { port?: number }).port
-    if (port) resolvePort(port)
-  })
-  const port = await Promise.race([
-    gotPort,
-    echo.exited.then((code) => Promise.reject(new Error(`echo backend exited (${code}): ${echo.stderr()}`))),
-    sleep(10_000).then(() => Promise.reject(new Error("echo backend did not start within 10 s")))
-  ])
-  return { port, pid: echo.child.pid!, stop: () => echo.child.kill("SIGTERM") }
-}
-
-interface LoadgenResult {
-  readonly rate: number
-  readonly ops: number
-  readonly bytes: number
-  readonly seconds: number
-  readonly errors: number
-  readonly errorCodes: Record<string, number>
-  readonly loadgenCpuSeconds: number
-  readonly latencyUs?: LatencyUs
-}
-
-/** One measured run: the load generator against `variant`, CPU read at its "measuring" and "result" lines. */
-const measureOnce = async (
-  workload: Workload,
-  variant: Variant,
-  backendPid: number,
-  opts: TcpOptions
-): Promise<Omit<Measurement, "workload" | "variant" | "round" | "position">> => {
-  if (!variant.alive()) throw new Error(`${variant.name} is not running any more`)
-  const args = [
-    "--mode",
-    workload.id,
-    "--port",
-    String(variant.port),
-    "--duration",
-    String(opts.duration),
-    "--warmup",
-    String(opts.warmup)
-  ]
-  let before: ReturnType<typeof sampleCpu> | undefined
-  let after: ReturnType<typeof sampleCpu> | undefined
-  let result: LoadgenResult | undefined
-  const lg = spawnNodeScript("tcp/loadgen.ts", args, (line) => {
-    const msg = JSON.parse(line) as { event: string } & LoadgenResult
-    if (msg.event === "measuring") before = sampleCpu(variant.pids, backendPid)
-    else if (msg.event === "result") {
-      after = sampleCpu(variant.pids, backendPid)
-      result = msg
+/** The load harness's C echo backend (load/native/backend.c, tcp mode): one process, one thread, epoll. */
+export const startEcho = (lifetimeSeconds: number): Promise<ReadyChild<number>> =>
+  startHelper(
+    "echo backend",
+    benchBinaries().echo,
+    ["--listen", "127.0.0.1:0", "--mode", "tcp", "--lifetime", String(Math.ceil(lifetimeSeconds))],
+    (line) => {
+      const listening = (JSON.parse(line) as { listening?: string[] }).listening?.[0]
+      return listening === undefined ? undefined : Number(listening.split(":").at(-1))
     }
-  })
-  const limitMs = (opts.duration + opts.warmup + 20) * 1000
-  const timer = setTimeout(() => lg.child.kill("SIGKILL"), limitMs)
-  const code = await lg.exited
-  clearTimeout(timer)
-  if (result === undefined || before === undefined || after === undefined) {
-    throw new Error(`loadgen exited with ${code} without a result: ${lg.stderr() || "(no output)"}`)
-  }
-  const w = windowCpu(before, after)
-  const amount = workload.cpuPer >= 1e6 ? result.bytes : result.ops
-  if (amount === 0) throw new Error(`no ${workload.cpuPer >= 1e6 ? "bytes" : "ops"} completed`)
-  return {
-    command: `node bench/tcp/loadgen.ts ${args.join(" ")}`,
-    rate: result.rate,
-    ops: result.ops,
-    bytes: result.bytes,
-    seconds: result.seconds,
-    errors: result.errors,
-    ...(result.latencyUs ? { latencyUs: result.latencyUs } : {}),
-    loadgenCpuSeconds: result.loadgenCpuSeconds,
-    ...cpuFields(w, workload.cpuPer, amount)
-  }
-}
+  )
 
 export const runTcpScenario = async (opts: TcpOptions): Promise<ScenarioResult> => {
   const log = opts.log
   const echo = await startEcho(opts.lifetimeSeconds)
-  log(`tcp: echo backend on 127.0.0.1:${echo.port}, pid ${echo.pid}`)
+  const echoPort = echo.info
+  log(`tcp: echo backend on 127.0.0.1:${echoPort}, pid ${echo.pid}`)
   const proxies: Polyproxy[] = []
+  const relays: ReadyChild<number>[] = []
   const baselines: Baseline[] = []
   const variants: Variant[] = []
   const notes: string[] = []
@@ -176,44 +111,44 @@ export const runTcpScenario = async (opts: TcpOptions): Promise<ScenarioResult> 
     for (const name of opts.variants) {
       try {
         if (name === "direct") {
-          variants.push(directVariant(name, echo.port, "the echo backend itself (Node `net`), no proxy"))
-        } else if (name === "polyproxy-1" || name === "polyproxy-2") {
-          const workers = name === "polyproxy-1" ? 1 : 2
-          const { proxy, port } = await startProxyVariant({
-            entry: opts.entry,
-            dir: join(opts.dir, name),
-            cpuProfDir: opts.cpuProfDir === undefined ? undefined : join(opts.cpuProfDir, name),
-            config: (port) => ({
-              workers,
-              admin: false,
-              listeners: { tcp: { host: "127.0.0.1", port, route: "echo" } },
-              routes: { echo: `127.0.0.1:${echo.port}` },
-              ssrf: { allow: ["127.0.0.0/8"] },
-              timeouts: { idle: 0 },
-              log: { level: "warn", connections: false }
-            }),
-            // A few round trips: with 2 workers the second one may come up a moment after the first.
-            ready: async (port) => {
-              for (let i = 0; i < 4; i++) await echoRoundTrip(port)
-            }
-          })
-          proxies.push(proxy)
+          variants.push(directVariant(name, echoPort, "the C echo backend itself (load/native/backend.c), no proxy"))
+        } else if (name === "node-relay") {
+          const relay = await startNodeRelay(echoPort)
+          relays.push(relay)
           variants.push(
             processVariant(
               name,
-              port,
-              { pid: proxy.pid, alive: childAlive(proxy.child) },
-              `polyproxy ${workers} worker${workers > 1 ? "s" : ""}`,
-              `\`node ${opts.entry === "dist" ? "dist/cli.js" : "src/cli.ts"} serve\`, generic \`tcp\` listener, ` +
-                `\`workers: ${workers}\`${workers > 1 ? " (node:cluster primary + 2 workers; CPU of all three)" : ""}, ` +
-                "log level warn, connection log off"
+              relay.info,
+              relay,
+              "minimal Node relay",
+              "the Node floor (bench/support/relay.ts): net.createServer + net.connect + data/drain handlers, " +
+                "nothing else"
             )
           )
+        } else if (name === "polyproxy-1" || name === "polyproxy-2") {
+          const workers = name === "polyproxy-1" ? 1 : 2
+          const { proxy, variant } = await startPolyproxyVariant({
+            name,
+            entry: opts.entry,
+            dir: opts.dir,
+            cpuProfDir: opts.cpuProfDir,
+            workers,
+            listener: (port) => ({ tcp: { host: "127.0.0.1", port, route: "echo" } }),
+            routes: { echo: `127.0.0.1:${echoPort}` },
+            // A few round trips: with 2 workers the second one may come up a moment after the first.
+            ready: async (port) => {
+              for (let i = 0; i < 4; i++) await echoRoundTrip(port)
+            },
+            label: `polyproxy ${workers} worker${workers > 1 ? "s" : ""}`,
+            what: "generic `tcp` listener"
+          })
+          proxies.push(proxy)
+          variants.push(variant)
         } else {
           const start = name === "haproxy" ? startHaproxy : startNginxStream
           const b = await start({
             dir: join(opts.dir, name),
-            backendPort: echo.port,
+            backendPort: echoPort,
             ready: (port) => echoRoundTrip(port)
           })
           baselines.push(b)
@@ -247,9 +182,25 @@ export const runTcpScenario = async (opts: TcpOptions): Promise<ScenarioResult> 
         workload,
         variants,
         rounds: opts.rounds,
+        noise: opts.noise,
         log: (line) => log(`tcp ${line}`),
         measure: async (variant, round, position) => {
-          const m = await measureOnce(workload, variant, echo.pid, opts)
+          const m = await runLoadgen({
+            workload,
+            variant,
+            backendPid: echo.pid,
+            args: [
+              "--mode",
+              workload.id,
+              "--port",
+              String(variant.port),
+              "--duration",
+              String(opts.duration),
+              "--warmup",
+              String(opts.warmup)
+            ],
+            seconds: opts.duration + opts.warmup
+          })
           // Let the previous run's sockets finish closing before the next variant starts.
           await sleep(workload.id === "conn" ? 400 : 150)
           return { variant: variant.name, round, position, ...m }
@@ -261,12 +212,9 @@ export const runTcpScenario = async (opts: TcpOptions): Promise<ScenarioResult> 
     const compareTo = variants.some((v) => v.name === "haproxy") ? "haproxy" : undefined
     return {
       scenario: "tcp",
-      title: "tcp: generic `tcp` listener vs direct, HAProxy and nginx",
+      title: "tcp: generic `tcp` listener vs direct, the minimal Node relay, HAProxy and nginx",
       workloads,
-      variants: opts.variants.map(
-        (name) =>
-          variants.find((v) => v.name === name)?.info ?? { name, label: name, description: "could not be started" }
-      ),
+      variants: variantInfos(opts.variants, variants),
       reference,
       ...(compareTo ? { compareTo } : {}),
       measurements,
@@ -274,8 +222,8 @@ export const runTcpScenario = async (opts: TcpOptions): Promise<ScenarioResult> 
         rounds: opts.rounds,
         durationSeconds: opts.duration,
         warmupSeconds: opts.warmup,
-        backend: "bench/tcp/echo.ts (Node net echo, one process)",
-        loadgen: "bench/tcp/loadgen.ts (Node net, one process per run)",
+        backend: "load/native/backend.c --mode tcp (C, epoll, one process)",
+        loadgen: "bench/native/loadgen.c (C, epoll, one process per run)",
         baselineConfigs: Object.fromEntries(baselines.map((b) => [b.name, b.config]))
       },
       notes: [
@@ -289,6 +237,7 @@ export const runTcpScenario = async (opts: TcpOptions): Promise<ScenarioResult> 
   } finally {
     for (const p of proxies) await p.stop().catch(() => {})
     for (const b of baselines) await b.stop().catch(() => {})
+    for (const r of relays) r.stop()
     echo.stop()
   }
 }

@@ -1,0 +1,264 @@
+// The pg scenario of bench/run.ts: pgbench (C) against one PostgreSQL 15 reached directly, through polyproxy's
+// `postgres` listener (routing by the startup message's database), through its generic `tcp` listener, through
+// HAProxy `mode tcp` (1 thread) and through PgBouncer (session mode). Select-only and TPC-B-like at several client
+// counts, variants interleaved round by round.
+import { join } from "node:path"
+import pg from "pg"
+import { type PostgresServer, startPostgres } from "../../spec/support/backends/postgres.ts"
+import { type Baseline, startHaproxy } from "../support/baselines.ts"
+import {
+  cpuFields,
+  interleave,
+  type Measurement,
+  type NoisePolicy,
+  type ScenarioResult,
+  sampleCpu,
+  type Workload,
+  windowCpu
+} from "../support/interleave.ts"
+import type { Polyproxy, ProxyEntry } from "../support/polyproxy.ts"
+import { reapedChildrenCpu, versionOf } from "../support/process.ts"
+import { startPolyproxyVariant } from "../support/proxies.ts"
+import { directVariant, processVariant, type Variant as VariantOf, variantInfos } from "../support/variant.ts"
+import { DATABASE, makePgbench, PG_WORKLOADS, type PgWorkload, waitForQuietServer } from "./pgbench.ts"
+import { type PgBouncer, startPgBouncer } from "./pgbouncer.ts"
+
+export const PG_VARIANTS = ["direct", "polyproxy", "polyproxy-tcp", "haproxy", "pgbouncer"] as const
+export type PgVariantName = (typeof PG_VARIANTS)[number]
+
+export interface PgOptions {
+  readonly entry: ProxyEntry
+  readonly dir: string
+  readonly rounds: number
+  readonly duration: number
+  readonly warmup: number
+  readonly clients: readonly number[]
+  readonly scale: number
+  readonly variants: readonly PgVariantName[]
+  readonly cpuProfDir?: string | undefined
+  readonly noise: NoisePolicy
+  readonly log: (line: string) => void
+}
+
+export const plannedPgSeconds = (o: Pick<PgOptions, "rounds" | "duration" | "warmup" | "clients" | "variants">) =>
+  PG_WORKLOADS.length * o.clients.length * o.rounds * o.variants.length * (o.duration + o.warmup + 1.5) + 30
+
+const workloadOf = (kind: PgWorkload, clients: number): Workload => ({
+  id: `${kind}-c${clients}`,
+  label: `pgbench ${kind}, ${clients} client${clients > 1 ? "s" : ""}`,
+  kind: "rate",
+  unit: "TPS",
+  displayDivisor: 1,
+  cpuPer: 1000,
+  cpuUnit: "CPU s / 1k tx"
+})
+
+type Variant = VariantOf<PgVariantName>
+
+export const runPgScenario = async (opts: PgOptions): Promise<ScenarioResult> => {
+  const log = opts.log
+  process.env.TEST_BACKENDS = "local"
+  const server: PostgresServer = await startPostgres()
+  log(`pg: PostgreSQL on ${server.host}:${server.port}`)
+  const proxies: Polyproxy[] = []
+  const baselines: Baseline[] = []
+  let bouncer: PgBouncer | undefined
+  let monitor: pg.Client | undefined
+  const variants: Variant[] = []
+  const notes: string[] = []
+  try {
+    const bench = makePgbench(server, opts.dir)
+    log(`pg: pgbench -i -s ${opts.scale} ...`)
+    await bench.init(opts.scale)
+    const client = (port: number, database: string, admin: boolean) => {
+      const c = new pg.Client({
+        host: "127.0.0.1",
+        port,
+        user: admin ? server.superuser : server.user,
+        password: admin ? server.password : server.userPassword,
+        database,
+        ssl: false,
+        connectionTimeoutMillis: 2_000
+      })
+      c.on("error", () => {})
+      return c
+    }
+    monitor = client(server.port, "postgres", true)
+    await monitor.connect()
+    const quiet = monitor
+    const version = `PostgreSQL ${(await monitor.query<{ v: string }>("SELECT current_setting('server_version') AS v")).rows[0]?.v}`
+    // Ready = a real login and query through the proxy.
+    const login = async (port: number) => {
+      const c = client(port, DATABASE, false)
+      try {
+        await c.connect()
+        await c.query("SELECT 1")
+      } finally {
+        await c.end().catch(() => {})
+      }
+    }
+    for (const name of opts.variants) {
+      try {
+        if (name === "direct") {
+          variants.push(directVariant(name, server.port, `${version}, no proxy`))
+        } else if (name === "polyproxy" || name === "polyproxy-tcp") {
+          const tcp = name === "polyproxy-tcp"
+          const { proxy, variant } = await startPolyproxyVariant({
+            name,
+            entry: opts.entry,
+            dir: opts.dir,
+            cpuProfDir: opts.cpuProfDir,
+            listener: (port) => ({
+              [tcp ? "tcp" : "postgres"]: { host: "127.0.0.1", port, ...(tcp ? { route: DATABASE } : {}) }
+            }),
+
+            routes: { [DATABASE]: `127.0.0.1:${server.port}` },
+            ready: login,
+            label: tcp ? "polyproxy tcp" : "polyproxy postgres",
+            what: tcp
+              ? `generic \`tcp\` listener, \`route: ${DATABASE}\``
+              : "`postgres` listener routing by the startup message's database"
+          })
+          proxies.push(proxy)
+          variants.push(variant)
+        } else if (name === "haproxy") {
+          const b = await startHaproxy({ dir: join(opts.dir, "haproxy-pg"), backendPort: server.port, ready: login })
+          baselines.push(b)
+          variants.push(
+            processVariant(name, b.port, b, "HAProxy 1 thread", `${b.version}, \`mode tcp\`, \`nbthread 1\``)
+          )
+        } else {
+          const max = Math.max(...opts.clients)
+          bouncer = await startPgBouncer({
+            backendHost: server.host,
+            backendPort: server.port,
+            database: DATABASE,
+            user: server.user,
+            password: server.userPassword,
+            poolSize: Math.max(60, max + 10),
+            maxClientConn: Math.max(200, max * 2)
+          })
+          const b = bouncer
+          variants.push(
+            processVariant(
+              name,
+              b.port,
+              { pid: b.pid, alive: () => true },
+              "PgBouncer",
+              `${b.version.split(",")[0]}, session mode, ${Object.entries(b.settings)
+                .map(([k, v]) => `${k}=${v}`)
+                .join(", ")}`
+            )
+          )
+        }
+        log(`pg: ${name} on 127.0.0.1:${variants.at(-1)?.port}`)
+      } catch (error) {
+        const message = (error as Error).message
+        log(`pg: ${name} could not be started: ${message}`)
+        notes.push(`${name} could not be started: ${message.split("\n")[0]}`)
+      }
+    }
+
+    // What pgbench does before each run unless -n, done outside the timed run: vacuum the small hot tables and
+    // empty the history, so every TPC-B-like run starts from the same state whatever ran before it.
+    const resetTables = async (): Promise<void> => {
+      const c = client(server.port, DATABASE, false)
+      await c.connect()
+      try {
+        for (const sql of ["VACUUM pgbench_branches", "VACUUM pgbench_tellers", "TRUNCATE pgbench_history"]) {
+          await c.query(sql)
+        }
+      } finally {
+        await c.end().catch(() => {})
+      }
+    }
+
+    const workloads: Workload[] = []
+    const measurements: Measurement[] = []
+    for (const kind of PG_WORKLOADS) {
+      for (const clients of opts.clients) {
+        const workload = workloadOf(kind, clients)
+        workloads.push(workload)
+        const runs = await interleave({
+          workload,
+          variants,
+          rounds: opts.rounds,
+          noise: opts.noise,
+          log: (line) => log(`pg ${line}`),
+          measure: async (variant, round, position) => {
+            if (!variant.alive()) throw new Error(`${variant.name} is not running any more`)
+            const target = { host: "127.0.0.1", port: variant.port }
+            // Start from a quiet server: the previous run's backends gone, dirty pages written out.
+            if (kind === "tpcb-like") await resetTables()
+            if (!(await waitForQuietServer(quiet, 0))) log(`pg ${workload.id}: backends of the previous run linger`)
+            await quiet.query("CHECKPOINT")
+            if (opts.warmup > 0) {
+              await bench.run(bench.args(target, kind, clients, opts.warmup), opts.warmup)
+              // PgBouncer keeps (and will reuse) its server connections: that is session pooling, not leftovers.
+              if (variant.name !== "pgbouncer") await waitForQuietServer(quiet, 0)
+            }
+            const args = bench.args(target, kind, clients, opts.duration)
+            const before = sampleCpu(variant.pids, undefined)
+            const generator = reapedChildrenCpu()
+            const out = await bench.run(args, opts.duration)
+            const after = sampleCpu(variant.pids, undefined)
+            const loadgenCpuSeconds = reapedChildrenCpu() - generator
+            // Other processes' CPU: read once this run's backends are gone (their time is then the postmaster's).
+            await waitForQuietServer(quiet, variant.name === "pgbouncer" ? 1_000 : 0, 5_000)
+            const settled = windowCpu(before, sampleCpu(variant.pids, undefined))
+            if (out.failed > 0) throw new Error(`${out.failed} failed transactions`)
+            return {
+              variant: variant.name,
+              round,
+              position,
+              command: `pgbench ${args.join(" ")}`,
+              rate: out.tps,
+              ops: out.transactions,
+              seconds: opts.duration,
+              loadgenCpuSeconds,
+              ...cpuFields(windowCpu(before, after), 1000, out.transactions),
+              foreignCpuSeconds: settled.foreignCpuSeconds,
+              foreignShare: settled.foreignShare
+            }
+          }
+        })
+        measurements.push(...runs)
+      }
+    }
+    return {
+      scenario: "pg",
+      title: "pg: pgbench direct vs polyproxy `postgres` and `tcp` listeners vs HAProxy tcp and PgBouncer",
+      workloads,
+      variants: variantInfos(opts.variants, variants),
+      reference: "direct",
+      ...(variants.some((v) => v.name === "haproxy") ? { compareTo: "haproxy" } : {}),
+      measurements,
+      setup: {
+        postgres: version,
+        pgbench: versionOf(bench.bin),
+        rounds: opts.rounds,
+        durationSeconds: opts.duration,
+        warmupSeconds: opts.warmup,
+        scale: opts.scale,
+        clients: opts.clients,
+        pgbouncer: bouncer?.version,
+        baselineConfigs: Object.fromEntries(baselines.map((b) => [b.name, b.config]))
+      },
+      notes: [
+        ...notes,
+        `Each run: \`pgbench -n -T ${opts.duration} -c N -j min(N,2) -M simple [-S]\` after a ${opts.warmup} s ` +
+          `warm-up of the same variant; scale ${opts.scale}; PGSSLMODE=disable for every variant; SCRAM-SHA-256 ` +
+          "logins. Before each: for TPC-B-like a VACUUM of the small tables and a TRUNCATE of the history, the " +
+          "previous run's backends gone, a CHECKPOINT.",
+        "TPS is pgbench's own, without the initial connection time; proxy CPU = utime+stime of the middleman over " +
+          "the measured pgbench run, per 1000 transactions; generator CPU = pgbench's own."
+      ]
+    }
+  } finally {
+    await monitor?.end().catch(() => {})
+    for (const p of proxies) await p.stop().catch(() => {})
+    for (const b of baselines) await b.stop().catch(() => {})
+    await bouncer?.stop().catch(() => {})
+    await server.stop().catch(() => {})
+  }
+}

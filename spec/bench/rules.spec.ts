@@ -1,0 +1,128 @@
+// The two rules that keep bench/run.ts from flattering: a round in which other processes used more than the noise
+// limit is discarded and rerun (kept and marked only in development runs), and a variant whose rate comes within
+// 15 % of the bare backend's in a round is "bound": its ratios are printed as such and no target counts it.
+import { describe, expect, it } from "vitest"
+import { interleave, type Measurement, type ScenarioResult, type Workload } from "../../bench/support/interleave.ts"
+import { renderScenario, scenarioChecks, summarize } from "../../bench/support/report.ts"
+import { targets, verdict } from "../../bench/support/targets.ts"
+
+const workload: Workload = {
+  id: "conn",
+  label: "new connections",
+  kind: "rate",
+  unit: "conn/s",
+  displayDivisor: 1,
+  cpuPer: 1000,
+  cpuUnit: "CPU s / 1k conn"
+}
+const variants = [{ name: "direct" }, { name: "polyproxy-1" }, { name: "haproxy" }]
+
+/** A measure function whose foreign share is given per call, in call order. */
+const measuring = (shares: number[]) => {
+  let call = 0
+  return async (v: { name: string }, round: number, position: number) => ({
+    variant: v.name,
+    round,
+    position,
+    rate: 1000,
+    foreignShare: shares[call++] ?? 0
+  })
+}
+
+describe("bench noise rule", () => {
+  it("discards a noisy round and runs it again until it is quiet", async () => {
+    const runs = await interleave({
+      workload,
+      variants,
+      rounds: 2,
+      noise: { limit: 0.1, retries: 2, keep: false },
+      measure: measuring([0, 0.5, 0, 0, 0, 0, 0, 0, 0]),
+      log: () => {}
+    })
+    expect(runs).toHaveLength(9)
+    expect(runs.slice(0, 3).every((m) => m.discarded?.startsWith("attempt 1: other processes used 50 %"))).toBe(true)
+    expect(runs.slice(3).every((m) => m.discarded === undefined && m.noisy === undefined)).toBe(true)
+    expect(runs.slice(3).map((m) => m.round)).toEqual([1, 1, 1, 2, 2, 2])
+  })
+
+  it("loses a round that stays noisy past its retries; a development run keeps it, marked", async () => {
+    const lost = await interleave({
+      workload,
+      variants,
+      rounds: 1,
+      noise: { limit: 0.1, retries: 0, keep: false },
+      measure: measuring([0.2, 0, 0]),
+      log: () => {}
+    })
+    const result = scenario(lost)
+    expect(scenarioChecks(result)).toMatchObject({ lost: ["conn round 1"], reruns: 1 })
+    expect(summarize(result)[0]!.variants).toEqual([])
+
+    const kept = await interleave({
+      workload,
+      variants,
+      rounds: 1,
+      noise: { limit: 0.1, retries: 3, keep: true },
+      measure: measuring([0.2, 0, 0]),
+      log: () => {}
+    })
+    expect(kept.map((m) => m.noisy)).toEqual([true, undefined, undefined])
+    expect(renderScenario(scenario(kept)).join("\n")).toContain("1 noisy run(s) kept")
+  })
+})
+
+const run = (variant: string, round: number, rate: number, cpu: number): Measurement => ({
+  workload: "conn",
+  variant,
+  round,
+  position: 0,
+  rate,
+  ops: rate,
+  cpuPerUnit: cpu
+})
+
+const scenario = (measurements: Measurement[]): ScenarioResult => ({
+  scenario: "tcp",
+  title: "tcp",
+  workloads: [workload],
+  variants: ["direct", "polyproxy-1", "haproxy"].map((name) => ({ name, label: name, description: "" })),
+  reference: "direct",
+  compareTo: "haproxy",
+  measurements,
+  setup: {},
+  notes: []
+})
+
+describe("bench headroom check", () => {
+  it("calls a variant bound when it comes within 15 % of direct in any round, and so its ratios", () => {
+    const result = scenario([
+      run("direct", 1, 10_000, 0),
+      run("polyproxy-1", 1, 5_000, 0.2),
+      run("haproxy", 1, 8_000, 0.1),
+      run("direct", 2, 10_000, 0),
+      run("polyproxy-1", 2, 5_000, 0.2),
+      run("haproxy", 2, 8_600, 0.1) // 0.86 of direct: bound
+    ])
+    const [s] = summarize(result)
+    const by = (name: string) => s!.variants.find((v) => v.variant === name)!
+    expect(by("haproxy").bound).toBe(true)
+    expect(by("polyproxy-1")).toMatchObject({ bound: false, compareBound: true })
+    const t = targets({ tcp: result }).find((x) => x.name.startsWith("tcp new connections"))!
+    expect(verdict(t)).toBe("bound")
+    const md = renderScenario(result).join("\n")
+    expect(md).toContain("| haproxy | 8300 | 8000–8600 | bound (0.83×) | bound |")
+    expect(md).toContain("| polyproxy-1 | 5000 | 5000–5000 | 0.50× (0.50–0.50) | bound |")
+    expect(md).toContain("**Bound: conn haproxy.**")
+  })
+
+  it("judges a target when neither side is bound", () => {
+    const result = scenario([
+      run("direct", 1, 10_000, 0),
+      run("polyproxy-1", 1, 6_000, 0.2),
+      run("haproxy", 1, 8_000, 0.1)
+    ])
+    const t = targets({ tcp: result }).find((x) => x.name.startsWith("tcp new connections"))!
+    expect(t.ratio?.median).toBeCloseTo(0.75)
+    expect(verdict(t)).toBe("meets")
+  })
+})
