@@ -11,7 +11,9 @@ import type { Config, ListenerName } from "./config/Config.ts"
 import { formatEndpoint } from "./domain/Endpoint.ts"
 import { type ProxyError, proxyError } from "./domain/ProxyError.ts"
 import { Admission } from "./listeners/Admission.ts"
+import { setTcpKeepAlive } from "./listeners/keepAlive.ts"
 import { type RunningListener, startListener } from "./listeners/Listener.ts"
+import { MysqlSessions } from "./listeners/mysql/sessions.ts"
 import type { ProtocolContext } from "./listeners/ProtocolContext.ts"
 import { CancelKeys } from "./listeners/postgres/CancelKeys.ts"
 import { httpListener, protocols } from "./listeners/registry.ts"
@@ -131,7 +133,8 @@ export const servicesLayer = (
 ) => {
   const base = Layer.mergeAll(
     resolver,
-    SsrfGuard.layer({ allow: config.ssrf.allow }),
+    // ssrf.disabled: every address is allowed; the guard still resolves a name once and pins the IP it dials.
+    SsrfGuard.layer({ allow: config.ssrf.disabled ? ["0.0.0.0/0", "::/0"] : config.ssrf.allow }),
     Metrics.layerWith(config.metrics),
     CircuitBreaker.layer(config.breaker),
     ColdStart.layer(config.coldStart)
@@ -154,7 +157,8 @@ export const startProxy = Effect.fnUntraced(function* (
   config: Config,
   cancelKeys: CancelKeys = new CancelKeys(),
   configSource?: () => Config,
-  firstBytes?: FirstBytesExtractor
+  firstBytes?: FirstBytesExtractor,
+  mysqlSessions: MysqlSessions = new MysqlSessions()
 ) {
   let current = config
   const log = yield* Log
@@ -162,7 +166,13 @@ export const startProxy = Effect.fnUntraced(function* (
   let ready = false
   const listeners: Array<RunningListener> = []
 
-  const shared = { cancelKeys }
+  if (config.ssrf.disabled) {
+    log.warn("SSRF guard disabled", {
+      reason:
+        "ssrf.disabled is true: any address a Resolver names is dialed, loopback, private ranges and cloud metadata included"
+    })
+  }
+  const shared = { cancelKeys, mysqlSessions }
   const admission = new Admission(config.limits)
   const services = yield* Effect.context<ProxyServices>()
   const scope = yield* Effect.scope
@@ -251,7 +261,8 @@ export const startProxy = Effect.fnUntraced(function* (
         "breaker",
         "coldStart",
         "resolver",
-        "log"
+        "log",
+        "tcp"
       ] as const) {
         if (!same(next[key], current[key])) needsRestart.push(key)
       }
@@ -376,6 +387,8 @@ export interface RunOptions {
   readonly log?: Layer.Layer<Log>
   /** Postgres cancel keys; a cluster worker passes one backed by the primary's table. */
   readonly cancelKeys?: CancelKeys
+  /** MySQL connection ids and their sessions (KILL); a cluster worker passes one backed by the primary's table. */
+  readonly mysqlSessions?: MysqlSessions
   /** Cross-process state when `cache.redis` is not set; a cluster worker passes one backed by its primary. */
   readonly sharedCache?: Layer.Layer<SharedCache>
   /** Re-reads the config for a hot reload (SIGHUP, POST /admin/reload); throws ConfigError when invalid. */
@@ -397,6 +410,7 @@ export const runProxy = (
 ): Effect.Effect<ProxyHandle, ProxyError, Scope.Scope> =>
   Effect.gen(function* () {
     setSourceAddresses(config.upstream.sourceAddresses)
+    setTcpKeepAlive(config.tcp.keepAlive)
     const layer = Layer.merge(
       servicesLayer(config, options.resolver, options.sharedCache),
       options.log ?? Log.layer(config.log)
@@ -414,7 +428,7 @@ export const runProxy = (
           Effect.mapError((e) => proxyError("INTERNAL", "internal", `cannot build the FirstBytes layer: ${String(e)}`))
         )
       : (options.firstBytes as FirstBytesExtractor | undefined)
-    return yield* startProxy(config, options.cancelKeys, options.configSource, extractor).pipe(
+    return yield* startProxy(config, options.cancelKeys, options.configSource, extractor, options.mysqlSessions).pipe(
       Effect.provideContext(context)
     )
   })

@@ -3,7 +3,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { describe, expect, it } from "vitest"
 import { ConfigError, decodeConfig } from "../../src/config/decode.ts"
-import { applyEnv, envName } from "../../src/config/env.ts"
+import { applyEnv, envName, nearestEnvName } from "../../src/config/env.ts"
 import { loadConfig } from "../../src/config/load.ts"
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "polyproxy-config-"))
@@ -53,6 +53,8 @@ timeouts: { handshake: 10, connect: 5, idle: 0 }
     expect(c.listeners.tcp?.route).toBe("resource-id")
     expect(c.listeners.mongodb?.maxRoutingCommand).toBe(65_536)
     expect(c.listeners.mysql?.maxRoutingCommand).toBeUndefined()
+    expect(c.listeners.mysql?.serverFlavor).toBe("auto")
+    expect(c.listeners.postgres?.serverFlavor).toBeUndefined()
     // certificate paths are anchored at the config file's folder
     expect(c.listeners.postgres?.tls?.cert).toBe(path.join(dir, "certs/s.crt"))
     expect(c.routes.appdb).toEqual({ endpoint: "127.0.0.1:5432" })
@@ -89,16 +91,70 @@ timeouts: { handshake: 10, connect: 5, idle: 0 }
     ["timeouts: { handshak: 1 }", "timeouts.handshak", "unknown key"],
     ["listeners: { mongodb: { port: 1, maxRoutingCommand: 100 } }", "listeners.mongodb.maxRoutingCommand", "1024 to"],
     ["listeners: { mysql: { port: 1, maxRoutingCommand: 2048 } }", "listeners.mysql.maxRoutingCommand", "unknown key"],
-    ["timeouts: { halfClose: -1 }", "timeouts.halfClose", "seconds from 0 to 86400"]
+    ["timeouts: { halfClose: -1 }", "timeouts.halfClose", "seconds from 0 to 86400"],
+    [
+      "listeners: { mysql: { port: 1, serverFlavor: percona } }",
+      "listeners.mysql.serverFlavor",
+      "auto, mariadb, mysql"
+    ],
+    ["listeners: { mysql: { port: 1, serverVersion: latest } }", "listeners.mysql.serverVersion", '"8.0.40"'],
+    ["listeners: { postgres: { port: 1, serverFlavor: mysql } }", "listeners.postgres.serverFlavor", "unknown key"],
+    ["tcp: { keepAlive: { idle: 0 } }", "tcp.keepAlive.idle", "from 1 to 32767"],
+    ["tcp: { keepAlive: { count: 200 } }", "tcp.keepAlive.count", "from 1 to 127"],
+    ["tcp: { keepAlive: { interval: 1.5 } }", "tcp.keepAlive.interval", "integer"],
+    ["tcp: { keepAlive: { probes: 3 } }", "tcp.keepAlive.probes", "unknown key"],
+    ["tcp: { keepalive: true }", "tcp.keepalive", "unknown key"],
+    ["ssrf: { disabled: 'yes' }", "ssrf.disabled", "true or false"],
+    ["admin: { host: 'my host' }", "admin.host", "not a valid host name"],
+    ["listeners: { tcp: { host: 10.0.0.1.5, port: 1, route: x } }", "listeners.tcp.host", "not a valid IPv4 address"],
+    [
+      "listeners: { tcp: { host: 127.0.0.1, port: 5000, route: x }, smtp: { host: localhost, port: 5000 } }",
+      "listeners.smtp.port",
+      "localhost:5000 overlaps listeners.tcp on 127.0.0.1:5000"
+    ]
   ])("rejects %s naming %s", (yaml, key, why) => {
     const e = errorOf(() => loadConfig(write("bad.yaml", yaml), {}))
     expect(e.key).toBe(key)
     expect(e.message).toContain(why)
   })
 
-  it("rejects text that is not YAML with the file named", () => {
+  it("rejects text that is not YAML with the file, line and column named, and the lines around it", () => {
     const file = write("garbage.yaml", "listeners: { tcp: [ }")
-    expect(errorOf(() => loadConfig(file, {})).message).toContain(file)
+    const message = errorOf(() => loadConfig(file, {})).message
+    expect(message).toMatch(new RegExp(`^not valid YAML/JSON: ${file}:1:\\d+: `))
+    expect(message).toContain("\n    listeners: { tcp: [ }\n")
+    expect(message).not.toMatch(/column \d+:$/)
+  })
+
+  it("defaults tcp.keepAlive to libuv's probes after 60 s, and the SSRF guard on", () => {
+    const c = loadConfig(write("defaults.yaml", "listeners: { tcp: { port: 0, route: x } }"), {})
+    expect(c.tcp).toEqual({ keepAlive: { enabled: true, idle: 60, interval: 1, count: 10 } })
+    expect(c.ssrf).toEqual({ allow: [], disabled: false })
+    expect(decodeConfig({ tcp: { keepAlive: false } }, "/").tcp.keepAlive.enabled).toBe(false)
+    expect(decodeConfig({ tcp: { keepAlive: { idle: 30, count: 3 } } }, "/").tcp.keepAlive).toEqual({
+      enabled: true,
+      idle: 30,
+      interval: 1,
+      count: 3
+    })
+  })
+
+  it("lets listeners share a port where the kernel would: port 0, different addresses, ::1 beside 0.0.0.0", () => {
+    const c = decodeConfig(
+      {
+        admin: { port: 0 },
+        listeners: {
+          tcp: { port: 0, route: "x" },
+          http: { port: 0 },
+          postgres: { host: "127.0.0.1", port: 6000 },
+          mysql: { host: "127.0.0.2", port: 6000 },
+          smtp: { host: "0.0.0.0", port: 6001 },
+          mongodb: { host: "::1", port: 6001 }
+        }
+      },
+      "/"
+    )
+    expect(Object.keys(c.listeners)).toHaveLength(6)
   })
 
   it("names a missing file", () => {
@@ -129,6 +185,8 @@ describe("environment overrides", () => {
           POLYPROXY_SSRF_ALLOW: "127.0.0.0/8, ::1/128",
           POLYPROXY_UPSTREAM_SOURCE_ADDRESSES: "127.0.0.2,::1",
           POLYPROXY_ROUTES: '{"db":"127.0.0.1:5432"}',
+          POLYPROXY_TCP_KEEP_ALIVE_IDLE: "30",
+          POLYPROXY_SSRF_DISABLED: "true",
           POLYPROXY_CONFIG: "ignored.yaml",
           HOME: "/root"
         },
@@ -144,13 +202,22 @@ describe("environment overrides", () => {
     expect(c.ssrf.allow).toEqual(["127.0.0.0/8", "::1/128"])
     expect(c.upstream.sourceAddresses).toEqual(["127.0.0.2", "::1"])
     expect(c.routes.db?.endpoint).toBe("127.0.0.1:5432")
+    expect(c.tcp.keepAlive.idle).toBe(30)
+    expect(c.ssrf.disabled).toBe(true)
     expect(raw.listeners.http.port).toBe(8080)
   })
 
   it("rejects unknown POLYPROXY_ variables and bad values by name", () => {
-    expect(errorOf(() => applyEnv({}, { POLYPROXY_LISTENER_HTTP_PORT: "1" }, "/")).key).toBe(
-      "POLYPROXY_LISTENER_HTTP_PORT"
-    )
+    const typo = errorOf(() => applyEnv({}, { POLYPROXY_LISTENER_HTTP_PORT: "1" }, "/"))
+    expect(typo.key).toBe("POLYPROXY_LISTENER_HTTP_PORT")
+    expect(typo.message).toContain("did you mean POLYPROXY_LISTENERS_HTTP_PORT?")
+    expect(nearestEnvName("POLYPROXY_CACHE_NEGATIVETTL")).toBe("POLYPROXY_CACHE_NEGATIVE_TTL")
+    expect(nearestEnvName("POLYPROXY_CONFG")).toBe("POLYPROXY_CONFIG")
+    expect(nearestEnvName("POLYPROXY_ADMIN_TOKN")).toBe("POLYPROXY_ADMIN_TOKEN")
+    expect(nearestEnvName("POLYPROXY_DISABLED")).toBe("POLYPROXY_SSRF_DISABLED")
+    // Several variables end in _MAX_CONNECTIONS (limits, each listener), and LOG_CONNECTIONS is 3 edits away: no guess.
+    expect(nearestEnvName("POLYPROXY_MAX_CONNECTIONS")).toBeUndefined()
+    expect(nearestEnvName("POLYPROXY_PORT")).toBeUndefined()
     const e = errorOf(() => decodeConfig(applyEnv({}, { POLYPROXY_ADMIN_PORT: "x" }, "/"), "/"))
     expect(e.key).toBe("POLYPROXY_ADMIN_PORT")
   })

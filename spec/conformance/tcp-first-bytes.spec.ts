@@ -310,20 +310,27 @@ describe("loading the extractor", () => {
     })
   })
 
-  it("polyproxy serve exits 1 with the reason; check-config exits 2 on a malformed form", () => {
+  it("polyproxy serve exits 1 with the reason; check-config exits 2 on a malformed form or a missing file", () => {
     const cli = path.resolve("src/cli.ts")
     const config = (route: string) =>
       writeModule(
         `c-${Math.random().toString(36).slice(2)}.yaml`,
         `admin: false\nlisteners: { tcp: { host: 127.0.0.1, port: 0, route: { firstBytes: "${route}" } } }\n`
       )
-    const serve = spawnSync(process.execPath, [cli, "serve", "--config", config("./missing.mjs#extract")], {
+    writeModule("broken.mjs", "export const extract = (\n")
+    const serve = spawnSync(process.execPath, [cli, "serve", "--config", config("./broken.mjs#extract")], {
       encoding: "utf8",
       timeout: 20_000
     })
     expect(serve.status).toBe(1)
     expect(serve.stderr).toContain("listeners.tcp.route.firstBytes: cannot load")
-    expect(serve.stderr).toContain(path.join(dir, "missing.mjs"))
+    expect(serve.stderr).toContain(path.join(dir, "broken.mjs"))
+    const missing = spawnSync(process.execPath, [cli, "check-config", config("./missing.mjs#extract")], {
+      encoding: "utf8",
+      timeout: 20_000
+    })
+    expect(missing.status).toBe(2)
+    expect(missing.stderr).toContain(`listeners.tcp.route.firstBytes: cannot read ${path.join(dir, "missing.mjs")}`)
     const check = spawnSync(process.execPath, [cli, "check-config", config("./x.mjs#not-an-identifier")], {
       encoding: "utf8",
       timeout: 20_000

@@ -4,6 +4,7 @@ import { type ChildProcess, spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { makeTempDir } from "./backends/local.ts"
+import { cleanEnv } from "./cliRun.ts"
 import { eventually } from "./proxy.ts"
 
 export interface CliProxy {
@@ -20,14 +21,6 @@ export interface CliProxy {
   /** The process's resident memory now (bytes), from /proc. */
   readonly rss: () => number
   readonly stop: () => void
-}
-
-/** This process's environment without polyproxy's own variables, which would override the spec's config. */
-const cleanEnv = (): NodeJS.ProcessEnv => {
-  const env: NodeJS.ProcessEnv = {}
-  for (const [k, v] of Object.entries(process.env))
-    if (!k.startsWith("POLYPROXY_") && !k.startsWith("PROXY_TLS_")) env[k] = v
-  return env
 }
 
 /** Starts `polyproxy serve --config <file with configText>`; the config must set `admin` and `log: { format: json }`. */

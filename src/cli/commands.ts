@@ -1,7 +1,6 @@
 // `polyproxy` subcommands. Exit codes: 0 ok, 1 runtime failure, 2 bad usage or bad config.
 
 import cluster from "node:cluster"
-import * as fs from "node:fs"
 import * as os from "node:os"
 import { fileURLToPath } from "node:url"
 import * as Cause from "effect/Cause"
@@ -10,25 +9,30 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import { runPrimary } from "../cluster/primary.ts"
 import { runWorker } from "../cluster/worker.ts"
-import type { Config, TlsFiles } from "../config/Config.ts"
+import type { Config } from "../config/Config.ts"
 import { ConfigError } from "../config/decode.ts"
 import { documentedEnv } from "../config/env.ts"
 import { loadConfig } from "../config/load.ts"
+import { preflight } from "../config/preflight.ts"
 import { runProxy } from "../Proxy.ts"
+import { listRoutes } from "./routes.ts"
 
 export const usage = `polyproxy — multi-tenant, protocol-aware proxy
 
 Usage:
   polyproxy serve [--config FILE]     start the proxy (default config: the embedded fixtures/example.yaml,
                                       or $POLYPROXY_CONFIG)
-  polyproxy check-config FILE         validate FILE (and the environment); exit 0 if valid, 2 with the bad key if not
-  polyproxy routes [--config FILE]    print the static routes the config defines
-  polyproxy env                       list the POLYPROXY_* environment variables and the keys they set
+  polyproxy check-config FILE         validate FILE (and the environment, and the TLS files it names); exit 0 if
+                                      valid, 2 with the bad key if not
+  polyproxy routes [FILE]             print the routes of the config's resolver (static: its routes; redis: the
+                                      hash); also --config FILE, $POLYPROXY_CONFIG, the embedded example
+  polyproxy env                       list the environment variables polyproxy reads and the keys they set
   polyproxy --help | --version
 
 Environment variables override the file: POLYPROXY_LISTENERS_HTTP_PORT=8081 sets listeners.http.port
-(see \`polyproxy env\`). PROXY_TLS_ENABLED, PROXY_TLS_CERT, PROXY_TLS_KEY, PROXY_TLS_CA and
-PROXY_TLS_REQUIRE_CLIENT_CERT set the TLS used by every listener that terminates TLS.
+(see \`polyproxy env\`). PROXY_TLS_ENABLED, PROXY_TLS_CERT, PROXY_TLS_KEY, PROXY_TLS_CA,
+PROXY_TLS_REQUIRE_CLIENT_CERT, PROXY_TLS_CIPHERS and PROXY_TLS_MIN_VERSION set the TLS used by every listener that
+terminates TLS and has none of its own.
 `
 
 export const embeddedConfig = fileURLToPath(new URL("../../fixtures/example.yaml", import.meta.url))
@@ -38,34 +42,16 @@ const fail = (message: string, code = 2): never => {
   process.exit(code)
 }
 
-/** Reads the TLS files the config names, so a typo fails at check time rather than at the first client. */
-const checkFiles = (config: Config) => {
-  const tlsSets: Array<readonly [string, TlsFiles | undefined]> = [
-    ["tls", config.tls],
-    ...Object.entries(config.listeners).map(([n, l]) => [`listeners.${n}.tls`, l?.tls] as const)
-  ]
-  for (const [key, tls] of tlsSets) {
-    if (tls === undefined) continue
-    for (const [k, file] of [
-      ["cert", tls.cert],
-      ["key", tls.key],
-      ["ca", tls.ca]
-    ] as const) {
-      if (file === undefined) continue
-      try {
-        fs.accessSync(file, fs.constants.R_OK)
-      } catch {
-        throw new ConfigError(`${key}.${k}`, `cannot read ${file}`)
-      }
-    }
-  }
+/** The config as serve would run it: decoded, and what serve reads at start (TLS files…) checked now. */
+const loadChecked = (file: string | undefined): Config => {
+  const config = loadConfig(file)
+  preflight(config)
+  return config
 }
 
 const load = (file: string | undefined): Config => {
   try {
-    const config = loadConfig(file)
-    checkFiles(config)
-    return config
+    return loadChecked(file)
   } catch (e) {
     if (e instanceof ConfigError) return fail(`invalid config${file ? ` ${file}` : ""}: ${e.message}`)
     throw e
@@ -87,11 +73,7 @@ export const serve = (args: ReadonlyArray<string>) => {
   const config = load(file)
   const workers = config.workers === 0 ? os.availableParallelism() : config.workers
   // Re-read on SIGHUP / POST /admin/reload; a ConfigError leaves the running config in place.
-  const configSource = () => {
-    const next = loadConfig(file)
-    checkFiles(next)
-    return next
-  }
+  const configSource = () => loadChecked(file)
   if (cluster.isWorker) return runWorker(config, configSource)
   if (workers > 1) return runPrimary(config, workers, configSource)
   const fiber = Effect.runFork(
@@ -127,13 +109,24 @@ export const checkConfig = (args: ReadonlyArray<string>) => {
   const config = load(file)
   const listeners = Object.entries(config.listeners).map(([n, l]) => `${n}:${l!.port}`)
   process.stdout.write(
-    `ok: ${file} — listeners ${listeners.join(", ") || "(none)"}; ${Object.keys(config.routes).length} static route(s)\n`
+    `ok: ${file} — listeners ${listeners.join(", ")}; ${Object.keys(config.routes).length} static route(s)\n`
   )
+  if (config.ssrf.disabled) {
+    process.stderr.write(
+      "polyproxy: warning: ssrf.disabled is true: backends in private and loopback ranges are dialed\n"
+    )
+  }
 }
 
-export const routes = (args: ReadonlyArray<string>) => {
-  const config = load(configFile(args))
-  for (const [id, r] of Object.entries(config.routes)) process.stdout.write(`${id}\t${r.endpoint}\n`)
+export const routes = async (args: ReadonlyArray<string>) => {
+  const file = args.find((a, i) => !a.startsWith("--") && args[i - 1] !== "--config") ?? configFile(args)
+  const config = load(file)
+  const code = await listRoutes(config, file, {
+    out: (line) => process.stdout.write(`${line}\n`),
+    err: (line) => process.stderr.write(`polyproxy: ${line}\n`)
+  })
+  // Now, not when the event loop empties: ioredis keeps a timer for a while after its client is gone.
+  process.exit(code)
 }
 
 export const env = () => {

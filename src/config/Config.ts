@@ -52,7 +52,18 @@ export interface ListenerConfig {
    * document (where drivers put `$db`); a larger one is refused with 17 ProtocolError. Default 65536.
    */
   readonly maxRoutingCommand?: number | undefined
+  /**
+   * `listeners.mysql` only: what the greeting (sent before the backend is known) claims to be. "mariadb" offers
+   * MariaDB's extended capabilities (typed JSON/UUID/INET columns), "mysql" none; "auto" (default) greets as the
+   * backends seen so far were (see README). A client whose negotiated extras its backend lacks is refused.
+   */
+  readonly serverFlavor?: MysqlServerFlavor | undefined
+  /** `listeners.mysql` only: the greeting's version string; default: the flavor's (auto: the backends'). */
+  readonly serverVersion?: string | undefined
 }
+
+export type MysqlServerFlavor = "auto" | "mariadb" | "mysql"
+export const mysqlServerFlavors: ReadonlyArray<MysqlServerFlavor> = ["auto", "mariadb", "mysql"]
 
 /**
  * How `listeners.tcp` picks the resource: a string is a fixed resource id, except "sni" (the TLS ClientHello's server
@@ -85,13 +96,28 @@ export interface HttpListenerOptions {
     readonly keepAliveTimeout: number
     /** Connections per backend address; requests beyond wait for one. 0 = no limit. */
     readonly maxConnections: number
+    /**
+     * Reuse backend connections (default true). false: one connection per request, sent with `Connection: close`
+     * (HTTP/1.1 backends; an h2/h2c backend keeps its one session).
+     */
+    readonly keepAlive: boolean
   }
   /** Benchmark only: send every request to this "host:port" (IP literal) without asking the Resolver. */
   readonly fixedBackend?: string | undefined
-  /** Benchmark only: answer every request with 200 "ok" at once, without a backend. */
-  readonly directResponse: boolean
+  /**
+   * Answer every request at once with this status and body (text/plain), without a Resolver or a backend: a
+   * maintenance page, a health endpoint, or a benchmark of the proxy alone. `true` is 200 "ok\n".
+   */
+  readonly directResponse?: DirectResponse | undefined
   /** Benchmark only: forward request heads as received (no hop-by-hop or X-Forwarded-* rewriting). */
   readonly fastPath: boolean
+}
+
+export interface DirectResponse {
+  /** 200–599. */
+  readonly status: number
+  /** Sent as text/plain; charset=utf-8; must be empty for 204, 205 and 304. */
+  readonly body: string
 }
 
 export interface SniCertificate {
@@ -200,6 +226,15 @@ export interface Config {
   readonly ssrf: {
     /** CIDR ranges that may be dialed although special-purpose (private, loopback...). */
     readonly allow: ReadonlyArray<string>
+    /**
+     * Skip the address checks: any address a Resolver names is dialed (except the unspecified 0.0.0.0 and ::); names
+     * are still resolved once and the dialer still uses that IP. Default false; a warning is logged at start.
+     */
+    readonly disabled: boolean
+  }
+  /** Socket options of the relaying listeners (tcp, postgres, mysql, mongodb, smtp), client and backend side. */
+  readonly tcp: {
+    readonly keepAlive: TcpKeepAlive
   }
   /** How the proxy dials backends. */
   readonly upstream: {
@@ -249,6 +284,21 @@ export interface Config {
 
 export type LogLevel = "debug" | "info" | "warn" | "error"
 
+/**
+ * TCP keep-alive probes, which find a peer that vanished without a FIN (a crashed host, a NAT that dropped the flow).
+ * A silent peer is given up after idle + interval × count seconds (default 60 + 1 × 10).
+ */
+export interface TcpKeepAlive {
+  /** Default true. */
+  readonly enabled: boolean
+  /** Seconds of silence before the first probe (TCP_KEEPIDLE). Default 60. */
+  readonly idle: number
+  /** Seconds between unanswered probes (TCP_KEEPINTVL). Default 1 (libuv's). */
+  readonly interval: number
+  /** Unanswered probes before the connection is dropped (TCP_KEEPCNT). Default 10 (libuv's). */
+  readonly count: number
+}
+
 export const defaults = {
   workers: 1,
   nodeOptions: ["--max-semi-space-size=1"],
@@ -261,6 +311,7 @@ export const defaults = {
   metrics: { perResource: 0 },
   breaker: { failureThreshold: 5, cooldown: 10 },
   coldStart: { timeout: 30, maxQueue: 1000 },
+  tcp: { keepAlive: { enabled: true, idle: 60, interval: 1, count: 10 } as TcpKeepAlive },
   /**
    * The TLS profile of every listener that terminates TLS (Mozilla "intermediate", as HAProxy and nginx configs
    * generated from it): TLS 1.2 and 1.3, AEAD suites with ECDHE only. Client-initiated renegotiation is always refused.

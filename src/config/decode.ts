@@ -7,71 +7,31 @@ import { isLoopbackHost, validAllowedHost } from "../admin/hosts.ts"
 import { parseEndpoint } from "../domain/Endpoint.ts"
 import { defaultProtocolLabel, isProtocolLabel, type ProtocolLabel, protocolLabels } from "../domain/Protocols.ts"
 import { parseCidrList } from "../domain/SpecialRanges.ts"
+import { libuvProbes, probesSettable } from "../listeners/keepAlive.ts"
+import { type Bind, distinctBinds, listenHost } from "./addresses.ts"
 import {
   type AdminConfig,
   type Config,
   defaults,
-  type HttpListenerOptions,
   type ListenerConfig,
   type ListenerName,
   type LogLevel,
   listenerNames,
-  type ResolverConfig,
+  mysqlServerFlavors,
   type RouteConfig,
-  resolverTypes,
   routeByOptions,
+  type TcpKeepAlive,
   type TcpRoute,
   type TlsFiles,
   type TlsVersion,
   tlsVersions,
   type UpstreamTls
 } from "./Config.ts"
+import { httpKeys, httpOptions } from "./decodeHttp.ts"
+import { resolverConfig } from "./decodeResolver.ts"
+import { bool, ConfigError, fraction, int, isObj, type Obj, object, oneOf, seconds, show, str } from "./fields.ts"
 
-export class ConfigError extends Error {
-  readonly key: string
-  constructor(key: string, why: string) {
-    super(key === "" ? why : `${key}: ${why}`)
-    this.key = key
-    this.name = "ConfigError"
-  }
-}
-
-type Obj = Record<string, unknown>
-const isObj = (v: unknown): v is Obj => typeof v === "object" && v !== null && !Array.isArray(v)
-const show = (v: unknown) => (typeof v === "string" ? JSON.stringify(v) : String(JSON.stringify(v) ?? v))
-
-const object = (v: unknown, key: string, known: ReadonlyArray<string>): Obj => {
-  if (!isObj(v)) throw new ConfigError(key, `expected a mapping, got ${show(v)}`)
-  for (const k of Object.keys(v)) {
-    if (!known.includes(k))
-      throw new ConfigError(key === "" ? k : `${key}.${k}`, `unknown key (known: ${known.join(", ")})`)
-  }
-  return v
-}
-
-const int = (v: unknown, key: string, min: number, max: number, fallback?: number): number => {
-  if (v === undefined && fallback !== undefined) return fallback
-  if (v === undefined) throw new ConfigError(key, `required: an integer from ${min} to ${max}`)
-  if (typeof v !== "number" || !Number.isInteger(v) || v < min || v > max) {
-    throw new ConfigError(key, `expected an integer from ${min} to ${max}, got ${show(v)}`)
-  }
-  return v
-}
-
-const seconds = (v: unknown, key: string, fallback: number): number => {
-  if (v === undefined) return fallback
-  if (typeof v !== "number" || !Number.isFinite(v) || v < 0 || v > 86_400) {
-    throw new ConfigError(key, `expected a number of seconds from 0 to 86400, got ${show(v)}`)
-  }
-  return v
-}
-
-const fraction = (v: unknown, key: string, fallback: number): number => {
-  if (v === undefined) return fallback
-  if (typeof v !== "number" || !(v >= 0 && v <= 1))
-    throw new ConfigError(key, `expected a number from 0 to 1, got ${show(v)}`)
-  return v
-}
+export { ConfigError }
 
 const redisUrl = (v: unknown, key: string): string => {
   const text = str(v, key)
@@ -88,32 +48,6 @@ const nodeOptions = (v: unknown): ReadonlyArray<string> => {
     )
   }
   return v
-}
-
-const str = (v: unknown, key: string, fallback?: string): string => {
-  if (v === undefined && fallback !== undefined) return fallback
-  if (typeof v !== "string" || v.length === 0) throw new ConfigError(key, `expected a non-empty string, got ${show(v)}`)
-  return v
-}
-
-const bool = (v: unknown, key: string, fallback: boolean): boolean => {
-  if (v === undefined) return fallback
-  if (typeof v !== "boolean") throw new ConfigError(key, `expected true or false, got ${show(v)}`)
-  return v
-}
-
-const oneOf = <A extends string>(v: unknown, key: string, options: ReadonlyArray<A>, fallback: A): A => {
-  if (v === undefined) return fallback
-  if (typeof v !== "string" || !options.includes(v as A)) {
-    throw new ConfigError(key, `expected one of ${options.join(", ")}, got ${show(v)}`)
-  }
-  return v as A
-}
-
-const host = (v: unknown, key: string, fallback: string): string => {
-  const h = str(v, key, fallback)
-  if (/\s/.test(h)) throw new ConfigError(key, `expected a host name or IP address, got ${show(v)}`)
-  return h
 }
 
 const tlsVersion = (v: unknown, key: string): TlsVersion | undefined =>
@@ -170,86 +104,6 @@ const upstreamTls = (v: unknown, key: string, baseDir: string): UpstreamTls | un
   }
 }
 
-const httpKeys = [
-  "upstreamTls",
-  "telemetry",
-  "preserveHost",
-  "trustForwarded",
-  "h2c",
-  "certificates",
-  "maxHeaderSize",
-  "keepAliveTimeout",
-  "upstream",
-  "fixedBackend",
-  "directResponse",
-  "fastPath"
-]
-
-const httpOptions = (o: Obj, key: string, baseDir: string): HttpListenerOptions => {
-  const trust = o.trustForwarded
-  let trustForwarded: boolean | ReadonlyArray<string> = false
-  if (typeof trust === "boolean") trustForwarded = trust
-  else if (trust !== undefined) {
-    if (!Array.isArray(trust) || !trust.every((x) => typeof x === "string")) {
-      throw new ConfigError(
-        `${key}.trustForwarded`,
-        `expected true, false or a list of CIDR ranges, got ${show(trust)}`
-      )
-    }
-    const cidrs = parseCidrList(trust)
-    if (typeof cidrs === "string") throw new ConfigError(`${key}.trustForwarded`, cidrs)
-    trustForwarded = trust as Array<string>
-  }
-  const certs = o.certificates ?? []
-  if (!Array.isArray(certs)) throw new ConfigError(`${key}.certificates`, `expected a list, got ${show(certs)}`)
-  const certificates = certs.map((c, i) => {
-    const k = `${key}.certificates.${i}`
-    const e = object(c, k, ["cert", "key", "hosts"])
-    const hosts = e.hosts
-    if (hosts !== undefined && (!Array.isArray(hosts) || !hosts.every((h) => typeof h === "string" && h.length > 0))) {
-      throw new ConfigError(`${k}.hosts`, `expected a list of server names, got ${show(hosts)}`)
-    }
-    return {
-      cert: path.resolve(baseDir, str(e.cert, `${k}.cert`)),
-      key: path.resolve(baseDir, str(e.key, `${k}.key`)),
-      hosts: hosts as Array<string> | undefined
-    }
-  })
-  if (certificates.length > 0 && o.tls === undefined) {
-    throw new ConfigError(`${key}.certificates`, "needs `tls` too: its certificate serves clients without SNI")
-  }
-  const u = object(o.upstream ?? {}, `${key}.upstream`, [
-    "headersTimeout",
-    "bodyTimeout",
-    "keepAliveTimeout",
-    "maxConnections"
-  ])
-  const fixed = o.fixedBackend
-  if (fixed !== undefined) {
-    const parsed = parseEndpoint(str(fixed, `${key}.fixedBackend`))
-    if (typeof parsed === "string") throw new ConfigError(`${key}.fixedBackend`, parsed)
-    if (!/^[\d.]+$|:/.test(parsed.host)) throw new ConfigError(`${key}.fixedBackend`, "expected an IP literal")
-  }
-  return {
-    telemetry: bool(o.telemetry, `${key}.telemetry`, false),
-    preserveHost: bool(o.preserveHost, `${key}.preserveHost`, true),
-    trustForwarded,
-    h2c: bool(o.h2c, `${key}.h2c`, true),
-    certificates,
-    maxHeaderSize: int(o.maxHeaderSize, `${key}.maxHeaderSize`, 1024, 1_048_576, 16_384),
-    keepAliveTimeout: seconds(o.keepAliveTimeout, `${key}.keepAliveTimeout`, 5),
-    upstream: {
-      headersTimeout: seconds(u.headersTimeout, `${key}.upstream.headersTimeout`, 60),
-      bodyTimeout: seconds(u.bodyTimeout, `${key}.upstream.bodyTimeout`, 60),
-      keepAliveTimeout: seconds(u.keepAliveTimeout, `${key}.upstream.keepAliveTimeout`, 4),
-      maxConnections: int(u.maxConnections, `${key}.upstream.maxConnections`, 0, 1_000_000, 256)
-    },
-    fixedBackend: fixed as string | undefined,
-    directResponse: bool(o.directResponse, `${key}.directResponse`, false),
-    fastPath: bool(o.fastPath, `${key}.fastPath`, false)
-  }
-}
-
 const tcpRoute = (v: unknown, key: string, baseDir: string): TcpRoute => {
   if (typeof v === "string" || v === undefined) return str(v, key)
   const o = object(v, key, ["firstBytes"])
@@ -271,6 +125,15 @@ const protocolLabel = (v: unknown, key: string, fallback: ProtocolLabel): Protoc
   return v
 }
 
+/** A MySQL greeting's version string: NUL-terminated on the wire, and clients read its leading digits. */
+const serverVersion = (v: unknown, key: string): string => {
+  const text = str(v, key)
+  if (!/^\d+\.\d+\.\d+/.test(text) || text.includes("\0") || Buffer.byteLength(text) > 200) {
+    throw new ConfigError(key, `expected a version such as "8.0.40" or "5.5.5-10.11.6-MariaDB", got ${show(v)}`)
+  }
+  return text
+}
+
 const listener = (name: ListenerName, v: unknown, baseDir: string): ListenerConfig => {
   const key = `listeners.${name}`
   const routeBy = routeByOptions[name]
@@ -285,7 +148,8 @@ const listener = (name: ListenerName, v: unknown, baseDir: string): ListenerConf
     ...(name === "tcp" ? ["route", "defaultRoute"] : []),
     ...(routeBy ? ["routeBy", "upstreamTls", "defaultRoute"] : []),
     ...(name === "http" ? httpKeys : []),
-    ...(name === "mongodb" ? ["maxRoutingCommand"] : [])
+    ...(name === "mongodb" ? ["maxRoutingCommand"] : []),
+    ...(name === "mysql" ? ["serverFlavor", "serverVersion"] : [])
   ]
   const o = object(v ?? {}, key, known)
   const port = int(o.port, `${key}.port`, 0, 65535)
@@ -301,7 +165,10 @@ const listener = (name: ListenerName, v: unknown, baseDir: string): ListenerConf
     // Up to MongoDB's largest command document (16 MiB + 16 KiB): what an unrouted connection may make the proxy hold.
     maxRoutingCommand:
       name === "mongodb" ? int(o.maxRoutingCommand, `${key}.maxRoutingCommand`, 1024, 16_793_600, 65_536) : undefined,
-    host: host(o.host, `${key}.host`, defaults.listenerHost),
+    serverFlavor:
+      name === "mysql" ? oneOf(o.serverFlavor, `${key}.serverFlavor`, mysqlServerFlavors, "auto") : undefined,
+    serverVersion: o.serverVersion === undefined ? undefined : serverVersion(o.serverVersion, `${key}.serverVersion`),
+    host: listenHost(o.host, `${key}.host`, defaults.listenerHost),
     port,
     tls: tlsFiles(o.tls, `${key}.tls`, baseDir),
     maxConnections: int(o.maxConnections, `${key}.maxConnections`, 0, 10_000_000, 0),
@@ -334,67 +201,25 @@ const route = (id: string, v: unknown): RouteConfig => {
   }
 }
 
-/** A URL with one of `schemes`; never echoed back, since it may carry a password. */
-const url = (v: unknown, key: string, schemes: ReadonlyArray<string>): string => {
-  const text = str(v, key)
-  let scheme: string
-  try {
-    scheme = new URL(text).protocol
-  } catch {
-    throw new ConfigError(key, `not a valid URL (expected ${schemes.map((s) => `${s}//…`).join(" or ")})`)
+/** `tcp.keepAlive`: a mapping, or true/false for the defaults on or off. */
+const tcpKeepAlive = (v: unknown): TcpKeepAlive => {
+  const d = defaults.tcp.keepAlive
+  if (typeof v === "boolean") return { ...d, enabled: v }
+  const k = object(v ?? {}, "tcp.keepAlive", ["enabled", "idle", "interval", "count"])
+  // Linux's limits (MAX_TCP_KEEPIDLE, MAX_TCP_KEEPINTVL, MAX_TCP_KEEPCNT); libuv refuses an idle time of 0.
+  const ka: TcpKeepAlive = {
+    enabled: bool(k.enabled, "tcp.keepAlive.enabled", d.enabled),
+    idle: int(k.idle, "tcp.keepAlive.idle", 1, 32_767, d.idle),
+    interval: int(k.interval, "tcp.keepAlive.interval", 1, 32_767, d.interval),
+    count: int(k.count, "tcp.keepAlive.count", 1, 127, d.count)
   }
-  if (!schemes.includes(scheme)) {
-    throw new ConfigError(key, `expected a ${schemes.join(" or ")} URL, got ${scheme}`)
+  if (!probesSettable && (ka.interval !== libuvProbes.interval || ka.count !== libuvProbes.count)) {
+    throw new ConfigError(
+      ka.interval !== libuvProbes.interval ? "tcp.keepAlive.interval" : "tcp.keepAlive.count",
+      `this Node.js (${process.version}) cannot set the probe interval and count (socket.setKeepAlive takes only the idle time); remove the key or run a Node.js 24 that has them`
+    )
   }
-  return text
-}
-
-const positiveSeconds = (v: unknown, key: string, fallback: number): number => {
-  const s = seconds(v, key, fallback)
-  if (s === 0) throw new ConfigError(key, "must be more than 0 seconds")
-  return s
-}
-
-const resolverConfig = (v: unknown): ResolverConfig => {
-  if (v === undefined || v === null) return { type: "static" }
-  const type = oneOf(isObj(v) ? v.type : undefined, "resolver.type", resolverTypes, "static")
-  const d = defaults.resolver
-  switch (type) {
-    case "static":
-      object(v, "resolver", ["type"])
-      return { type }
-    case "redis": {
-      const o = object(v, "resolver", ["type", "url", "key", "timeout"])
-      return {
-        type,
-        url: url(o.url, "resolver.url", ["redis:", "rediss:"]),
-        key: str(o.key, "resolver.key", d.redis.key),
-        timeout: positiveSeconds(o.timeout, "resolver.timeout", d.redis.timeout)
-      }
-    }
-    case "http": {
-      const o = object(v, "resolver", [
-        "type",
-        "url",
-        "token",
-        "timeout",
-        "retries",
-        "failureThreshold",
-        "cooldown",
-        "wakeUrl"
-      ])
-      return {
-        type,
-        url: url(o.url, "resolver.url", ["http:", "https:"]),
-        token: o.token === undefined ? undefined : str(o.token, "resolver.token"),
-        timeout: positiveSeconds(o.timeout, "resolver.timeout", d.http.timeout),
-        retries: int(o.retries, "resolver.retries", 0, 10, d.http.retries),
-        failureThreshold: int(o.failureThreshold, "resolver.failureThreshold", 0, 1_000_000, d.http.failureThreshold),
-        cooldown: seconds(o.cooldown, "resolver.cooldown", d.http.cooldown),
-        wakeUrl: o.wakeUrl === undefined ? undefined : url(o.wakeUrl, "resolver.wakeUrl", ["http:", "https:"])
-      }
-    }
-  }
+  return ka
 }
 
 const adminConfig = (v: unknown): AdminConfig => {
@@ -410,7 +235,7 @@ const adminConfig = (v: unknown): AdminConfig => {
     )
   }
   const admin: AdminConfig = {
-    host: host(a.host, "admin.host", defaults.admin.host),
+    host: listenHost(a.host, "admin.host", defaults.admin.host),
     port: int(a.port, "admin.port", 0, 65535, defaults.admin.port),
     token: a.token === undefined ? undefined : str(a.token, "admin.token"),
     allowedHosts: allowed === undefined ? undefined : (allowed as Array<string>).map((h) => h.toLowerCase()),
@@ -444,14 +269,24 @@ export const decodeConfig = (raw: unknown, baseDir: string): Config => {
     "metrics",
     "breaker",
     "coldStart",
-    "resolver"
+    "resolver",
+    "tcp"
   ])
 
   const admin = o.admin === false || o.admin === null ? undefined : adminConfig(o.admin)
 
   const ls = object(o.listeners ?? {}, "listeners", listenerNames)
   const listeners: Partial<Record<ListenerName, ListenerConfig>> = {}
-  for (const name of listenerNames) if (ls[name] !== undefined) listeners[name] = listener(name, ls[name], baseDir)
+  const binds: Array<Bind> = []
+  // In the file's order, so that an overlap names the listener written second.
+  for (const name of Object.keys(ls) as Array<ListenerName>) {
+    if (ls[name] === undefined) continue
+    const l = listener(name, ls[name], baseDir)
+    listeners[name] = l
+    binds.push({ key: `listeners.${name}`, host: l.host, port: l.port })
+  }
+  if (admin !== undefined) binds.push({ key: "admin", host: admin.host, port: admin.port })
+  distinctBinds(binds)
 
   const rs = o.routes === undefined || o.routes === null ? {} : o.routes
   if (!isObj(rs)) throw new ConfigError("routes", `expected a mapping of resource id to "host:port", got ${show(rs)}`)
@@ -459,7 +294,7 @@ export const decodeConfig = (raw: unknown, baseDir: string): Config => {
   for (const [id, v] of Object.entries(rs)) routes[id.toLowerCase()] = route(id, v)
 
   const c = object(o.cache ?? {}, "cache", ["ttl", "negativeTtl", "maxEntries", "redis"])
-  const s = object(o.ssrf ?? {}, "ssrf", ["allow"])
+  const s = object(o.ssrf ?? {}, "ssrf", ["allow", "disabled"])
   const allow = s.allow ?? []
   if (!Array.isArray(allow) || !allow.every((x) => typeof x === "string")) {
     throw new ConfigError("ssrf.allow", `expected a list of CIDR ranges such as "127.0.0.0/8", got ${show(allow)}`)
@@ -495,7 +330,8 @@ export const decodeConfig = (raw: unknown, baseDir: string): Config => {
       maxEntries: int(c.maxEntries, "cache.maxEntries", 1, 100_000_000, defaults.cache.maxEntries),
       redis: c.redis === undefined ? undefined : redisUrl(c.redis, "cache.redis")
     },
-    ssrf: { allow: allow as Array<string> },
+    ssrf: { allow: allow as Array<string>, disabled: bool(s.disabled, "ssrf.disabled", false) },
+    tcp: { keepAlive: tcpKeepAlive(object(o.tcp ?? {}, "tcp", ["keepAlive"]).keepAlive) },
     upstream: { sourceAddresses: sources as Array<string> },
     timeouts: {
       handshake: seconds(t.handshake, "timeouts.handshake", defaults.timeouts.handshake),

@@ -22,6 +22,11 @@ const leaf: ReadonlyArray<readonly [string, Kind]> = [
   ["cache.maxEntries", "int"],
   ["cache.redis", "string"],
   ["ssrf.allow", "list"],
+  ["ssrf.disabled", "bool"],
+  ["tcp.keepAlive.enabled", "bool"],
+  ["tcp.keepAlive.idle", "int"],
+  ["tcp.keepAlive.interval", "int"],
+  ["tcp.keepAlive.count", "int"],
   ["upstream.sourceAddresses", "list"],
   ["timeouts.handshake", "number"],
   ["timeouts.connect", "number"],
@@ -71,7 +76,62 @@ const byEnvName = new Map(leaf.map(([p, kind]) => [envName(p), { path: p, kind }
 /** Variables read by the CLI itself rather than mapped to a key. */
 const reserved = new Set(["POLYPROXY_CONFIG"])
 
-export const documentedEnv = (): ReadonlyArray<readonly [string, string]> => leaf.map(([p]) => [envName(p), p])
+/** The variables that are not `POLYPROXY_` + a key path, and what they do. */
+const otherVariables: ReadonlyArray<readonly [string, string]> = [
+  ["POLYPROXY_CONFIG", "the config file of serve and routes (default: the embedded fixtures/example.yaml)"],
+  ["PROXY_TLS_ENABLED", "true: set tls from the PROXY_TLS_* variables"],
+  ["PROXY_TLS_CERT", "tls.cert (required with PROXY_TLS_ENABLED)"],
+  ["PROXY_TLS_KEY", "tls.key (required with PROXY_TLS_ENABLED)"],
+  ["PROXY_TLS_CA", "tls.ca"],
+  ["PROXY_TLS_REQUIRE_CLIENT_CERT", "tls.requireClientCert"],
+  ["PROXY_TLS_CIPHERS", "tls.ciphers"],
+  ["PROXY_TLS_MIN_VERSION", "tls.minVersion"]
+]
+
+/** Every variable polyproxy reads, with the key it sets (or what it does). */
+export const documentedEnv = (): ReadonlyArray<readonly [string, string]> => [
+  ...leaf.map(([p]) => [envName(p), p] as const),
+  ...otherVariables
+]
+
+/** Levenshtein distance: edits (insert, delete, replace) from `a` to `b`. */
+const distance = (a: string, b: string): number => {
+  let row = Array.from({ length: b.length + 1 }, (_, j) => j)
+  for (let i = 1; i <= a.length; i++) {
+    const next = [i]
+    for (let j = 1; j <= b.length; j++) {
+      next[j] = Math.min(row[j]! + 1, next[j - 1]! + 1, row[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1))
+    }
+    row = next
+  }
+  return row[b.length]!
+}
+
+/**
+ * The variable a mistyped one most likely meant: the closest by a few edits (LISTENER_ for LISTENERS_), else the only
+ * one that ends with what was typed (POLYPROXY_HTTP_PORT for POLYPROXY_LISTENERS_HTTP_PORT).
+ */
+export const nearestEnvName = (name: string): string | undefined => {
+  const names = [...byEnvName.keys(), ...reserved]
+  let best: string | undefined
+  let bestDistance = Number.POSITIVE_INFINITY
+  for (const candidate of names) {
+    const d = distance(name, candidate)
+    if (d < bestDistance) [best, bestDistance] = [candidate, d]
+  }
+  if (bestDistance <= 2) return best
+  const tail = `_${name.slice("POLYPROXY_".length)}`
+  const endings = names.filter((n) => n.endsWith(tail))
+  return endings.length === 1 ? endings[0] : undefined
+}
+
+const unknownVariable = (name: string): ConfigError => {
+  const guess = nearestEnvName(name)
+  return new ConfigError(
+    name,
+    `unknown environment variable${guess ? `; did you mean ${guess}?` : ""} (\`polyproxy env\` lists them all)`
+  )
+}
 
 const convert = (name: string, value: string, kind: Kind): unknown => {
   switch (kind) {
@@ -126,7 +186,7 @@ export const applyEnv = (raw: unknown, env: Readonly<Record<string, string | und
   for (const [name, value] of Object.entries(env)) {
     if (!name.startsWith("POLYPROXY_") || value === undefined || reserved.has(name)) continue
     const target = byEnvName.get(name)
-    if (target === undefined) throw new ConfigError(name, "unknown environment variable (see README: Environment)")
+    if (target === undefined) throw unknownVariable(name)
     let v = convert(name, value, target.kind)
     const module = target.kind === "stringOrJson" && typeof v === "object" ? (v as { firstBytes?: unknown }) : undefined
     if (typeof module?.firstBytes === "string") v = { ...module, firstBytes: abs(module.firstBytes) }

@@ -1,17 +1,41 @@
 // Reads a config file (YAML or JSON: YAML is a superset), applies the environment, validates.
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { parse } from "yaml"
+import { parse, YAMLParseError } from "yaml"
 import type { Config } from "./Config.ts"
 import { ConfigError, decodeConfig } from "./decode.ts"
 import { applyEnv } from "./env.ts"
+import { isObj, show } from "./fields.ts"
 
-export const parseConfigText = (text: string, file: string): unknown => {
+/**
+ * The parser's message as "FILE:LINE:COLUMN: why", then its code frame (the lines around the error and a caret under
+ * it), indented; without the frame, "at line 3, column 1:" would point at nothing.
+ */
+const yamlError = (e: unknown, file: string): string => {
+  if (!(e instanceof YAMLParseError)) return `${file}: ${(e as Error).message}`
+  const [first = "", ...frame] = e.message.split("\n")
+  const at = e.linePos?.[0]
+  const what = first.replace(/ at line \d+, column \d+:?$/, "")
+  while (frame.length > 0 && frame[0]!.trim() === "") frame.shift()
+  while (frame.length > 0 && frame[frame.length - 1]!.trim() === "") frame.pop()
+  const where = at === undefined ? file : `${file}:${at.line}:${at.col}`
+  return `${where}: ${what}${frame.map((l) => `\n    ${l}`).join("")}`
+}
+
+/** The file's top-level mapping; an empty file (or only comments) is an empty one, which the environment may fill. */
+export const parseConfigText = (text: string, file: string): Record<string, unknown> => {
+  let raw: unknown
   try {
-    return parse(text, { prettyErrors: true, uniqueKeys: true }) ?? {}
+    raw = parse(text, { prettyErrors: true, uniqueKeys: true })
   } catch (e) {
-    throw new ConfigError("", `${file}: not valid YAML/JSON: ${(e as Error).message.split("\n")[0]}`)
+    throw new ConfigError("", `not valid YAML/JSON: ${yamlError(e, file)}`)
   }
+  if (raw === null || raw === undefined) return {}
+  if (!isObj(raw)) {
+    const got = Array.isArray(raw) ? "a list" : `${typeof raw} ${show(raw)}`
+    throw new ConfigError("", `${file}: the top level must be a mapping of keys (listeners:, routes:, …), got ${got}`)
+  }
+  return raw
 }
 
 /** Loads FILE (or only the environment when FILE is undefined). Throws ConfigError with the bad key and why. */

@@ -439,7 +439,7 @@ export const startListener = Effect.fnUntraced(function* (
         node: process.version
       })
     }
-    relay(client, backend, onRelayClosed, relayOptions, { accepted, route, who, started, watch })
+    relay(client, backend, onRelayClosed, relayOptions, { accepted, route, who, started, watch }, watch?.clientData)
   }
 
   /** A connection on the fiber-free path while its backend is dialled: the dial's answer finds its facts here. */

@@ -31,6 +31,12 @@ export interface Identified {
 /** A protocol's watcher of one relayed connection (see `Protocol.relaying`). */
 export interface RelayWatch {
   readonly closed: () => void
+  /**
+   * Takes the relay's place on the client's `data` events (with the client socket as `this`): it writes what it
+   * passes to the backend itself, pausing the client when the backend's buffer is full (the backend's `drain`
+   * resumes it). One shared function; per-connection state goes on the socket. For the MySQL KILL tap.
+   */
+  readonly clientData?: ((this: net.Socket, chunk: Buffer) => void) | undefined
 }
 
 export interface Protocol {
@@ -56,8 +62,9 @@ export interface Protocol {
    */
   readonly boundsReplay?: boolean | undefined
   /**
-   * Called as the relay starts, to watch the first messages (e.g. Postgres BackendKeyData). What it returns is told
-   * when the relay has closed: one object per connection rather than a close listener and its closure.
+   * Called as the relay starts, to watch the first messages (e.g. Postgres BackendKeyData) or the client's commands
+   * (MySQL KILL). What it returns is told when the relay has closed: one object per connection rather than a close
+   * listener and its closure.
    */
   readonly relaying?: (identified: Identified, backend: net.Socket, target: VettedEndpoint) => RelayWatch | undefined
   /** Answer the client in its own protocol's words, then close (the listener destroys it after a grace period). */

@@ -1,5 +1,6 @@
 // What a protocol factory gets from the composition root: its listener's config and the TLS material, loaded once.
 import type { Config, ListenerConfig, ListenerName } from "../config/Config.ts"
+import type { MysqlSessions } from "./mysql/sessions.ts"
 import type { Protocol } from "./Protocol.ts"
 import type { CancelKeys } from "./postgres/CancelKeys.ts"
 import type { ClientTlsOptions, ServerTls } from "./tls.ts"
@@ -13,7 +14,7 @@ export interface ProtocolContext {
   /** TLS towards backends (`listeners.NAME.upstreamTls`); a route's `metadata.tls` may override it. */
   readonly upstreamTls: ClientTlsOptions | undefined
   /** State shared by every listener of this process. */
-  readonly shared: { readonly cancelKeys: CancelKeys }
+  readonly shared: { readonly cancelKeys: CancelKeys; readonly mysqlSessions: MysqlSessions }
 }
 
 export type ProtocolFactory = (ctx: ProtocolContext) => Protocol

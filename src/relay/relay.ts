@@ -194,12 +194,15 @@ export const errorPlaceholder = <F extends (...args: Array<never>) => void>(f: F
   return f
 }
 
-const attach = (side: Side, peer: Side, relay: Relay<unknown>) => {
+/** A `data` handler that forwards a client's bytes itself (see `relay`'s `clientData`). */
+export type DataHandler = (this: net.Socket, chunk: Buffer) => void
+
+const attach = (side: Side, peer: Side, relay: Relay<unknown>, data: DataHandler = onData) => {
   side._relay = relay
   side._peer = peer
   const before = side.rawListeners("error")
   // A socket that reads into the shared buffer never emits `data` (its reads go to `onReadInto`).
-  if (!readsShared(side) || side.readableLength > 0) side.on("data", onData)
+  if (!readsShared(side) || side.readableLength > 0) side.on("data", data)
   side.on("drain", onDrain)
   side.on("end", onEnd)
   side.on("error", onError)
@@ -233,19 +236,23 @@ const defaultHalfCloseMs = 60_000
  * Both sockets must have been created with `allowHalfOpen: true` so that a FIN from one side is passed on as a FIN,
  * not turned into a full close. Both must still be open (check `destroyed` first); bytes already buffered in them
  * flow on once this resumes them.
+ * `clientData`, when given, takes the place of the client's forwarding: it gets each chunk the client sends (the
+ * client socket as `this`, so not one that reads into the shared buffer) and writes to the backend what it passes,
+ * pausing the client when a write returns false; the backend's `drain` resumes it as usual.
  */
 export const relay = <S = undefined>(
   client: net.Socket,
   backend: net.Socket,
   onClose: (totals: RelayTotals, state: S) => void,
   options: RelayOptions = {},
-  state?: S
+  state?: S,
+  clientData?: DataHandler
 ): void => {
   const idleMs = options.idleTimeoutMs ?? 0
   const halfCloseMs = options.halfCloseMs ?? defaultHalfCloseMs
   // An idle timeout as short as the half-close one already bounds a half-closed relay: it keeps applying instead.
   const r = new Relay<S>(client, backend, onClose, state as S, idleMs > 0 && idleMs <= halfCloseMs ? 0 : halfCloseMs)
-  attach(client, backend, r as Relay<unknown>)
+  attach(client, backend, r as Relay<unknown>, clientData)
   attach(backend, client, r as Relay<unknown>)
   if (idleMs > 0) {
     client.setTimeout(idleMs, onTimeout)

@@ -12,6 +12,8 @@ export interface Forwarding {
   readonly host: string
   /** What the client asked for (X-Forwarded-Host). */
   readonly originalHost: string
+  /** Ask an HTTP/1.1 backend to close the connection after its answer (`upstream.keepAlive: false`). */
+  readonly close?: boolean | undefined
 }
 
 // Connection tokens that name no field of their own: their presence alone does not mean "strip a field by this name".
@@ -104,7 +106,8 @@ const forwardFields = (fields: FieldList, connection: string, f: Forwarding, see
 
 /**
  * The head sent to an HTTP/1.1 backend for an HTTP/1.x request: request line in origin form, hygienic fields,
- * forwarding fields, and the framing and upgrade fields this hop needs. Backend connections are kept alive.
+ * forwarding fields, and the framing and upgrade fields this hop needs. Backend connections are kept alive unless
+ * `f.close`.
  */
 export const upstreamHeadFromH1 = (head: RequestHead, f: Forwarding, upgrade: string | undefined): string => {
   const seen = ["", "", "", ""]
@@ -112,6 +115,7 @@ export const upstreamHeadFromH1 = (head: RequestHead, f: Forwarding, upgrade: st
   if (head.hostCount === 0) out += `host: ${f.host}\r\n`
   if (head.chunked) out += "transfer-encoding: chunked\r\n"
   if (upgrade !== undefined) out += `connection: upgrade\r\nupgrade: ${upgrade}\r\n`
+  else if (f.close) out += "connection: close\r\n"
   return `${out}${forwardingFields(f, seen[0]!, seen[1]!, seen[2]!, seen[3]!)}\r\n`
 }
 
@@ -126,6 +130,7 @@ export const upstreamHeadFromH2 = (
   const seen = ["", "", "", ""]
   let out = `${method} ${path} HTTP/1.1\r\nhost: ${f.host}\r\n${forwardFields(fields, "", f, seen)}`
   if (chunked) out += "transfer-encoding: chunked\r\n"
+  if (f.close) out += "connection: close\r\n"
   return `${out}${forwardingFields(f, seen[0]!, seen[1]!, seen[2]!, seen[3]!)}\r\n`
 }
 

@@ -4,6 +4,7 @@ import { parseEndpoint, type VettedEndpoint } from "../../domain/Endpoint.ts"
 import { cidrListContains, parseCidrList } from "../../domain/SpecialRanges.ts"
 import type { ProtocolContext } from "../ProtocolContext.ts"
 import type { ClientTlsOptions } from "../tls.ts"
+import { type DirectAnswer, directAnswer } from "./direct.ts"
 
 export interface HttpSettings {
   readonly name: string
@@ -31,9 +32,11 @@ export interface HttpSettings {
   readonly upstreamBodyMs: number
   readonly upstreamKeepAliveMs: number
   readonly upstreamMaxConnections: number
+  /** false: one backend connection per request, asked to close after its response. */
+  readonly upstreamKeepAlive: boolean
   readonly upstreamTls: ClientTlsOptions | undefined
   readonly fixedBackend: VettedEndpoint | undefined
-  readonly directResponse: boolean
+  readonly directResponse: DirectAnswer | undefined
   readonly fastPath: boolean
 }
 
@@ -45,8 +48,7 @@ export const defaultHttpOptions: HttpListenerOptions = {
   certificates: [],
   maxHeaderSize: 16_384,
   keepAliveTimeout: 5,
-  upstream: { headersTimeout: 60, bodyTimeout: 60, keepAliveTimeout: 4, maxConnections: 256 },
-  directResponse: false,
+  upstream: { headersTimeout: 60, bodyTimeout: 60, keepAliveTimeout: 4, maxConnections: 256, keepAlive: true },
   fastPath: false
 }
 
@@ -91,9 +93,10 @@ export const httpSettings = (
     upstreamBodyMs: o.upstream.bodyTimeout * 1000,
     upstreamKeepAliveMs: o.upstream.keepAliveTimeout * 1000,
     upstreamMaxConnections: o.upstream.maxConnections,
+    upstreamKeepAlive: o.upstream.keepAlive,
     upstreamTls: ctx.upstreamTls,
     fixedBackend,
-    directResponse: o.directResponse,
+    directResponse: o.directResponse && directAnswer(o.directResponse),
     fastPath: o.fastPath
   }
 }

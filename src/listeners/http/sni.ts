@@ -8,7 +8,7 @@ import type { SniCertificate } from "../../config/Config.ts"
 export type SniCallback = (servername: string, cb: (err: Error | null, ctx?: tls.SecureContext) => void) => void
 
 /** Names a certificate serves: its DNS subject alternative names (lower-cased, wildcards kept). */
-const dnsNamesOf = (pem: Buffer): Array<string> => {
+export const dnsNamesOf = (pem: Buffer): Array<string> => {
   const san = new X509Certificate(pem).subjectAltName ?? ""
   return san
     .split(",")

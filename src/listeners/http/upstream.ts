@@ -384,7 +384,12 @@ export class UpstreamConn implements ChunkSink {
   private finish(ex: Exchange, extraBytes: boolean): void {
     const head = this.head!
     const reusable =
-      !extraBytes && this.framing !== Framing.Close && ex.requestDone && !ex.upgrade && responseKeepsAlive(head)
+      this.pool.settings.upstreamKeepAlive &&
+      !extraBytes &&
+      this.framing !== Framing.Close &&
+      ex.requestDone &&
+      !ex.upgrade &&
+      responseKeepsAlive(head)
     const trailers = ex.decode && this.framing === Framing.Chunked ? this.reader!.trailerText : ""
     this.ex = null
     ex.up = null
