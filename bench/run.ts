@@ -3,7 +3,7 @@
 // latest.md (tables, targets, the README's Performance table) and latest.svg (chart of the ratios).
 //
 //   node bench/run.ts [--only tcp,sni,http,mysql,pg,smtp] [--rounds 3] [--duration 4] [--warmup 1] [--dev] …
-//   node bench/run.ts --smoke        ≤ 45 s: tcp, sni and http, direct and polyproxy (and the Node relay) for one
+//   node bench/run.ts --smoke        ≤ 45 s: tcp, sni, http and smtp, direct and polyproxy (and the Node relay) for one
 //                                    short round each; exit 1 unless every variant gave numbers
 //
 // `--help` lists every option; bench/README.md says what is measured and how to read it.
@@ -20,7 +20,13 @@ import {
 } from "./http/scenario.ts"
 import { MYSQL_VARIANTS, type MysqlVariantName, plannedMysqlSeconds, runMysqlScenario } from "./mysql/scenario.ts"
 import { PG_VARIANTS, type PgVariantName, plannedPgSeconds, runPgScenario } from "./pg/scenario.ts"
-import { plannedSmtpSeconds, runSmtpScenario, SMTP_VARIANTS, type SmtpVariantName } from "./smtp/scenario.ts"
+import {
+  plannedSmtpSeconds,
+  runSmtpScenario,
+  SMTP_VARIANTS,
+  type SmtpVariantName,
+  smtpWorkloads
+} from "./smtp/scenario.ts"
 import { plannedSniSeconds, runSniScenario, SNI_VARIANTS, type SniVariantName } from "./sni/scenario.ts"
 import { renderSvg } from "./support/chart.ts"
 import { NOISE_LIMIT, type NoisePolicy, type ScenarioResult } from "./support/interleave.ts"
@@ -33,7 +39,7 @@ import { plannedTcpSeconds, runTcpScenario, TCP_VARIANTS, TCP_WORKLOADS, type Tc
 
 const SCENARIOS = ["tcp", "sni", "http", "mysql", "pg", "smtp"] as const
 type ScenarioName = (typeof SCENARIOS)[number]
-const DEFAULT_SCENARIOS: readonly ScenarioName[] = ["tcp", "sni", "http", "mysql", "pg"]
+const DEFAULT_SCENARIOS: readonly ScenarioName[] = ["tcp", "sni", "http", "mysql", "pg", "smtp"]
 
 const OPTIONS = {
   only: { type: "string", default: DEFAULT_SCENARIOS.join(",") },
@@ -56,6 +62,8 @@ const OPTIONS = {
   "pg-variants": { type: "string", default: PG_VARIANTS.join(",") },
   "smtp-duration": { type: "string", default: "3" },
   "smtp-connections": { type: "string", default: "1,10" },
+  "smtp-variants": { type: "string", default: SMTP_VARIANTS.join(",") },
+  "smtp-workloads": { type: "string" },
   proxy: { type: "string", default: defaultEntry() },
   out: { type: "string" },
   "cpu-prof": { type: "string" },
@@ -119,13 +127,14 @@ const parseOptions = (argv: readonly string[]) => {
   if (!(warmup >= 0)) die("--warmup must be >= 0")
   const pgClients = list(str("pg-clients")).map((c) => positive("pg-clients", c, true))
   if (Math.max(...pgClients) > 90) die("--pg-clients above 90 would exceed PostgreSQL's max_connections (100)")
+  const smtpConnections = smoke ? [10] : list(str("smtp-connections")).map((c) => positive("smtp-connections", c, true))
   const noise: NoisePolicy = {
     limit: NOISE_LIMIT,
     retries: Number.isInteger(Number(str("noise-retries"))) ? Number(str("noise-retries")) : die("--noise-retries"),
     keep: scratch
   }
   return {
-    only: smoke ? (["tcp", "sni", "http"] as ScenarioName[]) : names("only", str("only"), SCENARIOS),
+    only: smoke ? (["tcp", "sni", "http", "smtp"] as ScenarioName[]) : names("only", str("only"), SCENARIOS),
     smoke,
     dev,
     noise,
@@ -153,8 +162,20 @@ const parseOptions = (argv: readonly string[]) => {
     pgClients,
     pgScale: positive("pg-scale", str("pg-scale"), true),
     pgVariants: names("pg-variants", str("pg-variants"), PG_VARIANTS),
-    smtpDuration: positive("smtp-duration", str("smtp-duration")),
-    smtpConnections: list(str("smtp-connections")).map((c) => positive("smtp-connections", c, true)),
+    smtpDuration: smoke ? 1 : positive("smtp-duration", str("smtp-duration")),
+    smtpConnections,
+    smtpVariants: smoke
+      ? (["direct", "polyproxy"] as SmtpVariantName[])
+      : names("smtp-variants", str("smtp-variants"), SMTP_VARIANTS),
+    smtpWorkloads: smoke
+      ? ["64k-c10"]
+      : v["smtp-workloads"] === undefined
+        ? undefined
+        : names(
+            "smtp-workloads",
+            str("smtp-workloads"),
+            smtpWorkloads(smtpConnections).map((w) => w.id)
+          ),
     proxy: proxy as ProxyEntry,
     outDir,
     cpuProfDir: v["cpu-prof"] === undefined ? undefined : resolve(str("cpu-prof"))
@@ -187,7 +208,8 @@ const planned = (o: Options, s: ScenarioName): number => {
         ...common,
         duration: o.smtpDuration,
         connections: o.smtpConnections,
-        variants: SMTP_VARIANTS
+        variants: o.smtpVariants,
+        workloads: o.smtpWorkloads
       })
   }
 }
@@ -238,7 +260,8 @@ const runScenario = (o: Options, s: ScenarioName, dir: string, lifetimeSeconds: 
         ...common,
         duration: o.smtpDuration,
         connections: o.smtpConnections,
-        variants: SMTP_VARIANTS as readonly SmtpVariantName[]
+        variants: o.smtpVariants as readonly SmtpVariantName[],
+        workloads: o.smtpWorkloads
       })
   }
 }
@@ -291,8 +314,8 @@ const renderMarkdown = (
       : `**NOT PUBLISHABLE**: ${why.join("; ")}.`,
     "",
     `Machine: ${m.nproc} cores (nproc), ${m.cpuModel}, Linux ${m.kernel}, Node ${m.node}. Generators and origins are ` +
-      "C (bench/native, load/native, wrk, nginx, pgbench, mysqlslap) and share the cores with the proxy: read every " +
-      "ratio with the proxy's CPU per operation beside it.",
+      "C (bench/native, load/native, wrk, nginx, pgbench, mysqlslap, Postfix's smtp-source and smtp-sink) and share " +
+      "the cores with the proxy: read every ratio with the proxy's CPU per operation beside it.",
     "",
     ...renderTargets(targets(scenarios)),
     "## README table",

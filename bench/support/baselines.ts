@@ -69,7 +69,7 @@ const spawnLogged = (file: string, args: readonly string[], cwd: string): Spawne
 /** Spawns `make(port)` on a free port (another port if the first is taken) and waits until `ready` succeeds. */
 const startOn = async (
   name: string,
-  opts: BaselineOptions,
+  opts: Omit<BaselineOptions, "backendPort">,
   make: (port: number) => { file: string; args: string[]; config: string; configFile: string },
   version: string
 ): Promise<Baseline> => {
@@ -124,8 +124,14 @@ const startOn = async (
 /**
  * HAProxy in the foreground (`-db`, no master process), `mode tcp`, `nbthread 1`: one thread, the fair match for one
  * polyproxy process. maxconn 8000 keeps its fd needs (2 per proxied connection + listeners) under the 20,000-fd limit.
+ * Several backend ports take connections in turn (`balance roundrobin`).
  */
-export const startHaproxy = (opts: BaselineOptions & { readonly threads?: number }): Promise<Baseline> =>
+export const startHaproxy = (
+  opts: Omit<BaselineOptions, "backendPort"> & {
+    readonly backendPort: number | readonly number[]
+    readonly threads?: number
+  }
+): Promise<Baseline> =>
   startOn(
     "haproxy",
     opts,
@@ -141,7 +147,9 @@ export const startHaproxy = (opts: BaselineOptions & { readonly threads?: number
         "  timeout server 60s",
         "listen bench",
         `  bind 127.0.0.1:${port}`,
-        `  server backend 127.0.0.1:${opts.backendPort}`,
+        ...(typeof opts.backendPort === "number"
+          ? [`  server backend 127.0.0.1:${opts.backendPort}`]
+          : ["  balance roundrobin", ...opts.backendPort.map((p, i) => `  server backend${i} 127.0.0.1:${p}`)]),
         ""
       ].join("\n")
       const configFile = join(opts.dir, "haproxy.cfg")

@@ -106,12 +106,12 @@ export const startHelper = async <A>(
 /** The first line's {"port":N}: what the Node helpers print once listening. */
 export const portLine = (line: string): number | undefined => (JSON.parse(line) as { port?: number }).port
 
-/** The minimal Node relay (bench/support/relay.ts) in front of `targetPort`. */
-export const startNodeRelay = (targetPort: number): Promise<ReadyChild<number>> =>
+/** The minimal Node relay (bench/support/relay.ts) in front of `targetPort` (several: connections take turns). */
+export const startNodeRelay = (targetPort: number | readonly number[]): Promise<ReadyChild<number>> =>
   startHelper(
     "node relay",
     process.execPath,
-    [join(repoRoot, "bench", "support", "relay.ts"), String(targetPort)],
+    [join(repoRoot, "bench", "support", "relay.ts"), ...[targetPort].flat().map(String)],
     portLine
   )
 

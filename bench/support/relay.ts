@@ -1,16 +1,18 @@
 // The Node floor: the least a Node TCP relay can be. net.createServer, net.connect to one fixed target, data and
 // drain handlers for backpressure both ways, end and close passed on, nothing else (no routing, no limits, no
 // metrics, no timeouts). polyproxy beside it in the same run shows what its own code costs over raw Node.
-//   node bench/support/relay.ts TARGET_PORT
+//   node bench/support/relay.ts TARGET_PORT [TARGET_PORT...]
+// Several targets take connections in turn (the smtp scenario's two sinks, as HAProxy's roundrobin does).
 // Prints {"port":N} once listening on 127.0.0.1; exits when stdin (a pipe) closes or on SIGTERM.
 import { fstatSync } from "node:fs"
 import * as net from "node:net"
 
-const target = Number(process.argv[2])
-if (!(target > 0)) {
-  process.stderr.write("usage: node bench/support/relay.ts TARGET_PORT\n")
+const targets = process.argv.slice(2).map(Number)
+if (targets.length === 0 || !targets.every((t) => t > 0)) {
+  process.stderr.write("usage: node bench/support/relay.ts TARGET_PORT [TARGET_PORT...]\n")
   process.exit(2)
 }
+let next = 0
 
 const pipe = (from: net.Socket, to: net.Socket) => {
   from.on("data", (chunk: Buffer) => {
@@ -23,7 +25,8 @@ const pipe = (from: net.Socket, to: net.Socket) => {
 }
 
 const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (client) => {
-  const upstream = net.connect({ host: "127.0.0.1", port: target, allowHalfOpen: true, noDelay: true })
+  const port = targets[next++ % targets.length]!
+  const upstream = net.connect({ host: "127.0.0.1", port, allowHalfOpen: true, noDelay: true })
   pipe(client, upstream)
   pipe(upstream, client)
 })

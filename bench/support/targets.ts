@@ -52,7 +52,7 @@ const SPECS: readonly TargetSpec[] = [
     scenario: "smtp",
     workload: "64k-c10",
     variant: "polyproxy",
-    name: "SMTP 64 KB messages/s, 10 connections",
+    name: "SMTP 64 KB messages/s (smtp-source), 10 sessions",
     goal: 1.0
   }
 ]
