@@ -9,13 +9,8 @@ import { startEcho } from "../../bench/tcp/scenario.ts"
 import { makeSiteCerts } from "../support/certs.ts"
 import { closedPort } from "../support/net.ts"
 
-const native = (() => {
-  try {
-    return benchBinaries()
-  } catch {
-    return undefined
-  }
-})()
+// make test installs gcc and OpenSSL's headers (scripts/install-bench-deps.sh): a build failure fails this spec.
+const native = benchBinaries()
 
 interface Result {
   readonly event: string
@@ -37,7 +32,7 @@ afterEach(() => {
 /** Runs the load generator to its end; returns its lines (measuring, then result) and its exit code. */
 const loadgen = async (args: ReadonlyArray<string>) => {
   const lines: Array<{ event: string }> = []
-  const run = spawnLines(native!.loadgen, ["--duration", "0.5", "--warmup", "0.1", ...args], (line) =>
+  const run = spawnLines(native.loadgen, ["--duration", "0.5", "--warmup", "0.1", ...args], (line) =>
     lines.push(JSON.parse(line) as { event: string })
   )
   const code = await run.exited
@@ -50,7 +45,7 @@ const keep = <A>(h: ReadyChild<A>): ReadyChild<A> => {
   return h
 }
 
-describe.skipIf(native === undefined)("bench/native: the C load generator and TLS origin", () => {
+describe("bench/native: the C load generator and TLS origin", () => {
   it("conn, echo, bulk and latency complete operations against the C echo backend", async () => {
     const echo = keep(await startEcho(60))
     for (const mode of ["conn", "echo", "bulk", "latency"]) {
@@ -89,7 +84,7 @@ describe.skipIf(native === undefined)("bench/native: the C load generator and TL
     const origin = keep(
       await startHelper(
         "tls origin",
-        native!.tlsOrigin,
+        native.tlsOrigin,
         sites.map((s) => `${s.server.certPath}:${s.server.keyPath}`),
         (line) => (JSON.parse(line) as { ports?: number[] }).ports
       )
@@ -109,7 +104,7 @@ describe.skipIf(native === undefined)("bench/native: the C load generator and TL
   it("stops when its stdin (the runner) closes", async () => {
     const echo = keep(await startEcho(60))
     const run = spawnLines(
-      native!.loadgen,
+      native.loadgen,
       ["--mode", "echo", "--port", String(echo.info), "--duration", "60"],
       () => {}
     )

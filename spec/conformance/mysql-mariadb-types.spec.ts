@@ -14,6 +14,7 @@ import {
 } from "../../src/codec/mysql/index.ts"
 import { type MariaDbServer, startMariaDb } from "../support/backends/index.ts"
 import { type Certs, makeCerts } from "../support/certs.ts"
+import { mariadbOptions } from "../support/mysql.ts"
 import { startTestProxy, type TestProxy } from "../support/proxy.ts"
 
 const run = promisify(execFile)
@@ -102,14 +103,7 @@ afterAll(async () => {
   await db?.stop()
 })
 
-const direct = (extra: mysql.ConnectionOptions = {}): mysql.ConnectionOptions => ({
-  host: "127.0.0.1",
-  port: db.port,
-  user: db.user,
-  password: db.password,
-  database: "appdb",
-  ...extra
-})
+const direct = (extra: mysql.ConnectionOptions = {}) => mariadbOptions(db, extra)
 
 const via = (proxy: TestProxy, database = "appdb", extra: mysql.ConnectionOptions = {}) =>
   direct({ port: proxy.port("mysql"), database, ...extra })

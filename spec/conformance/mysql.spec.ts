@@ -7,15 +7,12 @@ import * as tls from "node:tls"
 import mysql from "mysql2/promise"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import {
-  AuthPlugin,
   Capability,
-  type Decoded,
   decodeAuthSwitchRequest,
   decodeErrPacket,
   decodeHandshakeV10,
   decodeOkPacket,
   type ErrPacket,
-  encodeHandshakeResponse41,
   encodePacket,
   encodeSslRequest,
   type Framed,
@@ -25,6 +22,7 @@ import { ResolveError } from "../../src/domain/ResolveError.ts"
 import { Resolver } from "../../src/services/Resolver.ts"
 import { backendProvider, type MariaDbServer, startMariaDb } from "../support/backends/index.ts"
 import { type Certs, makeCerts } from "../support/certs.ts"
+import { loginFlags, nativeToken, RawClient, handshakeResponse as rawHandshakeResponse } from "../support/mysql.ts"
 import { closedPort } from "../support/net.ts"
 import { eventually, startMtlsProxy, startTestProxy, type TestProxy } from "../support/proxy.ts"
 import { expectShownOnlyInLog } from "../support/refusals.ts"
@@ -157,78 +155,9 @@ const one = async (c: mysql.Connection, sql: string, values?: unknown[]) => {
   return rows[0]!
 }
 
-/** A client that speaks the protocol by hand: reads packet after packet with the codec under test. */
-class RawClient {
-  private buf = Buffer.alloc(0)
-  private waiting: (() => void) | undefined
-  closed = false
-  readonly socket: net.Socket
-  constructor(socket: net.Socket) {
-    this.socket = socket
-    socket.on("data", (d: Buffer) => {
-      this.buf = Buffer.concat([this.buf, d])
-      this.waiting?.()
-    })
-    socket.on("close", () => {
-      this.closed = true
-      this.waiting?.()
-    })
-    socket.on("error", () => {})
-  }
-  static connect(port = proxy.port("mysql")): Promise<RawClient> {
-    return new Promise((resolve, reject) => {
-      const s = net.connect(port, "127.0.0.1", () => resolve(new RawClient(s)))
-      s.once("error", reject)
-    })
-  }
-  /** The next packet decoded with `decode`; throws if the connection closes first. */
-  async read<A>(decode: (buf: Buffer) => Decoded<A>): Promise<A> {
-    for (;;) {
-      const d = decode(this.buf)
-      if (d._tag === "Frame") {
-        this.buf = this.buf.subarray(d.size)
-        return d.value
-      }
-      if (d._tag === "Invalid") throw new Error(`undecodable packet: ${d.reason}: ${this.buf.toString("hex")}`)
-      if (this.closed) throw new Error(`connection closed with ${this.buf.length} bytes unread`)
-      await new Promise<void>((r) => (this.waiting = r))
-    }
-  }
-  /** Everything the proxy sends until it closes. */
-  async rest(): Promise<Buffer> {
-    while (!this.closed) await new Promise<void>((r) => (this.waiting = r))
-    return this.buf
-  }
-}
-
-/** mysql_native_password: SHA1(password) XOR SHA1(nonce + SHA1(SHA1(password))). */
-const nativeToken = (password: string, nonce: Buffer): Buffer => {
-  const sha1 = (...parts: Buffer[]) => createHash("sha1").update(Buffer.concat(parts)).digest()
-  const stage1 = sha1(Buffer.from(password))
-  const mix = sha1(nonce, sha1(stage1))
-  return Buffer.from(stage1.map((b, i) => b ^ mix[i]!))
-}
-
-const loginFlags =
-  (Capability.LONG_PASSWORD |
-    Capability.PROTOCOL_41 |
-    Capability.SECURE_CONNECTION |
-    Capability.PLUGIN_AUTH |
-    Capability.CONNECT_WITH_DB |
-    Capability.TRANSACTIONS |
-    Capability.MULTI_RESULTS) >>>
-  0
-
-const handshakeResponse = (database: string, authResponse: Buffer = Buffer.alloc(20)) =>
-  encodeHandshakeResponse41({
-    capabilities: loginFlags,
-    maxPacketSize: 1 << 24,
-    characterSet: UTF8MB4_GENERAL_CI,
-    user: db1.user,
-    authResponse,
-    database,
-    authPlugin: AuthPlugin.NATIVE
-  })
+const rawConnect = () => RawClient.connect(proxy.port("mysql"))
+const handshakeResponse = (database: string, authResponse?: Buffer) =>
+  rawHandshakeResponse(db1.user, database, authResponse)
 
 const errOf = (bytes: Buffer): Framed<ErrPacket> => {
   const d = decodeErrPacket(bytes)
@@ -238,7 +167,7 @@ const errOf = (bytes: Buffer): Framed<ErrPacket> => {
 
 /** Raw bytes after the greeting; everything the proxy answers until it closes. */
 const rawExchange = async (bytes: Buffer | undefined) => {
-  const c = await RawClient.connect()
+  const c = await rawConnect()
   await c.read(decodeHandshakeV10)
   if (bytes) c.socket.write(bytes)
   return c.rest()
@@ -246,7 +175,7 @@ const rawExchange = async (bytes: Buffer | undefined) => {
 
 describe("mysql listener: the protocol through the proxy", () => {
   it("greets as a MySQL 4.1+ server with mysql_native_password and a fresh nonce", async () => {
-    const c = await RawClient.connect()
+    const c = await rawConnect()
     const greeting = (await c.read(decodeHandshakeV10)).message
     // serverFlavor auto: the proxy's own MariaDB-like version until a login showed it the backend's.
     expect(greeting.serverVersion).toMatch(/^5\.5\.5-10\.11\.\d+-MariaDB/)
@@ -378,7 +307,7 @@ describe("mysql listener: the protocol through the proxy", () => {
   })
 
   it("numbers every packet of a hand-made login as a server would", async () => {
-    const c = await RawClient.connect()
+    const c = await rawConnect()
     const greeting = await c.read(decodeHandshakeV10)
     expect(greeting.sequenceId).toBe(0)
     c.socket.write(encodePacket(handshakeResponse("appdb"), 1))
@@ -486,7 +415,7 @@ describe("mysql listener: TLS", () => {
   })
 
   it("upgrades a hand-made SSLRequest and numbers the login after it from 2", async () => {
-    const c = await RawClient.connect()
+    const c = await rawConnect()
     await c.read(decodeHandshakeV10)
     c.socket.write(
       encodePacket(
@@ -573,7 +502,7 @@ describe("mysql listener: every failure is an ERR packet the client prints", () 
   })
 
   it("a client that never answers the auth switch gets 1043, numbered after the switch", async () => {
-    const c = await RawClient.connect()
+    const c = await rawConnect()
     await c.read(decodeHandshakeV10)
     c.socket.write(encodePacket(handshakeResponse("appdb"), 1))
     await c.read(decodeAuthSwitchRequest)

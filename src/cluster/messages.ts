@@ -1,5 +1,6 @@
 // IPC between the cluster primary and its workers. Small JSON messages; the data path never uses them.
 import type { VettedEndpoint } from "../domain/Endpoint.ts"
+import type { MysqlSessionRecord } from "../listeners/mysql/sessions.ts"
 
 export interface ListenerStatus {
   readonly name: string
@@ -17,6 +18,11 @@ export type FromWorker =
   | { readonly t: "ck?"; readonly id: number; readonly key: string }
   | { readonly t: "admin"; readonly id: number; readonly result: unknown }
   | { readonly t: "wake?"; readonly id: number; readonly key: string; readonly ttlMs: number }
+  // MySQL sessions by the proxy's connection id (KILL), and this worker's share of those ids.
+  | { readonly t: "ms+"; readonly proxyId: number; readonly session: MysqlSessionRecord }
+  | { readonly t: "ms-"; readonly proxyId: number }
+  | { readonly t: "ms?"; readonly id: number; readonly proxyId: number }
+  | { readonly t: "slot?"; readonly id: number }
 
 export type FromPrimary =
   | { readonly t: "metrics?"; readonly id: number }
@@ -24,6 +30,8 @@ export type FromPrimary =
   | { readonly t: "ck="; readonly id: number; readonly target: VettedEndpoint | null }
   | { readonly t: "shutdown" }
   | { readonly t: "wake="; readonly id: number; readonly mine: boolean }
+  | { readonly t: "ms="; readonly id: number; readonly session: MysqlSessionRecord | null }
+  | { readonly t: "slot="; readonly id: number; readonly index: number; readonly count: number }
   | { readonly t: "admin?"; readonly id: number; readonly op: AdminOp; readonly arg?: string }
 
 /** The admin API's questions a worker answers (see AdminOps in Proxy.ts). */

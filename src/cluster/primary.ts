@@ -1,6 +1,6 @@
 // The primary process of `workers: N`: forks the workers (node:cluster shares each listening port among them,
 // round-robin), restarts a worker that dies, serves the admin endpoint with every worker's metrics summed, keeps the
-// cluster-wide Postgres cancel-key table, and drains every worker on SIGTERM/SIGINT.
+// cluster-wide Postgres cancel-key and MySQL session tables, and drains every worker on SIGTERM/SIGINT.
 import cluster, { type Worker } from "node:cluster"
 import * as net from "node:net"
 import * as Context from "effect/Context"
@@ -12,6 +12,7 @@ import { mergeBackends, mergeStats, redactConfig, version } from "../admin/dashb
 import type { Config } from "../config/Config.ts"
 import { envName } from "../config/env.ts"
 import type { VettedEndpoint } from "../domain/Endpoint.ts"
+import type { MysqlSessionRecord } from "../listeners/mysql/sessions.ts"
 import type { BackendHealth } from "../services/CircuitBreaker.ts"
 import { makeLog } from "../services/Log.ts"
 import { metricsText } from "../services/Metrics.ts"
@@ -31,7 +32,29 @@ const restarts = Metric.counter("polyproxy_worker_restarts_total", {
 const workersUp = Metric.gauge("polyproxy_workers", { description: "Worker processes running and ready" })
 const ctx = Context.empty()
 
+/**
+ * A table the workers fill for each other (Postgres cancel keys, MySQL sessions): each entry lives as long as the
+ * worker that added it.
+ */
+class WorkerTable<K, V> {
+  private readonly entries = new Map<K, { readonly value: V; readonly worker: number }>()
+  set(key: K, value: V, worker: number): void {
+    this.entries.set(key, { value, worker })
+  }
+  delete(key: K): void {
+    this.entries.delete(key)
+  }
+  get(key: K): V | undefined {
+    return this.entries.get(key)?.value
+  }
+  dropWorker(worker: number): void {
+    for (const [key, e] of this.entries) if (e.worker === worker) this.entries.delete(key)
+  }
+}
+
 interface Slot {
+  /** Its place among the workers, kept by the workers that replace it (their share of MySQL connection ids). */
+  readonly index: number
   worker: Worker
   ready: boolean
   /** One of this slot's workers has been ready: later deaths are restarts, not a failed start. */
@@ -80,7 +103,8 @@ const startPrimary = (
 ): void => {
   const log = makeLog(config.log)
   const slots: Array<Slot> = []
-  const cancelKeys = new Map<string, { target: VettedEndpoint; worker: number }>()
+  const cancelKeys = new WorkerTable<string, VettedEndpoint>()
+  const mysqlSessions = new WorkerTable<number, MysqlSessionRecord>()
   /** Cold-start wake-up locks (resource -> until, ms) when there is no Redis to hold them. */
   const wakeLocks = new Map<string, number>()
   const answers = new Map<number, (m: FromWorker) => void>()
@@ -104,11 +128,9 @@ const startPrimary = (
         }
         return
       case "ck+":
-        cancelKeys.set(m.key, { target: m.target, worker: slot.worker.id })
-        return
+        return cancelKeys.set(m.key, m.target, slot.worker.id)
       case "ck-":
-        cancelKeys.delete(m.key)
-        return
+        return cancelKeys.delete(m.key)
       case "wake?": {
         const now = Date.now()
         const until = wakeLocks.get(m.key) ?? 0
@@ -120,11 +142,19 @@ const startPrimary = (
         slot.worker.send({ t: "wake=", id: m.id, mine } satisfies FromPrimary)
         return
       }
-      case "ck?": {
-        const reply: FromPrimary = { t: "ck=", id: m.id, target: cancelKeys.get(m.key)?.target ?? null }
-        slot.worker.send(reply)
+      case "ck?":
+        slot.worker.send({ t: "ck=", id: m.id, target: cancelKeys.get(m.key) ?? null } satisfies FromPrimary)
         return
-      }
+      case "ms+":
+        return mysqlSessions.set(m.proxyId, m.session, slot.worker.id)
+      case "ms-":
+        return mysqlSessions.delete(m.proxyId)
+      case "ms?":
+        slot.worker.send({ t: "ms=", id: m.id, session: mysqlSessions.get(m.proxyId) ?? null } satisfies FromPrimary)
+        return
+      case "slot?":
+        slot.worker.send({ t: "slot=", id: m.id, index: slot.index, count } satisfies FromPrimary)
+        return
       default: {
         const answer = answers.get(m.id)
         answers.delete(m.id)
@@ -135,7 +165,15 @@ const startPrimary = (
 
   const fork = (slot?: Slot): Slot => {
     const worker = cluster.fork(portEnv)
-    const s: Slot = slot ?? { worker, ready: false, started: false, startedAt: 0, backoffMs: 1_000, listeners: [] }
+    const s: Slot = slot ?? {
+      index: slots.length,
+      worker,
+      ready: false,
+      started: false,
+      startedAt: 0,
+      backoffMs: 1_000,
+      listeners: []
+    }
     s.worker = worker
     s.ready = false
     s.startedAt = Date.now()
@@ -143,8 +181,9 @@ const startPrimary = (
     worker.on("exit", (code, signal) => {
       s.ready = false
       refreshGauge()
-      // Its sessions are gone: so are their cancel keys.
-      for (const [key, v] of cancelKeys) if (v.worker === worker.id) cancelKeys.delete(key)
+      // Its sessions are gone: so are their cancel keys and connection ids.
+      cancelKeys.dropWorker(worker.id)
+      mysqlSessions.dropWorker(worker.id)
       if (stopping) return
       if (!s.started) {
         // The first start failed (a port in use, a TLS file, an extractor; the worker printed why): retrying cannot

@@ -1,17 +1,27 @@
 // A worker process of `workers: N`: runs the listeners (ports shared through node:cluster), no admin endpoint of its
-// own, and answers the primary's questions: metrics, listener status, and cancel keys of other workers' sessions.
+// own, and answers the primary's questions: metrics, listener status; asks it for other workers' sessions (Postgres
+// cancel keys, MySQL connection ids).
+
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import type { Config } from "../config/Config.ts"
-import type { VettedEndpoint } from "../domain/Endpoint.ts"
+import {
+  type IdSlot,
+  type MysqlSessionRecord,
+  MysqlSessions,
+  type SharedMysqlSessions
+} from "../listeners/mysql/sessions.ts"
 import { CancelKeys, type SharedCancelKeys } from "../listeners/postgres/CancelKeys.ts"
 import { type ProxyHandle, runProxy } from "../Proxy.ts"
 import { metricsText } from "../services/Metrics.ts"
 import { SharedCache } from "../services/SharedCache.ts"
 import type { FromPrimary, FromWorker, ListenerStatus } from "./messages.ts"
 
-/** How long a cancel request waits for the primary's answer before it is dropped, as an unknown key would be. */
+/**
+ * How long a question to the primary waits for its answer: a cancel request is then dropped, as an unknown key would
+ * be, and a MySQL KILL answered as for an unknown id.
+ */
 const lookupTimeoutMs = 2_000
 
 const send = (m: FromWorker) => {
@@ -22,47 +32,69 @@ const statusOf = (handle: ProxyHandle | undefined): Array<ListenerStatus> =>
   (handle?.listeners ?? []).map((l) => ({ name: l.name, host: l.host, port: l.port, open: l.open() }))
 
 export const runWorker = (config: Config, configSource?: () => Config): void => {
-  const waiting = new Map<number, (target: VettedEndpoint | undefined) => void>()
-  const claims = new Map<number, (mine: boolean) => void>()
-  // Without Redis the primary holds the wake-up lock, so one worker wakes a cold backend, not one per worker.
-  const claimWake = (key: string, ttlSeconds: number) =>
-    new Promise<boolean>((resolve) => {
+  /** Questions to the primary waiting for their answer, by id. */
+  const pending = new Map<number, (m: FromPrimary) => void>()
+  let nextId = 1
+  /** Asks the primary; `fallback` when no answer comes within lookupTimeoutMs. */
+  const ask = <A>(question: (id: number) => FromWorker, read: (m: FromPrimary) => A, fallback: A) =>
+    new Promise<A>((resolve) => {
       const id = nextId++
       const timer = setTimeout(() => {
-        if (claims.delete(id)) resolve(true)
+        if (pending.delete(id)) resolve(fallback)
       }, lookupTimeoutMs)
-      claims.set(id, (mine) => {
+      pending.set(id, (m) => {
         clearTimeout(timer)
-        resolve(mine)
+        resolve(read(m))
       })
-      send({ t: "wake?", id, key, ttlMs: Math.round(ttlSeconds * 1000) })
+      send(question(id))
     })
-  let nextId = 1
+  // Without Redis the primary holds the wake-up lock, so one worker wakes a cold backend, not one per worker.
+  const claimWake = (key: string, ttlSeconds: number) =>
+    ask(
+      (id) => ({ t: "wake?", id, key, ttlMs: Math.round(ttlSeconds * 1000) }),
+      (m) => m.t === "wake=" && m.mine,
+      true
+    )
   const shared: SharedCancelKeys = {
     add: (key, target) => send({ t: "ck+", key, target }),
     remove: (key) => send({ t: "ck-", key }),
     lookup: (key) =>
-      new Promise((resolve) => {
-        const id = nextId++
-        const timer = setTimeout(() => {
-          if (waiting.delete(id)) resolve(undefined)
-        }, lookupTimeoutMs)
-        waiting.set(id, (target) => {
-          clearTimeout(timer)
-          resolve(target)
-        })
-        send({ t: "ck?", id, key })
-      })
+      ask(
+        (id) => ({ t: "ck?", id, key }),
+        (m) => (m.t === "ck=" ? (m.target ?? undefined) : undefined),
+        undefined
+      )
   }
+  const sharedSessions: SharedMysqlSessions = {
+    add: (proxyId, session) => send({ t: "ms+", proxyId, session }),
+    remove: (proxyId) => send({ t: "ms-", proxyId }),
+    lookup: (proxyId) =>
+      ask(
+        (id) => ({ t: "ms?", id, proxyId }),
+        (m) => (m.t === "ms=" ? (m.session ?? undefined) : undefined),
+        undefined as MysqlSessionRecord | undefined
+      )
+  }
+  // This worker's share of the MySQL connection ids, by its place among the workers (kept across restarts). Without
+  // an answer it counts through all of them from its random start: an id another worker has handed out too is then
+  // unlikely, no longer impossible.
+  const whole: IdSlot = { index: 0, count: 1 }
+  const idSlot = ask(
+    (id) => ({ t: "slot?", id }),
+    (m): IdSlot => (m.t === "slot=" ? { index: m.index, count: m.count } : whole),
+    whole
+  )
 
   let handle: ProxyHandle | undefined
   const fiber = Effect.runFork(
     Effect.scoped(
       Effect.gen(function* () {
+        const slot = yield* Effect.promise(() => idSlot)
         handle = yield* runProxy(
           { ...config, admin: undefined, workers: 1 },
           {
             cancelKeys: new CancelKeys(shared),
+            mysqlSessions: new MysqlSessions(sharedSessions, slot),
             sharedCache: SharedCache.layerWakeLock(claimWake),
             ...(configSource ? { configSource: () => ({ ...configSource(), admin: undefined, workers: 1 }) } : {})
           }
@@ -82,16 +114,13 @@ export const runWorker = (config: Config, configSource?: () => Config): void => 
       case "status?":
         send({ t: "status", id: m.id, listeners: statusOf(handle) })
         return
-      case "wake=": {
-        const resolve = claims.get(m.id)
-        claims.delete(m.id)
-        resolve?.(m.mine)
-        return
-      }
-      case "ck=": {
-        const resolve = waiting.get(m.id)
-        waiting.delete(m.id)
-        resolve?.(m.target ?? undefined)
+      case "wake=":
+      case "ck=":
+      case "ms=":
+      case "slot=": {
+        const answer = pending.get(m.id)
+        pending.delete(m.id)
+        answer?.(m)
         return
       }
       case "admin?": {

@@ -35,6 +35,15 @@ export {
   parseHandshakeV10
 } from "./HandshakeV10.ts"
 export {
+  Command,
+  KillPrefix,
+  type KillTarget,
+  killPrefix,
+  parseKill,
+  rewriteKill,
+  signalPayload
+} from "./Kill.ts"
+export {
   decodeEofPacket,
   decodeOkPacket,
   type EofPacket,

@@ -31,9 +31,12 @@
 // Both work when the two hops agree (both TLS, or both plain: the RSA key exchange passes through untouched). When
 // they differ the proxy refuses with a clear ERR rather than forward a clear-text password over plain TCP.
 //
-// Known limits: the client keeps the proxy's greeting, so its idea of the connection id is the proxy's (`KILL` must
-// use CONNECTION_ID()), and a client that hashes COM_CHANGE_USER with that first nonce (mysql2 does) relies on the
-// server re-challenging with an AuthSwitchRequest, as MariaDB does (the conformance spec covers it).
+// Connection ids: the client keeps the proxy's greeting, so its connection id is the proxy's (sessions.ts: large,
+// unique across workers); `KILL <that id>` from another connection is translated to the backend's (killTap.ts).
+// CONNECTION_ID() is not rewritten (ProxySQL does not either): it returns the backend's id, which KILL takes as is.
+//
+// Known limit: a client that hashes COM_CHANGE_USER with the greeting's nonce (mysql2 does) relies on the server
+// re-challenging with an AuthSwitchRequest, as MariaDB does (the conformance spec covers it).
 
 import { randomBytes } from "node:crypto"
 import type * as net from "node:net"
@@ -81,6 +84,8 @@ import {
 import { bridgeAuth, cleartextPlugins, type Turn, tlsMismatch } from "./authBridge.ts"
 import { backendLogin, backendNeeds, makeGreetings, offered } from "./capabilities.ts"
 import { mysqlErrorFor, NO_DATABASE_SELECTED, nextServerSequence } from "./errPacket.ts"
+import { tapKills } from "./killTap.ts"
+import { MysqlSessions } from "./sessions.ts"
 
 export type MysqlRouteBy = "database" | "user"
 
@@ -99,13 +104,13 @@ export interface MysqlOptions {
   readonly serverFlavor?: MysqlServerFlavor | undefined
   /** The greeting's version string instead of the flavor's. */
   readonly serverVersion?: string | undefined
+  /** Connection ids and the sessions they stand for (shared by the process's listeners); default: a table of its own. */
+  readonly sessions?: MysqlSessions | undefined
 }
 
 /** The whole client handshake, packet by packet, stays under 16 KB (header included). */
 const maxHandshakeBytes = 16 * 1024
 const maxHandshakePayload = maxHandshakeBytes - 4
-
-let lastConnectionId = 0
 
 /** A nonce as MySQL makes them: 7-bit, no NUL and no '$', since some clients treat it as a C string. */
 const newScramble = (): Buffer => {
@@ -135,6 +140,10 @@ interface MysqlState {
   readonly clientTls: boolean
   /** The MariaDB extras the client's greeting offered. */
   readonly offeredMariaDb: number
+  /** The connection id the client's greeting carried. */
+  readonly connectionId: number
+  /** The backend's connection id, from its greeting (replay). */
+  backendId: number
 }
 
 export const mysqlProtocol = (ctx: ProtocolContext): Protocol =>
@@ -146,12 +155,14 @@ export const mysqlProtocol = (ctx: ProtocolContext): Protocol =>
     upstreamTls: ctx.upstreamTls,
     authTimeoutMs: ctx.config.timeouts.handshake * 1000,
     serverFlavor: ctx.listener.serverFlavor,
-    serverVersion: ctx.listener.serverVersion
+    serverVersion: ctx.listener.serverVersion,
+    sessions: ctx.shared.mysqlSessions
   })
 
 export const makeMysqlProtocol = (options: MysqlOptions): Protocol => {
   const capabilities = (offered | (options.tls ? Capability.SSL : 0)) >>> 0
   const greetings = makeGreetings(options.serverFlavor ?? "auto", options.serverVersion)
+  const sessions = options.sessions ?? new MysqlSessions()
 
   const routingKey = (response: HandshakeResponse41): string | ProxyError => {
     if (options.routeBy === "user") {
@@ -167,11 +178,12 @@ export const makeMysqlProtocol = (options: MysqlOptions): Protocol => {
 
   const identify = Effect.fnUntraced(function* (conn: ClientConnection) {
     const greeting = greetings.current()
+    const connectionId = sessions.nextId()
     conn.client.write(
       encodePacket(
         encodeHandshakeV10({
           serverVersion: greeting.serverVersion,
-          connectionId: (lastConnectionId = (lastConnectionId + 1) >>> 0),
+          connectionId,
           authPluginData: newScramble(),
           capabilities,
           characterSet: UTF8MB4_GENERAL_CI,
@@ -215,7 +227,14 @@ export const makeMysqlProtocol = (options: MysqlOptions): Protocol => {
     }
     const key = routingKey(response)
     if (typeof key !== "string") return yield* key
-    const state: MysqlState = { response, toClient, clientTls, offeredMariaDb: greeting.mariadbCapabilities }
+    const state: MysqlState = {
+      response,
+      toClient,
+      clientTls,
+      offeredMariaDb: greeting.mariadbCapabilities,
+      connectionId,
+      backendId: 0
+    }
     return { resourceId: key, client: conn.client, tlsSubject: subject, sni, state } satisfies Identified
   })
 
@@ -245,6 +264,7 @@ export const makeMysqlProtocol = (options: MysqlOptions): Protocol => {
     if (greeting._tag === "Invalid") return yield* backendFailure(`backend greeting: ${greeting.reason}`)
     // Before any check: a client refused below for extras its backend lacks is greeted right when it reconnects.
     greetings.learn(greeting)
+    state.backendId = greeting.connectionId
     const backendCaps = greeting.capabilities
     if ((backendCaps & backendNeeds) >>> 0 !== backendNeeds) {
       return yield* backendFailure(
@@ -355,6 +375,11 @@ export const makeMysqlProtocol = (options: MysqlOptions): Protocol => {
       return run.pipe(
         Effect.timeoutOrElse({ duration: options.authTimeoutMs, orElse: () => Effect.fail(authTimeout(turn)) })
       )
+    },
+    relaying: (identified, backend, target) => {
+      const state = identified.state as MysqlState
+      const session = { proxyId: state.connectionId, backendId: state.backendId, user: state.response.user }
+      return tapKills(identified.client, backend, target, session, sessions)
     },
     refuse: (client, error) => {
       const sequenceId = nextServerSequence.get(client) ?? 0

@@ -1,0 +1,221 @@
+// client → backend, relayed through a tap: every command packet's first bytes are looked at, so that a KILL naming
+// one of the proxy's connection ids (the one a client reads in its greeting) reaches the session it stands for.
+//
+// The tap takes the relay's place on the client's `data` (src/relay/relay.ts, `clientData`) and follows the packet
+// framing: a 4-byte header per packet, a command being a packet with sequence id 0 that does not continue a 2^24-1
+// byte one (LOAD DATA LOCAL contents and auth exchanges have other sequence ids). Chunks in which no command could be
+// a KILL are written on as they came, in one write. A COM_QUERY of up to `maxKillPacket` bytes whose text starts (after
+// whitespace and comments) with KILL, and a COM_PROCESS_KILL, are held back until whole and then:
+//   - translated when the id is a live proxy id of a session of the same user on the same backend server (what that
+//     server lets a user without KILL rights end; the resource may differ, as for the mariadb CLI's Ctrl-C, which
+//     logs in without a database): the same command with the backend's id goes to this client's own backend
+//     connection, which answers it (OK, or its own error) in order with any command the client pipelined before
+//     it, with the sequence id the client expects;
+//   - refused when the id is in the proxy's range but names no session this client may end: a SIGNAL goes to the
+//     backend instead, which answers with MySQL's own error, ER_NO_SUCH_THREAD (1094, "Unknown thread id: N", also
+//     for a session on another server: this connection cannot reach it, and the proxy holds no credentials to) or
+//     ER_KILL_DENIED_ERROR (1095, "You are not owner of thread N": another user's, even for a user the server would
+//     let end it; such users can KILL by the backend's ids), again in order;
+//   - passed on untouched otherwise: ids outside the proxy's range are the backend's own (CONNECTION_ID(), SHOW
+//     PROCESSLIST), and so are expressions (KILL CONNECTION_ID()), which the backend evaluates.
+// The proxy never answers a command itself: a pipelining client (the `mariadb` connector pipelines by default) would
+// otherwise get the answer ahead of those of earlier commands. Compression would hide the commands, but the listener
+// never offers CLIENT_COMPRESS.
+//
+// One small object per connection, found through a field of the client socket, and one shared handler: a closure per
+// connection would keep its scope for the session's life.
+import type * as net from "node:net"
+import {
+  Command,
+  encodePacket,
+  KillPrefix,
+  type KillTarget,
+  killPrefix,
+  MAX_PACKET_PAYLOAD,
+  parseKill,
+  rewriteKill,
+  signalPayload
+} from "../../codec/mysql/index.ts"
+import type { VettedEndpoint } from "../../domain/Endpoint.ts"
+import type { RelayWatch } from "../Protocol.ts"
+import { isProxyId, type MysqlSessionRecord, type MysqlSessions } from "./sessions.ts"
+
+/** Payload bytes of a COM_QUERY read whole to find a KILL's id; a longer command passes untouched. */
+const maxKillPacket = 4096
+
+type Tapped = net.Socket & { _killTap?: KillTap | undefined }
+
+const ER_NO_SUCH_THREAD = 1094
+const ER_KILL_DENIED_ERROR = 1095
+
+class KillTap implements RelayWatch, MysqlSessionRecord {
+  readonly proxyId: number
+  readonly backendId: number
+  readonly ip: string
+  readonly port: number
+  readonly user: string
+  readonly sessions: MysqlSessions
+  readonly backend: net.Socket
+  /** Payload bytes of the current packet still to pass before the next header. */
+  left = 0
+  /** The last header announced 2^24-1 bytes: the next packet continues that payload and is no command. */
+  continued = false
+  /** Bytes held back from a packet boundary on: a header or a KILL cut by a read, or what came during a lookup. */
+  held: Buffer | undefined = undefined
+  /** A lookup in the cluster primary's table is under way: the client stays paused and its bytes wait in `held`. */
+  waiting = false
+  ended = false
+
+  constructor(
+    proxyId: number,
+    backendId: number,
+    target: VettedEndpoint,
+    user: string,
+    sessions: MysqlSessions,
+    backend: net.Socket
+  ) {
+    this.proxyId = proxyId
+    this.backendId = backendId
+    this.ip = target.ip
+    this.port = target.port
+    this.user = user
+    this.sessions = sessions
+    this.backend = backend
+  }
+
+  /** Takes the relay's place on the client's `data`. */
+  get clientData(): (this: net.Socket, chunk: Buffer) => void {
+    return onClientData
+  }
+
+  closed(): void {
+    this.ended = true
+    this.held = undefined
+    this.sessions.remove(this.proxyId)
+  }
+
+  write(client: net.Socket, bytes: Buffer): void {
+    if (!this.backend.write(bytes)) client.pause()
+  }
+
+  /** Passes `buf` on, holding back from the first packet that may be a KILL until it can be told. */
+  feed(client: net.Socket, buf: Buffer): void {
+    const end = buf.length
+    let pos = 0
+    let from = 0 // first byte not yet written
+    while (pos < end) {
+      if (this.left > 0) {
+        const n = Math.min(this.left, end - pos)
+        pos += n
+        this.left -= n
+        continue
+      }
+      if (end - pos < 4) break // the rest of the header comes with the next read
+      const length = buf[pos]! | (buf[pos + 1]! << 8) | (buf[pos + 2]! << 16)
+      if (buf[pos + 3] === 0 && !this.continued && length > 0 && length <= maxKillPacket) {
+        if (end - pos < 5) break // and the command byte
+        const command = buf[pos + 4]
+        const whole = end - pos - 4 >= length
+        const look =
+          command === Command.PROCESS_KILL
+            ? length === 5
+              ? KillPrefix.KILL
+              : KillPrefix.NO
+            : command === Command.QUERY
+              ? killPrefix(buf, pos + 5, Math.min(end, pos + 4 + length), whole)
+              : KillPrefix.NO
+        if (look !== KillPrefix.NO) {
+          if (!whole) break
+          if (from < pos) this.write(client, buf.subarray(from, pos))
+          from = pos + 4 + length
+          if (!this.command(client, buf.subarray(pos + 4, from), buf.subarray(from))) return
+          pos = from
+          continue
+        }
+      }
+      this.continued = length === MAX_PACKET_PAYLOAD
+      this.left = length
+      pos += 4
+    }
+    if (from === 0 && pos === end) this.write(client, buf)
+    else if (from < pos) this.write(client, buf.subarray(from, pos))
+    // A copy: the chunk itself is not kept past this call.
+    if (pos < end) this.held = Buffer.from(buf.subarray(pos))
+  }
+
+  /**
+   * Sends what stands for one whole KILL command. Returns false when the answer waits on a lookup in another
+   * process: `rest` (the bytes after it) is then held, and fed on once the command has gone.
+   */
+  command(client: net.Socket, payload: Buffer, rest: Buffer): boolean {
+    const target = parseKill(payload)
+    if (target === undefined || !isProxyId(target.id)) {
+      this.write(client, encodePacket(payload, 0))
+      return true
+    }
+    const found = this.sessions.find(target.id)
+    if (!(found instanceof Promise)) {
+      this.write(client, this.answer(payload, target.id, found, target))
+      return true
+    }
+    this.waiting = true
+    this.held = rest.length > 0 ? Buffer.from(rest) : undefined
+    client.pause()
+    void found.then((record) => {
+      this.waiting = false
+      if (this.ended || this.backend.writableEnded) return
+      this.write(client, this.answer(payload, target.id, record, target))
+      const held = this.held
+      this.held = undefined
+      if (held !== undefined) this.feed(client, held)
+      if (!this.waiting && !this.backend.writableNeedDrain) client.resume()
+    })
+    return false
+  }
+
+  /** The packet that goes to the backend for a KILL of proxy id `id`. */
+  answer(payload: Buffer, id: number, record: MysqlSessionRecord | undefined, target: KillTarget): Buffer {
+    // A session on another server is as unknown to this connection's backend as a closed one; so is one of this
+    // process whose backend has hung up, before the relay has closed (its client may have seen the close already).
+    if (record === undefined || record.ip !== this.ip || record.port !== this.port || hungUp(record))
+      return encodePacket(signalPayload(ER_NO_SUCH_THREAD, `Unknown thread id: ${id}`), 0)
+    if (record.user !== this.user)
+      return encodePacket(signalPayload(ER_KILL_DENIED_ERROR, `You are not owner of thread ${id}`), 0)
+    return encodePacket(rewriteKill(payload, target, record.backendId), 0)
+  }
+}
+
+const hungUp = (record: MysqlSessionRecord) =>
+  record instanceof KillTap && (record.ended || record.backend.readableEnded || record.backend.destroyed)
+
+function onClientData(this: Tapped, chunk: Buffer) {
+  const tap = this._killTap!
+  if (tap.held !== undefined) {
+    chunk = Buffer.concat([tap.held, chunk])
+    tap.held = undefined
+  }
+  if (tap.waiting) {
+    // The backend's `drain` resumes the client even while a lookup runs: keep what came, in order.
+    tap.held = chunk
+    this.pause()
+    return
+  }
+  tap.feed(this, chunk)
+}
+
+/**
+ * Registers the session under `proxyId` and taps the client's commands; the relay calls `closed()` on the result when
+ * the session ends. Pass `clientData` of the result to the relay in place of its own forwarding.
+ */
+export const tapKills = (
+  client: net.Socket,
+  backend: net.Socket,
+  target: VettedEndpoint,
+  session: { readonly proxyId: number; readonly backendId: number; readonly user: string },
+  sessions: MysqlSessions
+): RelayWatch => {
+  const tap = new KillTap(session.proxyId, session.backendId, target, session.user, sessions, backend)
+  sessions.add(tap.proxyId, tap)
+  ;(client as Tapped)._killTap = tap
+  return tap
+}

@@ -1,0 +1,89 @@
+// The mysql listener's connection ids and what each stands for. A client learns its connection id from the greeting,
+// which the proxy sends before any backend exists, so the id is the proxy's own; `KILL <id>` from another connection
+// is translated through this table to the backend session it stands for (killTap.ts). With several worker processes
+// a KILL often lands on another worker than its target: `shared` mirrors the table in the primary process, as
+// CancelKeys does for Postgres.
+import { randomInt } from "node:crypto"
+
+/** What a KILL needs to know of its target session. */
+export interface MysqlSessionRecord {
+  /** The backend's own connection id (its greeting's, = CONNECTION_ID() there). */
+  readonly backendId: number
+  /** The backend's vetted address: a KILL goes to the same server. */
+  readonly ip: string
+  readonly port: number
+  /** The user of the login (a later COM_CHANGE_USER is not followed; the backend checks KILL rights itself too). */
+  readonly user: string
+}
+
+/** A table every worker can reach (the cluster primary's). */
+export interface SharedMysqlSessions {
+  readonly add: (proxyId: number, record: MysqlSessionRecord) => void
+  readonly remove: (proxyId: number) => void
+  readonly lookup: (proxyId: number) => Promise<MysqlSessionRecord | undefined>
+}
+
+/** This process's share of the id space: ids ≡ index (mod count), so no two workers hand out the same. */
+export interface IdSlot {
+  readonly index: number
+  readonly count: number
+}
+
+/**
+ * Proxy ids live in [2^30, 2^31): far above the ids a backend hands out in its first billion connections, so a KILL
+ * that bypasses the proxy's translation (a prepared statement, an expression) names no bystander; and below 2^31,
+ * so clients that keep the id in a signed 32-bit integer (Connector/NET, JDBC) still see it positive.
+ */
+export const firstProxyId = 0x40000000
+const proxyIdSpan = 0x40000000
+
+export const isProxyId = (id: number): boolean => id >= firstProxyId && id < firstProxyId + proxyIdSpan
+
+export class MysqlSessions {
+  private readonly table = new Map<number, MysqlSessionRecord>()
+  private readonly shared: SharedMysqlSessions | undefined
+  private readonly index: number
+  private readonly count: number
+  /** How many ids this slot owns, and the next one's rank among them. */
+  private readonly owned: number
+  private rank: number
+
+  constructor(shared?: SharedMysqlSessions, slot: IdSlot = { index: 0, count: 1 }) {
+    this.shared = shared
+    this.count = Math.max(1, slot.count)
+    this.index = slot.index % this.count
+    this.owned = Math.floor((proxyIdSpan - 1 - this.index) / this.count) + 1
+    // A random start per process: an id a client kept from before a restart is unlikely to name a new session.
+    this.rank = randomInt(this.owned)
+  }
+
+  /** The id for a new connection's greeting: the slot's next one, skipping ids still in use after a wrap. */
+  nextId(): number {
+    for (;;) {
+      const id = firstProxyId + this.index + this.count * this.rank
+      this.rank = this.rank + 1 === this.owned ? 0 : this.rank + 1
+      if (!this.table.has(id)) return id
+    }
+  }
+
+  add(proxyId: number, session: MysqlSessionRecord): void {
+    this.table.set(proxyId, session)
+    if (this.shared !== undefined) {
+      const { backendId, ip, port, user } = session
+      this.shared.add(proxyId, { backendId, ip, port, user })
+    }
+  }
+
+  remove(proxyId: number): void {
+    if (this.table.delete(proxyId)) this.shared?.remove(proxyId)
+  }
+
+  /** This process's session of that id, else (in a cluster) a promise of any worker's, else undefined. */
+  find(proxyId: number): MysqlSessionRecord | Promise<MysqlSessionRecord | undefined> | undefined {
+    return this.table.get(proxyId) ?? this.shared?.lookup(proxyId)
+  }
+
+  get size(): number {
+    return this.table.size
+  }
+}
