@@ -28,6 +28,7 @@ deps: node_modules/.installed
 
 test-deps:
 	@bash scripts/install-test-deps.sh
+	@bash scripts/install-bench-deps.sh
 
 dist/.built: node_modules/.installed tsconfig.json tsconfig.build.json $(shell find src -name '*.ts' 2>/dev/null)
 	rm -rf dist
