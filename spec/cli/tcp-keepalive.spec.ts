@@ -1,7 +1,8 @@
 // `tcp.keepAlive` as the kernel sees it: `polyproxy serve` runs under strace, one connection goes through its tcp
 // listener to an echo backend, and the setsockopt calls on the two sockets of that connection are read back. The
-// probes configured reach both sockets, and a connection costs the same calls whatever is configured.
-import { type ChildProcess, spawn } from "node:child_process"
+// probes configured reach both sockets, and a connection costs the same calls whatever is configured. On Linux the
+// client side is set once, on the listening socket, and the kernel copies it to every accepted socket.
+import { type ChildProcess, execFileSync, spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as net from "node:net"
 import * as path from "node:path"
@@ -32,8 +33,16 @@ const childrenOf = (pid: number): Array<number> =>
     .filter((p) => p !== "")
     .map(Number)
 
-/** Runs serve with `extra` config under strace, proxies one echo exchange, and returns every setsockopt call made. */
-const traceOneConnection = async (name: string, extra: string): Promise<Array<string>> => {
+/**
+ * Runs serve with `extra` config under strace, proxies `connections` echo exchanges one after the other, and returns
+ * every setsockopt call made. `whileOpen` runs while the first client is still connected.
+ */
+const traceOneConnection = async (
+  name: string,
+  extra: string,
+  connections = 1,
+  whileOpen?: (proxyPort: number, clientPort: number) => void
+): Promise<Array<string>> => {
   const config = path.join(dir, `${name}.yaml`)
   fs.writeFileSync(
     config,
@@ -61,13 +70,16 @@ ${extra}
   const port = Number(listening.exec(out)?.[1] ?? Number.NaN)
   if (Number.isNaN(port)) throw new Error(`serve did not start under strace:\n${out}`)
 
-  const client = net.connect(port, "127.0.0.1")
-  await new Promise((resolve) => client.once("connect", resolve))
-  const echoed = new Promise<string>((resolve) => client.once("data", (d) => resolve(String(d))))
-  client.write("ping")
-  expect(await echoed).toBe("ping")
-  client.end()
-  await new Promise((resolve) => client.once("close", resolve))
+  for (let i = 0; i < connections; i++) {
+    const client = net.connect(port, "127.0.0.1")
+    await new Promise((resolve) => client.once("connect", resolve))
+    const echoed = new Promise<string>((resolve) => client.once("data", (d) => resolve(String(d))))
+    client.write("ping")
+    expect(await echoed).toBe("ping")
+    if (i === 0) whileOpen?.(port, client.localPort!)
+    client.end()
+    await new Promise((resolve) => client.once("close", resolve))
+  }
 
   // strace writes its log as the traced process exits.
   for (const pid of childrenOf(strace.pid!)) process.kill(pid, "SIGKILL")
@@ -104,6 +116,30 @@ describe("tcp.keepAlive", () => {
     expect(keepAliveCalls(idleOnly)).toEqual(bothSockets(7, 1, 10))
     expect(idleOnly.length).toBe(defaults.length)
   }, 90_000)
+
+  it.runIf(process.platform === "linux")(
+    "sets the client side once, on the listening socket: accepted sockets need no call and still probe",
+    async () => {
+      let accepted = ""
+      const one = await traceOneConnection("once", "")
+      const three = await traceOneConnection("thrice", "", 3, (proxyPort, clientPort) => {
+        // The proxy's end of this client's connection, as the kernel reports it: its keep-alive timer runs.
+        accepted = execFileSync(
+          "ss",
+          ["-tnoH", "state", "established", `( sport = :${proxyPort} and dport = :${clientPort} )`],
+          {
+            encoding: "utf8"
+          }
+        )
+      })
+      expect(accepted).toMatch(/timer:\(keepalive,/)
+      // Each further connection costs only its backend socket's calls: TCP_NODELAY and the four keep-alive ones.
+      const perConnection = (three.length - one.length) / 2
+      expect(perConnection).toBe(5)
+      expect(keepAliveCalls(three).length - keepAliveCalls(one).length).toBe(2 * 4)
+    },
+    90_000
+  )
 
   it("enabled: false leaves both sockets without keep-alive", async () => {
     const off = await traceOneConnection("off", "tcp: { keepAlive: { enabled: false } }")

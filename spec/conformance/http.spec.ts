@@ -250,6 +250,44 @@ describe("http listener: a streaming reverse proxy", () => {
     expect(r.closed).toBe(true)
   })
 
+  // From its second request on, a kept-alive connection reads into a buffer shared by all connections (h1.ts
+  // readShared): a body spread over many reads, a pipelined pair and an upgrade must all come through intact.
+  it("after a first request: a 256 KB body, pipelined requests and an upgrade on the same connection", async () => {
+    const n = 256 * 1024
+    const parts: Array<Buffer> = []
+    for await (const part of pattern(n)) parts.push(part)
+    const body = Buffer.concat(parts)
+    const mask = [0x12, 0x34, 0x56, 0x78]
+    const frame = Buffer.from(
+      [0x81, 0x85, ...mask, ..."hello"].map((b, i) =>
+        i < 6 ? (b as number) : (b as string).charCodeAt(0) ^ mask[(i - 6) % 4]!
+      )
+    )
+    const r = await rawExchange(
+      port,
+      [
+        "GET /echo?1 HTTP/1.1\r\nHost: a.test\r\n\r\n",
+        Buffer.concat([Buffer.from(`POST /echo?2 HTTP/1.1\r\nHost: a.test\r\nContent-Length: ${n}\r\n\r\n`), body]),
+        "GET /echo?3 HTTP/1.1\r\nHost: a.test\r\n\r\nGET /echo?4 HTTP/1.1\r\nHost: b.test\r\n\r\n",
+        "GET /socket HTTP/1.1\r\nHost: ws.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n" +
+          "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        frame
+      ],
+      { gapMs: 200 }
+    )
+    expect(statuses(r.text)).toEqual([200, 200, 200, 200, 101])
+    expect([...r.text.matchAll(/"url":"([^"]+)"/g)].map((m) => m[1])).toEqual([
+      "/echo?1",
+      "/echo?2",
+      "/echo?3",
+      "/echo?4"
+    ])
+    expect(r.text).toContain(`"sha256":"${patternHash(n)}"`)
+    const tunnel = r.text.slice(r.text.indexOf("\r\n\r\n", r.text.indexOf("HTTP/1.1 101")) + 4)
+    expect(tunnel).toContain('{"xff":"127.0.0.1","host":"ws.test"}')
+    expect(tunnel.endsWith("\x81\x05hello")).toBe(true)
+  })
+
   it("serves 200 concurrent clients", async () => {
     const before = originA.requests()
     const results = await Promise.all(

@@ -184,6 +184,18 @@ describe("route: sni, node:tls clients", () => {
     }
   })
 
+  it("once a name's route is cached, its connections skip the handshake fiber, TLS still end to end", async () => {
+    const fast = () => proxy.handle.listeners[0]!.fastConnections!()
+    const options = { port, servername: "a.sni.test", hostHeader: "a.sni.test", ca: a.certs.ca.cert }
+    await fetchOver(options)
+    const before = fast()
+    const got = await fetchOver(options)
+    expect(fast()).toBe(before + 1)
+    expect(got.authorized).toBe(true)
+    expect(got.seen.origin).toBe("a")
+    expect(got.seen.ekm).toBe(got.ekm)
+  })
+
   it("matches the server name case-insensitively", async () => {
     const got = await fetchOver({ port, servername: "B.SNI.Test", hostHeader: "b.sni.test", ca: b.certs.ca.cert })
     expect(got.seen.origin).toBe("b")

@@ -3,7 +3,14 @@ import { createHash, randomBytes } from "node:crypto"
 import * as net from "node:net"
 import * as tls from "node:tls"
 import { afterEach, describe, expect, it } from "vitest"
-import { errorPlaceholder, type RelayTotals, readIntoShared, relay, relayReads } from "../../src/relay/relay.ts"
+import {
+  errorPlaceholder,
+  type RelayTotals,
+  readIntoShared,
+  readIntoSharedFromNow,
+  relay,
+  relayReads
+} from "../../src/relay/relay.ts"
 import { makeCerts } from "../support/certs.ts"
 
 interface Chain {
@@ -19,6 +26,49 @@ interface Reads {
   readonly relayReads?: boolean
   /** The accepted client socket, accepted paused as the tcp listener does and switched over (`readIntoShared`). */
   readonly clientReads?: boolean
+  /**
+   * Both proxy sockets read a handshake with `data` events first (the client's hello, the backend's greeting, as a
+   * protocol listener does), are paused, then switched to the shared buffer (`readIntoShared`).
+   */
+  readonly afterHandshake?: boolean
+  /** The backend switches to the shared buffer from inside a `data` handler at its first relayed chunk. */
+  readonly switchMidRelay?: boolean
+  /**
+   * The client's bytes go through a `clientData` handler (as the MySQL KILL tap's do), which gets them from the
+   * shared buffer (`readIntoShared` with the handler).
+   */
+  readonly clientData?: boolean
+}
+
+const peers = new WeakMap<net.Socket, net.Socket>()
+/** A `clientData` handler that forwards as the relay does (it keeps nothing, so it needs no copy). */
+function forwardData(this: net.Socket, chunk: Buffer) {
+  if (!peers.get(this)!.write(chunk)) this.pause()
+}
+
+const hello = Buffer.from("hello")
+const greeting = Buffer.from("hi!!!")
+
+/** Reads `n` bytes with `data` events, as readFrame does, then pauses the socket and stops listening. */
+const readHandshake = (socket: net.Socket, n: number) =>
+  new Promise<Buffer>((resolve, reject) => {
+    let got = Buffer.alloc(0)
+    const onData = (chunk: Buffer) => {
+      got = Buffer.concat([got, chunk])
+      if (got.length < n) return
+      socket.pause()
+      socket.off("data", onData)
+      if (got.length > n) reject(new Error("more than the handshake arrived"))
+      else resolve(got)
+    }
+    socket.on("data", onData)
+    socket.resume()
+  })
+
+/** The first relayed chunk of the backend switches it to the shared buffer, as the Postgres key-data tap does. */
+function switchAtFirstChunk(this: net.Socket) {
+  this.off("data", switchAtFirstChunk)
+  if (!readIntoSharedFromNow(this)) this.destroy(new Error("readIntoSharedFromNow refused"))
 }
 
 const cleanups: Array<() => void> = []
@@ -37,26 +87,57 @@ const listen = (onSocket: (s: net.Socket) => void, pauseOnConnect = false) =>
 const chain = async (options: { idleTimeoutMs?: number; halfCloseMs?: number } & Reads = {}): Promise<Chain> => {
   let backendSide!: (s: net.Socket) => void
   const serverSocket = new Promise<net.Socket>((r) => (backendSide = r))
-  const backend = await listen((s) => backendSide(s))
+  const backend = await listen((s) => {
+    if (options.afterHandshake) s.write(greeting)
+    backendSide(s)
+  })
   let closed!: Promise<RelayTotals>
   const proxied = new Promise<void>((ready, failed) => {
-    void listen((accepted) => {
-      const to = { port: (backend.address() as net.AddressInfo).port, host: "127.0.0.1" }
-      const upstream = options.relayReads
-        ? new net.Socket({ allowHalfOpen: true, onread: relayReads }).pause().connect(to)
-        : net.connect({ ...to, allowHalfOpen: true })
-      upstream.once("connect", () => {
-        if (options.clientReads && !readIntoShared(accepted)) failed(new Error("readIntoShared refused"))
-        closed = new Promise((r) => relay(accepted, upstream, r, options))
-        ready()
-      })
-    }, options.clientReads === true).then((proxy) => {
+    void listen(
+      (accepted) => {
+        const to = { port: (backend.address() as net.AddressInfo).port, host: "127.0.0.1" }
+        const upstream = options.relayReads
+          ? new net.Socket({ allowHalfOpen: true, onread: relayReads }).pause().connect(to)
+          : net.connect({ ...to, allowHalfOpen: true })
+        upstream.once("connect", async () => {
+          // The totals count the handshake's bytes too: take them off so that each test's own figures still hold.
+          const handshake = options.afterHandshake ? hello.length : 0
+          if (options.afterHandshake) {
+            expect(await readHandshake(upstream, greeting.length)).toEqual(greeting)
+            expect(await readHandshake(accepted, hello.length)).toEqual(hello)
+            if (!readIntoShared(upstream)) failed(new Error("readIntoShared refused the backend"))
+          }
+          if (options.clientReads && !readIntoShared(accepted)) failed(new Error("readIntoShared refused"))
+          if (options.switchMidRelay) upstream.on("data", switchAtFirstChunk)
+          peers.set(accepted, upstream)
+          if (options.clientData && !readIntoShared(accepted, forwardData)) failed(new Error("readIntoShared refused"))
+          closed = new Promise((r) =>
+            relay(
+              accepted,
+              upstream,
+              (t) =>
+                r({
+                  ...t,
+                  bytesFromClient: t.bytesFromClient - handshake,
+                  bytesFromBackend: t.bytesFromBackend - handshake
+                }),
+              options,
+              undefined,
+              options.clientData ? forwardData : undefined
+            )
+          )
+          ready()
+        })
+      },
+      options.clientReads === true || options.afterHandshake === true || options.clientData === true
+    ).then((proxy) => {
       const client = net.connect({
         port: (proxy.address() as net.AddressInfo).port,
         host: "127.0.0.1",
         allowHalfOpen: true
       })
       cleanups.push(() => client.destroy())
+      if (options.afterHandshake) client.write(hello)
       clientSocket = client
     })
   })
@@ -80,7 +161,19 @@ const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex")
 const modes: ReadonlyArray<readonly [string, Reads]> = [
   ["Node's reads", {}],
   ["backend read into the shared buffer (relayReads)", { relayReads: true }],
-  ["both sides read into the shared buffer (relayReads, readIntoShared)", { relayReads: true, clientReads: true }]
+  ["both sides read into the shared buffer (relayReads, readIntoShared)", { relayReads: true, clientReads: true }],
+  [
+    "both sides read a handshake with data events, then into the shared buffer (readIntoShared)",
+    { afterHandshake: true, clientReads: true }
+  ],
+  [
+    "backend switched to the shared buffer at its first relayed chunk (readIntoSharedFromNow)",
+    { switchMidRelay: true }
+  ],
+  [
+    "client read into the shared buffer through a clientData handler (readIntoShared)",
+    { relayReads: true, clientData: true }
+  ]
 ]
 
 /** Writes `chunk`s to `to` until its writes stall for 500 ms; returns how many bytes were written. */
@@ -422,13 +515,31 @@ describe("readIntoShared", () => {
     expect(readIntoShared(socket)).toBe(false)
   })
 
-  it("leaves a socket that has read bytes as it is", async () => {
+  it("switches a socket that has read with data events and is paused with nothing buffered", async () => {
     const { socket, peer } = await accept(true)
     peer.write("hello")
-    const first = await new Promise<Buffer>((r) => socket.once("data", r).resume())
-    socket.pause()
-    expect(first.toString()).toBe("hello")
+    expect((await readHandshake(socket, 5)).toString()).toBe("hello")
+    expect(readIntoShared(socket)).toBe(true)
+  })
+
+  it("leaves a socket that has read as it is while bytes wait in its buffer", async () => {
+    const { socket, peer } = await accept(true)
+    peer.write("hello")
+    const first = await readHandshake(socket, 5)
+    socket.unshift(first.subarray(3))
     expect(readIntoShared(socket)).toBe(false)
+  })
+
+  it("leaves a socket that has read and still flows as it is", async () => {
+    const { socket, peer } = await accept(true)
+    peer.write("hello")
+    await new Promise((r) => socket.once("data", r).resume())
+    expect(readIntoShared(socket)).toBe(false)
+  })
+
+  it("switches a relayed socket from now on only while it is relayed", async () => {
+    const { socket } = await accept(true)
+    expect(readIntoSharedFromNow(socket)).toBe(false)
   })
 
   it("never switches a TLS-terminated client: neither the TLSSocket nor the socket under it", async () => {
@@ -446,6 +557,10 @@ describe("readIntoShared", () => {
     await new Promise((r) => secure.once("secure", r))
     expect(readIntoShared(secure)).toBe(false)
     expect(readIntoShared(socket)).toBe(false)
+    // Paused, the socket under it still belongs to the TLS layer.
+    secure.pause()
+    expect(readIntoShared(socket)).toBe(false)
+    secure.resume()
     // And the TLS stream still works both ways.
     client.write("ping")
     expect((await new Promise<Buffer>((r) => secure.once("data", r))).toString()).toBe("ping")

@@ -1,6 +1,7 @@
 // The shared accept loop: accept -> identify -> resolve -> vet -> admit -> connect -> replay -> relay -> close.
 // A short fiber runs the handshake phases and ends; the relay that follows is plain Node callbacks. A listener whose
-// protocol reads nothing (tcp with a fixed route) skips the fiber while its route is cached: see `connectNow`.
+// protocol reads nothing (tcp with a fixed route), or only peeks with callbacks (tcp `route: sni`: `identifyNow`),
+// skips the fiber while its route is cached: see `connectNow`.
 
 import cluster from "node:cluster"
 import * as net from "node:net"
@@ -24,7 +25,7 @@ import { RoutingCache } from "../services/RoutingCache.ts"
 import { SharedCache } from "../services/SharedCache.ts"
 import { type Admission, limitReached } from "./Admission.ts"
 import { cancelDial, type DialWaiter, dial, dialNow } from "./dial.ts"
-import { tcpKeepAlive } from "./keepAlive.ts"
+import { setOnListeningSocket, tcpKeepAlive } from "./keepAlive.ts"
 import type { ClientConnection, Identified, Protocol, RelayWatch } from "./Protocol.ts"
 import { readFrame } from "./readFrame.ts"
 import { logRefusal, newRef } from "./refusal.ts"
@@ -238,16 +239,11 @@ export const startListener = Effect.fnUntraced(function* (
       : effect.pipe(
           Effect.timeoutOrElse({
             duration: handshakeMs,
-            orElse: () =>
-              Effect.fail(
-                proxyError(
-                  "HANDSHAKE_TIMEOUT",
-                  "client",
-                  `client did not complete its handshake within ${timeouts.handshake}s`
-                )
-              )
+            orElse: () => Effect.fail(handshakeTimeout())
           })
         )
+  const handshakeTimeout = () =>
+    proxyError("HANDSHAKE_TIMEOUT", "client", `client did not complete its handshake within ${timeouts.handshake}s`)
 
   /**
    * replay (the backend's part of the handshake: upstream TLS, the login, the backend's first answer) is bounded by
@@ -341,10 +337,17 @@ export const startListener = Effect.fnUntraced(function* (
     )
   }
 
+  /** A route the cache holds and vetted already, counted as the hit cache.get would count; else resolve's way. */
+  const cachedNow = (resourceId: string) => {
+    const cached = cache.peekNow(resourceId)
+    if (cached !== undefined) cache.hit(resourceId)
+    return cached
+  }
+
   const connect = Effect.fnUntraced(function* (identified: Identified, who: ConnectionInfo) {
     const { route, target } =
       identified.target === undefined
-        ? yield* resolve(identified.resourceId, who)
+        ? (cachedNow(identified.resourceId) ?? (yield* resolve(identified.resourceId, who)))
         : { route: directRoute(identified.resourceId, identified.target), target: identified.target }
     const dialed = yield* connectTo(identified.resourceId, route, target)
     sendProxyHeader(dialed, route, target, who)
@@ -432,7 +435,12 @@ export const startListener = Effect.fnUntraced(function* (
     // handshake would be held per connection for its whole life.
     if (open.get(accepted) === route.resourceId) open.set(accepted, route.resourceId)
     const watch = protocol.relaying?.(identified, backend, target)
-    if (clientRelayOnly && client === accepted && !readIntoShared(client) && !sharedReadsUnavailable) {
+    // Once the handshake is done only the relay reads a plain TCP socket (through `clientData` when the watcher has
+    // one), unless a watcher still listens to its `data`: those go to the shared buffer.
+    const clientShared =
+      client === accepted && client.listenerCount("data") === 0 && readIntoShared(client, watch?.clientData)
+    if (backend.listenerCount("data") === 0) readIntoShared(backend)
+    if (clientRelayOnly && client === accepted && !clientShared && !sharedReadsUnavailable) {
       sharedReadsUnavailable = true
       log.debug("client sockets read into a new buffer each (this Node has no user-buffer reads for them)", {
         listener: protocol.name,
@@ -448,15 +456,18 @@ export const startListener = Effect.fnUntraced(function* (
     readonly route: Route
     readonly target: VettedEndpoint
     readonly key: string
-    readonly info: ConnectionInfo
+    /** Undefined until something asks (`who`): see `peerRead`. */
+    info: ConnectionInfo | undefined
     readonly started: number
     backend: net.Socket | undefined = undefined
+    /** What identifyNow read (its replay goes to the backend first); undefined for a fixed route. */
+    identified: Identified | undefined = undefined
     constructor(
       accepted: net.Socket,
       route: Route,
       target: VettedEndpoint,
       key: string,
-      info: ConnectionInfo,
+      info: ConnectionInfo | undefined,
       started: number
     ) {
       this.accepted = accepted
@@ -466,6 +477,10 @@ export const startListener = Effect.fnUntraced(function* (
       this.info = info
       this.started = started
     }
+    who(): ConnectionInfo {
+      if (this.info === undefined) this.info = clientInfo(this.accepted)
+      return this.info
+    }
     // What connectTo, connect and the fiber's observer do after the dial, in the same order and words.
     dialed(backend: net.Socket | undefined, error: ProxyError | undefined): void {
       pendingDials.delete(this)
@@ -473,13 +488,14 @@ export const startListener = Effect.fnUntraced(function* (
       if (backend === undefined) {
         const e = error as ProxyError
         breaker.failure(this.key, e.message)
-        refuse(this.accepted, this.accepted, withResource(e, route.resourceId), this.info)
+        refuse(this.accepted, this.accepted, withResource(e, route.resourceId), this.who())
         return
       }
       breaker.success(this.key)
-      sendProxyHeader(backend, route, this.target, this.info)
-      const identified: Identified = { resourceId: route.resourceId, client: this.accepted }
-      startRelay(this.accepted, identified, backend, route, this.target, this.info, this.started)
+      if (route.metadata.proxyProtocol !== undefined) sendProxyHeader(backend, route, this.target, this.who())
+      const identified = this.identified ?? { resourceId: route.resourceId, client: this.accepted }
+      if (identified.replay !== undefined && identified.replay.length > 0) backend.write(identified.replay)
+      startRelay(this.accepted, identified, backend, route, this.target, this.info ?? unreadPeer, this.started)
     }
     /** Shutdown: as an interrupted handshake fiber (no answer owed). */
     cancel(): void {
@@ -503,7 +519,13 @@ export const startListener = Effect.fnUntraced(function* (
    * (first connection, expired or failed entry, open or half-open breaker, cold start, limit) returns false and
    * goes through the handshake fiber, which counts and refuses exactly as before.
    */
-  const connectNow = (socket: net.Socket, resourceId: string, info: ConnectionInfo, started: number): boolean => {
+  const connectNow = (
+    socket: net.Socket,
+    resourceId: string,
+    info: ConnectionInfo | undefined,
+    started: number,
+    identified?: Identified
+  ): boolean => {
     const cached = cache.peekNow(resourceId)
     if (cached === undefined) return false
     const { route, target } = cached
@@ -519,10 +541,22 @@ export const startListener = Effect.fnUntraced(function* (
     cache.hit(resourceId)
     fastConnections++
     const pending = new FastDial(socket, route, target, key, info, started)
+    pending.identified = identified
     pendingDials.add(pending)
     pending.backend = dialNow(pending, (route.timeout ?? timeouts.connect) * 1000, true)
     return true
   }
+
+  const clientInfo = (socket: net.Socket): ConnectionInfo => ({
+    protocol: protocol.name,
+    remoteAddress: socket.remoteAddress ?? "",
+    remotePort: socket.remotePort ?? 0
+  })
+  // The client's address costs a getpeername per connection. On the fiber-free path only the connection log, the
+  // Resolver's hooks, a refusal and a PROXY header for the backend read it: without the first two it is read (from the
+  // still open socket) only when one of the others happens, and the relay holds `unreadPeer`, which nothing reads.
+  const peerRead = logConnections || resolver.onConnect !== undefined || resolver.onDisconnect !== undefined
+  const unreadPeer: ConnectionInfo = { protocol: protocol.name, remoteAddress: "", remotePort: 0 }
 
   // TCP keep-alive on client sockets (`tcp.keepAlive`): the server option, or `tune` per socket in its place.
   const keepAlive = tcpKeepAlive()
@@ -546,24 +580,70 @@ export const startListener = Effect.fnUntraced(function* (
     if (refusal) {
       // Not tracked in `open` and nothing entered in `admission`: the refusal releases nothing.
       metrics.accepted()
-      const info = {
-        protocol: protocol.name,
-        remoteAddress: socket.remoteAddress ?? "",
-        remotePort: socket.remotePort ?? 0
-      }
-      refuse(socket, socket, refusal, info)
+      refuse(socket, socket, refusal, clientInfo(socket))
       return
     }
-    socket.setNoDelay(true)
     metrics.accepted()
     open.set(socket, "")
     const started = performance.now()
-    const info: ConnectionInfo = {
-      protocol: protocol.name,
-      remoteAddress: socket.remoteAddress ?? "",
-      remotePort: socket.remotePort ?? 0
+    if (fixedRoute !== undefined && connectNow(socket, fixedRoute, peerRead ? clientInfo(socket) : undefined, started))
+      return
+    const info = clientInfo(socket)
+    if (identifyNow !== undefined) identifyFirst(socket, info, started)
+    else runHandshake(socket, info, started)
+  }
+
+  /** A peek under way on the fiber-free path (identifyNow), with its handshake deadline. */
+  class Peek {
+    readonly socket: net.Socket
+    readonly info: ConnectionInfo
+    readonly started: number
+    cancel: (() => void) | undefined = undefined
+    timer: NodeJS.Timeout | undefined = undefined
+    constructor(socket: net.Socket, info: ConnectionInfo, started: number) {
+      this.socket = socket
+      this.info = info
+      this.started = started
     }
-    if (fixedRoute !== undefined && connectNow(socket, fixedRoute, info, started)) return
+    /** The peek's answer: a cached route is dialed at once; anything else goes through the fiber, as before. */
+    done(identified: Identified | undefined, error: ProxyError | undefined): void {
+      if (!peeks.delete(this)) return
+      clearTimeout(this.timer)
+      const { socket, info, started } = this
+      if (identified === undefined) {
+        refuse(socket, socket, error!, info)
+        return
+      }
+      const who = identified.sni === undefined ? info : { ...info, sni: identified.sni }
+      if (identified.target === undefined && connectNow(socket, identified.resourceId, who, started, identified)) return
+      // The fiber reads and decodes the same bytes again (its own deadline starts now).
+      if (identified.replay !== undefined) socket.unshift(identified.replay)
+      runHandshake(socket, info, started)
+    }
+    timedOut(): void {
+      this.cancel?.()
+      this.done(undefined, handshakeTimeout())
+    }
+    /** Shutdown: as an interrupted handshake fiber (no answer owed). */
+    stop(): void {
+      peeks.delete(this)
+      clearTimeout(this.timer)
+      this.cancel?.()
+      this.socket.destroy()
+      metrics.closed(this.socket.bytesRead, 0)
+      forget(this.socket)
+    }
+  }
+  const peeks = new Set<Peek>()
+  const identifyNow = config.proxyProtocol ? undefined : protocol.identifyNow
+  const identifyFirst = (socket: net.Socket, info: ConnectionInfo, started: number) => {
+    const peek = new Peek(socket, info, started)
+    peeks.add(peek)
+    peek.cancel = identifyNow!(socket, (identified, error) => peek.done(identified, error))
+    if (handshakeMs > 0 && peeks.has(peek)) peek.timer = setTimeout(() => peek.timedOut(), handshakeMs)
+  }
+
+  const runHandshake = (socket: net.Socket, info: ConnectionInfo, started: number) => {
     const conn: ClientConnection = { client: socket }
     const fiber = runFork(handshake(conn, info, socket))
     handshakes.add(fiber)
@@ -603,6 +683,8 @@ export const startListener = Effect.fnUntraced(function* (
     },
     onConnection
   )
+  // Before listen's own callback: nothing is accepted before the options are on the listening socket.
+  server.once("listening", () => setOnListeningSocket(server, keepAlive))
   // A failed bind is the start's error (the caller's), not a log line of its own: only a listening server's count.
   server.on("error", (err) => {
     if (server.listening)
@@ -623,6 +705,7 @@ export const startListener = Effect.fnUntraced(function* (
     destroyAll: () => {
       for (const fiber of handshakes) fiber.interruptUnsafe()
       for (const pending of pendingDials) pending.cancel()
+      for (const peek of peeks) peek.stop()
       for (const socket of open.keys()) socket.destroy()
     },
     census: () => {

@@ -48,6 +48,16 @@ export interface Protocol {
    * nothing (tcp with a fixed route): the listener may then skip the handshake fiber while the route is cached.
    */
   readonly fixedRoute?: string | undefined
+  /**
+   * identify in the callback form, for a protocol that only peeks (tcp `route: sni`): `done` once, unless the returned
+   * cancel comes first. With it the listener skips the handshake fiber while the route found is cached.
+   */
+  readonly identifyNow?:
+    | ((
+        client: net.Socket,
+        done: (identified: Identified | undefined, error: ProxyError | undefined) => void
+      ) => () => void)
+    | undefined
   /** identify: read just enough to find the routing key; may answer the client and upgrade to TLS. */
   readonly identify: (conn: ClientConnection) => Effect.Effect<Identified, ProxyError>
   /**

@@ -34,6 +34,34 @@ const setupOf = (ka: TcpKeepAlive): KeepAliveSetup => {
 
 let current = setupOf(defaults.tcp.keepAlive)
 
+/** The methods of Node's TCP handle (libuv's uv_tcp_nodelay / uv_tcp_keepalive) used on a listening socket. */
+interface TcpHandle {
+  setNoDelay?: (enable: boolean) => number
+  setKeepAlive?: (enable: boolean, delaySeconds: number) => number
+}
+
+/**
+ * Linux copies TCP_NODELAY, SO_KEEPALIVE and TCP_KEEPIDLE / TCP_KEEPINTVL / TCP_KEEPCNT of a listening socket to every
+ * socket it accepts (as HAProxy relies on): set once on the listening socket, an accepted connection costs no
+ * setsockopt at all instead of five (NODELAY and libuv's four keep-alive calls). Call it on `listening`, before the
+ * first accept; it turns the server's per-socket options off for what it could set. Elsewhere, or on a handle without
+ * these methods, the server's own options stay on and Node sets each accepted socket as before. Probes of our own
+ * (`tune`) stay per socket: Node's handle takes only the idle time.
+ */
+export const setOnListeningSocket = (server: net.Server, setup: KeepAliveSetup): void => {
+  if (process.platform !== "linux") return
+  const handle = (server as net.Server & { _handle?: TcpHandle | null })._handle
+  const s = server as net.Server & { noDelay: boolean; keepAlive: boolean }
+  if (s.noDelay && typeof handle?.setNoDelay === "function" && handle.setNoDelay(true) === 0) s.noDelay = false
+  if (
+    s.keepAlive &&
+    setup.tune === undefined &&
+    typeof handle?.setKeepAlive === "function" &&
+    handle.setKeepAlive(true, Math.floor(setup.keepAliveInitialDelay / 1000)) === 0
+  )
+    s.keepAlive = false
+}
+
 /** Replaces the keep-alive settings of sockets accepted or dialed from now on (validated by the config decoder). */
 export const setTcpKeepAlive = (ka: TcpKeepAlive): void => {
   current = setupOf(ka)

@@ -7,7 +7,7 @@ import type { ProxyError } from "../domain/ProxyError.ts"
 import type { Protocol } from "./Protocol.ts"
 import type { ProtocolContext } from "./ProtocolContext.ts"
 import { type FirstBytesExtractor, firstBytesIdentify, loadExtractor } from "./tcp/firstBytes.ts"
-import { sniIdentify, sniRefuse } from "./tcp/sni.ts"
+import { sniIdentify, sniIdentifyNow, sniRefuse } from "./tcp/sni.ts"
 
 const closeRefuse: Protocol["refuse"] = (client) => {
   // Drop what the client sent and close our side; the listener destroys the socket if the client lingers.
@@ -32,7 +32,13 @@ export const makeTcpProtocol = (ctx: ProtocolContext, extractor?: FirstBytesExtr
     }
   }
   if (route === "sni")
-    return { name: ctx.name, readsHandshake: true, identify: sniIdentify(defaultRoute), refuse: sniRefuse }
+    return {
+      name: ctx.name,
+      readsHandshake: true,
+      identify: sniIdentify(defaultRoute),
+      identifyNow: sniIdentifyNow(defaultRoute),
+      refuse: sniRefuse
+    }
   if (route === undefined) throw new Error(`listeners.${ctx.name}.route is required`)
   if (typeof route !== "string") {
     throw new Error(`listeners.${ctx.name}.route: a firstBytes extractor must be loaded first (loadTcpProtocol)`)

@@ -3,7 +3,7 @@
 // are shared by every connection and find their peer through one field on the socket, so a relayed pair costs two
 // sockets and one small Relay object. `data`/`drain` with pause/resume holds about half the heap of `pipe()`.
 import type * as net from "node:net"
-import { type ReadCallback, readsThrough, userBufferHandle, useUserBuffer } from "./userBuffer.ts"
+import { type ReadCallback, readCallbackOf, userBufferHandle, useUserBuffer } from "./userBuffer.ts"
 
 /** Byte totals handed to `onClose` once both sockets are gone. */
 export interface RelayTotals {
@@ -59,7 +59,7 @@ function onDrain(this: Side) {
 
 // Issue 11: Node reads every chunk into a new Buffer, an external ArrayBuffer; in bulk those alone set off about ten
 // full GCs a second (V8 collects after every 64 MB of external memory). A socket that only the relay reads (the
-// backend we dial, `relayReads`; an accepted client nothing read before the relay, `readIntoShared`) reads instead
+// backend we dial, `relayReads`; a socket nothing reads after the relay starts, `readIntoShared`) reads instead
 // into `readInto`, one buffer for all of them: each read's bytes are handled in
 // its callback, before any other read can overwrite them. They cannot be written from there (a write the kernel
 // does not take at once keeps pointing into its buffer, and another socket's read would overwrite it), so they are
@@ -73,18 +73,43 @@ const readInto = Buffer.allocUnsafeSlow(readSize)
 let slab = Buffer.allocUnsafeSlow(readSize)
 let slabUsed = 0
 
-function onReadInto(this: Side, nread: number, buf: Uint8Array): boolean {
-  const peer = this._peer!
+/** The read's bytes, copied to the slab (a new one when they do not fit). */
+const toSlab = (buf: Uint8Array, nread: number): Buffer => {
   if (slabUsed + nread > slab.length) {
     slab = Buffer.allocUnsafeSlow(readSize)
     slabUsed = 0
   }
   slab.set(buf.subarray(0, nread), slabUsed)
-  const written = peer.write(slab.subarray(slabUsed, slabUsed + nread))
+  return slab.subarray(slabUsed, slabUsed + nread)
+}
+
+function onReadInto(this: Side, nread: number, buf: Uint8Array): boolean {
+  const peer = this._peer!
+  const written = peer.write(toSlab(buf, nread))
   // Bytes still queued (these or earlier ones, which these then wait behind): keep them.
   if (peer.writableLength > 0) slabUsed += nread
   if (!written) this.pause()
   return true
+}
+
+// A client whose bytes a `clientData` handler forwards (relay's last argument) reads into the shared buffer too: each
+// read is copied to the slab and handed to the handler, which writes to the peer what it passes and copies what it
+// keeps. One reader per handler function, made once and shared by all its connections.
+const readers = new WeakMap<DataHandler, ReadCallback>()
+const readerSet = new WeakSet<ReadCallback>()
+const readerFor = (data: DataHandler): ReadCallback => {
+  let reader = readers.get(data)
+  if (reader === undefined) {
+    reader = function (this: net.Socket, nread: number, buf: Buffer): boolean {
+      const peer = (this as Side)._peer!
+      data.call(this, toSlab(buf, nread))
+      if (peer.writableLength > 0) slabUsed += nread
+      return true
+    }
+    readers.set(data, reader)
+    readerSet.add(reader)
+  }
+  return reader
 }
 
 /**
@@ -98,30 +123,61 @@ export const relayReads: net.OnReadOpts = {
 }
 
 /** Whether `socket` reads into the relay's shared buffer (`relayReads` or `readIntoShared`). */
-const readsShared = (socket: net.Socket) => readsThrough(socket, onReadInto as ReadCallback)
+const readsShared = (socket: net.Socket) => {
+  const callback = readCallbackOf(socket)
+  return callback !== undefined && (callback === (onReadInto as ReadCallback) || readerSet.has(callback))
+}
+
+const shareReads = (
+  socket: net.Socket,
+  handle: NonNullable<ReturnType<typeof userBufferHandle>>,
+  callback: ReadCallback
+) => {
+  // A paused socket that read before (a handshake) may still have its handle reading: Node's pause() stops only the
+  // stream, and the handle reads on into the stream's buffer. Shared reads bypass that buffer and would go on while
+  // paused, so the handle stops here; resume() starts it again (lib/net.js does, for a socket with a user buffer).
+  if (handle.reading === true && socket.isPaused()) {
+    handle.reading = false
+    handle.readStop?.()
+  }
+  return useUserBuffer(socket, readInto, callback)
+}
+
+// Plain, open and readable, with nothing waiting in its buffer (bytes that the shared reads would overtake).
+const switchable = (socket: net.Socket) =>
+  (socket as { encrypted?: boolean }).encrypted !== true &&
+  !socket.connecting &&
+  !socket.destroyed &&
+  socket.readable &&
+  socket.readableLength === 0
 
 /**
- * Makes an accepted socket read into the relay's shared buffer, as `relayReads` does for one we dial. Only for a plain
- * TCP socket that nothing has read yet and nothing but the relay will (accepted with `pauseOnConnect`, no PROXY
- * header, no watcher), called right before `relay`. Never a TLSSocket nor the socket under one: their reads are the
- * TLS layer's. A TLSSocket is refused here. The socket under one looks like any other, so the caller passes only the
- * socket it relays itself (a protocol that terminates TLS has read the client's request for it, which refuses it
- * too). Returns false, and leaves the socket as it was, when Node lacks what this relies on (src/relay/userBuffer.ts)
- * or the socket has read.
+ * Makes a socket read into the relay's shared buffer, as `relayReads` does for one we dial: called right before
+ * `relay`, for a plain TCP socket that nothing but the relay will read from then on. The socket may have been read
+ * before (a protocol's handshake, with `data` events) if it is paused now with nothing left in its buffer: reads then
+ * start again, into the shared buffer, when the relay resumes it, so no byte is read twice or overtaken. Never a
+ * TLSSocket nor the socket under one: their reads are the TLS layer's; both are refused. Returns false, and leaves the
+ * socket as it was, when Node lacks what this relies on (src/relay/userBuffer.ts), the socket reads with nobody
+ * pausing it (someone else reads it), or bytes are waiting in it. Pass the `clientData` handler the relay will get
+ * for this socket, if any: it then gets the reads, copied to the relay's slab.
  */
-export const readIntoShared = (socket: net.Socket): boolean => {
+export const readIntoShared = (socket: net.Socket, clientData?: DataHandler): boolean => {
   const handle = userBufferHandle(socket)
-  if (
-    handle === undefined ||
-    handle.reading === true ||
-    (socket as { encrypted?: boolean }).encrypted === true ||
-    socket.connecting ||
-    socket.destroyed ||
-    socket.bytesRead > 0 ||
-    socket.readableLength > 0
-  )
-    return false
-  return useUserBuffer(socket, readInto, onReadInto as ReadCallback)
+  if (handle === undefined || (handle.reading === true && !socket.isPaused()) || !switchable(socket)) return false
+  return shareReads(socket, handle, clientData === undefined ? (onReadInto as ReadCallback) : readerFor(clientData))
+}
+
+/**
+ * Makes a socket the relay already relays read into the shared buffer from its next read on: for a watcher that read
+ * the socket's first messages with `data` events beside the relay and is done (the Postgres key-data tap). Call it
+ * from a `data` handler (the socket flowing) or while the socket is paused; the relay's own `data` listener still
+ * forwards the chunk at hand. Returns false, and leaves the socket on `data` events, when the socket is not relayed,
+ * is a TLSSocket or under one, bytes wait in its buffer, or Node lacks what this relies on.
+ */
+export const readIntoSharedFromNow = (socket: net.Socket): boolean => {
+  const handle = userBufferHandle(socket)
+  if ((socket as Side)._peer === undefined || handle === undefined || !switchable(socket)) return false
+  return shareReads(socket, handle, onReadInto as ReadCallback)
 }
 
 function onEnd(this: Side) {
@@ -194,7 +250,10 @@ export const errorPlaceholder = <F extends (...args: Array<never>) => void>(f: F
   return f
 }
 
-/** A `data` handler that forwards a client's bytes itself (see `relay`'s `clientData`). */
+/**
+ * A `data` handler that forwards a client's bytes itself (see `relay`'s `clientData`). Its chunk may be a view of the
+ * relay's slab (`readIntoShared`): it may write it, or parts of it, to the peer, but must copy what it keeps.
+ */
 export type DataHandler = (this: net.Socket, chunk: Buffer) => void
 
 const attach = (side: Side, peer: Side, relay: Relay<unknown>, data: DataHandler = onData) => {
@@ -237,8 +296,8 @@ const defaultHalfCloseMs = 60_000
  * not turned into a full close. Both must still be open (check `destroyed` first); bytes already buffered in them
  * flow on once this resumes them.
  * `clientData`, when given, takes the place of the client's forwarding: it gets each chunk the client sends (the
- * client socket as `this`, so not one that reads into the shared buffer) and writes to the backend what it passes,
- * pausing the client when a write returns false; the backend's `drain` resumes it as usual.
+ * client socket as `this`; pass it to `readIntoShared` too for a client that reads into the shared buffer) and writes
+ * to the backend what it passes, pausing the client when a write returns false; the backend's `drain` resumes it.
  */
 export const relay = <S = undefined>(
   client: net.Socket,

@@ -19,24 +19,27 @@ const symbols = (() => {
   return buffer !== undefined && callback !== undefined && gen !== undefined ? { buffer, callback, gen } : undefined
 })()
 
-type Handle = { reading?: boolean; useUserBuffer?: (buf: Uint8Array) => void }
+type Handle = { reading?: boolean; readStop?: () => number; useUserBuffer?: (buf: Uint8Array) => void }
 type Reads = Record<symbol, unknown> & { _handle?: Handle | null; encrypted?: boolean }
 
 export type ReadCallback = (this: net.Socket, nread: number, buf: Buffer) => boolean
 
-/** Whether `socket` reads through `callback` (installed by `useUserBuffer` or by `onread`). */
-export const readsThrough = (socket: net.Socket, callback: ReadCallback): boolean =>
-  symbols !== undefined && (socket as unknown as Reads)[symbols.callback] === callback
+/** The callback `socket` reads through (installed by `useUserBuffer` or by `onread`), if any. */
+export const readCallbackOf = (socket: net.Socket): ReadCallback | undefined =>
+  symbols === undefined ? undefined : ((socket as unknown as Reads)[symbols.callback] as ReadCallback | undefined)
 
 /**
  * The socket's handle, when a user buffer can be installed on it: Node has the symbols, the handle has
- * `useUserBuffer`, and the socket has no buffer of its own yet.
+ * `useUserBuffer`, the socket has no buffer of its own yet, and no TLSSocket reads the handle. A TLSSocket made over
+ * a net.Socket shares its handle and makes the handle's `reading` an accessor of its own (`defineHandleReading`,
+ * lib/_tls_wrap.js): a user buffer there would take the encrypted bytes from the TLS layer.
  */
-export const userBufferHandle = (socket: net.Socket): (Handle & { reading?: boolean }) | undefined => {
+export const userBufferHandle = (socket: net.Socket): Handle | undefined => {
   if (symbols === undefined) return undefined
   const s = socket as unknown as Reads
   const handle = s._handle
   if (handle == null || typeof handle.useUserBuffer !== "function" || s[symbols.buffer] != null) return undefined
+  if (Object.getOwnPropertyDescriptor(handle, "reading")?.get !== undefined) return undefined
   return handle
 }
 

@@ -5,6 +5,7 @@ import { afterEach, describe, expect, it } from "vitest"
 import type { VettedEndpoint } from "../../../src/domain/Endpoint.ts"
 import { CancelKeys, cancelKeyOf } from "../../../src/listeners/postgres/CancelKeys.ts"
 import { watchBackendKeyData } from "../../../src/listeners/postgres/keyDataTap.ts"
+import { relay } from "../../../src/relay/relay.ts"
 
 const target: VettedEndpoint = { host: "db.internal", port: 5432, ip: "127.0.0.1", family: 4 }
 
@@ -25,10 +26,14 @@ const ready = message("Z", Buffer.from("I"))
 
 /** A connected pair: `backend` is what the proxy dialled, `server` is the backend's end that writes to it. */
 const pair = async () => {
-  const listener = net.createServer()
+  const listener = net.createServer({ allowHalfOpen: true })
   await new Promise<void>((r) => listener.listen(0, "127.0.0.1", r))
   const accepted = new Promise<net.Socket>((r) => listener.once("connection", r))
-  const backend = net.connect((listener.address() as net.AddressInfo).port, "127.0.0.1")
+  const backend = net.connect({
+    port: (listener.address() as net.AddressInfo).port,
+    host: "127.0.0.1",
+    allowHalfOpen: true
+  })
   await new Promise((r) => backend.once("connect", r))
   const server = await accepted
   listener.close()
@@ -85,5 +90,38 @@ describe("postgres BackendKeyData tap", () => {
     await relayed
     expect(keys.size).toBe(0)
     expect(backend.listenerCount("data")).toBe(1)
+  })
+
+  it("hands the backend to the relay's shared buffer once done: later bytes reach the client intact, without data events", async () => {
+    const { backend, server } = await pair()
+    const { backend: client, server: peer } = await pair()
+    sockets.push(backend, server, client, peer)
+    const keys = new CancelKeys()
+    const watch = watchBackendKeyData(backend, target, keys)
+    relay(client, backend, () => watch?.closed())
+    let chunksAfterReady = 0
+    let readySeen = false
+    backend.on("data", () => {
+      if (readySeen) chunksAfterReady++
+    })
+    const first = Buffer.concat([authOk, keyData(7, 8), ready])
+    const after = Buffer.alloc(256 * 1024)
+    for (let i = 0; i < after.length; i++) after[i] = i % 251
+    const received = new Promise<Buffer>((resolve) => {
+      const parts: Array<Buffer> = []
+      let got = 0
+      peer.on("data", (c: Buffer) => {
+        parts.push(c)
+        got += c.length
+        if (got >= first.length + after.length) resolve(Buffer.concat(parts))
+      })
+    })
+    const firstArrived = readAll(peer, first.length)
+    server.write(first)
+    await firstArrived
+    readySeen = true
+    server.write(after)
+    expect((await received).equals(Buffer.concat([first, after]))).toBe(true)
+    expect(chunksAfterReady).toBe(0)
   })
 })

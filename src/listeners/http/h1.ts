@@ -19,6 +19,7 @@ import {
 import { formatEndpoint } from "../../domain/Endpoint.ts"
 import type { ConnectionInfo } from "../../domain/Route.ts"
 import { relay } from "../../relay/relay.ts"
+import { type ReadCallback, readCallbackOf, useUserBuffer } from "../../relay/userBuffer.ts"
 import { h1DirectBytes } from "./direct.ts"
 import { badRequest, type Failure, failure, failureResponse, forResource } from "./failure.ts"
 import {
@@ -32,7 +33,7 @@ import {
 } from "./headers.ts"
 import type { RouteEntry } from "./routes.ts"
 import type { HttpRuntime } from "./runtime.ts"
-import { type ClientSide, Exchange, mayRetry } from "./upstream.ts"
+import { type ClientSide, Exchange, mayRetry, ownedChunk, sharedReadBuffer } from "./upstream.ts"
 
 /** Waiting for a request head, none of its bytes received yet (keep-alive idle). */
 const IDLE = 0
@@ -54,7 +55,15 @@ const refuseGraceMs = 2_000
 type ClientSocket = net.Socket & { _h1?: H1Conn }
 
 function onData(this: ClientSocket, chunk: Buffer) {
-  this._h1!.data(chunk)
+  this._h1!.data(chunk, false)
+}
+/** Reads into the shared buffer (`readShared`): `buf[0, nread)` is valid only during the call. */
+function onSharedRead(this: ClientSocket, nread: number, buf: Buffer): boolean {
+  const h1 = this._h1!
+  // After a 101 the relay reads `data` events.
+  if (h1.tunnelled()) this.emit("data", Buffer.from(buf.subarray(0, nread)))
+  else h1.data(buf.subarray(0, nread), true)
+  return true
 }
 function onDrain(this: ClientSocket) {
   const ex = this._h1!.ex
@@ -181,24 +190,51 @@ export class H1Conn implements ClientSide {
 
   // ---- client bytes in
 
-  data(chunk: Buffer): void {
+  /** `shared`: `chunk` lies in the shared read buffer, so nothing may keep it past this call. */
+  data(chunk: Buffer, shared: boolean): void {
     switch (this.state) {
       case SENDING:
-        this.pushBody(chunk, 0, chunk.length)
+        this.pushBody(shared ? Buffer.from(chunk) : chunk, 0, chunk.length)
         return
       case IDLE:
       case HEAD:
         this.append(chunk)
         this.drive()
+        if (shared) this.keepRest()
         return
       case TUNNEL:
       case CLOSED:
         return
       default:
         // A pipelined request (or body bytes before the backend is ready): hold it, read no more meanwhile.
-        this.append(chunk)
+        this.append(shared && this.buf === null ? Buffer.from(chunk) : chunk)
         this.socket.pause()
     }
+  }
+
+  tunnelled(): boolean {
+    return this.state === TUNNEL
+  }
+
+  /** Bytes left in `buf` after a shared read (the start of the next head): copied, the next read overwrites them. */
+  private keepRest(): void {
+    const buf = this.buf
+    if (buf === null || buf.buffer !== sharedReadBuffer.buffer) return
+    this.buf = Buffer.from(buf.subarray(this.bufStart, this.bufEnd))
+    this.scanFrom = Math.max(0, this.scanFrom - this.bufStart)
+    this.bufStart = 0
+    this.bufEnd = this.buf.length
+  }
+
+  /**
+   * A plain connection that has carried a request reads into the shared buffer from now on (after the first request,
+   * so an h2c preface and the first head keep Node's own reads). Only with nothing buffered in the stream, so that no
+   * byte is overtaken; tried again after the next request otherwise.
+   */
+  private readShared(): void {
+    const socket = this.socket
+    if (this.rt.settings.secure || socket.readableLength > 0 || socket.destroyed) return
+    useUserBuffer(socket, sharedReadBuffer, onSharedRead as ReadCallback)
   }
 
   private append(chunk: Buffer): void {
@@ -299,7 +335,7 @@ export class H1Conn implements ClientSide {
         )
         return
       }
-      this.rawHead = s.fastPath ? buf.subarray(start, he) : null
+      this.rawHead = s.fastPath ? ownedChunk(buf, start, he) : null
       this.consume(he)
       this.request(d.value)
     }
@@ -401,9 +437,10 @@ export class H1Conn implements ClientSide {
     const buf = this.buf
     let more = true
     if (buf !== null) {
-      const start = this.bufStart
+      // Still the shared read when an idle backend connection took the request at once.
+      const own = ownedChunk(buf, this.bufStart, this.bufEnd)
       this.buf = null
-      more = this.pushBody(buf, start, this.bufEnd)
+      more = this.pushBody(own, 0, own.length)
     }
     if (this.state === SENDING && more && this.socket.isPaused()) this.socket.resume()
   }
@@ -489,7 +526,7 @@ export class H1Conn implements ClientSide {
       if (end - start <= smallBody) return socket.write(head + latin1(buf, start, end), "latin1")
       socket.write(head, "latin1")
     }
-    return socket.write(start === 0 && end === buf.length ? buf : buf.subarray(start, end))
+    return socket.write(ownedChunk(buf, start, end))
   }
 
   flush(_ex: Exchange): void {
@@ -530,6 +567,8 @@ export class H1Conn implements ClientSide {
     this.setIdleTimeout(this.rt.settings.keepAliveMs)
     if (this.buf !== null) this.drive()
     if ((this.state === IDLE || this.state === HEAD) && this.socket.isPaused()) this.socket.resume()
+    // Asked of the socket, not kept in a field: idle connections are what the proxy holds most of.
+    if (this.state === IDLE && readCallbackOf(this.socket) !== (onSharedRead as ReadCallback)) this.readShared()
   }
 
   upgrade(ex: Exchange, head: ResponseHead, backend: net.Socket, rest: Buffer | undefined): void {

@@ -24,7 +24,7 @@ import {
 } from "./headers.ts"
 import type { RouteEntry } from "./routes.ts"
 import type { HttpRuntime } from "./runtime.ts"
-import { type ClientSide, Exchange, mayRetry } from "./upstream.ts"
+import { type ClientSide, Exchange, mayRetry, ownedChunk } from "./upstream.ts"
 
 const { NGHTTP2_INTERNAL_ERROR } = http2.constants
 
@@ -232,7 +232,7 @@ class H2Request implements ClientSide {
   responseData(_ex: Exchange, buf: Buffer, start: number, end: number): boolean {
     const stream = this.stream
     if (stream.destroyed || this.responded) return true
-    return stream.write(buf.subarray(start, end))
+    return stream.write(ownedChunk(buf, start, end))
   }
 
   flush(_ex: Exchange): void {}

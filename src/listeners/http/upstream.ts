@@ -36,7 +36,10 @@ export interface ClientSide {
   informational(ex: Exchange, head: ResponseHead): void
   /** The response head; set `ex.decode` to get chunked bodies decoded instead of relayed as they are. */
   responseHead(ex: Exchange, head: ResponseHead, framing: Framing): void
-  /** Body bytes; false = the client is full, the backend is paused until `ex.up.resume()`. */
+  /**
+   * Body bytes, valid only during the call (`ownedChunk` keeps them); false = the client is full, the backend is
+   * paused until `ex.up.resume()`.
+   */
   responseData(ex: Exchange, buf: Buffer, start: number, end: number): boolean
   /** After the last body byte. `trailers`: decoded trailer lines (only when `ex.decode`). */
   responseEnd(ex: Exchange, trailers: string): void
@@ -127,6 +130,27 @@ type UpSocket = net.Socket & { _up?: UpstreamConn }
 function onUpData(this: UpSocket, chunk: Buffer) {
   this._up!.data(chunk)
 }
+
+// Plain backend connections (and kept-alive plain client connections, h1.ts) read into one buffer that all of them
+// share (net.connect's `onread`, src/relay/userBuffer.ts) instead of a new Buffer per read: Node's per-read
+// ArrayBuffer and its stream machinery cost more than parsing the message (perf on the http bench). A read's bytes
+// are valid only during its callback: what outlives it (a partial head, a body chunk queued behind a full socket) is
+// copied (`ownedChunk`).
+export const sharedReadBuffer = Buffer.allocUnsafeSlow(64 * 1024)
+
+function onUpRead(this: UpSocket, nread: number, buf: Buffer): boolean {
+  const up = this._up!
+  // After a 101 the socket belongs to the tunnel, which reads `data` events.
+  if (up.phase === GONE) this.emit("data", Buffer.from(buf.subarray(0, nread)))
+  else up.data(buf.subarray(0, nread))
+  return true
+}
+
+/** `buf[start, end)` for keeping past the call: copied when it lies in the shared read buffer. */
+export const ownedChunk = (buf: Buffer, start: number, end: number): Buffer => {
+  if (buf.buffer === sharedReadBuffer.buffer) return Buffer.from(buf.subarray(start, end))
+  return start === 0 && end === buf.length ? buf : buf.subarray(start, end)
+}
 function onUpDrain(this: UpSocket) {
   const ex = this._up!.ex
   if (ex !== null) ex.client.upstreamDrained(ex)
@@ -140,6 +164,8 @@ function onUpClose(this: UpSocket) {
 function onUpTimeout(this: UpSocket) {
   this._up!.timedOut()
 }
+
+const sharedReads: net.OnReadOpts = { buffer: sharedReadBuffer, callback: onUpRead as net.OnReadOpts["callback"] }
 
 const errorText = (err: Error | undefined): string =>
   err === undefined ? "" : `: ${(err as NodeJS.ErrnoException).code ?? err.message}`
@@ -173,7 +199,9 @@ export class UpstreamConn implements ChunkSink {
       port: t.port,
       family: t.family,
       localAddress: nextSourceAddress(t.family),
-      noDelay: true
+      noDelay: true,
+      // A TLS socket over this one reads it itself.
+      onread: pool.tls === undefined ? sharedReads : undefined
     }) as UpSocket
     raw._up = this
     this.socket = raw
@@ -281,7 +309,7 @@ export class UpstreamConn implements ChunkSink {
           this.fail(ex, failure(502, "BAD_GATEWAY", "backend", "upstream response head too large"))
           return
         }
-        this.pending = buf.subarray(pos, end)
+        this.pending = ownedChunk(buf, pos, end)
         this.pendingLen = end - pos
         return
       }
@@ -299,7 +327,7 @@ export class UpstreamConn implements ChunkSink {
           this.fail(ex, failure(502, "BAD_GATEWAY", "backend", "upstream switched protocols unasked"))
           return
         }
-        this.tunnel(ex, head, pos < end ? buf.subarray(pos, end) : undefined)
+        this.tunnel(ex, head, pos < end ? ownedChunk(buf, pos, end) : undefined)
         return
       }
       ex.client.informational(ex, head)

@@ -190,13 +190,15 @@ const hungUp = (record: MysqlSessionRecord) =>
 
 function onClientData(this: Tapped, chunk: Buffer) {
   const tap = this._killTap!
-  if (tap.held !== undefined) {
-    chunk = Buffer.concat([tap.held, chunk])
+  const held = tap.held
+  if (held !== undefined) {
+    chunk = Buffer.concat([held, chunk])
     tap.held = undefined
   }
   if (tap.waiting) {
-    // The backend's `drain` resumes the client even while a lookup runs: keep what came, in order.
-    tap.held = chunk
+    // The backend's `drain` resumes the client even while a lookup runs: keep what came, in order. A copy: the chunk
+    // may be a view of the relay's shared slab.
+    tap.held = held === undefined ? Buffer.from(chunk) : chunk
     this.pause()
     return
   }

@@ -1,10 +1,12 @@
 // backend → frontend, watched: the BackendKeyData of a session, remembered so that its CancelRequests can be routed.
-// Listens beside the relay (it never consumes or changes bytes) and detaches at ReadyForQuery or an ErrorResponse.
+// Listens beside the relay (it never consumes or changes bytes) and detaches at ReadyForQuery or an ErrorResponse,
+// handing the backend's reads to the relay's shared buffer.
 // One small object per session and one shared handler: a closure here would keep its whole scope (and the last
 // chunk read) for the session's life, ≈ 1 KB per idle connection.
 import type * as net from "node:net"
 import { decodeBackendKeyData, decodeBackendMessage } from "../../codec/pg/index.ts"
 import type { VettedEndpoint } from "../../domain/Endpoint.ts"
+import { readIntoSharedFromNow } from "../../relay/relay.ts"
 import type { RelayWatch } from "../Protocol.ts"
 import type { CancelKeys } from "./CancelKeys.ts"
 
@@ -36,6 +38,9 @@ const stop = (socket: Watched, tap: KeyTap) => {
   socket._keyTap = undefined
   // The relay's own `data` listener stays, so this leaves one function, not an emptied event slot.
   socket.removeListener("data", onKeyData)
+  // Only the relay reads the backend from now on: its next reads go to the shared buffer, not a new Buffer each
+  // (the relay still forwards the chunk at hand).
+  readIntoSharedFromNow(socket)
 }
 
 function onKeyData(this: Watched, chunk: Buffer) {

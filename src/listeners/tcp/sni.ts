@@ -5,8 +5,8 @@ import type * as net from "node:net"
 import * as Effect from "effect/Effect"
 import { AlertDescription, type ClientHello, decodeClientHello, encodeAlert } from "../../codec/tls/index.ts"
 import { type ProxyError, proxyError } from "../../domain/ProxyError.ts"
-import type { ClientConnection, Identified } from "../Protocol.ts"
-import { type ReadFrame, readFrame } from "../readFrame.ts"
+import type { ClientConnection, Identified, Protocol } from "../Protocol.ts"
+import { type ReadFrame, readFrame, readFrameNow } from "../readFrame.ts"
 
 /**
  * The codec refuses a ClientHello over 16 KB; this bounds the bytes buffered on the way, record headers of a
@@ -24,30 +24,47 @@ export const everything = (read: ReadFrame<unknown>): Buffer => {
     : Buffer.concat([bytes, rest])
 }
 
-export const sniIdentify = (
-  defaultRoute: string | undefined
-): ((conn: ClientConnection) => Effect.Effect<Identified, ProxyError>) => {
+/** The ClientHello's server name as the routing key (lower case), or the default route, or why not. */
+const identifyBy = (defaultRoute: string | undefined) => {
   const noServerName = proxyError(
     "FORBIDDEN",
     "client",
     "TLS ClientHello without a server name (SNI), and listeners.tcp.defaultRoute is not set"
   )
-  const toIdentified = (
-    conn: ClientConnection,
-    read: ReadFrame<ClientHello>
-  ): Effect.Effect<Identified, ProxyError> => {
+  return (client: net.Socket, read: ReadFrame<ClientHello>): Identified | ProxyError => {
     const name = read.value.serverName
     if (name === undefined) {
-      return defaultRoute === undefined
-        ? Effect.fail(noServerName)
-        : Effect.succeed({ resourceId: defaultRoute, client: conn.client, replay: everything(read) })
+      return defaultRoute === undefined ? noServerName : { resourceId: defaultRoute, client, replay: everything(read) }
     }
     // DNS names are case-insensitive: one routing key per name, however the client spelled it.
     const host = name.toLowerCase()
-    return Effect.succeed({ resourceId: host, client: conn.client, sni: host, replay: everything(read) })
+    return { resourceId: host, client, sni: host, replay: everything(read) }
   }
+}
+
+const isError = (r: Identified | ProxyError): r is ProxyError => "reason" in r
+
+export const sniIdentify = (
+  defaultRoute: string | undefined
+): ((conn: ClientConnection) => Effect.Effect<Identified, ProxyError>) => {
+  const identify = identifyBy(defaultRoute)
   return (conn) =>
-    Effect.flatMap(readFrame(conn.client, decodeClientHello, maxPeekBytes), (read) => toIdentified(conn, read))
+    Effect.flatMap(readFrame(conn.client, decodeClientHello, maxPeekBytes), (read) => {
+      const r = identify(conn.client, read)
+      return isError(r) ? Effect.fail(r) : Effect.succeed(r)
+    })
+}
+
+/** sniIdentify in the callback form, for the listener's fiber-free path (`Protocol.identifyNow`). */
+export const sniIdentifyNow = (defaultRoute: string | undefined): NonNullable<Protocol["identifyNow"]> => {
+  const identify = identifyBy(defaultRoute)
+  return (client, done) =>
+    readFrameNow(client, decodeClientHello, maxPeekBytes, (read, error) => {
+      if (error !== undefined) return done(undefined, error)
+      const r = identify(client, read!)
+      if (isError(r)) done(undefined, r)
+      else done(r, undefined)
+    })
 }
 
 // Built once: refusals send one of these constant records.
