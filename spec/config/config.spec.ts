@@ -2,9 +2,10 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { describe, expect, it } from "vitest"
-import { ConfigError, decodeConfig } from "../../src/config/decode.ts"
+import { decodeConfig } from "../../src/config/decode.ts"
 import { applyEnv, envName, nearestEnvName } from "../../src/config/env.ts"
 import { loadConfig } from "../../src/config/load.ts"
+import { configErrorOf } from "../support/config.ts"
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "polyproxy-config-"))
 const write = (name: string, text: string) => {
@@ -12,15 +13,7 @@ const write = (name: string, text: string) => {
   fs.writeFileSync(file, text)
   return file
 }
-const errorOf = (f: () => unknown): ConfigError => {
-  try {
-    f()
-  } catch (e) {
-    if (e instanceof ConfigError) return e
-    throw e
-  }
-  throw new Error("expected a ConfigError")
-}
+const errorOf = configErrorOf
 
 describe("config", () => {
   it("reads the contract's example with its defaults filled in", () => {
