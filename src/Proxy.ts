@@ -27,11 +27,12 @@ import { Log } from "./services/Log.ts"
 import { Metrics } from "./services/Metrics.ts"
 import { Resolver } from "./services/Resolver.ts"
 import { RoutingCache } from "./services/RoutingCache.ts"
+import { configuredResolver, staticResolver } from "./services/resolvers/configured.ts"
 import { SharedCache } from "./services/SharedCache.ts"
 import { SsrfGuard } from "./services/SsrfGuard.ts"
 
 // The first-bytes extension point, for the package's public API (src/index.ts imports no listener itself).
-export { FirstBytes, type FirstBytesExtractor }
+export { configuredResolver, FirstBytes, type FirstBytesExtractor, staticResolver }
 
 /** What the admin API can ask of one proxy process (the cluster primary asks each worker the same). */
 export interface ReloadReport {
@@ -87,42 +88,6 @@ export const contextFor = Effect.fnUntraced(function* (
     shared
   } satisfies ProtocolContext
 })
-
-/** The resolver from the config file's `routes`: the embedded default. */
-export const staticResolver = (config: Config): Layer.Layer<Resolver> => Resolver.layerStatic(config.routes)
-
-/** The resolver the config's `resolver` section names (static when absent). */
-export const configuredResolver = (config: Config): Layer.Layer<Resolver, unknown> => {
-  const r = config.resolver
-  switch (r?.type) {
-    case "redis":
-      // Loaded on demand: ioredis is not worth its memory in every worker of a proxy that never talks to Redis.
-      return Layer.unwrap(
-        Effect.map(
-          Effect.promise(() => import("./services/resolvers/RedisResolver.ts")),
-          (m) => m.layer({ url: r.url, key: r.key, commandTimeout: r.timeout })
-        )
-      )
-    case "http":
-      return Layer.unwrap(
-        Effect.map(
-          Effect.promise(() => import("./services/resolvers/HttpResolver.ts")),
-          (m) =>
-            m.layer({
-              url: r.url,
-              token: r.token,
-              timeout: r.timeout,
-              retries: r.retries,
-              failureThreshold: r.failureThreshold,
-              cooldown: r.cooldown,
-              wakeUrl: r.wakeUrl
-            })
-        )
-      )
-    default:
-      return staticResolver(config)
-  }
-}
 
 /** Every service the listeners need, from config. Pass your own Resolver layer to replace the configured one. */
 export const servicesLayer = (
