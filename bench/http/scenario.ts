@@ -217,7 +217,6 @@ export const runHttpScenario = async (opts: HttpOptions): Promise<ScenarioResult
       noise: opts.noise,
       log: (line) => log(`http ${line}`),
       measure: async (v, round, position) => {
-        if (!v.alive()) throw new Error(`${v.name} is not running any more`)
         const timeoutMs = (opts.duration + opts.warmup + 30) * 1000
         if (opts.warmup > 0) {
           await runBounded("wrk", wrkArgs(v.port, opts.warmup, opts.connections), { env: process.env, timeoutMs })

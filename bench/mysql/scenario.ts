@@ -8,6 +8,7 @@ import { type MariaDbServer, startMariaDb } from "../../spec/support/backends/ma
 import { type Baseline, startHaproxy } from "../support/baselines.ts"
 import { firstBytes } from "../support/children.ts"
 import {
+  compareToHaproxy,
   interleave,
   type Measurement,
   type NoisePolicy,
@@ -206,7 +207,6 @@ export const runMysqlScenario = async (opts: MysqlOptions): Promise<ScenarioResu
           noise: opts.noise,
           log: (line) => log(`mysql ${line}`),
           measure: async (variant, round, position) => {
-            if (!variant.alive()) throw new Error(`${variant.name} is not running any more`)
             const n = queries.get(variant.name)
             if (n === undefined) throw new Error("no calibration (warm-up failed)")
             const args = slap.args(variant.port, kind, clients, n)
@@ -243,7 +243,7 @@ export const runMysqlScenario = async (opts: MysqlOptions): Promise<ScenarioResu
       workloads,
       variants: variants.map((v) => v.info),
       reference: "direct",
-      ...(variants.some((v) => v.name === "haproxy") ? { compareTo: "haproxy" } : {}),
+      ...compareToHaproxy(variants),
       measurements,
       setup: {
         mariadb: version,

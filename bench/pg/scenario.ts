@@ -7,6 +7,7 @@ import pg from "pg"
 import { type PostgresServer, startPostgres } from "../../spec/support/backends/postgres.ts"
 import { type Baseline, startHaproxy } from "../support/baselines.ts"
 import {
+  compareToHaproxy,
   cpuFields,
   interleave,
   type Measurement,
@@ -186,7 +187,6 @@ export const runPgScenario = async (opts: PgOptions): Promise<ScenarioResult> =>
           noise: opts.noise,
           log: (line) => log(`pg ${line}`),
           measure: async (variant, round, position) => {
-            if (!variant.alive()) throw new Error(`${variant.name} is not running any more`)
             const target = { host: "127.0.0.1", port: variant.port }
             // Start from a quiet server: the previous run's backends gone, dirty pages written out.
             if (kind === "tpcb-like") await resetTables()
@@ -231,7 +231,7 @@ export const runPgScenario = async (opts: PgOptions): Promise<ScenarioResult> =>
       workloads,
       variants: variantInfos(opts.variants, variants),
       reference: "direct",
-      ...(variants.some((v) => v.name === "haproxy") ? { compareTo: "haproxy" } : {}),
+      ...compareToHaproxy(variants),
       measurements,
       setup: {
         postgres: version,

@@ -11,7 +11,13 @@
 import { join } from "node:path"
 import { type Baseline, startHaproxy } from "../support/baselines.ts"
 import { type ReadyChild, startNodeRelay } from "../support/children.ts"
-import { interleave, type Measurement, type NoisePolicy, type ScenarioResult } from "../support/interleave.ts"
+import {
+  compareToHaproxy,
+  interleave,
+  type Measurement,
+  type NoisePolicy,
+  type ScenarioResult
+} from "../support/interleave.ts"
 import type { Polyproxy, ProxyEntry } from "../support/polyproxy.ts"
 import { sleep, versionOf } from "../support/process.ts"
 import { startPolyproxyVariant } from "../support/proxies.ts"
@@ -190,7 +196,7 @@ export const runSmtpScenario = async (opts: SmtpOptions): Promise<ScenarioResult
       workloads: workloads.map(({ run: _, ...w }) => w),
       variants: variantInfos(opts.variants, variants),
       reference: "direct",
-      ...(variants.some((v) => v.name === "haproxy") ? { compareTo: "haproxy" } : {}),
+      ...compareToHaproxy(variants),
       measurements,
       setup: {
         rounds: opts.rounds,

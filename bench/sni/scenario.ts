@@ -8,7 +8,13 @@ import * as tls from "node:tls"
 import { makeSiteCerts } from "../../spec/support/certs.ts"
 import { type Baseline, startHaproxySni } from "../support/baselines.ts"
 import { type ReadyChild, startHelper, startNodeRelay } from "../support/children.ts"
-import { interleave, type NoisePolicy, type ScenarioResult, type Workload } from "../support/interleave.ts"
+import {
+  compareToHaproxy,
+  interleave,
+  type NoisePolicy,
+  type ScenarioResult,
+  type Workload
+} from "../support/interleave.ts"
 import { runLoadgen } from "../support/loadgen.ts"
 import { benchBinaries } from "../support/native.ts"
 import type { Polyproxy, ProxyEntry } from "../support/polyproxy.ts"
@@ -173,7 +179,7 @@ export const runSniScenario = async (opts: SniOptions): Promise<ScenarioResult> 
       workloads: [SNI_WORKLOAD],
       variants: variantInfos(opts.variants, variants),
       reference: "direct",
-      ...(variants.some((v) => v.name === "haproxy") ? { compareTo: "haproxy" } : {}),
+      ...compareToHaproxy(variants),
       measurements,
       setup: {
         rounds: opts.rounds,

@@ -157,6 +157,10 @@ export const cpuFields = (w: ReturnType<typeof windowCpu>, per: number, amount: 
 })
 
 /** `variants` rotated by `round`: each variant goes first, second, … equally often over len(variants) rounds. */
+/** The `compareTo` of a scenario's result: HAProxy when it ran among the variants. */
+export const compareToHaproxy = (variants: readonly { readonly name: string }[]): { compareTo?: string } =>
+  variants.some((v) => v.name === "haproxy") ? { compareTo: "haproxy" } : {}
+
 export const rotation = <T>(variants: readonly T[], round: number): T[] =>
   variants.map((_, i) => variants[(i + round) % variants.length]!)
 
@@ -165,7 +169,7 @@ export const rotation = <T>(variants: readonly T[], round: number): T[] =>
  * the others go on (the caller decides whether a failure is fatal). The noise rule applies per round: a noisy round
  * is rerun (its runs stay in the output, marked discarded) until it is quiet or its retries are spent.
  */
-export const interleave = async <V extends { readonly name: string }>(opts: {
+export const interleave = async <V extends { readonly name: string; readonly alive?: () => boolean }>(opts: {
   readonly workload: Workload
   readonly variants: readonly V[]
   readonly rounds: number
@@ -184,6 +188,8 @@ export const interleave = async <V extends { readonly name: string }>(opts: {
           `${opts.workload.id} [${index}/${total}] round ${round}${attempt > 0 ? ` (rerun ${attempt})` : ""} ` +
           variant.name
         try {
+          // A variant whose process died fails its runs at once rather than measuring a closed port.
+          if (variant.alive?.() === false) throw new Error(`${variant.name} is not running any more`)
           const m: Measurement = { workload: opts.workload.id, ...(await opts.measure(variant, round, position)) }
           runs.push(m)
           opts.log(`${label}: ${describe(opts.workload, m)}`)
