@@ -38,3 +38,9 @@ export const parseEndpoint = (text: string): Endpoint | string => {
 
 export const formatEndpoint = (e: Endpoint): string =>
   e.host.includes(":") ? `[${e.host}]:${e.port}` : `${e.host}:${e.port}`
+
+/**
+ * The circuit breaker's key of a vetted backend: its address, so every listener and route that reaches the same
+ * backend (tcp, a protocol listener, HTTP) shares one breaker.
+ */
+export const breakerKey = (target: VettedEndpoint): string => `${target.ip}:${target.port}`
