@@ -29,9 +29,18 @@ import {
 } from "./smtp/scenario.ts"
 import { plannedSniSeconds, runSniScenario, SNI_VARIANTS, type SniVariantName } from "./sni/scenario.ts"
 import { renderSvg } from "./support/chart.ts"
+import { comparedEntry, resolveCommit } from "./support/compare.ts"
 import { NOISE_LIMIT, type NoisePolicy, type ScenarioResult } from "./support/interleave.ts"
 import { benchBinaries } from "./support/native.ts"
-import { defaultEntry, type ProxyEntry, repoRoot, staleDistWarning } from "./support/polyproxy.ts"
+import {
+  defaultEntry,
+  entryCommand,
+  type ProxyEntry,
+  type ProxyForm,
+  repoRoot,
+  staleDistWarning,
+  workingTree
+} from "./support/polyproxy.ts"
 import { installExitHooks, killEverything, machineInfo, runBounded } from "./support/process.ts"
 import { keptRuns, renderScenario, scenarioChecks, summarize } from "./support/report.ts"
 import { chartPanels, readmeTable, renderTargets, targets } from "./support/targets.ts"
@@ -65,6 +74,7 @@ const OPTIONS = {
   "smtp-variants": { type: "string", default: SMTP_VARIANTS.join(",") },
   "smtp-workloads": { type: "string" },
   proxy: { type: "string", default: defaultEntry() },
+  compare: { type: "string" },
   out: { type: "string" },
   "cpu-prof": { type: "string" },
   help: { type: "boolean", short: "h" }
@@ -114,6 +124,12 @@ const parseOptions = (argv: readonly string[]) => {
   const proxy = str("proxy")
   if (proxy !== "dist" && proxy !== "src") die(`--proxy must be dist or src, not ${proxy}`)
   const smoke = v.smoke === true
+  const compare = v.compare === undefined ? undefined : str("compare")
+  const compareCommit = compare === undefined ? undefined : resolveCommit(compare)
+  if (compare !== undefined && compareCommit === undefined)
+    die(`--compare: ${compare} names no commit of this repository`)
+  if (compare !== undefined && smoke)
+    die("--compare does not go with --smoke (its 45 s would not hold twice the proxies)")
   const dev = v.dev === true
   // Development runs and the smoke keep noisy rounds, so they never write where published results live.
   const scratch = smoke || dev
@@ -176,7 +192,10 @@ const parseOptions = (argv: readonly string[]) => {
             str("smtp-workloads"),
             smtpWorkloads(smtpConnections).map((w) => w.id)
           ),
-    proxy: proxy as ProxyEntry,
+    proxy: proxy as ProxyForm,
+    /** The revision to compare with, as given, and the commit it names. */
+    compare,
+    compareCommit,
     outDir,
     cpuProfDir: v["cpu-prof"] === undefined ? undefined : resolve(str("cpu-prof"))
   }
@@ -187,36 +206,52 @@ type Options = ReturnType<typeof parseOptions>
 /** Seconds each scenario should take, for the runner's own deadline. */
 const planned = (o: Options, s: ScenarioName): number => {
   const common = { rounds: o.rounds, duration: o.duration, warmup: o.warmup }
+  // With --compare every polyproxy variant runs twice (only the count matters here).
+  const twice = <N extends string>(names: readonly N[]): readonly N[] =>
+    o.compare === undefined ? names : [...names, ...names.filter((n) => n.startsWith("polyproxy"))]
   switch (s) {
     case "tcp":
-      return plannedTcpSeconds({ ...common, variants: o.tcpVariants, workloads: o.tcpWorkloads })
+      return plannedTcpSeconds({ ...common, variants: twice(o.tcpVariants), workloads: o.tcpWorkloads })
     case "sni":
-      return plannedSniSeconds({ ...common, variants: o.sniVariants })
+      return plannedSniSeconds({ ...common, variants: twice(o.sniVariants) })
     case "http":
-      return plannedHttpSeconds({ ...common, duration: Math.ceil(o.duration), variants: o.httpVariants })
+      return plannedHttpSeconds({ ...common, duration: Math.ceil(o.duration), variants: twice(o.httpVariants) })
     case "mysql":
       return plannedMysqlSeconds({
         ...common,
         duration: o.mysqlDuration,
         clients: o.mysqlClients,
-        variants: MYSQL_VARIANTS
+        variants: twice(MYSQL_VARIANTS)
       })
     case "pg":
-      return plannedPgSeconds({ ...common, duration: o.pgDuration, clients: o.pgClients, variants: o.pgVariants })
+      return plannedPgSeconds({
+        ...common,
+        duration: o.pgDuration,
+        clients: o.pgClients,
+        variants: twice(o.pgVariants)
+      })
     case "smtp":
       return plannedSmtpSeconds({
         ...common,
         duration: o.smtpDuration,
         connections: o.smtpConnections,
-        variants: o.smtpVariants,
+        variants: twice(o.smtpVariants),
         workloads: o.smtpWorkloads
       })
   }
 }
 
-const runScenario = (o: Options, s: ScenarioName, dir: string, lifetimeSeconds: number, log: (l: string) => void) => {
+const runScenario = (
+  o: Options,
+  compare: ProxyEntry | undefined,
+  s: ScenarioName,
+  dir: string,
+  lifetimeSeconds: number,
+  log: (l: string) => void
+) => {
   const common = {
-    entry: o.proxy,
+    entry: workingTree(o.proxy),
+    compare,
     dir: join(dir, s),
     rounds: o.rounds,
     warmup: o.warmup,
@@ -296,6 +331,17 @@ const unpublishable = (o: Options, scenarios: Record<string, ScenarioResult>, sk
   return why
 }
 
+/** The header's word on `--compare`: which revision every polyproxy variant also ran from. */
+const compareLines = (c: { revision: string; commit: string; proxyEntry: string; warnings: string[] } | undefined) =>
+  c === undefined
+    ? []
+    : [
+        `Compared with \`${c.revision}\` (commit ${c.commit}, \`${c.proxyEntry}\`): every polyproxy variant also ran ` +
+          "from it with the same config in the same rounds, named `name@<commit>`; each scenario's Before/after " +
+          `table gives now ÷ then.${c.warnings.map((w) => ` Warning: ${w}.`).join("")}`,
+        ""
+      ]
+
 const renderMarkdown = (
   meta: Record<string, unknown>,
   scenarios: Record<string, ScenarioResult>,
@@ -317,6 +363,7 @@ const renderMarkdown = (
       "C (bench/native, load/native, wrk, nginx, pgbench, mysqlslap, Postfix's smtp-source and smtp-sink) and share " +
       "the cores with the proxy: read every ratio with the proxy's CPU per operation beside it.",
     "",
+    ...compareLines(meta.compare as { revision: string; commit: string; proxyEntry: string; warnings: string[] }),
     ...renderTargets(targets(scenarios)),
     "## README table",
     "",
@@ -381,6 +428,11 @@ const main = async (): Promise<number> => {
     if (warning) log(`warning: ${warning}`)
   }
   for (const line of benchBinaries().built) log(`built: ${line}`)
+  const compared = opts.compareCommit === undefined ? undefined : comparedEntry(opts.compareCommit, opts.proxy)
+  if (compared !== undefined) {
+    log(`compare: every polyproxy variant also as name@${compared.entry.rev}: ${entryCommand(compared.entry)}`)
+    for (const w of compared.warnings) log(`warning: ${w}`)
+  }
 
   const dir = makeTempDir("bench-run")
   const scenarios: Record<string, ScenarioResult> = {}
@@ -388,7 +440,7 @@ const main = async (): Promise<number> => {
   try {
     for (const s of opts.only) {
       try {
-        scenarios[s] = await runScenario(opts, s, dir, hardLimitSeconds + 60, log)
+        scenarios[s] = await runScenario(opts, compared?.entry, s, dir, hardLimitSeconds + 60, log)
       } catch (error) {
         skipped[s] = `failed: ${(error as Error).message.split("\n")[0]}`
         log(`${s} scenario failed: ${(error as Error).message}`)
@@ -402,7 +454,17 @@ const main = async (): Promise<number> => {
         .slice(2)
         .map((a) => (/\s/.test(a) ? `"${a}"` : a))
         .join(" ")}`.trim(),
-      proxyEntry: opts.proxy === "dist" ? "node dist/cli.js" : "node src/cli.ts",
+      proxyEntry: entryCommand(workingTree(opts.proxy)),
+      ...(compared === undefined
+        ? {}
+        : {
+            compare: {
+              revision: opts.compare,
+              commit: opts.compareCommit,
+              proxyEntry: entryCommand(compared.entry),
+              warnings: compared.warnings
+            }
+          }),
       options: { ...opts, outDir: relative(repoRoot, opts.outDir) },
       publishable: why.length === 0,
       notPublishableBecause: why,

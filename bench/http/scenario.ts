@@ -13,10 +13,10 @@ import {
   type Workload,
   windowCpu
 } from "../support/interleave.ts"
-import type { ProxyEntry } from "../support/polyproxy.ts"
+import type { Polyproxy, ProxyEntry } from "../support/polyproxy.ts"
 import { reapedChildrenCpu, runBounded, sleep, versionOf } from "../support/process.ts"
-import { startProxyVariant } from "../support/proxies.ts"
-import type { Variant as VariantOf } from "../support/variant.ts"
+import { startPolyproxyVariants } from "../support/proxies.ts"
+import { type Compared, startedText, type Variant as VariantOf, variantInfos } from "../support/variant.ts"
 import { type Running, startHaproxy, startNginx, startNginxOrigin, startNodeProxy } from "./baselines.ts"
 
 export const HTTP_VARIANTS = [
@@ -53,6 +53,8 @@ const labels: Record<HttpVariantName, string> = {
 
 export interface HttpOptions {
   readonly entry: ProxyEntry
+  /** `--compare`: every polyproxy variant also from that revision (bench/support/compare.ts). */
+  readonly compare?: ProxyEntry | undefined
   readonly dir: string
   readonly rounds: number
   /** Whole seconds (wrk's -d). */
@@ -68,7 +70,7 @@ export interface HttpOptions {
 export const plannedHttpSeconds = (o: Pick<HttpOptions, "rounds" | "duration" | "warmup" | "variants">): number =>
   o.rounds * o.variants.length * (o.duration + o.warmup + 0.8) + 20
 
-type Variant = VariantOf<HttpVariantName>
+type Variant = VariantOf<HttpVariantName | Compared<HttpVariantName>>
 
 /** One GET with the bench Host; resolves when a 200 came back. */
 const probe = (port: number): Promise<void> =>
@@ -116,6 +118,7 @@ export const runHttpScenario = async (opts: HttpOptions): Promise<ScenarioResult
   const origin = await startNginxOrigin(join(opts.dir, "nginx-origin"), BODY_BYTES, probe)
   log(`http: nginx origin (return 200, ${BODY_BYTES} B) on 127.0.0.1:${origin.port}, pid ${origin.pid}`)
   const running: Running[] = []
+  const proxies: Polyproxy[] = []
   const variants: Variant[] = []
   const notes: string[] = []
   const configs: Record<string, string> = { "nginx-origin": origin.config ?? "" }
@@ -141,30 +144,23 @@ export const runHttpScenario = async (opts: HttpOptions): Promise<ScenarioResult
           })
         } else if (name === "polyproxy" || name === "polyproxy-all-cores") {
           const workers = name === "polyproxy" ? 1 : 0
-          const { proxy, port } = await startProxyVariant({
+          const started = await startPolyproxyVariants({
+            name,
             entry: opts.entry,
-            dir: join(opts.dir, name),
-            cpuProfDir: opts.cpuProfDir === undefined ? undefined : join(opts.cpuProfDir, name),
-            config: (port) => ({
-              workers,
-              admin: false,
-              log: { level: "warn", connections: false },
-              listeners: { http: { host: "127.0.0.1", port } },
-              routes: { [HOST]: `127.0.0.1:${origin.port}` },
-              ssrf: { allow: ["127.0.0.0/8"] }
-            }),
-            ready: probe
+            compare: opts.compare,
+            dir: opts.dir,
+            cpuProfDir: opts.cpuProfDir,
+            workers,
+            listener: (port) => ({ http: { host: "127.0.0.1", port } }),
+            routes: { [HOST]: `127.0.0.1:${origin.port}` },
+            // The http runs have always had polyproxy's default timeouts.
+            extra: { timeouts: undefined },
+            ready: probe,
+            label: labels[name],
+            what: "`http` listener"
           })
-          const r: Running = { pid: proxy.pid, port, version: "", config: undefined, stop: proxy.stop }
-          running.push(r)
-          variants.push(
-            variant(
-              name,
-              r,
-              `\`node ${opts.entry === "dist" ? "dist/cli.js" : "src/cli.ts"} serve\`, \`http\` listener, ` +
-                `\`workers: ${workers}\`${workers === 0 ? " (one per core + the primary; CPU of all)" : ""}, log level warn`
-            )
-          )
+          proxies.push(...started.proxies)
+          variants.push(...started.variants)
         } else if (name === "nginx" || name === "haproxy") {
           const start = name === "nginx" ? startNginx : startHaproxy
           const r = await start(join(opts.dir, name), origin.port, probe)
@@ -194,7 +190,7 @@ export const runHttpScenario = async (opts: HttpOptions): Promise<ScenarioResult
           }
           variants.push(variant(name, r, `${r.version} (bench/http/proxies.ts)`))
         }
-        log(`http: ${name} on 127.0.0.1:${variants.at(-1)?.port}`)
+        log(`http: ${startedText(variants, name)}`)
       } catch (error) {
         const message = (error as Error).message
         log(`http: ${name} could not be started: ${message}`)
@@ -251,14 +247,7 @@ export const runHttpScenario = async (opts: HttpOptions): Promise<ScenarioResult
       scenario: "http",
       title: "http: `http` listener vs nginx, HAProxy and the Node proxies (wrk, nginx origin)",
       workloads: [workload],
-      variants: opts.variants.map(
-        (name) =>
-          variants.find((v) => v.name === name)?.info ?? {
-            name,
-            label: labels[name],
-            description: "could not be started"
-          }
-      ),
+      variants: variantInfos(opts.variants, variants, (name) => labels[name as HttpVariantName]),
       reference: "direct",
       ...(variants.some((v) => v.name === "nginx") ? { compareTo: "nginx" } : {}),
       measurements,
@@ -281,7 +270,7 @@ export const runHttpScenario = async (opts: HttpOptions): Promise<ScenarioResult
       ]
     }
   } finally {
-    for (const r of running) await r.stop().catch(() => {})
+    for (const r of [...running, ...proxies]) await r.stop().catch(() => {})
     await origin.stop().catch(() => {})
   }
 }

@@ -19,8 +19,14 @@ import {
 } from "../support/interleave.ts"
 import type { Polyproxy, ProxyEntry } from "../support/polyproxy.ts"
 import { reapedChildrenCpu, runBounded, sleep, versionOf } from "../support/process.ts"
-import { startPolyproxyVariant } from "../support/proxies.ts"
-import { directVariant, processVariant, type Variant as VariantOf } from "../support/variant.ts"
+import { startPolyproxyVariants } from "../support/proxies.ts"
+import {
+  type Compared,
+  directVariant,
+  processVariant,
+  startedText,
+  type Variant as VariantOf
+} from "../support/variant.ts"
 
 export const MYSQL_VARIANTS = ["direct", "polyproxy", "haproxy"] as const
 export type MysqlVariantName = (typeof MYSQL_VARIANTS)[number]
@@ -29,6 +35,8 @@ const ROWS = 10_000
 
 export interface MysqlOptions {
   readonly entry: ProxyEntry
+  /** `--compare`: every polyproxy variant also from that revision (bench/support/compare.ts). */
+  readonly compare?: ProxyEntry | undefined
   readonly dir: string
   readonly rounds: number
   /** Seconds each measured run should take (the query count is calibrated per variant from its warm-up). */
@@ -59,7 +67,7 @@ const workloadOf = (kind: QueryKind, clients: number): Workload => ({
   cpuUnit: "CPU s / 1k queries"
 })
 
-type Variant = VariantOf<MysqlVariantName>
+type Variant = VariantOf<MysqlVariantName | Compared<MysqlVariantName>>
 
 /** mysqlslap's "Average number of seconds to run all queries: 0.282 seconds". */
 export const parseMysqlslap = (stdout: string): number | undefined => {
@@ -150,9 +158,10 @@ export const runMysqlScenario = async (opts: MysqlOptions): Promise<ScenarioResu
         if (name === "direct") {
           variants.push(directVariant(name, server.port, `${version}, no proxy`))
         } else if (name === "polyproxy") {
-          const { proxy, variant } = await startPolyproxyVariant({
+          const started = await startPolyproxyVariants({
             name,
             entry: opts.entry,
+            compare: opts.compare,
             dir: opts.dir,
             cpuProfDir: opts.cpuProfDir,
             // mysqlslap logs in without a database and then sends COM_INIT_DB (USE appdb), so the handshake has
@@ -165,8 +174,8 @@ export const runMysqlScenario = async (opts: MysqlOptions): Promise<ScenarioResu
               "`mysql` listener, `defaultRoute: appdb` (mysqlslap names no database in its handshake; it sends " +
               "`USE appdb` after login), auth switch carrying the backend's scramble"
           })
-          proxies.push(proxy)
-          variants.push(variant)
+          proxies.push(...started.proxies)
+          variants.push(...started.variants)
         } else {
           const b = await startHaproxy({ dir: join(opts.dir, "haproxy-mysql"), backendPort: server.port, ready: login })
           baselines.push(b)
@@ -174,7 +183,7 @@ export const runMysqlScenario = async (opts: MysqlOptions): Promise<ScenarioResu
             processVariant(name, b.port, b, "HAProxy 1 thread", `${b.version}, \`mode tcp\`, \`nbthread 1\``)
           )
         }
-        log(`mysql: ${name} on 127.0.0.1:${variants.at(-1)?.port}`)
+        log(`mysql: ${startedText(variants, name)}`)
       } catch (error) {
         const message = (error as Error).message
         log(`mysql: ${name} could not be started: ${message}`)

@@ -19,8 +19,15 @@ import {
 } from "../support/interleave.ts"
 import type { Polyproxy, ProxyEntry } from "../support/polyproxy.ts"
 import { reapedChildrenCpu, versionOf } from "../support/process.ts"
-import { startPolyproxyVariant } from "../support/proxies.ts"
-import { directVariant, processVariant, type Variant as VariantOf, variantInfos } from "../support/variant.ts"
+import { startPolyproxyVariants } from "../support/proxies.ts"
+import {
+  type Compared,
+  directVariant,
+  processVariant,
+  startedText,
+  type Variant as VariantOf,
+  variantInfos
+} from "../support/variant.ts"
 import { DATABASE, makePgbench, PG_WORKLOADS, type PgWorkload, waitForQuietServer } from "./pgbench.ts"
 import { type PgBouncer, startPgBouncer } from "./pgbouncer.ts"
 
@@ -29,6 +36,8 @@ export type PgVariantName = (typeof PG_VARIANTS)[number]
 
 export interface PgOptions {
   readonly entry: ProxyEntry
+  /** `--compare`: every polyproxy variant also from that revision (bench/support/compare.ts). */
+  readonly compare?: ProxyEntry | undefined
   readonly dir: string
   readonly rounds: number
   readonly duration: number
@@ -54,7 +63,7 @@ const workloadOf = (kind: PgWorkload, clients: number): Workload => ({
   cpuUnit: "CPU s / 1k tx"
 })
 
-type Variant = VariantOf<PgVariantName>
+type Variant = VariantOf<PgVariantName | Compared<PgVariantName>>
 
 export const runPgScenario = async (opts: PgOptions): Promise<ScenarioResult> => {
   const log = opts.log
@@ -104,9 +113,10 @@ export const runPgScenario = async (opts: PgOptions): Promise<ScenarioResult> =>
           variants.push(directVariant(name, server.port, `${version}, no proxy`))
         } else if (name === "polyproxy" || name === "polyproxy-tcp") {
           const tcp = name === "polyproxy-tcp"
-          const { proxy, variant } = await startPolyproxyVariant({
+          const started = await startPolyproxyVariants({
             name,
             entry: opts.entry,
+            compare: opts.compare,
             dir: opts.dir,
             cpuProfDir: opts.cpuProfDir,
             listener: (port) => ({
@@ -120,8 +130,8 @@ export const runPgScenario = async (opts: PgOptions): Promise<ScenarioResult> =>
               ? `generic \`tcp\` listener, \`route: ${DATABASE}\``
               : "`postgres` listener routing by the startup message's database"
           })
-          proxies.push(proxy)
-          variants.push(variant)
+          proxies.push(...started.proxies)
+          variants.push(...started.variants)
         } else if (name === "haproxy") {
           const b = await startHaproxy({ dir: join(opts.dir, "haproxy-pg"), backendPort: server.port, ready: login })
           baselines.push(b)
@@ -152,7 +162,7 @@ export const runPgScenario = async (opts: PgOptions): Promise<ScenarioResult> =>
             )
           )
         }
-        log(`pg: ${name} on 127.0.0.1:${variants.at(-1)?.port}`)
+        log(`pg: ${startedText(variants, name)}`)
       } catch (error) {
         const message = (error as Error).message
         log(`pg: ${name} could not be started: ${message}`)

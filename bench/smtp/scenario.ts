@@ -20,8 +20,15 @@ import {
 } from "../support/interleave.ts"
 import type { Polyproxy, ProxyEntry } from "../support/polyproxy.ts"
 import { sleep, versionOf } from "../support/process.ts"
-import { startPolyproxyVariant } from "../support/proxies.ts"
-import { directVariant, processVariant, type Variant as VariantOf, variantInfos } from "../support/variant.ts"
+import { startPolyproxyVariants } from "../support/proxies.ts"
+import {
+  type Compared,
+  directVariant,
+  processVariant,
+  startedText,
+  type Variant as VariantOf,
+  variantInfos
+} from "../support/variant.ts"
 import { calibrate, deliverEach, measureOnce, type SmtpWorkload, sinkNotes, split, targetOf } from "./delivery.ts"
 import { type SmtpSink, startSmtpSink, TENANTS } from "./postfix.ts"
 
@@ -59,6 +66,8 @@ export const smtpWorkloads = (sessions: readonly number[], only?: readonly strin
 
 export interface SmtpOptions {
   readonly entry: ProxyEntry
+  /** `--compare`: every polyproxy variant also from that revision (bench/support/compare.ts). */
+  readonly compare?: ProxyEntry | undefined
   readonly dir: string
   readonly rounds: number
   /** Seconds each measured run should take (its message count is calibrated per variant). */
@@ -85,28 +94,32 @@ export const plannedSmtpSeconds = (
     (o.rounds * (o.duration + 0.4) + o.warmup + 0.5) +
   15
 
-type Variant = VariantOf<SmtpVariantName>
+type Variant = VariantOf<SmtpVariantName | Compared<SmtpVariantName>>
 
 const RELAY_WHAT =
   "the Node floor (bench/support/relay.ts): net.createServer + net.connect + data/drain handlers, nothing else; " +
   "connections go to the sinks in turn"
 
-/** Starts one variant in front of the sinks; every one must carry a message per tenant before it counts. */
+/**
+ * Starts one variant in front of the sinks (polyproxy's with its `--compare` twin); every one must carry a message per
+ * tenant before it counts.
+ */
 const startVariant = async (
   name: SmtpVariantName,
   sinks: readonly SmtpSink[],
   opts: SmtpOptions,
   started: { proxies: Polyproxy[]; relays: ReadyChild<number>[]; baselines: Baseline[] }
-): Promise<Variant> => {
+): Promise<Variant[]> => {
   const ready = deliverEach(sinks)
   const ports = sinks.map((s) => s.port)
   if (name === "direct") {
-    return directVariant(name, ports[0]!, "Postfix's smtp-sink itself (C, one process per tenant), no proxy")
+    return [directVariant(name, ports[0]!, "Postfix's smtp-sink itself (C, one process per tenant), no proxy")]
   }
   if (name === "polyproxy") {
-    const { proxy, variant } = await startPolyproxyVariant({
+    const { proxies, variants } = await startPolyproxyVariants({
       name,
       entry: opts.entry,
+      compare: opts.compare,
       dir: opts.dir,
       cpuProfDir: opts.cpuProfDir,
       listener: (port) => ({ smtp: { host: "127.0.0.1", port } }),
@@ -115,24 +128,26 @@ const startVariant = async (
       label: "polyproxy smtp",
       what: "`smtp` listener (no TLS; each session routed by its HELO name to its tenant's sink, the HELO replayed)"
     })
-    started.proxies.push(proxy)
-    return variant
+    started.proxies.push(...proxies)
+    return variants
   }
   if (name === "node-relay") {
     const relay = await startNodeRelay(ports)
     started.relays.push(relay)
     await ready(relay.info)
-    return processVariant(name, relay.info, relay, "minimal Node relay", RELAY_WHAT)
+    return [processVariant(name, relay.info, relay, "minimal Node relay", RELAY_WHAT)]
   }
   const b = await startHaproxy({ dir: join(opts.dir, "haproxy-smtp"), backendPort: ports, ready })
   started.baselines.push(b)
-  return processVariant(
-    name,
-    b.port,
-    b,
-    "HAProxy 1 thread",
-    `${b.version}, \`mode tcp\`, \`nbthread 1\`, \`balance roundrobin\` over the sinks`
-  )
+  return [
+    processVariant(
+      name,
+      b.port,
+      b,
+      "HAProxy 1 thread",
+      `${b.version}, \`mode tcp\`, \`nbthread 1\`, \`balance roundrobin\` over the sinks`
+    )
+  ]
 }
 
 export const runSmtpScenario = async (opts: SmtpOptions): Promise<ScenarioResult> => {
@@ -151,8 +166,8 @@ export const runSmtpScenario = async (opts: SmtpOptions): Promise<ScenarioResult
     }
     for (const name of opts.variants) {
       try {
-        variants.push(await startVariant(name, sinks, opts, started))
-        log(`smtp: ${name} on 127.0.0.1:${variants.at(-1)?.port}`)
+        variants.push(...(await startVariant(name, sinks, opts, started)))
+        log(`smtp: ${startedText(variants, name)}`)
       } catch (error) {
         const message = (error as Error).message
         log(`smtp: ${name} could not be started: ${message}`)

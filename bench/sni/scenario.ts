@@ -19,8 +19,15 @@ import { runLoadgen } from "../support/loadgen.ts"
 import { benchBinaries } from "../support/native.ts"
 import type { Polyproxy, ProxyEntry } from "../support/polyproxy.ts"
 import { versionOf } from "../support/process.ts"
-import { startPolyproxyVariant } from "../support/proxies.ts"
-import { directVariant, processVariant, type Variant as VariantOf, variantInfos } from "../support/variant.ts"
+import { startPolyproxyVariants } from "../support/proxies.ts"
+import {
+  type Compared,
+  directVariant,
+  processVariant,
+  startedText,
+  type Variant as VariantOf,
+  variantInfos
+} from "../support/variant.ts"
 
 export const SNI_VARIANTS = ["direct", "polyproxy", "polyproxy-fixed", "node-relay", "haproxy"] as const
 export type SniVariantName = (typeof SNI_VARIANTS)[number]
@@ -38,6 +45,8 @@ export const SNI_WORKLOAD: Workload = {
 
 export interface SniOptions {
   readonly entry: ProxyEntry
+  /** `--compare`: every polyproxy variant also from that revision (bench/support/compare.ts). */
+  readonly compare?: ProxyEntry | undefined
   readonly dir: string
   readonly rounds: number
   readonly duration: number
@@ -49,7 +58,7 @@ export interface SniOptions {
   readonly log: (line: string) => void
 }
 
-type Variant = VariantOf<SniVariantName> & { readonly targets: string }
+type Variant = VariantOf<SniVariantName | Compared<SniVariantName>> & { readonly targets: string }
 
 export const plannedSniSeconds = (o: Pick<SniOptions, "rounds" | "duration" | "warmup" | "variants">): number =>
   o.rounds * o.variants.length * (o.duration + o.warmup + 0.8) + 15
@@ -100,9 +109,10 @@ export const runSniScenario = async (opts: SniOptions): Promise<ScenarioResult> 
           variants.push({ ...v, targets: HOSTS.map((h, i) => `${h}@${originPorts[i]}`).join(",") })
         } else if (name === "polyproxy" || name === "polyproxy-fixed") {
           const sni = name === "polyproxy"
-          const { proxy, variant } = await startPolyproxyVariant({
+          const started = await startPolyproxyVariants({
             name,
             entry: opts.entry,
+            compare: opts.compare,
             dir: opts.dir,
             cpuProfDir: opts.cpuProfDir,
             listener: (port) => ({ tcp: { host: "127.0.0.1", port, route: sni ? "sni" : HOSTS[0] } }),
@@ -111,8 +121,9 @@ export const runSniScenario = async (opts: SniOptions): Promise<ScenarioResult> 
             label: sni ? "polyproxy `route: sni`" : "polyproxy fixed route",
             what: `\`tcp\` listener, ${sni ? "`route: sni` (ClientHello peeked)" : `\`route: ${HOSTS[0]}\` (no peek)`}`
           })
-          proxies.push(proxy)
-          variants.push({ ...variant, targets: sni ? both(variant.port) : `${HOSTS[0]}@${variant.port}` })
+          proxies.push(...started.proxies)
+          for (const v of started.variants)
+            variants.push({ ...v, targets: sni ? both(v.port) : `${HOSTS[0]}@${v.port}` })
         } else if (name === "node-relay") {
           const relay = await startNodeRelay(originPorts[0]!)
           relays.push(relay)
@@ -136,7 +147,7 @@ export const runSniScenario = async (opts: SniOptions): Promise<ScenarioResult> 
           const v = processVariant(name, b.port, b, "HAProxy `req.ssl_sni`", `${b.version}, \`nbthread 1\``)
           variants.push({ ...v, targets: both(b.port) })
         }
-        log(`sni: ${name} on 127.0.0.1:${variants.at(-1)?.port}`)
+        log(`sni: ${startedText(variants, name)}`)
       } catch (error) {
         const message = (error as Error).message
         log(`sni: ${name} could not be started: ${message}`)

@@ -2,19 +2,34 @@
 // so that its CPU time can be read from /proc/PID/stat apart from the load generator's.
 import { type ChildProcess, spawn } from "node:child_process"
 import { existsSync, readdirSync, statSync, writeFileSync } from "node:fs"
-import { join } from "node:path"
+import { join, relative } from "node:path"
 import { fileURLToPath } from "node:url"
 import { sleep, track } from "./process.ts"
 
 export const repoRoot = fileURLToPath(new URL("../../", import.meta.url))
 
-export type ProxyEntry = "dist" | "src"
+/** The built entry point (`dist/cli.js`) or the source one (`src/cli.ts`: Node 24 strips the types). */
+export type ProxyForm = "dist" | "src"
+
+/** Which polyproxy a variant runs: a form of the entry point in a checkout. */
+export interface ProxyEntry {
+  readonly form: ProxyForm
+  /** The repository itself, or the worktree of a revision given to `--compare` (bench/support/compare.ts). */
+  readonly root: string
+  /** The compared revision's short commit; its variants are named `name@rev`. Absent for the working tree. */
+  readonly rev?: string | undefined
+}
+
+export const workingTree = (form: ProxyForm): ProxyEntry => ({ form, root: repoRoot })
 
 export const entryFile = (entry: ProxyEntry): string =>
-  entry === "dist" ? join(repoRoot, "dist", "cli.js") : join(repoRoot, "src", "cli.ts")
+  join(entry.root, ...(entry.form === "dist" ? ["dist", "cli.js"] : ["src", "cli.ts"]))
 
-/** `dist` when it has been built, else `src` (Node 24 strips the types). */
-export const defaultEntry = (): ProxyEntry => (existsSync(entryFile("dist")) ? "dist" : "src")
+/** The command as the results show it: `node dist/cli.js`, `node .tmp/compare/<commit>/src/cli.ts`. */
+export const entryCommand = (entry: ProxyEntry): string => `node ${relative(repoRoot, entryFile(entry))}`
+
+/** `dist` when it has been built, else `src`. */
+export const defaultEntry = (): ProxyForm => (existsSync(entryFile(workingTree("dist"))) ? "dist" : "src")
 
 const newestMtime = (dir: string): number => {
   let newest = 0
@@ -28,7 +43,7 @@ const newestMtime = (dir: string): number => {
 /** A warning when dist/ is older than src/ (someone changed src/ and did not run `make build`). */
 export const staleDistWarning = (): string | undefined => {
   const built = join(repoRoot, "dist", ".built")
-  const marker = existsSync(built) ? built : entryFile("dist")
+  const marker = existsSync(built) ? built : entryFile(workingTree("dist"))
   if (!existsSync(marker)) return undefined
   return newestMtime(join(repoRoot, "src")) > statSync(marker).mtimeMs
     ? "dist/ is older than src/: run `make build` (or pass --proxy src) to benchmark the current code"
@@ -63,7 +78,7 @@ export const startPolyproxy = async (opts: PolyproxyOptions): Promise<Polyproxy>
   }
   const child = track(
     spawn(process.execPath, [entryFile(opts.entry), "serve", "--config", configFile], {
-      cwd: repoRoot,
+      cwd: opts.entry.root,
       env,
       stdio: ["ignore", "pipe", "pipe"]
     })

@@ -3,8 +3,8 @@
 import { mkdirSync } from "node:fs"
 import { join } from "node:path"
 import { freePort } from "../../spec/support/backends/local.ts"
-import { type Polyproxy, type ProxyEntry, startPolyproxy } from "./polyproxy.ts"
-import { childAlive, processVariant, type Variant } from "./variant.ts"
+import { entryCommand, type Polyproxy, type ProxyEntry, startPolyproxy } from "./polyproxy.ts"
+import { type Compared, childAlive, comparedName, processVariant, type Variant } from "./variant.ts"
 
 export interface ProxyVariantOptions {
   readonly entry: ProxyEntry
@@ -49,7 +49,10 @@ export const startProxyVariant = async (opts: ProxyVariantOptions): Promise<{ pr
 
 export interface PolyproxyVariantOptions<N extends string> {
   readonly name: N
+  /** The working tree's polyproxy. */
   readonly entry: ProxyEntry
+  /** `--compare`: the same variant from that revision too, as `name@rev` (bench/support/compare.ts). */
+  readonly compare?: ProxyEntry | undefined
   /** The scenario's directory: the proxy gets `dir/name`. */
   readonly dir: string
   readonly cpuProfDir?: string | undefined
@@ -57,6 +60,7 @@ export interface PolyproxyVariantOptions<N extends string> {
   /** The one listener's config (host and port filled in): e.g. { tcp: { route: "echo" } }. */
   readonly listener: (port: number) => Record<string, Record<string, unknown>>
   readonly routes: Readonly<Record<string, string>>
+  /** Config keys set over the shared ones (a key set to undefined is left out of the config). */
   readonly extra?: Readonly<Record<string, unknown>>
   readonly ready: (port: number) => Promise<void>
   readonly label: string
@@ -64,18 +68,16 @@ export interface PolyproxyVariantOptions<N extends string> {
   readonly what: string
 }
 
-/**
- * polyproxy as a scenario variant with the config every scenario shares: `workers` (1), admin off, log level warn
- * without connection lines, ssrf allowing loopback, no idle timeout, and the one listener it benches.
- */
-export const startPolyproxyVariant = async <N extends string>(
-  o: PolyproxyVariantOptions<N>
+const startPolyproxyVariant = async <N extends string>(
+  o: PolyproxyVariantOptions<string>,
+  entry: ProxyEntry,
+  name: N
 ): Promise<{ readonly proxy: Polyproxy; readonly variant: Variant<N> }> => {
   const workers = o.workers ?? 1
   const { proxy, port } = await startProxyVariant({
-    entry: o.entry,
-    dir: join(o.dir, o.name),
-    cpuProfDir: o.cpuProfDir === undefined ? undefined : join(o.cpuProfDir, o.name),
+    entry,
+    dir: join(o.dir, name),
+    cpuProfDir: o.cpuProfDir === undefined ? undefined : join(o.cpuProfDir, name),
     config: (port) => ({
       workers,
       admin: false,
@@ -88,7 +90,6 @@ export const startPolyproxyVariant = async <N extends string>(
     }),
     ready: o.ready
   })
-  const entry = o.entry === "dist" ? "dist/cli.js" : "src/cli.ts"
   const cluster =
     workers === 1
       ? ""
@@ -98,11 +99,37 @@ export const startPolyproxyVariant = async <N extends string>(
   return {
     proxy,
     variant: processVariant(
-      o.name,
+      name,
       port,
       { pid: proxy.pid, alive: childAlive(proxy.child) },
-      o.label,
-      `\`node ${entry} serve\`, ${o.what}, \`workers: ${workers}\`${cluster}, log level warn, connection log off`
+      entry.rev === undefined ? o.label : `${o.label} @${entry.rev}`,
+      `\`${entryCommand(entry)} serve\`${entry.rev === undefined ? "" : ` (revision ${entry.rev})`}, ${o.what}, ` +
+        `\`workers: ${workers}\`${cluster}, log level warn, connection log off`
     )
   }
+}
+
+/**
+ * polyproxy as a scenario variant with the config every scenario shares: `workers` (1), admin off, log level warn
+ * without connection lines, ssrf allowing loopback, no idle timeout, and the one listener it benches. With `compare`,
+ * the same config also from that revision, named `name@rev`, to run in the same rounds; if that one cannot start,
+ * neither counts (there would be nothing to compare with) and the error names it.
+ */
+export const startPolyproxyVariants = async <N extends string>(
+  o: PolyproxyVariantOptions<N>
+): Promise<{ readonly proxies: Polyproxy[]; readonly variants: Variant<N | Compared<N>>[] }> => {
+  const proxies: Polyproxy[] = []
+  const variants: Variant<N | Compared<N>>[] = []
+  for (const entry of o.compare === undefined ? [o.entry] : [o.entry, o.compare]) {
+    const name = entry.rev === undefined ? o.name : comparedName(o.name, entry.rev)
+    try {
+      const started = await startPolyproxyVariant(o, entry, name)
+      proxies.push(started.proxy)
+      variants.push(started.variant)
+    } catch (error) {
+      for (const p of proxies) await p.stop().catch(() => {})
+      throw entry.rev === undefined ? error : new Error(`${name}: ${(error as Error).message}`)
+    }
+  }
+  return { proxies, variants }
 }

@@ -1,6 +1,7 @@
 // Summaries of interleaved runs (median, min–max, ratios paired by round, the headroom check) and the markdown tables
 // of bench/results/latest.md. The chart is bench/support/chart.ts.
 import type { Measurement, ScenarioResult, Workload } from "./interleave.ts"
+import { comparedWith } from "./variant.ts"
 
 export const median = (xs: readonly number[]): number | undefined => {
   if (xs.length === 0) return undefined
@@ -45,6 +46,18 @@ export interface VariantSummary {
   readonly addedP99?: Spread | undefined
   readonly failedRuns: number
   readonly maxForeignShare: number
+  /**
+   * A variant run from the revision given to `--compare` (`polyproxy@5faad42`): the working tree's same variant
+   * (`now`) ÷ this one, paired by round, for the rate and the CPU per operation. The rate's is "bound" when either is.
+   */
+  readonly change?: BeforeAfter | undefined
+}
+
+export interface BeforeAfter {
+  readonly now: string
+  readonly rate?: Spread | undefined
+  readonly cpuPerUnit?: Spread | undefined
+  readonly bound: boolean
 }
 
 export interface WorkloadSummary {
@@ -116,6 +129,7 @@ export const summarize = (result: ScenarioResult): WorkloadSummary[] =>
         const good = mine.filter(ok)
         const amount = (m: Measurement) => (workload.cpuPer >= 1e6 ? m.bytes : m.ops)
         const bound = isBound(v.name)
+        const now = comparedWith(v.name)
         return {
           variant: v.name,
           rate: spread(good.map(rate)),
@@ -136,7 +150,16 @@ export const summarize = (result: ScenarioResult): WorkloadSummary[] =>
           addedP50: paired(runs, v.name, result.reference, (m) => m.latencyUs?.p50, minus),
           addedP99: paired(runs, v.name, result.reference, (m) => m.latencyUs?.p99, minus),
           failedRuns: mine.length - good.length,
-          maxForeignShare: Math.max(0, ...mine.map((m) => m.foreignShare ?? 0))
+          maxForeignShare: Math.max(0, ...mine.map((m) => m.foreignShare ?? 0)),
+          change:
+            now === undefined
+              ? undefined
+              : {
+                  now,
+                  rate: paired(runs, now, v.name, rate, ratio),
+                  cpuPerUnit: paired(runs, now, v.name, (m) => m.cpuPerUnit, ratio),
+                  bound: bound || isBound(now)
+                }
         }
       })
     }
@@ -165,6 +188,7 @@ export const ratioText = (s: Spread | undefined) =>
       ? `${s.median.toFixed(2)}×`
       : `${s.median.toFixed(2)}× (${s.min.toFixed(2)}–${s.max.toFixed(2)})`
 const cpuText = (s: Spread | undefined) => (s === undefined ? "–" : s.median.toFixed(s.median >= 1 ? 2 : 3))
+const cpu = (s: Spread | undefined, w: Workload) => (s ? `${cpuText(s)} ${w.cpuUnit}` : "–")
 const usText = (s: Spread | undefined) => (s === undefined ? "–" : s.median.toFixed(1))
 const signedUs = (s: Spread | undefined) =>
   s === undefined ? "–" : `${s.median >= 0 ? "+" : ""}${s.median.toFixed(1)}`
@@ -190,6 +214,34 @@ export const scenarioChecks = (result: ScenarioResult) => {
   return { bound, reruns, lost, noisy }
 }
 
+/** `--compare`: each working-tree polyproxy variant against the same one from the compared revision. */
+const renderBeforeAfter = (summaries: readonly WorkloadSummary[], label: (name: string) => string): string[] => {
+  const rows = summaries.flatMap((s) =>
+    s.variants.flatMap((v) => {
+      const now = s.variants.find((x) => x.variant === v.change?.now)
+      if (v.change === undefined || now === undefined) return []
+      const w = s.workload
+      return [
+        `| ${w.label} (${w.unit}) | ${label(now.variant)} | ${v.variant.slice(now.variant.length + 1)} | ` +
+          `${rateText(now.rate, w)} | ${rateText(v.rate, w)} | ${v.change.bound ? "bound" : ratioText(v.change.rate)} | ` +
+          `${cpu(now.cpuPerUnit, w)} | ${cpu(v.cpuPerUnit, w)} | ${ratioText(v.change.cpuPerUnit)} |`
+      ]
+    })
+  )
+  return rows.length === 0
+    ? []
+    : [
+        "Before/after (`--compare`): each polyproxy variant now and the same one from that revision, same config, " +
+          "in the same rounds; now ÷ then paired by round. A rate ratio under 1× or a CPU ratio over 1× is a " +
+          "regression (read it against the min–max: the machine is shared).",
+        "",
+        "| workload | variant | revision | rate now | rate then | rate now ÷ then | CPU now | CPU then | CPU now ÷ then |",
+        "|---|---|---|--:|--:|--:|--:|--:|--:|",
+        ...rows,
+        ""
+      ]
+}
+
 export const renderScenario = (result: ScenarioResult): string[] => {
   const label = (name: string) => result.variants.find((v) => v.name === name)?.label ?? name
   const ref = label(result.reference)
@@ -197,7 +249,6 @@ export const renderScenario = (result: ScenarioResult): string[] => {
   const lines: string[] = [`## ${result.title}`, ""]
   const summaries = summarize(result)
   const rates = summaries.filter((s) => s.workload.kind === "rate")
-  const cpu = (s: Spread | undefined, w: Workload) => (s ? `${cpuText(s)} ${w.cpuUnit}` : "–")
   if (rates.length > 0) {
     lines.push(
       `| workload | variant | median | min–max | ÷ ${ref} | ${cmp ? `÷ ${cmp} | ` : ""}proxy CPU (median) | generator CPU |`,
@@ -233,6 +284,7 @@ export const renderScenario = (result: ScenarioResult): string[] => {
     }
     lines.push("")
   }
+  lines.push(...renderBeforeAfter(summaries, label))
   const checks = scenarioChecks(result)
   lines.push(
     result.reference === "direct"

@@ -33,11 +33,32 @@ export const childAlive =
   (child: { readonly exitCode: number | null; readonly signalCode: NodeJS.Signals | null }) => () =>
     child.exitCode === null && child.signalCode === null
 
-/** What each variant asked for is, in the asked order; one that could not be started says so. */
+/** A polyproxy variant run from the revision given to `--compare` (bench/support/compare.ts): `polyproxy@5faad42`. */
+export type Compared<N extends string> = `${N}@${string}`
+
+export const comparedName = <N extends string>(name: N, rev: string): Compared<N> => `${name}@${rev}`
+
+/** The variant of the working tree that `name` is compared with, if `name` runs another revision. */
+export const comparedWith = (name: string): string | undefined =>
+  name.includes("@") ? name.slice(0, name.indexOf("@")) : undefined
+
+/** For the log: where the variant `name` listens, and its `--compare` twin if it has one. */
+export const startedText = (variants: readonly { readonly name: string; readonly port: number }[], name: string) =>
+  variants
+    .filter((v) => v.name === name || comparedWith(v.name) === name)
+    .map((v) => `${v.name} on 127.0.0.1:${v.port}`)
+    .join(", ")
+
+/**
+ * What each variant asked for is, in the asked order, each followed by its compared revision's twin if one ran; one
+ * that could not be started says so.
+ */
 export const variantInfos = (
   names: readonly string[],
-  started: readonly { readonly name: string; readonly info: VariantInfo }[]
+  started: readonly { readonly name: string; readonly info: VariantInfo }[],
+  label: (name: string) => string = (name) => name
 ): VariantInfo[] =>
-  names.map(
-    (name) => started.find((v) => v.name === name)?.info ?? { name, label: name, description: "could not be started" }
-  )
+  names.flatMap((name) => [
+    started.find((v) => v.name === name)?.info ?? { name, label: label(name), description: "could not be started" },
+    ...started.filter((v) => comparedWith(v.name) === name).map((v) => v.info)
+  ])

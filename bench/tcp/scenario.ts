@@ -16,8 +16,15 @@ import { runLoadgen } from "../support/loadgen.ts"
 import { benchBinaries } from "../support/native.ts"
 import type { Polyproxy, ProxyEntry } from "../support/polyproxy.ts"
 import { sleep } from "../support/process.ts"
-import { startPolyproxyVariant } from "../support/proxies.ts"
-import { directVariant, processVariant, type Variant as VariantOf, variantInfos } from "../support/variant.ts"
+import { startPolyproxyVariants } from "../support/proxies.ts"
+import {
+  type Compared,
+  directVariant,
+  processVariant,
+  startedText,
+  type Variant as VariantOf,
+  variantInfos
+} from "../support/variant.ts"
 
 export const TCP_VARIANTS = ["direct", "polyproxy-1", "polyproxy-2", "node-relay", "haproxy", "nginx"] as const
 export type TcpVariantName = (typeof TCP_VARIANTS)[number]
@@ -63,6 +70,8 @@ export const TCP_WORKLOADS: readonly Workload[] = [
 
 export interface TcpOptions {
   readonly entry: ProxyEntry
+  /** `--compare`: every polyproxy variant also from that revision (bench/support/compare.ts). */
+  readonly compare?: ProxyEntry | undefined
   readonly dir: string
   readonly rounds: number
   /** Seconds per measured run, and the unmeasured warm-up the load generator does right before it. */
@@ -76,7 +85,7 @@ export interface TcpOptions {
   readonly log: (line: string) => void
 }
 
-type Variant = VariantOf<TcpVariantName>
+type Variant = VariantOf<TcpVariantName | Compared<TcpVariantName>>
 
 /** Seconds the scenario is expected to take (for the runner's deadline). */
 export const plannedTcpSeconds = (
@@ -127,9 +136,10 @@ export const runTcpScenario = async (opts: TcpOptions): Promise<ScenarioResult> 
           )
         } else if (name === "polyproxy-1" || name === "polyproxy-2") {
           const workers = name === "polyproxy-1" ? 1 : 2
-          const { proxy, variant } = await startPolyproxyVariant({
+          const started = await startPolyproxyVariants({
             name,
             entry: opts.entry,
+            compare: opts.compare,
             dir: opts.dir,
             cpuProfDir: opts.cpuProfDir,
             workers,
@@ -142,8 +152,8 @@ export const runTcpScenario = async (opts: TcpOptions): Promise<ScenarioResult> 
             label: `polyproxy ${workers} worker${workers > 1 ? "s" : ""}`,
             what: "generic `tcp` listener"
           })
-          proxies.push(proxy)
-          variants.push(variant)
+          proxies.push(...started.proxies)
+          variants.push(...started.variants)
         } else {
           const start = name === "haproxy" ? startHaproxy : startNginxStream
           const b = await start({
@@ -164,7 +174,7 @@ export const runTcpScenario = async (opts: TcpOptions): Promise<ScenarioResult> 
             )
           )
         }
-        log(`tcp: ${name} on 127.0.0.1:${variants.at(-1)?.port}`)
+        log(`tcp: ${startedText(variants, name)}`)
       } catch (error) {
         const message = (error as Error).message
         log(`tcp: ${name} could not be started: ${message}`)

@@ -5,6 +5,7 @@ import { describe, expect, it } from "vitest"
 import { interleave, type Measurement, type ScenarioResult, type Workload } from "../../bench/support/interleave.ts"
 import { renderScenario, scenarioChecks, summarize } from "../../bench/support/report.ts"
 import { targets, verdict } from "../../bench/support/targets.ts"
+import { variantInfos } from "../../bench/support/variant.ts"
 
 const workload: Workload = {
   id: "conn",
@@ -124,5 +125,51 @@ describe("bench headroom check", () => {
     const t = targets({ tcp: result }).find((x) => x.name.startsWith("tcp new connections"))!
     expect(t.ratio?.median).toBeCloseTo(0.75)
     expect(verdict(t)).toBe("meets")
+  })
+})
+
+describe("bench --compare", () => {
+  it("pairs each compared variant with the same one now, round by round, for rate and CPU per operation", () => {
+    const result: ScenarioResult = {
+      ...scenario([
+        run("direct", 1, 10_000, 0),
+        run("polyproxy-1", 1, 6_000, 0.2),
+        run("polyproxy-1@abc1234", 1, 5_000, 0.25),
+        run("haproxy", 1, 8_000, 0.1),
+        run("direct", 2, 10_000, 0),
+        run("polyproxy-1", 2, 6_600, 0.2),
+        run("polyproxy-1@abc1234", 2, 6_000, 0.2),
+        run("haproxy", 2, 8_000, 0.1)
+      ]),
+      variants: variantInfos(
+        ["direct", "polyproxy-1", "haproxy"],
+        ["direct", "polyproxy-1", "haproxy", "polyproxy-1@abc1234"].map((name) => ({
+          name,
+          info: { name, label: name, description: "" }
+        }))
+      )
+    }
+    expect(result.variants.map((v) => v.name)).toEqual(["direct", "polyproxy-1", "polyproxy-1@abc1234", "haproxy"])
+    const by = (name: string) => summarize(result)[0]!.variants.find((v) => v.variant === name)!
+    expect(by("polyproxy-1").change).toBeUndefined()
+    const change = by("polyproxy-1@abc1234").change!
+    expect(change).toMatchObject({ now: "polyproxy-1", bound: false })
+    // Rounds: 6000/5000 = 1.2 and 6600/6000 = 1.1; CPU 0.2/0.25 = 0.8 and 0.2/0.2 = 1.
+    expect(change.rate).toMatchObject({ median: 1.15, min: 1.1, n: 2 })
+    expect(change.rate?.max).toBeCloseTo(1.2)
+    expect(change.cpuPerUnit).toMatchObject({ median: 0.9, min: 0.8, max: 1, n: 2 })
+    // The compared variant keeps its own ratios to the baselines.
+    expect(by("polyproxy-1@abc1234").vsCompare?.median).toBeCloseTo(0.6875)
+    const md = renderScenario(result).join("\n")
+    expect(md).toContain("Before/after (`--compare`)")
+    expect(md).toContain(
+      "| new connections (conn/s) | polyproxy-1 | abc1234 | 6300 | 5500 | 1.15× (1.10–1.20) | " +
+        "0.200 CPU s / 1k conn | 0.225 CPU s / 1k conn | 0.90× (0.80–1.00) |"
+    )
+  })
+
+  it("says nothing of a before/after when no revision was compared", () => {
+    const result = scenario([run("direct", 1, 10_000, 0), run("polyproxy-1", 1, 6_000, 0.2)])
+    expect(renderScenario(result).join("\n")).not.toContain("Before/after")
   })
 })
