@@ -182,6 +182,66 @@ describe("RoutingCache", () => {
       expect(cache.peekNow("a")).toBeUndefined()
     }).pipe(Effect.provide(layer(impl, SsrfGuard.layerTest, { ...options, ttl: 0.1 })))
   })
+
+  it.effect("evicts the least recently used key: one used by get or by hit stays", () => {
+    const { calls, impl } = counting({ a: "127.0.0.1:1", b: "127.0.0.1:2", c: "127.0.0.1:3", d: "127.0.0.1:4" })
+    return Effect.gen(function* () {
+      const cache = yield* RoutingCache
+      for (const k of ["a", "b", "c"]) yield* cache.get(k)
+      yield* cache.get("a")
+      cache.hit("b")
+      yield* cache.get("d")
+      expect((yield* cache.stats).size).toBe(3)
+      yield* cache.get("a")
+      yield* cache.get("b")
+      expect(calls).toEqual(["a", "b", "c", "d"])
+      yield* cache.get("c")
+      expect(calls).toEqual(["a", "b", "c", "d", "c"])
+    }).pipe(Effect.provide(layer(impl)))
+  })
+
+  it.effect("keeps a transient failure one second only", () => {
+    const table: Record<string, string> = { c: "cold" }
+    const { calls, impl } = counting(table)
+    return Effect.gen(function* () {
+      const cache = yield* RoutingCache
+      expect(failureOf(yield* Effect.exit(cache.get("c"))).reason).toBe("UNAVAILABLE")
+      table.c = "127.0.0.1:3"
+      expect(failureOf(yield* Effect.exit(cache.get("c"))).reason).toBe("UNAVAILABLE")
+      expect(calls.length).toBe(1)
+      yield* TestClock.adjust("1100 millis")
+      expect((yield* cache.get("c")).target.port).toBe(3)
+      expect(calls.length).toBe(2)
+    }).pipe(Effect.provide(layer(impl)))
+  })
+
+  it.live("a connection that gives up does not cancel the lookup the others wait for", () => {
+    const { calls, impl } = counting({ a: "127.0.0.1:1" }, 50)
+    return Effect.gen(function* () {
+      const cache = yield* RoutingCache
+      const leaving = yield* Effect.forkChild(cache.get("a"))
+      const staying = yield* Effect.forkChild(cache.get("a"))
+      yield* Effect.sleep("10 millis")
+      yield* Fiber.interrupt(leaving)
+      expect((yield* Fiber.join(staying)).target.port).toBe(1)
+      expect(cache.peekNow("a")?.target.port).toBe(1)
+      expect(calls).toEqual(["a"])
+    }).pipe(Effect.provide(layer(impl)))
+  })
+
+  it.live("a purge while the resolver works: the waiters get its answer, the next connection asks again", () => {
+    const { calls, impl } = counting({ a: "127.0.0.1:1" }, 50)
+    return Effect.gen(function* () {
+      const cache = yield* RoutingCache
+      const waiting = yield* Effect.forkChild(cache.get("a"))
+      yield* Effect.sleep("10 millis")
+      yield* cache.purge("a")
+      expect((yield* Fiber.join(waiting)).target.port).toBe(1)
+      expect(cache.peekNow("a")).toBeUndefined()
+      yield* cache.get("a")
+      expect(calls).toEqual(["a", "a"])
+    }).pipe(Effect.provide(layer(impl)))
+  })
 })
 
 describe("Resolver", () => {
