@@ -14,6 +14,7 @@ const handshakeSeconds = 1
 let proxy: TestProxy
 let silent: SilentServer // accepts TCP, never says a word
 let saysS: SilentServer // answers SSLRequest with 'S', then never starts TLS
+let halfTls: SilentServer // answers 'S', then stops half way through its TLS handshake
 let hangsUp: SilentServer // closes as soon as the startup message arrives
 let quietAfterLogin: SilentServer // a "Postgres" that logs anyone in, then never says another word
 let blackhole: { readonly port: number; readonly close: () => void }
@@ -23,9 +24,16 @@ let trickle: SilentServer // once the client's FIN arrives: ten bytes 200 ms apa
 const loggedIn = Buffer.from([0x52, 0, 0, 0, 8, 0, 0, 0, 0, 0x5a, 0, 0, 0, 5, 0x49])
 
 beforeAll(async () => {
-  ;[silent, saysS, hangsUp, quietAfterLogin, trickle, blackhole] = await Promise.all([
+  ;[silent, saysS, halfTls, hangsUp, quietAfterLogin, trickle, blackhole] = await Promise.all([
     silentServer(),
     silentServer((s) => s.once("data", () => s.write("S"))),
+    silentServer((s) =>
+      s.once("data", () => {
+        s.write("S")
+        // The ClientHello gets the start of a ServerHello: a handshake record of 256 bytes, 3 of them sent.
+        s.once("data", () => s.write(Buffer.from([0x16, 0x03, 0x03, 0x01, 0x00, 0x02, 0x00, 0x00])))
+      })
+    ),
     silentServer((s) => s.once("data", () => s.end())),
     silentServer((s) => s.once("data", () => s.write(loggedIn)).resume()),
     silentServer((s) => {
@@ -52,6 +60,7 @@ beforeAll(async () => {
       // Upstream TLS: the proxy sends SSLRequest first and waits for 'S'.
       silenttls: { endpoint: at(silent), metadata: { tls: { rejectUnauthorized: false } } },
       stalledtls: { endpoint: at(saysS), metadata: { tls: { rejectUnauthorized: false } } },
+      halftls: { endpoint: at(halfTls), metadata: { tls: { rejectUnauthorized: false } } },
       hangupdb: at(hangsUp),
       blackholedb: at(blackhole),
       quietdb: at(quietAfterLogin),
@@ -65,7 +74,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await proxy?.stop()
-  for (const s of [silent, saysS, hangsUp, quietAfterLogin, trickle, blackhole]) s?.close()
+  for (const s of [silent, saysS, halfTls, hangsUp, quietAfterLogin, trickle, blackhole]) s?.close()
 })
 
 const pgConfig = (database: string): pg.ClientConfig => ({
@@ -107,6 +116,7 @@ describe("postgres listener: a backend that does not answer gets the client 0800
     ["silentdb", "accepts TCP and never answers the startup message", /did not complete its handshake within 1s/],
     ["silenttls", "never answers the proxy's SSLRequest (upstream TLS)", /did not complete its handshake within 1s/],
     ["stalledtls", "answers 'S' and never starts TLS", /did not complete its handshake within 1s/],
+    ["halftls", "answers 'S' and stops half way through TLS", /did not complete its handshake within 1s/],
     ["hangupdb", "closes without answering the startup message", /the server closed the connection unexpectedly/],
     ["blackholedb", "never accepts (its SYNs go unanswered)", /did not accept within 1000 ms/]
   ])("%s: a backend that %s", async (database, _, message) => {
@@ -122,7 +132,7 @@ describe("postgres listener: a backend that does not answer gets the client 0800
   it("logs each refusal as the backend's fault and holds no connection afterwards", async () => {
     await eventually(() => proxy.handle.listeners.find((l) => l.name === "postgres")!.open() === 0)
     const refused = proxy.logs.filter((l) => l.event === "connection refused" && l.listener === "postgres")
-    expect(refused.length).toBeGreaterThanOrEqual(5)
+    expect(refused.length).toBeGreaterThanOrEqual(6)
     expect(refused.every((l) => l.source === "backend" && l.reason === "CONNECT_FAILED")).toBe(true)
   })
 })

@@ -1,4 +1,5 @@
-// What each protocol listener supplies to the shared accept loop: how to find the routing key, and how to say no.
+// What each protocol supplies to the byte listeners' pipeline (src/pipeline): its identify, replay and relay watcher,
+// and how to say no. The pipeline runs the phases, bounds each by its deadline, counts, logs and closes.
 
 import type * as net from "node:net"
 import type * as Effect from "effect/Effect"
@@ -45,12 +46,14 @@ export interface Protocol {
   readonly readsHandshake: boolean
   /**
    * Set when every connection goes to this one resource and identify reads nothing, replays nothing and answers
-   * nothing (tcp with a fixed route): the listener may then skip the handshake fiber while the route is cached.
+   * nothing (tcp with a fixed route): the pipeline may then skip the handshake fiber while the route is cached
+   * (src/pipeline/fast.ts).
    */
   readonly fixedRoute?: string | undefined
   /**
    * identify in the callback form, for a protocol that only peeks (tcp `route: sni`): `done` once, unless the returned
-   * cancel comes first. With it the listener skips the handshake fiber while the route found is cached.
+   * cancel comes first. With it the pipeline skips the handshake fiber while the route found is cached; it bounds
+   * the peek by timeouts.handshake itself.
    */
   readonly identifyNow?:
     | ((
@@ -58,7 +61,10 @@ export interface Protocol {
         done: (identified: Identified | undefined, error: ProxyError | undefined) => void
       ) => () => void)
     | undefined
-  /** identify: read just enough to find the routing key; may answer the client and upgrade to TLS. */
+  /**
+   * identify: read just enough to find the routing key; may answer the client and upgrade to TLS. The pipeline
+   * bounds it by timeouts.handshake (src/pipeline/identify.ts): no deadline of its own needed.
+   */
   readonly identify: (conn: ClientConnection) => Effect.Effect<Identified, ProxyError>
   /**
    * replay: the first bytes the backend gets, after connect; returns the socket to relay with (a TLSSocket when it
@@ -66,9 +72,10 @@ export interface Protocol {
    */
   readonly replay?: (identified: Identified, route: Route, backend: net.Socket) => Effect.Effect<net.Socket, ProxyError>
   /**
-   * The listener bounds replay by timeouts.handshake. A protocol whose replay bounds each of its waits itself, with
-   * errors that say which wait it was (mysql: backend or client; smtp: the greeting), sets this: the listener's
-   * deadline then only backs those up (timeouts.connect + timeouts.handshake) instead of racing them.
+   * The pipeline bounds replay by timeouts.handshake (src/pipeline/replay.ts). A protocol whose replay bounds each
+   * of its waits itself, with errors that say which wait it was (mysql: backend or client; smtp: the greeting), sets
+   * this: the pipeline's deadline then only backs those up (timeouts.connect + timeouts.handshake) instead of racing
+   * them.
    */
   readonly boundsReplay?: boolean | undefined
   /**
