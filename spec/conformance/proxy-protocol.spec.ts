@@ -1,14 +1,11 @@
 // PROXY protocol: accepted from a trusted load balancer (a real HAProxy sending v2, and raw v1/v2 clients), the real
 // client address reaching the Resolver and a backend that asks for a header of its own.
-import { spawn } from "node:child_process"
-import * as fs from "node:fs"
 import * as net from "node:net"
-import * as os from "node:os"
-import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { decodeProxyHeader, encodeProxyHeader } from "../../src/codec/proxy/ProxyHeader.ts"
 import type { ConnectionInfo } from "../../src/domain/Route.ts"
 import { Resolver } from "../../src/services/Resolver.ts"
+import { startHaproxy } from "../support/haproxy.ts"
 import { eventually, startTestProxy, type TestProxy } from "../support/proxy.ts"
 
 let proxy: TestProxy
@@ -78,44 +75,9 @@ describe("PROXY protocol", () => {
   })
 
   it("behind a real HAProxy sending v2, the client's own address arrives", async () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "polyproxy-haproxy-"))
-    const front = await new Promise<number>((r) => {
-      const s = net.createServer()
-      s.listen(0, "127.0.0.1", () => {
-        const p = (s.address() as net.AddressInfo).port
-        s.close(() => r(p))
-      })
-    })
-    fs.writeFileSync(
-      path.join(dir, "haproxy.cfg"),
-      `global
-  maxconn 100
-defaults
-  mode tcp
-  timeout connect 2s
-  timeout client 10s
-  timeout server 10s
-frontend fe
-  bind 127.0.0.1:${front}
-  default_backend be
-backend be
-  server polyproxy 127.0.0.1:${proxy.port("tcp")} send-proxy-v2
-`
-    )
-    const haproxy = spawn("haproxy", ["-db", "-f", path.join(dir, "haproxy.cfg")], { stdio: "ignore" })
+    const haproxy = await startHaproxy([{ server: `127.0.0.1:${proxy.port("tcp")}`, send: "send-proxy-v2" }])
+    const front = haproxy.ports[0]!
     try {
-      // haproxy takes a moment to bind: poll until its port accepts (bounded)
-      for (let i = 0; i < 50; i++) {
-        const up = await new Promise<boolean>((r) => {
-          const probe = net.connect(front, "127.0.0.1", () => {
-            probe.destroy()
-            r(true)
-          })
-          probe.once("error", () => r(false))
-        })
-        if (up) break
-        await new Promise((r) => setTimeout(r, 100))
-      }
       let answer = ""
       for (let i = 0; i < 20 && !answer.includes("|hi"); i++) {
         answer = await exchange(front, Buffer.from("hi"), "127.0.0.5")
@@ -125,7 +87,7 @@ backend be
       // The readiness probes above also pass through HAProxy (from 127.0.0.1) and may reach the resolver later.
       expect(seen.some((info) => info?.remoteAddress === "127.0.0.5")).toBe(true)
     } finally {
-      haproxy.kill("SIGKILL")
+      haproxy.stop()
     }
   })
 

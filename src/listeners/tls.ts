@@ -5,7 +5,7 @@ import * as fs from "node:fs"
 import type * as net from "node:net"
 import * as tls from "node:tls"
 import * as Effect from "effect/Effect"
-import type { TlsFiles } from "../config/Config.ts"
+import type { SniCertificate, TlsFiles } from "../config/Config.ts"
 import { type ProxyError, proxyError } from "../domain/ProxyError.ts"
 import type { Route } from "../domain/Route.ts"
 import { type ClientTlsOptions, clientConnectOptions, serverContextOptions, tlsVersionOf } from "./tlsProfile.ts"
@@ -19,6 +19,8 @@ export interface ServerTls {
   requireClientCert: boolean
   /** What `context` was built from: a tls.Server builds its own default context, and SNI ones, from these. */
   options: tls.SecureContextOptions
+  /** The per-name certificates (`listeners.http.certificates`), read with the pair above. Replaced by a hot reload. */
+  certificates: ReadonlyArray<LoadedCertificate>
   /**
    * Set by a listener that holds TLS state of its own (the HTTP listener's tls.Server and SNI certificates): called
    * with the reloaded TLS before it replaces the fields above; a throw refuses the reload.
@@ -26,8 +28,32 @@ export interface ServerTls {
   onReload?: ((next: ServerTls) => void) | undefined
 }
 
-/** Reads the certificate files once, at listener start: a bad file stops startup, not the first client. */
-export const loadServerTls = (files: TlsFiles, key: string): Effect.Effect<ServerTls, ProxyError> =>
+/** One SNI certificate as read from its files. */
+export interface LoadedCertificate {
+  readonly certPath: string
+  readonly cert: Buffer
+  readonly key: Buffer
+  /** The names it serves as configured; undefined = the certificate's own DNS names. */
+  readonly hosts: ReadonlyArray<string> | undefined
+}
+
+const readCertificate = (c: SniCertificate): LoadedCertificate => {
+  try {
+    return { certPath: c.cert, cert: fs.readFileSync(c.cert), key: fs.readFileSync(c.key), hosts: c.hosts }
+  } catch (e) {
+    throw new Error(`certificate ${c.cert}: ${(e as Error).message}`)
+  }
+}
+
+/**
+ * Reads the certificate files, at listener start and on every hot reload: the default pair, the client CA and the
+ * per-name `certificates`, all through here. A bad file stops startup (or refuses the reload), not the first client.
+ */
+export const loadServerTls = (
+  files: TlsFiles,
+  key: string,
+  certificates: ReadonlyArray<SniCertificate> = []
+): Effect.Effect<ServerTls, ProxyError> =>
   Effect.try({
     try: () => {
       const options = serverContextOptions(
@@ -39,18 +65,29 @@ export const loadServerTls = (files: TlsFiles, key: string): Effect.Effect<Serve
         files,
         key
       )
-      return { context: tls.createSecureContext(options), requireClientCert: files.requireClientCert, options }
+      return {
+        context: tls.createSecureContext(options),
+        requireClientCert: files.requireClientCert,
+        options,
+        certificates: certificates.map(readCertificate)
+      }
     },
     catch: (e) => proxyError("INTERNAL", "internal", `${key}: cannot load TLS files: ${(e as Error).message}`)
   })
 
 /**
- * Hot reload: re-reads the files (renewed certificates), and applies `requireClientCert`, the CA and the profile to
- * the next handshakes of a running listener. Open connections keep the TLS they negotiated.
+ * Hot reload: re-reads the files (renewed certificates, the per-name list as it now reads), and applies
+ * `requireClientCert`, the CA and the profile to the next handshakes of a running listener. Open connections keep
+ * the TLS they negotiated.
  */
-export const reloadServerTls = (live: ServerTls, files: TlsFiles, key: string): Effect.Effect<void, ProxyError> =>
+export const reloadServerTls = (
+  live: ServerTls,
+  files: TlsFiles,
+  key: string,
+  certificates: ReadonlyArray<SniCertificate> = []
+): Effect.Effect<void, ProxyError> =>
   Effect.gen(function* () {
-    const next = yield* loadServerTls(files, key)
+    const next = yield* loadServerTls(files, key, certificates)
     yield* Effect.try({
       try: () => live.onReload?.(next),
       catch: (e) => proxyError("INTERNAL", "internal", `${key}: cannot reload TLS: ${(e as Error).message}`)
@@ -58,6 +95,7 @@ export const reloadServerTls = (live: ServerTls, files: TlsFiles, key: string): 
     live.context = next.context
     live.requireClientCert = next.requireClientCert
     live.options = next.options
+    live.certificates = next.certificates
   })
 
 /** The client certificate's subject as "CN=…,O=…", for the Resolver. */

@@ -12,6 +12,7 @@ import {
   type ResponseHead
 } from "../../codec/http/index.ts"
 import type { ConnectionInfo } from "../../domain/Route.ts"
+import { clientAddress, clientPort } from "./clientAddress.ts"
 import { h2Direct } from "./direct.ts"
 import { badRequest, type Failure, failure, failureBody, forResource } from "./failure.ts"
 import { forwardStream, type H2Protocol, h2ProtocolOf } from "./h2upstream.ts"
@@ -23,7 +24,7 @@ import {
   upstreamHeadFromH2
 } from "./headers.ts"
 import type { RouteEntry } from "./routes.ts"
-import type { HttpRuntime } from "./runtime.ts"
+import type { HttpRuntime, ResourceHolder } from "./runtime.ts"
 import { type ClientSide, Exchange, mayRetry, ownedChunk } from "./upstream.ts"
 
 const { NGHTTP2_INTERNAL_ERROR } = http2.constants
@@ -34,7 +35,7 @@ const LAST = Buffer.from(LAST_CHUNK, "latin1")
 function ignore() {}
 
 /** One HTTP/2 request stream. */
-class H2Request implements ClientSide {
+class H2Request implements ClientSide, ResourceHolder {
   private readonly stream: http2.ServerHttp2Stream
   private readonly rt: HttpRuntime
   private readonly method: string
@@ -48,6 +49,13 @@ class H2Request implements ClientSide {
   private headSent = false
   private responded = false
   private trailers: Record<string, string> | undefined
+  // ResourceHolder (limits.perResource, per-resource metrics), and what its release counts.
+  held: RouteEntry | null = null
+  heldFromClient = 0
+  heldFromBackend = 0
+  private readonly started = performance.now()
+  private exchange: Exchange | null = null
+  private fromClient = 0
 
   constructor(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, rt: HttpRuntime) {
     this.stream = stream
@@ -110,15 +118,21 @@ class H2Request implements ClientSide {
     const s = this.stream.session?.socket as (net.Socket & { servername?: string | false }) | undefined
     return {
       protocol: "http",
-      remoteAddress: s?.remoteAddress ?? "",
-      remotePort: s?.remotePort ?? 0,
+      remoteAddress: s === undefined ? "" : clientAddress(s),
+      remotePort: s === undefined ? 0 : clientPort(s),
       sni: typeof s?.servername === "string" ? s.servername : undefined
     }
   }
 
   private routed(entry: RouteEntry, cacheHit: boolean): void {
+    const limited = this.rt.hold(this, entry)
+    if (limited !== undefined) {
+      this.failed(null, limited)
+      return
+    }
     const s = this.rt.settings
-    const ip = this.stream.session?.socket?.remoteAddress ?? ""
+    const socket = this.stream.session?.socket
+    const ip = socket === undefined ? "" : clientAddress(socket)
     const f: Forwarding = {
       clientIp: ip,
       proto: s.secure ? "https" : "http",
@@ -145,13 +159,15 @@ class H2Request implements ClientSide {
     )
     ex.cacheHit = cacheHit
     this.ex = ex
-    entry.pool.acquire(ex)
+    this.exchange = ex
+    this.rt.send(entry, ex)
   }
 
   /** An HTTP/2 backend: this stream becomes a stream of the backend's session. */
   private overH2(entry: RouteEntry, f: Forwarding, protocol: H2Protocol, cacheHit: boolean): void {
     const s = this.rt.settings
     const started = performance.now()
+    this.rt.metrics.handshake(started - this.started)
     forwardStream(this.rt.h2Sessions.get(entry.pool, protocol), {
       client: this.stream,
       headers: h2UpstreamHeaders(this.method, this.path, protocol === "h2" ? "https" : "http", this.fields, f),
@@ -175,6 +191,7 @@ class H2Request implements ClientSide {
   }
 
   connected(ex: Exchange): void {
+    this.rt.metrics.handshake(ex.sentAt - this.started)
     if (!this.hasBody) {
       ex.requestDone = true
       return
@@ -183,6 +200,7 @@ class H2Request implements ClientSide {
     stream.on("data", (chunk: Buffer) => {
       const up = ex.up
       if (up === null) return
+      this.fromClient += chunk.length
       let more: boolean
       if (this.chunked) {
         up.socket.cork()
@@ -252,6 +270,7 @@ class H2Request implements ClientSide {
   }
 
   failed(ex: Exchange | null, f: Failure): void {
+    if (ex !== null && this.rt.wakes(ex, f)) return
     if (ex !== null && this.ex === ex) this.ex = null
     const sent = this.rt.refused(forResource(f, ex?.resourceId), this.info().remoteAddress, this.method, this.path)
     const stream = this.stream
@@ -280,6 +299,7 @@ class H2Request implements ClientSide {
       this.ex = null
       ex.abort()
     }
+    this.rt.release(this, this.fromClient, this.exchange?.bytesFromBackend ?? 0)
   }
 }
 

@@ -1,9 +1,8 @@
 // TLS termination with a certificate per tenant domain: SNI picks the exact name, then the wildcard one label up,
 // then the listener's default `tls` certificate.
 import { X509Certificate } from "node:crypto"
-import * as fs from "node:fs"
 import type * as tls from "node:tls"
-import type { SniCertificate } from "../../config/Config.ts"
+import type { LoadedCertificate } from "../tls.ts"
 
 export type SniCallback = (servername: string, cb: (err: Error | null, ctx?: tls.SecureContext) => void) => void
 
@@ -18,29 +17,26 @@ export const dnsNamesOf = (pem: Buffer): Array<string> => {
 }
 
 /**
- * Loads every certificate (throws with the file name when one cannot be read) and builds the SNI lookup; names no
+ * Builds the SNI lookup from the certificates tls.ts read (throws with the file name when one is unusable); names no
  * certificate covers get `fallback()`. `build` makes each certificate's context: the listener's, with this
  * certificate, so that the client CA (mTLS), the TLS profile and resumption are the same on every name.
  */
 export const loadSni = (
-  certificates: ReadonlyArray<SniCertificate>,
+  certificates: ReadonlyArray<LoadedCertificate>,
   build: (pem: { readonly cert: Buffer; readonly key: Buffer }) => tls.SecureContext,
   fallback: () => tls.SecureContext
 ): { callback: SniCallback; names: number } => {
   const exact = new Map<string, tls.SecureContext>()
   const wildcard = new Map<string, tls.SecureContext>()
   for (const c of certificates) {
-    let cert: Buffer
-    let key: Buffer
+    let context: tls.SecureContext
     try {
-      cert = fs.readFileSync(c.cert)
-      key = fs.readFileSync(c.key)
+      context = build(c)
     } catch (e) {
-      throw new Error(`certificate ${c.cert}: ${(e as Error).message}`)
+      throw new Error(`certificate ${c.certPath}: ${(e as Error).message}`)
     }
-    const context = build({ cert, key })
-    const hosts = c.hosts ?? dnsNamesOf(cert)
-    if (hosts.length === 0) throw new Error(`certificate ${c.cert} names no DNS host; list its hosts in the config`)
+    const hosts = c.hosts ?? dnsNamesOf(c.cert)
+    if (hosts.length === 0) throw new Error(`certificate ${c.certPath} names no DNS host; list its hosts in the config`)
     for (const h of hosts) {
       const name = h.toLowerCase()
       // The first certificate listed for a name wins, as the config reads top to bottom.
