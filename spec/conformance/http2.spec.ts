@@ -9,7 +9,7 @@ import type * as tls from "node:tls"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import WebSocket from "ws"
 import { tenantCert } from "../listeners/http/certs.ts"
-import { type Origin, patternHash, startOrigin, startWsOrigin } from "../listeners/http/support.ts"
+import { h2request, type Origin, patternHash, startOrigin, startWsOrigin } from "../listeners/http/support.ts"
 import { type Certs, makeCerts } from "../support/certs.ts"
 import { startTestProxy, type TestProxy } from "../support/proxy.ts"
 
@@ -105,37 +105,6 @@ afterAll(async () => {
   h2Origin?.close()
   h2TlsOrigin?.close()
 })
-
-interface H2Answer {
-  readonly status: number
-  readonly headers: http2.IncomingHttpHeaders
-  readonly body: Buffer
-  readonly trailers: http2.IncomingHttpHeaders | undefined
-}
-
-const h2request = (
-  session: http2.ClientHttp2Session,
-  headers: http2.OutgoingHttpHeaders,
-  body?: Buffer | ReadonlyArray<Buffer>
-): Promise<H2Answer> =>
-  new Promise((resolve, reject) => {
-    const req = session.request(headers, { endStream: body === undefined })
-    const parts: Array<Buffer> = []
-    let head: http2.IncomingHttpHeaders = {}
-    let trailers: http2.IncomingHttpHeaders | undefined
-    req.on("response", (h) => (head = h))
-    req.on("trailers", (t) => (trailers = t))
-    req.on("data", (d: Buffer) => parts.push(d))
-    req.on("end", () =>
-      resolve({ status: Number(head[":status"]), headers: head, body: Buffer.concat(parts), trailers })
-    )
-    req.on("error", reject)
-    if (body !== undefined) {
-      const list = Buffer.isBuffer(body) ? [body] : body
-      for (const b of list) req.write(b)
-      req.end()
-    }
-  })
 
 const connectH2c = (port: number) => http2.connect(`http://127.0.0.1:${port}`)
 

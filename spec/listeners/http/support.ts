@@ -2,6 +2,7 @@
 // client for the bytes no well-behaved library would send.
 import { createHash, randomBytes } from "node:crypto"
 import * as http from "node:http"
+import type * as http2 from "node:http2"
 import type * as net from "node:net"
 import { createConnection, createServer as createNetServer } from "node:net"
 import { WebSocketServer } from "ws"
@@ -41,8 +42,8 @@ export interface Origin {
   readonly close: () => Promise<void>
 }
 
-const listen = (server: net.Server): Promise<number> =>
-  new Promise((resolve) => server.listen(0, "127.0.0.1", () => resolve((server.address() as net.AddressInfo).port)))
+const listen = (server: net.Server, port = 0): Promise<number> =>
+  new Promise((resolve) => server.listen(port, "127.0.0.1", () => resolve((server.address() as net.AddressInfo).port)))
 
 const handle = (name: string, req: http.IncomingMessage, res: http.ServerResponse) => {
   const url = new URL(req.url ?? "/", "http://x")
@@ -122,7 +123,8 @@ const handle = (name: string, req: http.IncomingMessage, res: http.ServerRespons
 }
 
 /** A node:http origin: /echo (default), /bytes?n=&chunked, /slow?ms=, /trailers, /early, /status?code=, /hop, /close. */
-export const startOrigin = async (name: string): Promise<Origin> => {
+/** `at`: a port of its own (a backend that comes up where a route already points); 0 = any free one. */
+export const startOrigin = async (name: string, at = 0): Promise<Origin> => {
   let connections = 0
   let requests = 0
   let continues = 0
@@ -138,7 +140,7 @@ export const startOrigin = async (name: string): Promise<Origin> => {
     res.writeContinue()
     handle(name, req, res)
   })
-  const port = await listen(server)
+  const port = await listen(server, at)
   return {
     name,
     port,
@@ -315,3 +317,35 @@ export const closedPort = async (): Promise<number> => {
   await new Promise((r) => s.close(r))
   return port
 }
+
+export interface H2Answer {
+  readonly status: number
+  readonly headers: http2.IncomingHttpHeaders
+  readonly body: Buffer
+  readonly trailers: http2.IncomingHttpHeaders | undefined
+}
+
+/** One request on an HTTP/2 session (node:http2), its answer read whole. */
+export const h2request = (
+  session: http2.ClientHttp2Session,
+  headers: http2.OutgoingHttpHeaders,
+  body?: Buffer | ReadonlyArray<Buffer>
+): Promise<H2Answer> =>
+  new Promise((resolve, reject) => {
+    const req = session.request(headers, { endStream: body === undefined })
+    const parts: Array<Buffer> = []
+    let head: http2.IncomingHttpHeaders = {}
+    let trailers: http2.IncomingHttpHeaders | undefined
+    req.on("response", (h) => (head = h))
+    req.on("trailers", (t) => (trailers = t))
+    req.on("data", (d: Buffer) => parts.push(d))
+    req.on("end", () =>
+      resolve({ status: Number(head[":status"]), headers: head, body: Buffer.concat(parts), trailers })
+    )
+    req.on("error", reject)
+    if (body !== undefined) {
+      const list = Buffer.isBuffer(body) ? [body] : body
+      for (const b of list) req.write(b)
+      req.end()
+    }
+  })

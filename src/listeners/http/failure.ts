@@ -1,4 +1,5 @@
 // Every refusal of the HTTP listener as a status, a reason and a small JSON body the client can read.
+import type * as Cause from "effect/Cause"
 import type { ProxyError, Reason, Source } from "../../domain/ProxyError.ts"
 import { clientText } from "../refusal.ts"
 
@@ -55,6 +56,17 @@ export const failure = (
     readonly cause?: unknown
   } = {}
 ): Failure => ({ status, reason, source, message, ...extra })
+
+/** What the client hears when an Effect for `resourceId` failed: its ProxyError, or a 500 for a defect (logged). */
+export const fromCause = (cause: Cause.Cause<ProxyError>, resourceId: string, doing: string): Failure => {
+  const reason = cause.reasons[0]
+  return reason?._tag === "Fail"
+    ? fromProxyError(reason.error, resourceId)
+    : failure(500, "INTERNAL", "internal", `${doing} for ${resourceId} failed: ${String(reason)}`, {
+        resourceId,
+        cause: reason?._tag === "Die" ? reason.defect : undefined
+      })
+}
 
 /** `f` naming the resource of the exchange that failed (backend failures are raised without it). */
 export const forResource = (f: Failure, resourceId: string | undefined): Failure =>
