@@ -1,38 +1,51 @@
 // Composition root: config + services + listeners + admin, started together and drained together.
 
-import * as fs from "node:fs"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Scope from "effect/Scope"
-import { startAdmin } from "./admin/AdminServer.ts"
+import { type ListenerStatus, startAdmin } from "./admin/AdminServer.ts"
 import { mergeStats, processView, redactConfig, version } from "./admin/dashboard/data.ts"
 import type { Config, ListenerName } from "./config/Config.ts"
 import { formatEndpoint } from "./domain/Endpoint.ts"
 import { type ProxyError, proxyError } from "./domain/ProxyError.ts"
 import { Admission } from "./listeners/Admission.ts"
 import { setTcpKeepAlive } from "./listeners/keepAlive.ts"
-import { type RunningListener, startListener } from "./listeners/Listener.ts"
+import type { RunningListener } from "./listeners/Listener.ts"
+import { type ListenerManifest, type ListenerServices, protocolListener } from "./listeners/manifest.ts"
 import { MysqlSessions } from "./listeners/mysql/sessions.ts"
-import type { ProtocolContext } from "./listeners/ProtocolContext.ts"
 import { CancelKeys } from "./listeners/postgres/CancelKeys.ts"
-import { httpListener, protocols } from "./listeners/registry.ts"
+import { readFrame } from "./listeners/readFrame.ts"
+import { clientText } from "./listeners/refusal.ts"
+import { builtinListeners, ListenerRegistry } from "./listeners/registry.ts"
 import { setSourceAddresses } from "./listeners/sourceAddress.ts"
+import { startNamed } from "./listeners/start.ts"
 import { FirstBytes, type FirstBytesExtractor } from "./listeners/tcp/firstBytes.ts"
-import { loadTcpProtocol } from "./listeners/tcp.ts"
-import { loadServerTls, reloadServerTls, type ServerTls } from "./listeners/tls.ts"
+import { reloadServerTls, type ServerTls } from "./listeners/tls.ts"
+import { BackendPool } from "./services/BackendPool.ts"
 import { type BackendHealth, CircuitBreaker } from "./services/CircuitBreaker.ts"
 import { ColdStart } from "./services/ColdStart.ts"
 import { Log } from "./services/Log.ts"
 import { Metrics } from "./services/Metrics.ts"
 import { Resolver } from "./services/Resolver.ts"
-import { RoutingCache } from "./services/RoutingCache.ts"
+import { RoutingCache, type RoutingCacheNeeds } from "./services/RoutingCache.ts"
 import { configuredResolver, staticResolver } from "./services/resolvers/configured.ts"
 import { SharedCache } from "./services/SharedCache.ts"
 import { SsrfGuard } from "./services/SsrfGuard.ts"
 
-// The first-bytes extension point, for the package's public API (src/index.ts imports no listener itself).
-export { configuredResolver, FirstBytes, type FirstBytesExtractor, staticResolver }
+// The first-bytes and listener-type extension points, for the package's public API (src/index.ts imports no listener
+// itself).
+export {
+  builtinListeners,
+  clientText,
+  configuredResolver,
+  FirstBytes,
+  type FirstBytesExtractor,
+  ListenerRegistry,
+  protocolListener,
+  readFrame,
+  staticResolver
+}
 
 /** What the admin API can ask of one proxy process (the cluster primary asks each worker the same). */
 export interface ReloadReport {
@@ -54,47 +67,24 @@ export interface AdminOps {
 
 export interface ProxyHandle {
   readonly listeners: ReadonlyArray<RunningListener>
+  /** Each listener by name with its type, protocol label, address and open connections (/readyz). */
+  readonly status: () => ReadonlyArray<ListenerStatus>
   readonly admin: { readonly host: string; readonly port: number } | undefined
   readonly ops: AdminOps
 }
-
-/** The context a protocol factory gets for one configured listener, its TLS files loaded once. */
-export const contextFor = Effect.fnUntraced(function* (
-  name: ListenerName,
-  config: Config,
-  shared: ProtocolContext["shared"]
-) {
-  const listener = config.listeners[name]!
-  const tlsFiles = listener.tls ?? config.tls
-  const upstream = listener.upstreamTls
-  const upstreamCa = upstream?.ca
-  return {
-    name,
-    listener,
-    config,
-    tls: tlsFiles ? yield* loadServerTls(tlsFiles, `listeners.${name}.tls`) : undefined,
-    upstreamTls: upstream && {
-      rejectUnauthorized: upstream.rejectUnauthorized,
-      minVersion: upstream.minVersion,
-      ca:
-        upstreamCa === undefined
-          ? undefined
-          : yield* Effect.try({
-              try: () => fs.readFileSync(upstreamCa),
-              catch: (e) =>
-                proxyError("INTERNAL", "internal", `listeners.${name}.upstreamTls.ca: ${(e as Error).message}`)
-            })
-    },
-    shared
-  } satisfies ProtocolContext
-})
 
 /** Every service the listeners need, from config. Pass your own Resolver layer to replace the configured one. */
 export const servicesLayer = (
   config: Config,
   resolver: Layer.Layer<Resolver, unknown> = configuredResolver(config),
   /** Cross-process state when there is no Redis (a cluster worker passes one backed by its primary). */
-  local: Layer.Layer<SharedCache> = SharedCache.layerNone
+  local: Layer.Layer<SharedCache> = SharedCache.layerNone,
+  /** Your RoutingCache; default: the built-in one with the config's `cache` settings. */
+  routingCache: Layer.Layer<RoutingCache, unknown, RoutingCacheNeeds> = RoutingCache.layer(
+    RoutingCache.optionsFrom(config)
+  ),
+  /** Your BackendPool (it may use the CircuitBreaker); default: the built-in pools. */
+  backendPool: Layer.Layer<BackendPool, unknown, CircuitBreaker> = BackendPool.layer()
 ) => {
   const base = Layer.mergeAll(
     resolver,
@@ -104,14 +94,8 @@ export const servicesLayer = (
     CircuitBreaker.layer(config.breaker),
     ColdStart.layer(config.coldStart)
   )
-  const cache = RoutingCache.layer({
-    ttl: config.cache.ttl,
-    negativeTtl: config.cache.negativeTtl,
-    maxEntries: config.cache.maxEntries,
-    resolveTimeout: config.timeouts.resolve
-  })
   const shared = config.cache.redis ? SharedCache.layer({ url: config.cache.redis }) : local
-  return Layer.provideMerge(cache, Layer.merge(base, shared))
+  return Layer.provideMerge(Layer.merge(routingCache, backendPool), Layer.merge(base, shared))
 }
 
 /**
@@ -137,32 +121,25 @@ export const startProxy = Effect.fnUntraced(function* (
         "ssrf.disabled is true: any address a Resolver names is dialed, loopback, private ranges and cloud metadata included"
     })
   }
-  const shared = { cancelKeys, mysqlSessions }
+  const shared = { cancelKeys, mysqlSessions, firstBytes }
   const admission = new Admission(config.limits)
   const services = yield* Effect.context<ProxyServices>()
   const scope = yield* Effect.scope
   /** The running listener of each name and its TLS (replaced in place on reload). */
   const byName = new Map<ListenerName, { running: RunningListener; tls: ServerTls | undefined }>()
 
-  const startOne = Effect.fnUntraced(function* (name: ListenerName, cfg: Config) {
-    const ctx = yield* contextFor(name, cfg, shared)
-    if (name === "http") {
-      const startHttp = yield* Effect.promise(httpListener)
-      return { running: yield* startHttp(ctx, cfg.timeouts, admission), tls: ctx.tls }
-    }
-    const load = protocols[name]
-    if (load === undefined) {
-      return yield* proxyError("INTERNAL", "internal", `listeners.${name}: this protocol is not implemented yet`)
-    }
-    // tcp may first import the user's first-bytes extractor: a failure stops the start (or the reload) with its reason.
-    const protocol = name === "tcp" ? yield* loadTcpProtocol(ctx, firstBytes) : (yield* Effect.promise(load))(ctx)
-    return {
-      running: yield* startListener(protocol, ctx.listener, cfg.timeouts, admission, cfg.log, cfg.coldStart.timeout),
-      tls: ctx.tls
-    }
-  })
+  /** Each running listener's type and label, as configured when it started (one removed by a reload relays on). */
+  const kinds = new WeakMap<RunningListener, { readonly type: string; readonly protocol: string | undefined }>()
+  const startOne = (name: ListenerName, cfg: Config) =>
+    Effect.map(startNamed(name, cfg, shared, admission), (started) => {
+      const { type, protocol } = cfg.listeners[name]!
+      kinds.set(started.running, { type, protocol })
+      return started
+    })
+  const status = (): Array<ListenerStatus> =>
+    listeners.map((l) => ({ name: l.name, type: l.name, ...kinds.get(l), host: l.host, port: l.port, open: l.open() }))
 
-  for (const name of Object.keys(config.listeners) as Array<ListenerName>) {
+  for (const name of Object.keys(config.listeners)) {
     const started = yield* startOne(name, config)
     byName.set(name, started)
     listeners.push(started.running)
@@ -172,6 +149,7 @@ export const startProxy = Effect.fnUntraced(function* (
   const cache = yield* RoutingCache
   const resolver = yield* Resolver
   const coldStart = yield* ColdStart
+  const backendPool = yield* BackendPool
   /** The backend a resource's cached route points at, for the dashboard (no lookup when none is cached). */
   const cachedBackend = (resourceId: string) => {
     const cached = Effect.runSync(cache.peek(resourceId))
@@ -188,10 +166,11 @@ export const startProxy = Effect.fnUntraced(function* (
       pid: process.pid,
       connections: Object.fromEntries(listeners.map((l) => [l.name, l.open()])),
       // Per-listener totals and the busiest resources (the dashboard's; counted now, one pass over open connections).
-      ...processView(listeners, cachedBackend),
+      ...processView(listeners, cachedBackend, (l) => kinds.get(l)),
       cache: await Effect.runPromise(cache.stats),
       coldStartWaiting: Object.fromEntries(coldStart.waiting()),
-      resolver: await Effect.runPromise(resolver.getStats)
+      resolver: await Effect.runPromise(resolver.getStats),
+      pools: backendPool.stats()
     }),
     purge: (resourceId) => Effect.runPromise(cache.purge(resourceId)),
     drain: () => {
@@ -231,7 +210,7 @@ export const startProxy = Effect.fnUntraced(function* (
       ] as const) {
         if (!same(next[key], current[key])) needsRestart.push(key)
       }
-      const names = new Set([...Object.keys(current.listeners), ...Object.keys(next.listeners)] as Array<ListenerName>)
+      const names = new Set([...Object.keys(current.listeners), ...Object.keys(next.listeners)])
       for (const name of names) {
         const before = current.listeners[name]
         const after = next.listeners[name]
@@ -243,8 +222,11 @@ export const startProxy = Effect.fnUntraced(function* (
           applied.push(`listeners.${name} stopped`)
           continue
         }
+        // TLS files and the HTTP listener's per-name certificates reload in place (below): not part of the shape.
         const { tls: _t, ...shapeBefore } = before ?? ({} as Partial<typeof after>)
         const { tls: _u, ...shapeAfter } = after
+        if (shapeBefore.http) shapeBefore.http = { ...shapeBefore.http, certificates: [] }
+        if (shapeAfter.http) shapeAfter.http = { ...shapeAfter.http, certificates: [] }
         // The TLS a listener serves with is its own `tls`, else the top-level one: compare what it really uses.
         const tlsBefore = before?.tls ?? current.tls
         const tlsAfter = after.tls ?? next.tls
@@ -267,7 +249,9 @@ export const startProxy = Effect.fnUntraced(function* (
         // Same listener: re-read its certificate files (renewed certificates) and apply requireClientCert, the CA and
         // the profile to the next handshakes, in place (a restart could not rebind a fixed port that is still open).
         if (live.tls && tlsAfter) {
-          await Effect.runPromise(reloadServerTls(live.tls, tlsAfter, `listeners.${name}.tls`))
+          await Effect.runPromise(
+            reloadServerTls(live.tls, tlsAfter, `listeners.${name}.tls`, after.http?.certificates)
+          )
           applied.push(`listeners.${name}.tls reloaded`)
         }
       }
@@ -293,8 +277,7 @@ export const startProxy = Effect.fnUntraced(function* (
       ? undefined
       : yield* startAdmin(config.admin.host, config.admin.port, {
           ready: () => ready,
-          listeners: () =>
-            Object.fromEntries(listeners.map((l) => [l.name, { host: l.host, port: l.port, open: l.open() }])),
+          listeners: () => Object.fromEntries(status().map(({ name, ...info }) => [name, info])),
           metrics: () => Effect.runPromise(metrics.prometheus),
           backends: ops.backends,
           stats: ops.stats,
@@ -340,10 +323,10 @@ export const startProxy = Effect.fnUntraced(function* (
   )
 
   ready = true
-  return { listeners, admin: admin && { host: admin.host, port: admin.port }, ops } satisfies ProxyHandle
+  return { listeners, status, admin: admin && { host: admin.host, port: admin.port }, ops } satisfies ProxyHandle
 })
 
-type ProxyServices = Resolver | RoutingCache | SsrfGuard | Metrics | Log | CircuitBreaker | ColdStart | SharedCache
+type ProxyServices = ListenerServices | ListenerRegistry
 
 export interface RunOptions {
   /** Your Resolver; default: the static `routes` of the config. */
@@ -356,13 +339,22 @@ export interface RunOptions {
   readonly mysqlSessions?: MysqlSessions
   /** Cross-process state when `cache.redis` is not set; a cluster worker passes one backed by its primary. */
   readonly sharedCache?: Layer.Layer<SharedCache>
+  /** Your RoutingCache (it may use the Resolver, SsrfGuard, Metrics and SharedCache); default: the built-in one. */
+  readonly routingCache?: Layer.Layer<RoutingCache, unknown, RoutingCacheNeeds>
+  /** Your BackendPool (the HTTP listeners' backend connections; it may use the CircuitBreaker); default: built-in. */
+  readonly backendPool?: Layer.Layer<BackendPool, unknown, CircuitBreaker>
   /** Re-reads the config for a hot reload (SIGHUP, POST /admin/reload); throws ConfigError when invalid. */
   readonly configSource?: () => Config
   /**
-   * Routes the `tcp` listener by the client's first bytes, whatever its `route` says: a plain function, or a layer
+   * Routes every tcp listener by the client's first bytes, whatever its `route` says: a plain function, or a layer
    * of the FirstBytes service (built in the proxy's scope).
    */
   readonly firstBytes?: FirstBytesExtractor | Layer.Layer<FirstBytes, unknown>
+  /**
+   * Listener types of your own beside the built-in ones (decode the config with the same: `decodeConfig(raw, dir,
+   * { listeners })`), or a layer of the ListenerRegistry.
+   */
+  readonly listeners?: ReadonlyArray<ListenerManifest> | Layer.Layer<ListenerRegistry>
 }
 
 /**
@@ -376,9 +368,12 @@ export const runProxy = (
   Effect.gen(function* () {
     setSourceAddresses(config.upstream.sourceAddresses)
     setTcpKeepAlive(config.tcp.keepAlive)
-    const layer = Layer.merge(
-      servicesLayer(config, options.resolver, options.sharedCache),
-      options.log ?? Log.layer(config.log)
+    const layer = Layer.mergeAll(
+      servicesLayer(config, options.resolver, options.sharedCache, options.routingCache, options.backendPool),
+      options.log ?? Log.layer(config.log),
+      Layer.isLayer(options.listeners)
+        ? (options.listeners as Layer.Layer<ListenerRegistry>)
+        : ListenerRegistry.layer(options.listeners as ReadonlyArray<ListenerManifest> | undefined)
     )
     const context = yield* Layer.build(layer).pipe(
       Effect.mapError((e) =>

@@ -40,6 +40,30 @@ describe("check-config refuses what serve refuses, with exit 2 and the key", () 
       "0.0.0.0:7400 overlaps listeners.tcp on 0.0.0.0:7400"
     ],
     [
+      "two listeners of one type on one port",
+      "listeners:\n  pg-main: { type: postgres, port: 7405 }\n  pg-alt: { type: postgres, port: 7405 }\n",
+      "listeners.pg-alt.port",
+      "0.0.0.0:7405 overlaps listeners.pg-main on 0.0.0.0:7405"
+    ],
+    [
+      "a listener named as no type, without `type`",
+      "listeners:\n  pg-alt: { port: 7406 }\n",
+      "listeners.pg-alt.type",
+      'required: "pg-alt" is not a listener type (http, postgres, mysql, mongodb, smtp, tcp)'
+    ],
+    [
+      "an unknown listener type",
+      "listeners:\n  cache: { type: redis, port: 7406 }\n",
+      "listeners.cache.type",
+      'unknown listener type "redis" (known: http, postgres, mysql, mongodb, smtp, tcp)'
+    ],
+    [
+      "a named listener's certificate that is not PEM",
+      `listeners:\n  pg-alt: { type: postgres, port: 0, tls: { cert: ${junk}, key: ${pem("server.key")} } }\n`,
+      "listeners.pg-alt.tls.cert",
+      "is not a PEM certificate"
+    ],
+    [
       "0.0.0.0 and a specific address on one port",
       "listeners:\n  tcp: { host: 127.0.0.1, port: 7401, route: appdb }\n  mysql: { host: 0.0.0.0, port: 7401 }\n",
       "listeners.mysql.port",
@@ -178,6 +202,22 @@ listeners:
     expect(r.stderr).toBe("")
     expect(r.code).toBe(0)
     expect(r.stdout).toContain("listeners tcp:0, http:0, postgres:7410, mysql:7410, smtp:7411, mongodb:7411")
+  })
+
+  it("lists named listeners with their type", async () => {
+    const file = write(
+      "named.yaml",
+      `listeners:
+  pg-main: { type: postgres, port: 0 }
+  pg-alt: { type: postgres, port: 0, routeBy: user }
+  tcp: { port: 0, route: appdb }
+  cache: { type: tcp, port: 0, route: appdb, protocol: redis }
+`
+    )
+    const r = await run(["check-config", file])
+    expect(r.stderr).toBe("")
+    expect(r.code).toBe(0)
+    expect(r.stdout).toContain("listeners pg-main:0 (postgres), pg-alt:0 (postgres), tcp:0, cache:0 (tcp);")
   })
 
   it("accepts a full TLS setup: certificate, its key, a CA bundle, SNI certificates, an upstream CA", async () => {

@@ -27,7 +27,9 @@ const ready = async () => {
   const deadline = Date.now() + 20_000
   for (;;) {
     const r = await get("/readyz").catch(() => undefined)
-    if (r?.status === 200) return (await r.json()) as { listeners: Record<string, { port: number; open: number }> }
+    if (r?.status === 200) {
+      return (await r.json()) as { listeners: Record<string, { type: string; port: number; open: number }> }
+    }
     if (Date.now() > deadline) throw new Error(`workers never became ready:\n${output}`)
     await new Promise((res) => setTimeout(res, 100))
   }
@@ -44,6 +46,7 @@ beforeAll(async () => {
 admin: { host: 127.0.0.1, port: 0 }
 listeners:
   tcp: { host: 127.0.0.1, port: 0, route: echo }
+  echo-alt: { type: tcp, host: 127.0.0.1, port: 0, route: echo }
   postgres: { host: 127.0.0.1, port: 0 }
 routes:
   echo: "127.0.0.1:${(echo.address() as net.AddressInfo).port}"
@@ -88,6 +91,27 @@ describe("workers: 2", () => {
     const open = ((await (await get("/readyz")).json()) as { listeners: Record<string, { open: number }> }).listeners
     expect(open.tcp!.open).toBe(40)
     for (const s of sockets) s.destroy()
+  })
+
+  it("gives a named listener on port 0 one port, the same in every worker", async () => {
+    const status = await ready()
+    const alt = status.listeners["echo-alt"]!
+    expect(alt.type).toBe("tcp")
+    expect(alt.port).not.toBe(status.listeners.tcp!.port)
+    const ports = [...output.matchAll(/"event":"listening","listener":"echo-alt".*?"port":(\d+)/g)].map((m) =>
+      Number(m[1])
+    )
+    expect(ports.length).toBeGreaterThanOrEqual(2)
+    expect(new Set(ports)).toEqual(new Set([alt.port]))
+    const answer = await new Promise<string>((resolve, reject) => {
+      const c = net.connect(alt.port, "127.0.0.1", () => c.write("alt"))
+      c.once("data", (d) => {
+        resolve(String(d))
+        c.destroy()
+      })
+      c.once("error", reject)
+    })
+    expect(answer).toBe("alt")
   })
 
   it("routes a cancel request to the session's backend whichever worker it lands on", async () => {

@@ -65,7 +65,7 @@ timeouts: { handshake: 10, connect: 5, idle: 0 }
 
   it.each([
     ["listeners: { http: { port: 70000 } }", "listeners.http.port", "from 0 to 65535"],
-    ["listeners: { htp: { port: 1 } }", "listeners.htp", "unknown key"],
+    ["listeners: { htp: { port: 1 } }", "listeners.htp.type", '"htp" is not a listener type'],
     ["listeners: { tcp: { port: 1 } }", "listeners.tcp.route", "non-empty string"],
     ["workers: -1", "workers", "integer"],
     ["cache: { ttl: fast }", "cache.ttl", "seconds"],

@@ -17,6 +17,7 @@ import { FirstBytes, type FirstBytesExtractor, runProxy } from "../../src/Proxy.
 import { Log } from "../../src/services/Log.ts"
 import { type RedisServer, startRedis } from "../support/backends/index.ts"
 import { eventually, startTestProxy, type TestProxy } from "../support/proxy.ts"
+import { redisClient } from "../support/redis.ts"
 
 const extractor = "./fixtures/extractors/redis-user.mjs#extract"
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "polyproxy-first-bytes-"))
@@ -64,20 +65,7 @@ let redisB: RedisServer
 let proxy: TestProxy
 const clients: Array<Redis> = []
 
-const client = (port: number, username: string, password: string) => {
-  const c = new Redis({
-    host: "127.0.0.1",
-    port,
-    username,
-    password,
-    lazyConnect: true,
-    maxRetriesPerRequest: 0,
-    retryStrategy: () => null
-  })
-  c.on("error", () => {})
-  clients.push(c)
-  return c
-}
+const client = (port: number, username: string, password: string) => redisClient(clients, port, username, password)
 
 /** The port of the Redis server a connection reached, as that server reports it. */
 const serverPort = async (c: Redis) => Number(((await c.config("GET", "port")) as Array<string>)[1])

@@ -23,14 +23,18 @@ export interface CliProxy {
   readonly stop: () => void
 }
 
-/** Starts `polyproxy serve --config <file with configText>`; the config must set `admin` and `log: { format: json }`. */
+/**
+ * Starts `polyproxy serve --config <file with configText>`; the config must set `admin` and `log: { format: json }`.
+ * `argv`: another program that serves the config file, e.g. an example that embeds polyproxy.
+ */
 export const startCliProxy = async (
   configText: string,
-  env: Readonly<Record<string, string>> = {}
+  env: Readonly<Record<string, string>> = {},
+  argv: (file: string) => ReadonlyArray<string> = (file) => [path.resolve("src/cli.ts"), "serve", "--config", file]
 ): Promise<CliProxy> => {
   const file = path.join(makeTempDir("cli-proxy"), "polyproxy.yaml")
   fs.writeFileSync(file, configText)
-  const child = spawn(process.execPath, [path.resolve("src/cli.ts"), "serve", "--config", file], {
+  const child = spawn(process.execPath, argv(file), {
     stdio: ["ignore", "pipe", "pipe"],
     env: { ...cleanEnv(), ...env }
   })

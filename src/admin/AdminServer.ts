@@ -16,13 +16,21 @@ import { crossSite, isSafeMethod, type Refusal } from "./guard.ts"
 import { type HostCheck, hostCheck, isLoopbackHost } from "./hosts.ts"
 import { newSession, sessionSeconds, validSession } from "./session.ts"
 
+/** One listener in /readyz, under its name: its type and protocol label, where it listens, its open connections. */
 export interface ListenerInfo {
+  readonly type: string
+  readonly protocol?: string | undefined
   readonly host: string
   readonly port: number
   readonly open: number
 }
 
-type Listeners = Readonly<Record<string, { readonly host: string; readonly port: number; readonly open: number }>>
+/** A listener of one process, named (a worker's answer to the primary). */
+export interface ListenerStatus extends ListenerInfo {
+  readonly name: string
+}
+
+type Listeners = Readonly<Record<string, ListenerInfo>>
 
 type MaybeAsync<A> = A | Promise<A>
 

@@ -107,7 +107,9 @@ export const checkConfig = (args: ReadonlyArray<string>) => {
   const file = args.find((a) => !a.startsWith("--"))
   if (file === undefined) return fail("check-config needs a FILE")
   const config = load(file)
-  const listeners = Object.entries(config.listeners).map(([n, l]) => `${n}:${l!.port}`)
+  const listeners = Object.entries(config.listeners).map(
+    ([n, l]) => `${n}:${l.port}${n === l.type ? "" : ` (${l.type})`}`
+  )
   process.stdout.write(
     `ok: ${file} — listeners ${listeners.join(", ")}; ${Object.keys(config.routes).length} static route(s)\n`
   )

@@ -1,13 +1,9 @@
 // IPC between the cluster primary and its workers. Small JSON messages; the data path never uses them.
+import type { ListenerStatus } from "../admin/AdminServer.ts"
 import type { VettedEndpoint } from "../domain/Endpoint.ts"
 import type { MysqlSessionRecord } from "../listeners/mysql/sessions.ts"
 
-export interface ListenerStatus {
-  readonly name: string
-  readonly host: string
-  readonly port: number
-  readonly open: number
-}
+export type { ListenerStatus }
 
 export type FromWorker =
   | { readonly t: "ready"; readonly listeners: ReadonlyArray<ListenerStatus> }

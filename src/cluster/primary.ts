@@ -7,7 +7,7 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Metric from "effect/Metric"
-import { startAdmin } from "../admin/AdminServer.ts"
+import { type ListenerInfo, startAdmin } from "../admin/AdminServer.ts"
 import { mergeBackends, mergeStats, redactConfig, version } from "../admin/dashboard/data.ts"
 import type { Config } from "../config/Config.ts"
 import { envName } from "../config/env.ts"
@@ -254,10 +254,9 @@ const startPrimary = (
                 ready,
                 listeners: async () => {
                   const status = await askAll<Extract<FromWorker, { t: "status" }>>((id) => ({ t: "status?", id }))
-                  const merged: Record<string, { host: string; port: number; open: number }> = {}
-                  for (const l of status.flatMap((s) => s.listeners)) {
-                    const m = merged[l.name]
-                    merged[l.name] = { host: l.host, port: l.port, open: (m?.open ?? 0) + l.open }
+                  const merged: Record<string, ListenerInfo> = {}
+                  for (const { name, ...l } of status.flatMap((s) => s.listeners)) {
+                    merged[name] = { ...l, open: (merged[name]?.open ?? 0) + l.open }
                   }
                   return merged
                 },

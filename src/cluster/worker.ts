@@ -28,8 +28,7 @@ const send = (m: FromWorker) => {
   if (process.connected) process.send?.(m)
 }
 
-const statusOf = (handle: ProxyHandle | undefined): Array<ListenerStatus> =>
-  (handle?.listeners ?? []).map((l) => ({ name: l.name, host: l.host, port: l.port, open: l.open() }))
+const statusOf = (handle: ProxyHandle | undefined): ReadonlyArray<ListenerStatus> => handle?.status() ?? []
 
 export const runWorker = (config: Config, configSource?: () => Config): void => {
   /** Questions to the primary waiting for their answer, by id. */

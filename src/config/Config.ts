@@ -1,9 +1,15 @@
 // The config contract: what `polyproxy serve --config FILE` reads. Other work and its acceptance checks depend on these names.
 
-import type { ProtocolLabel } from "../domain/Protocols.ts"
+/** The listener types polyproxy ships (src/listeners/registry.ts); a program may add its own (RunOptions.listeners). */
+export type ListenerType = "http" | "postgres" | "mysql" | "mongodb" | "smtp" | "tcp"
+export const listenerTypes: ReadonlyArray<ListenerType> = ["http", "postgres", "mysql", "mongodb", "smtp", "tcp"]
 
-export type ListenerName = "http" | "postgres" | "mysql" | "mongodb" | "smtp" | "tcp"
-export const listenerNames: ReadonlyArray<ListenerName> = ["http", "postgres", "mysql", "mongodb", "smtp", "tcp"]
+/**
+ * A listener's name: its key under `listeners`. In the short form the name is the type (`postgres: { port: 5432 }`);
+ * any other name says its `type` (`pg-alt: { type: postgres, port: 6432 }`). Metrics, logs, /readyz and hot reload
+ * know a listener by its name.
+ */
+export type ListenerName = string
 
 export interface TlsFiles {
   /** Paths to PEM files, resolved against the config file's folder. */
@@ -25,6 +31,8 @@ export type TlsVersion = "TLSv1" | "TLSv1.1" | "TLSv1.2" | "TLSv1.3"
 export const tlsVersions: ReadonlyArray<TlsVersion> = ["TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"]
 
 export interface ListenerConfig {
+  /** What runs on the port: a ListenerType, or the type of a listener a program added. Default: the listener's name. */
+  readonly type: string
   readonly host: string
   /** 0 = any free port; the bound port is logged and reported by GET /readyz. */
   readonly port: number
@@ -35,43 +43,48 @@ export interface ListenerConfig {
   readonly proxyProtocol: boolean
   /** Sources allowed to send that header (CIDR); connections from elsewhere are refused. Default: loopback. */
   readonly trustedProxies: ReadonlyArray<string>
-  /** Generic TCP listener only: a fixed resource id, "sni", or a first-bytes extractor (path made absolute). */
+  /** Type tcp only: a fixed resource id, "sni", or a first-bytes extractor (path made absolute). */
   readonly route?: TcpRoute | undefined
   /** The resource used when the handshake names none (e.g. a MySQL client without a database, a TLS client without SNI). */
   readonly defaultRoute?: string | undefined
-  /** Label in metrics and logs; default: the listener's protocol (tcp: the port's in the protocol table, else "tcp"). */
-  readonly protocol?: ProtocolLabel | undefined
+  /**
+   * Label in metrics and logs beside the listener's name and type: one of the protocol table's (src/domain/Protocols.ts)
+   * or the type's own; default: the type's (tcp: the port's in the protocol table, else "tcp").
+   */
+  readonly protocol?: string | undefined
   /** Which part of the handshake is the routing key (postgres: database | user | user-suffix | sni). */
   readonly routeBy?: string | undefined
   /** Open TLS to the backends of this listener (a route's `metadata.tls` overrides it). */
   readonly upstreamTls?: UpstreamTls | undefined
-  /** `listeners.http` only: what the HTTP reverse proxy does besides routing by Host. */
+  /** Type http only: what the HTTP reverse proxy does besides routing by Host. */
   readonly http?: HttpListenerOptions | undefined
   /**
-   * `listeners.mongodb` only: bytes of a command read before its connection is routed, up to the end of its command
+   * Type mongodb only: bytes of a command read before its connection is routed, up to the end of its command
    * document (where drivers put `$db`); a larger one is refused with 17 ProtocolError. Default 65536.
    */
   readonly maxRoutingCommand?: number | undefined
   /**
-   * `listeners.mysql` only: what the greeting (sent before the backend is known) claims to be. "mariadb" offers
+   * Type mysql only: what the greeting (sent before the backend is known) claims to be. "mariadb" offers
    * MariaDB's extended capabilities (typed JSON/UUID/INET columns), "mysql" none; "auto" (default) greets as the
    * backends seen so far were (see README). A client whose negotiated extras its backend lacks is refused.
    */
   readonly serverFlavor?: MysqlServerFlavor | undefined
-  /** `listeners.mysql` only: the greeting's version string; default: the flavor's (auto: the backends'). */
+  /** Type mysql only: the greeting's version string; default: the flavor's (auto: the backends'). */
   readonly serverVersion?: string | undefined
+  /** A program's own listener type: its keys beyond the common ones, as its manifest's decoder returned them. */
+  readonly options?: Readonly<Record<string, unknown>> | undefined
 }
 
 export type MysqlServerFlavor = "auto" | "mariadb" | "mysql"
 export const mysqlServerFlavors: ReadonlyArray<MysqlServerFlavor> = ["auto", "mariadb", "mysql"]
 
 /**
- * How `listeners.tcp` picks the resource: a string is a fixed resource id, except "sni" (the TLS ClientHello's server
+ * How a tcp listener picks the resource: a string is a fixed resource id, except "sni" (the TLS ClientHello's server
  * name, TLS passed through untouched); `{ firstBytes: "/abs/module.js#export" }` names a user extractor.
  */
 export type TcpRoute = string | { readonly firstBytes: string }
 
-/** `listeners.http` keys beyond the common ones. Seconds for timeouts; 0 = none. */
+/** An http listener's keys beyond the common ones. Seconds for timeouts; 0 = none. */
 export interface HttpListenerOptions {
   /** Add X-Proxy-* response headers (route cache hit, upstream time, pooled connection reuse). */
   readonly telemetry: boolean
@@ -134,14 +147,6 @@ export interface UpstreamTls {
   readonly rejectUnauthorized: boolean
   /** Oldest protocol version the proxy accepts from backends. Default `defaults.tls.minVersion` ("TLSv1.2"). */
   readonly minVersion?: TlsVersion | undefined
-}
-
-/** Routing keys per protocol listener; the first is the default. */
-export const routeByOptions: Readonly<Partial<Record<ListenerName, ReadonlyArray<string>>>> = {
-  postgres: ["database", "user", "user-suffix", "sni"],
-  mysql: ["database", "user"],
-  smtp: ["ehlo", "rcpt"],
-  mongodb: ["database", "appName", "sni"]
 }
 
 export interface RouteConfig {
@@ -207,7 +212,8 @@ export interface Config {
    */
   readonly nodeOptions: ReadonlyArray<string>
   readonly admin: AdminConfig | undefined
-  readonly listeners: Readonly<Partial<Record<ListenerName, ListenerConfig>>>
+  /** By name, in the file's order. */
+  readonly listeners: Readonly<Record<ListenerName, ListenerConfig>>
   /** The embedded static resolver: resource id (wildcards such as "*.example.com" allowed) -> backend. */
   readonly routes: Readonly<Record<string, RouteConfig>>
   /** Which resolver answers; default static (the `routes`). A Resolver layer passed to runProxy wins over it. */

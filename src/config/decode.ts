@@ -5,29 +5,25 @@ import * as path from "node:path"
 import * as tls from "node:tls"
 import { isLoopbackHost, validAllowedHost } from "../admin/hosts.ts"
 import { parseEndpoint } from "../domain/Endpoint.ts"
-import { defaultProtocolLabel, isProtocolLabel, type ProtocolLabel, protocolLabels } from "../domain/Protocols.ts"
+import { isProtocolLabel, protocolLabels } from "../domain/Protocols.ts"
 import { parseCidrList } from "../domain/SpecialRanges.ts"
 import { libuvProbes, probesSettable } from "../listeners/keepAlive.ts"
+import type { ListenerManifest } from "../listeners/manifest.ts"
+import { type ListenerRegistryShape, listenerTypesWith } from "../listeners/registry.ts"
 import { type Bind, distinctBinds, listenHost } from "./addresses.ts"
 import {
   type AdminConfig,
   type Config,
   defaults,
   type ListenerConfig,
-  type ListenerName,
   type LogLevel,
-  listenerNames,
-  mysqlServerFlavors,
   type RouteConfig,
-  routeByOptions,
   type TcpKeepAlive,
-  type TcpRoute,
   type TlsFiles,
   type TlsVersion,
   tlsVersions,
   type UpstreamTls
 } from "./Config.ts"
-import { httpKeys, httpOptions } from "./decodeHttp.ts"
 import { resolverConfig } from "./decodeResolver.ts"
 import { bool, ConfigError, fraction, int, isObj, type Obj, object, oneOf, seconds, show, str } from "./fields.ts"
 
@@ -104,40 +100,46 @@ const upstreamTls = (v: unknown, key: string, baseDir: string): UpstreamTls | un
   }
 }
 
-const tcpRoute = (v: unknown, key: string, baseDir: string): TcpRoute => {
-  if (typeof v === "string" || v === undefined) return str(v, key)
-  const o = object(v, key, ["firstBytes"])
-  const ref = str(o.firstBytes, `${key}.firstBytes`)
-  // "<module path>#<export>"; without "#", the default export. The last "#" splits: a path with a "#" names its export.
-  const hash = ref.lastIndexOf("#")
-  const file = hash < 0 ? ref : ref.slice(0, hash)
-  const name = hash < 0 ? "default" : ref.slice(hash + 1)
-  if (file === "" || !/^[A-Za-z_$][\w$]*$/.test(name)) {
-    throw new ConfigError(`${key}.firstBytes`, `expected "<module path>#<export name>", got ${show(ref)}`)
+/** The type's own label, or one of the protocol table's. */
+const protocolLabel = (v: unknown, key: string, own: string): string => {
+  if (v === undefined || v === own) return own
+  if (!isProtocolLabel(v)) {
+    const known = isProtocolLabel(own) ? protocolLabels : [...protocolLabels, own]
+    throw new ConfigError(key, `expected one of ${known.join(", ")}, got ${show(v)}`)
   }
-  // Imported at startup (decoding is synchronous); the path is fixed now, against the config file's folder.
-  return { firstBytes: `${path.resolve(baseDir, file)}#${name}` }
-}
-
-const protocolLabel = (v: unknown, key: string, fallback: ProtocolLabel): ProtocolLabel => {
-  if (v === undefined) return fallback
-  if (!isProtocolLabel(v)) throw new ConfigError(key, `expected one of ${protocolLabels.join(", ")}, got ${show(v)}`)
   return v
 }
 
-/** A MySQL greeting's version string: NUL-terminated on the wire, and clients read its leading digits. */
-const serverVersion = (v: unknown, key: string): string => {
-  const text = str(v, key)
-  if (!/^\d+\.\d+\.\d+/.test(text) || text.includes("\0") || Buffer.byteLength(text) > 200) {
-    throw new ConfigError(key, `expected a version such as "8.0.40" or "5.5.5-10.11.6-MariaDB", got ${show(v)}`)
+/** A name that reads the same in a metric label, a log line and an environment variable (dashes become "_"). */
+const listenerName = /^[A-Za-z][A-Za-z0-9_-]{0,62}$/
+
+/** The listener's type: its `type`, or in the short form its name, which must then be a type. */
+const listenerManifest = (name: string, o: Obj, types: ListenerRegistryShape): ListenerManifest => {
+  const key = `listeners.${name}`
+  const known = types.manifests.map((m) => m.type).join(", ")
+  if (o.type === undefined) {
+    const m = types.find(name)
+    if (m !== undefined) return m
+    throw new ConfigError(
+      `${key}.type`,
+      `required: "${name}" is not a listener type (${known}); a listener of another name says its type, as in ${name}: { type: tcp, port: … }`
+    )
   }
-  return text
+  const type = str(o.type, `${key}.type`)
+  const m = types.find(type)
+  if (m === undefined) throw new ConfigError(`${key}.type`, `unknown listener type ${show(type)} (known: ${known})`)
+  return m
 }
 
-const listener = (name: ListenerName, v: unknown, baseDir: string): ListenerConfig => {
+const listener = (name: string, v: unknown, baseDir: string, types: ListenerRegistryShape): ListenerConfig => {
   const key = `listeners.${name}`
-  const routeBy = routeByOptions[name]
+  if (!listenerName.test(name)) {
+    throw new ConfigError(key, "a listener name is a letter, then up to 62 letters, digits, - or _")
+  }
+  const manifest = listenerManifest(name, isObj(v) ? v : {}, types)
+  const routeBy = manifest.routeBy
   const known = [
+    "type",
     "host",
     "port",
     "tls",
@@ -145,37 +147,25 @@ const listener = (name: ListenerName, v: unknown, baseDir: string): ListenerConf
     "proxyProtocol",
     "trustedProxies",
     "protocol",
-    ...(name === "tcp" ? ["route", "defaultRoute"] : []),
     ...(routeBy ? ["routeBy", "upstreamTls", "defaultRoute"] : []),
-    ...(name === "http" ? httpKeys : []),
-    ...(name === "mongodb" ? ["maxRoutingCommand"] : []),
-    ...(name === "mysql" ? ["serverFlavor", "serverVersion"] : [])
+    ...(manifest.options?.keys ?? [])
   ]
   const o = object(v ?? {}, key, known)
   const port = int(o.port, `${key}.port`, 0, 65535)
-  const route = name === "tcp" ? tcpRoute(o.route, `${key}.route`, baseDir) : undefined
-  if (typeof route === "string" && route !== "sni" && o.defaultRoute !== undefined) {
-    throw new ConfigError(`${key}.defaultRoute`, "only used with route: sni or route: { firstBytes }")
-  }
+  const label = typeof manifest.label === "function" ? manifest.label(port) : manifest.label
   return {
+    type: manifest.type,
     routeBy: routeBy ? oneOf(o.routeBy, `${key}.routeBy`, routeBy, routeBy[0]!) : undefined,
     defaultRoute: o.defaultRoute === undefined ? undefined : str(o.defaultRoute, `${key}.defaultRoute`),
     upstreamTls: upstreamTls(o.upstreamTls, `${key}.upstreamTls`, baseDir),
-    http: name === "http" ? httpOptions(o, key, baseDir) : undefined,
-    // Up to MongoDB's largest command document (16 MiB + 16 KiB): what an unrouted connection may make the proxy hold.
-    maxRoutingCommand:
-      name === "mongodb" ? int(o.maxRoutingCommand, `${key}.maxRoutingCommand`, 1024, 16_793_600, 65_536) : undefined,
-    serverFlavor:
-      name === "mysql" ? oneOf(o.serverFlavor, `${key}.serverFlavor`, mysqlServerFlavors, "auto") : undefined,
-    serverVersion: o.serverVersion === undefined ? undefined : serverVersion(o.serverVersion, `${key}.serverVersion`),
     host: listenHost(o.host, `${key}.host`, defaults.listenerHost),
     port,
     tls: tlsFiles(o.tls, `${key}.tls`, baseDir),
     maxConnections: int(o.maxConnections, `${key}.maxConnections`, 0, 10_000_000, 0),
     proxyProtocol: bool(o.proxyProtocol, `${key}.proxyProtocol`, false),
     trustedProxies: cidrList(o.trustedProxies, `${key}.trustedProxies`, ["127.0.0.0/8", "::1/128"]),
-    route,
-    protocol: protocolLabel(o.protocol, `${key}.protocol`, defaultProtocolLabel(name, port))
+    protocol: protocolLabel(o.protocol, `${key}.protocol`, label),
+    ...manifest.options?.decode(o, key, baseDir)
   }
 }
 
@@ -251,8 +241,13 @@ const adminConfig = (v: unknown): AdminConfig => {
   return admin
 }
 
+export interface DecodeOptions {
+  /** Listener types of your own, beside the built-in ones (pass the same to runProxy). */
+  readonly listeners?: ReadonlyArray<ListenerManifest> | undefined
+}
+
 /** Validates a raw config value. `baseDir` anchors relative certificate paths (the config file's folder). */
-export const decodeConfig = (raw: unknown, baseDir: string): Config => {
+export const decodeConfig = (raw: unknown, baseDir: string, options: DecodeOptions = {}): Config => {
   const o = object(raw ?? {}, "", [
     "workers",
     "nodeOptions",
@@ -275,13 +270,15 @@ export const decodeConfig = (raw: unknown, baseDir: string): Config => {
 
   const admin = o.admin === false || o.admin === null ? undefined : adminConfig(o.admin)
 
-  const ls = object(o.listeners ?? {}, "listeners", listenerNames)
-  const listeners: Partial<Record<ListenerName, ListenerConfig>> = {}
+  const ls = o.listeners ?? {}
+  if (!isObj(ls)) throw new ConfigError("listeners", `expected a mapping of listener name to its keys, got ${show(ls)}`)
+  const types = listenerTypesWith(options.listeners)
+  const listeners: Record<string, ListenerConfig> = {}
   const binds: Array<Bind> = []
   // In the file's order, so that an overlap names the listener written second.
-  for (const name of Object.keys(ls) as Array<ListenerName>) {
-    if (ls[name] === undefined) continue
-    const l = listener(name, ls[name], baseDir)
+  for (const [name, v] of Object.entries(ls)) {
+    if (v === undefined) continue
+    const l = listener(name, v, baseDir, types)
     listeners[name] = l
     binds.push({ key: `listeners.${name}`, host: l.host, port: l.port })
   }

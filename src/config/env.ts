@@ -1,10 +1,38 @@
 // Environment overrides: POLYPROXY_<PATH> sets the config key at PATH (camelCase keys in SNAKE_CASE), e.g.
 // POLYPROXY_LISTENERS_HTTP_PORT=8081 -> listeners.http.port. The seed's PROXY_TLS_* variables set the shared `tls`.
 
-import { listenerNames } from "./Config.ts"
+import { listenerTypes } from "./Config.ts"
 import { ConfigError } from "./decode.ts"
+import { isObj } from "./fields.ts"
 
 type Kind = "int" | "number" | "string" | "bool" | "list" | "json" | "stringOrJson"
+
+/** The variables of one listener, by name: its common keys, and a tcp listener's route (TLS: `tlsLeaves`). */
+const listenerLeaves = (name: string, type: string): ReadonlyArray<readonly [string, Kind]> => {
+  const p = `listeners.${name}`
+  return [
+    [`${p}.host`, "string"],
+    [`${p}.port`, "int"],
+    [`${p}.maxConnections`, "int"],
+    [`${p}.protocol`, "string"],
+    // A resource id, "sni", or JSON such as {"firstBytes":"./extract.js#extract"}.
+    ...(type === "tcp"
+      ? ([
+          [`${p}.route`, "stringOrJson"],
+          [`${p}.defaultRoute`, "string"]
+        ] as const)
+      : [])
+  ]
+}
+
+const tlsLeaves = (p: string): ReadonlyArray<readonly [string, Kind]> => [
+  [`${p}.cert`, "string"],
+  [`${p}.key`, "string"],
+  [`${p}.ca`, "string"],
+  [`${p}.requireClientCert`, "bool"],
+  [`${p}.ciphers`, "string"],
+  [`${p}.minVersion`, "string"]
+]
 
 const leaf: ReadonlyArray<readonly [string, Kind]> = [
   ["workers", "int"],
@@ -45,33 +73,38 @@ const leaf: ReadonlyArray<readonly [string, Kind]> = [
   ["log.format", "string"],
   ["log.connections", "bool"],
   ["log.sample", "number"],
-  ...["tls", ...listenerNames.map((n) => `listeners.${n}.tls`)].flatMap((p) => [
-    [`${p}.cert`, "string"] as const,
-    [`${p}.key`, "string"] as const,
-    [`${p}.ca`, "string"] as const,
-    [`${p}.requireClientCert`, "bool"] as const,
-    [`${p}.ciphers`, "string"] as const,
-    [`${p}.minVersion`, "string"] as const
-  ]),
-  ...listenerNames.flatMap((n) => [
-    [`listeners.${n}.host`, "string"] as const,
-    [`listeners.${n}.port`, "int"] as const,
-    [`listeners.${n}.maxConnections`, "int"] as const,
-    [`listeners.${n}.protocol`, "string"] as const
-  ]),
-  // A resource id, "sni", or JSON such as {"firstBytes":"./extract.js#extract"}.
-  ["listeners.tcp.route", "stringOrJson"],
-  ["listeners.tcp.defaultRoute", "string"]
+  ...tlsLeaves("tls"),
+  ...listenerTypes.flatMap((t) => tlsLeaves(`listeners.${t}.tls`)),
+  ...listenerTypes.flatMap((t) => listenerLeaves(t, t))
 ]
 
-/** "listeners.http.maxConnections" -> "POLYPROXY_LISTENERS_HTTP_MAX_CONNECTIONS" */
+/** "listeners.http.maxConnections" -> "POLYPROXY_LISTENERS_HTTP_MAX_CONNECTIONS"; "listeners.pg-alt.port" -> "…_PG_ALT_PORT" */
 export const envName = (keyPath: string): string =>
   `POLYPROXY_${keyPath
     .replace(/([a-z])([A-Z])/g, "$1_$2")
-    .replace(/\./g, "_")
+    .replace(/[.-]/g, "_")
     .toUpperCase()}`
 
-const byEnvName = new Map(leaf.map(([p, kind]) => [envName(p), { path: p, kind }]))
+type EnvTable = ReadonlyMap<string, { readonly path: string; readonly kind: Kind }>
+
+const tableOf = (leaves: ReadonlyArray<readonly [string, Kind]>): EnvTable =>
+  new Map(leaves.map(([p, kind]) => [envName(p), { path: p, kind }]))
+
+const byEnvName = tableOf(leaf)
+
+/** The variables for `raw`: the built-in ones, plus those of the listeners the file names (`pg-alt`: …_PG_ALT_PORT). */
+const envTableFor = (raw: Readonly<Record<string, unknown>>): EnvTable => {
+  const listeners = isObj(raw.listeners) ? Object.entries(raw.listeners) : []
+  const named = listeners.filter(([name]) => !byEnvName.has(envName(`listeners.${name}.port`)))
+  if (named.length === 0) return byEnvName
+  return tableOf([
+    ...leaf,
+    ...named.flatMap(([name, v]) => {
+      const type = isObj(v) && typeof v.type === "string" ? v.type : name
+      return [...listenerLeaves(name, type), ...tlsLeaves(`listeners.${name}.tls`)]
+    })
+  ])
+}
 
 /** Variables read by the CLI itself rather than mapped to a key. */
 const reserved = new Set(["POLYPROXY_CONFIG"])
@@ -111,8 +144,8 @@ const distance = (a: string, b: string): number => {
  * The variable a mistyped one most likely meant: the closest by a few edits (LISTENER_ for LISTENERS_), else the only
  * one that ends with what was typed (POLYPROXY_HTTP_PORT for POLYPROXY_LISTENERS_HTTP_PORT).
  */
-export const nearestEnvName = (name: string): string | undefined => {
-  const names = [...byEnvName.keys(), ...reserved]
+export const nearestEnvName = (name: string, table: EnvTable = byEnvName): string | undefined => {
+  const names = [...table.keys(), ...reserved]
   let best: string | undefined
   let bestDistance = Number.POSITIVE_INFINITY
   for (const candidate of names) {
@@ -125,8 +158,8 @@ export const nearestEnvName = (name: string): string | undefined => {
   return endings.length === 1 ? endings[0] : undefined
 }
 
-const unknownVariable = (name: string): ConfigError => {
-  const guess = nearestEnvName(name)
+const unknownVariable = (name: string, table: EnvTable): ConfigError => {
+  const guess = nearestEnvName(name, table)
   return new ConfigError(
     name,
     `unknown environment variable${guess ? `; did you mean ${guess}?` : ""} (\`polyproxy env\` lists them all)`
@@ -183,10 +216,11 @@ export const applyEnv = (raw: unknown, env: Readonly<Record<string, string | und
   const root: Record<string, unknown> =
     typeof raw === "object" && raw !== null && !Array.isArray(raw) ? { ...(raw as Record<string, unknown>) } : {}
   const abs = (p: string) => (p.startsWith("/") ? p : `${cwd}/${p}`)
+  const table = envTableFor(root)
   for (const [name, value] of Object.entries(env)) {
     if (!name.startsWith("POLYPROXY_") || value === undefined || reserved.has(name)) continue
-    const target = byEnvName.get(name)
-    if (target === undefined) throw unknownVariable(name)
+    const target = table.get(name)
+    if (target === undefined) throw unknownVariable(name, table)
     let v = convert(name, value, target.kind)
     const module = target.kind === "stringOrJson" && typeof v === "object" ? (v as { firstBytes?: unknown }) : undefined
     if (typeof module?.firstBytes === "string") v = { ...module, firstBytes: abs(module.firstBytes) }

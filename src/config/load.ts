@@ -3,7 +3,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { parse, YAMLParseError } from "yaml"
 import type { Config } from "./Config.ts"
-import { ConfigError, decodeConfig } from "./decode.ts"
+import { ConfigError, type DecodeOptions, decodeConfig } from "./decode.ts"
 import { applyEnv } from "./env.ts"
 import { isObj, show } from "./fields.ts"
 
@@ -38,11 +38,15 @@ export const parseConfigText = (text: string, file: string): Record<string, unkn
   return raw
 }
 
-/** Loads FILE (or only the environment when FILE is undefined). Throws ConfigError with the bad key and why. */
+/**
+ * Loads FILE (or only the environment when FILE is undefined). Throws ConfigError with the bad key and why. `options`:
+ * listener types of your own (pass the same to runProxy).
+ */
 export const loadConfig = (
   file: string | undefined,
   env: Readonly<Record<string, string | undefined>> = process.env,
-  cwd: string = process.cwd()
+  cwd: string = process.cwd(),
+  options: DecodeOptions = {}
 ): Config => {
   let raw: unknown = {}
   let baseDir = cwd
@@ -57,5 +61,5 @@ export const loadConfig = (
     raw = parseConfigText(text, full)
     baseDir = path.dirname(full)
   }
-  return decodeConfig(applyEnv(raw, env, cwd), baseDir)
+  return decodeConfig(applyEnv(raw, env, cwd), baseDir, options)
 }

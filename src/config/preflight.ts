@@ -5,7 +5,7 @@ import { X509Certificate } from "node:crypto"
 import * as fs from "node:fs"
 import * as tls from "node:tls"
 import { dnsNamesOf } from "../listeners/http/sni.ts"
-import type { Config, ListenerName, TlsFiles } from "./Config.ts"
+import type { Config, TlsFiles } from "./Config.ts"
 import { ConfigError } from "./fields.ts"
 
 const read = (file: string, key: string): Buffer => {
@@ -80,16 +80,15 @@ const tlsSection = (files: TlsFiles, key: string): void => {
 
 /** Throws a ConfigError naming the key of the first thing serve would refuse. */
 export const preflight = (config: Config): void => {
-  const names = Object.keys(config.listeners) as Array<ListenerName>
-  if (names.length === 0) {
+  const listeners = Object.entries(config.listeners)
+  if (listeners.length === 0) {
     throw new ConfigError(
       "listeners",
       "none configured: serve would start only the admin endpoint; add one, e.g. listeners: { tcp: { port: 7000, route: appdb } }"
     )
   }
   if (config.tls !== undefined) tlsSection(config.tls, "tls")
-  for (const name of names) {
-    const l = config.listeners[name]!
+  for (const [name, l] of listeners) {
     const key = `listeners.${name}`
     if (l.tls !== undefined) tlsSection(l.tls, `${key}.tls`)
     if (l.upstreamTls?.ca !== undefined) caBundle(l.upstreamTls.ca, `${key}.upstreamTls.ca`)

@@ -52,9 +52,6 @@ export const makeTcpProtocol = (ctx: ProtocolContext, extractor?: FirstBytesExtr
   }
 }
 
-/** The registry's factory: fixed and SNI routes (a first-bytes route goes through `loadTcpProtocol`). */
-export const tcpProtocol = (ctx: ProtocolContext): Protocol => makeTcpProtocol(ctx)
-
 /** At startup: imports the config's first-bytes extractor when there is one; a load failure names the key and why. */
 export const loadTcpProtocol = (
   ctx: ProtocolContext,

@@ -27,8 +27,11 @@ export interface ListenerMetrics {
 }
 
 export interface MetricsShape {
-  /** `protocol`: the listener's protocol label (src/domain/Protocols.ts), a `protocol` attribute beside `listener`. */
-  readonly listener: (name: string, protocol?: string) => ListenerMetrics
+  /**
+   * Attributes `listener` (the name), `protocol` (its label, src/domain/Protocols.ts) and `type` (its listener type, set
+   * when the name is not the type).
+   */
+  readonly listener: (name: string, protocol?: string, type?: string) => ListenerMetrics
   readonly resolved: (result: "ok" | Exit.Exit<unknown, ProxyError>, ms: number) => void
   readonly cacheLookup: (hit: boolean) => void
   /**
@@ -152,8 +155,10 @@ const make = (options: MetricsOptions = { perResource: 0 }): MetricsShape => {
       other ??= resourceHandles("other")
       return other
     },
-    listener: (name, protocol) => {
-      const attrs: Record<string, string> = protocol === undefined ? { listener: name } : { listener: name, protocol }
+    listener: (name, protocol, type) => {
+      const attrs: Record<string, string> = { listener: name }
+      if (protocol !== undefined) attrs.protocol = protocol
+      if (type !== undefined) attrs.type = type
       const a = Metric.withAttributes(accepted, attrs)
       const c = Metric.withAttributes(closed, attrs)
       const g = Metric.withAttributes(active, attrs)

@@ -12,6 +12,8 @@ import type { BackendHealth, BreakerState } from "../../services/CircuitBreaker.
 export const busiestLimit = 100
 
 export interface ListenerTotals {
+  /** The listener's type (postgres, tcp, a program's own…); its name is the key. */
+  readonly type: string
   readonly protocol: string
   readonly host: string
   readonly port: number
@@ -147,11 +149,14 @@ const emptyCensus: ListenerCensus = { resources: new Map(), bytesRead: 0, bytesW
 
 /**
  * One process's listeners and busiest resources. `listeners` may hold a name twice after a reload restarted it (the
- * old one still relays its connections): they add up, the newest gives the address. `route` reads the routing cache.
+ * old one still relays its connections): they add up, the newest gives the address. `route` reads the routing cache,
+ * `kind` a listener's type and protocol label.
  */
 export const processView = (
   listeners: ReadonlyArray<RunningListener>,
-  route: (resourceId: string) => { readonly backend: string; readonly address: string } | undefined
+  route: (resourceId: string) => { readonly backend: string; readonly address: string } | undefined,
+  kind: (l: RunningListener) => { readonly type: string; readonly protocol?: string | undefined } | undefined = () =>
+    undefined
 ): { listeners: Record<string, ListenerTotals>; resources: ResourceView } => {
   const counters = listenerCounters()
   const totals: Record<string, ListenerTotals> = {}
@@ -161,8 +166,10 @@ export const processView = (
     for (const [id, n] of census.resources) perResource.set(id, (perResource.get(id) ?? 0) + n)
     const before = totals[l.name]
     const c = counters.get(l.name)
+    const k = kind(l)
     totals[l.name] = {
-      protocol: c?.protocol ?? l.name,
+      type: k?.type ?? l.name,
+      protocol: k?.protocol ?? c?.protocol ?? l.name,
       host: l.host,
       port: l.port,
       active: (before?.active ?? 0) + l.open(),

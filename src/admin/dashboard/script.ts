@@ -60,6 +60,12 @@ function rates(d) {
   return out;
 }
 
+// "pg-alt": its type and protocol label, each unless the name (or the type) already says it.
+function kind(name, l) {
+  var type = l.type || name;
+  return (type !== name ? type + " · " : "") + (l.protocol !== name && l.protocol !== type ? l.protocol + " · " : "");
+}
+
 function renderListeners(d, r) {
   var names = Object.keys(d.listeners).sort();
   if (names.length === 0) { fill("listeners", h("div", { class: "card muted" }, "No listener.")); return; }
@@ -68,7 +74,7 @@ function renderListeners(d, r) {
     var reasons = Object.keys(l.errors).filter(function (k) { return l.errors[k] > 0; }).sort();
     return h("div", { class: "card listener", "data-listener": name },
       h("div", null, h("span", { class: "name" }, h("i", { class: "dot", style: "background:" + COLORS[i % COLORS.length] }), " ", name),
-        h("span", { class: "addr" }, l.protocol !== name ? l.protocol + " · " : "", l.host + ":" + l.port)),
+        h("span", { class: "addr" }, kind(name, l), l.host + ":" + l.port)),
       h("div", { class: "big" }, h("span", { class: "active" }, fmt(l.active)), h("small", null, "open connections")),
       h("div", { class: "stats" },
         h("div", null, h("b", { class: "accepted-rate" }, rate(x.accepted)), h("span", null, "accepted/s")),
