@@ -1,6 +1,7 @@
-// The primary process of `workers: N`: forks the workers (node:cluster shares each listening port among them,
-// round-robin), restarts a worker that dies, serves the admin endpoint with every worker's metrics summed, keeps the
-// cluster-wide Postgres cancel-key and MySQL session tables, and drains every worker on SIGTERM/SIGINT.
+// The primary process of `workers: N`: forks the workers (each binds every listening port itself with SO_REUSEPORT;
+// the primary accepts no client connection), restarts a worker that dies, serves the admin endpoint with every
+// worker's metrics summed, keeps the cluster-wide Postgres cancel-key and MySQL session tables, and drains every
+// worker on SIGTERM/SIGINT.
 import cluster, { type Worker } from "node:cluster"
 import * as net from "node:net"
 import * as Context from "effect/Context"

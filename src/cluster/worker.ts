@@ -1,4 +1,4 @@
-// A worker process of `workers: N`: runs the listeners (ports shared through node:cluster), no admin endpoint of its
+// A worker process of `workers: N`: runs the listeners (each port bound with SO_REUSEPORT), no admin endpoint of its
 // own, and answers the primary's questions: metrics, listener status; asks it for other workers' sessions (Postgres
 // cancel keys, MySQL connection ids).
 

@@ -1,7 +1,10 @@
 // Every failure on a connection's path, with the facts each protocol needs to answer in its own words.
 import * as Data from "effect/Data"
 
-/** Why a connection could not be proxied. Each listener maps a reason to its protocol's error (see ARCHITECTURE.md). */
+/**
+ * Why a connection could not be proxied. Each listener maps a reason to its protocol's error (README, "Errors: what
+ * the client reads, what the log keeps").
+ */
 export type Reason =
   | "NOT_FOUND" // the resolver knows no such resource
   | "FORBIDDEN" // resolver refused, or SSRF guard refused the endpoint

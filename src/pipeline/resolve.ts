@@ -1,6 +1,6 @@
 // resolve and vet phases of the byte listeners: the route of a resource and the backend address to dial. The
 // RoutingCache answers (a Resolver's answer, vetted by the SsrfGuard when it was resolved: the dialer gets the IP the
-// guard checked, never the host name again); every wait in there is bounded: the Resolver by cache.resolveTimeout,
+// guard checked, never the host name again); every wait in there is bounded: the Resolver by timeouts.resolve,
 // the shared cache by Redis's command timeout, the guard's DNS lookup by its own, and a cold backend's wake by
 // coldStart.timeout (coldStart.ts). identify may have found a backend itself (a Postgres cancel request for a known
 // session): vetted when that session was, it skips both.

@@ -2,7 +2,7 @@
 // h2c and TLS+ALPN with per-tenant certificates). Unlike the byte-level listeners it works per request, so it runs
 // its own servers (accept.ts) on the shared accept phase (src/pipeline/accept.ts: the bind with SO_REUSEPORT in
 // workers, the PROXY header); Effect starts it, stops it and answers route lookups, and the requests themselves are
-// plain Node callbacks (see ARCHITECTURE.md, "relay").
+// plain Node callbacks (docs/architecture.md, "HTTP").
 import * as http2 from "node:http2"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
