@@ -1,13 +1,10 @@
 // Backend → frontend: any typed message, framed so the proxy can watch authentication (R, S, K, Z, E) and relay it.
-import { type Decoded, describeByte, type Frame, frame, type Invalid, invalid, need } from "./Decode.ts"
+import { type Decoded, type Frame, frame, type Invalid, invalid } from "./Decode.ts"
+import { frameTypedMessage, type TypedMessage } from "./Framing.ts"
 import { MAX_BACKEND_MESSAGE_LENGTH, MAX_SECRET_KEY_LENGTH, MIN_SECRET_KEY_LENGTH } from "./Protocol.ts"
 
-export interface BackendMessage {
-  /** One character: "R", "K", "Z", "E", "S", "N", "v", ... */
-  readonly type: string
-  /** A view into the input, not a copy: take what you need before the buffer is reused. */
-  readonly body: Buffer
-}
+/** Type "R", "K", "Z", "E", "S", "N", "v", ...; the body a view into the input. */
+export type BackendMessage = TypedMessage
 
 /** The type bytes the proxy looks at while the backend authenticates the client. */
 export const BackendType = {
@@ -33,24 +30,11 @@ export const AuthenticationCode = {
   SASLFinal: 12
 } as const
 
-const HEADER = 5
-
 /** Frames one message: Byte1 type, Int32 length counting itself but not the type, then the body. Never throws. */
 export const decodeBackendMessage = (
   buf: Buffer,
   maxLength: number = MAX_BACKEND_MESSAGE_LENGTH
-): Decoded<BackendMessage> => {
-  if (buf.length < HEADER) return need(HEADER - buf.length)
-  const typeByte = buf[0]!
-  // Every message type is a printable ASCII character; anything else (a TLS alert, binary junk) is not PostgreSQL.
-  if (typeByte < 0x21 || typeByte > 0x7e) return invalid(`invalid backend message type ${describeByte(typeByte)}`)
-  const length = buf.readInt32BE(1)
-  if (length < 4) return invalid(`invalid backend message length ${length} (at least 4)`)
-  if (length > maxLength) return invalid(`backend message too long: ${length} bytes (at most ${maxLength})`)
-  const size = 1 + length
-  if (buf.length < size) return need(size - buf.length)
-  return frame({ type: String.fromCharCode(typeByte), body: buf.subarray(HEADER, size) }, size)
-}
+): Decoded<BackendMessage> => frameTypedMessage(buf, maxLength, "backend")
 
 export interface BackendKeyData {
   readonly processId: number

@@ -1,5 +1,28 @@
 // The PostgreSQL wire codec: pure bytes ⇄ values for the Postgres listener, no I/O.
 export {
+  type AuthenticationRequest,
+  decodeAuthentication,
+  decodeFrontendMessage,
+  decodePasswordMessage,
+  decodeSaslInitialResponse,
+  decodeSaslMechanisms,
+  decodeSaslResponse,
+  encodeAuthenticationCleartext,
+  encodeAuthenticationMd5,
+  encodeAuthenticationOk,
+  encodeAuthenticationSasl,
+  encodeAuthenticationSaslContinue,
+  encodeAuthenticationSaslFinal,
+  encodePasswordMessage,
+  encodeSaslInitialResponse,
+  encodeSaslResponse,
+  type FrontendMessage,
+  FrontendType,
+  MAX_PASSWORD_MESSAGE_LENGTH,
+  MAX_SASL_MESSAGE_LENGTH,
+  type SaslInitialResponse
+} from "./Authentication.ts"
+export {
   AuthenticationCode,
   type BackendKeyData,
   type BackendMessage,
