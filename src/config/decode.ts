@@ -9,6 +9,7 @@ import { isProtocolLabel, protocolLabels } from "../domain/Protocols.ts"
 import { parseCidrList } from "../domain/SpecialRanges.ts"
 import { libuvProbes, probesSettable } from "../listeners/keepAlive.ts"
 import type { ListenerManifest } from "../listeners/manifest.ts"
+import { checkRouteMetadata } from "../listeners/postgres/pool/settings.ts"
 import { type ListenerRegistryShape, listenerTypesWith } from "../listeners/registry.ts"
 import { type Bind, distinctBinds, listenHost } from "./addresses.ts"
 import {
@@ -184,6 +185,8 @@ const route = (id: string, v: unknown): RouteConfig => {
   if (typeof v === "string") return { endpoint: endpoint(v, key) }
   const o = object(v, key, ["endpoint", "metadata", "timeout"])
   if (o.metadata !== undefined && !isObj(o.metadata)) throw new ConfigError(`${key}.metadata`, "expected a mapping")
+  // A PostgreSQL pooling block (metadata.pool / metadata.auth) is checked here, so check-config names its mistakes.
+  checkRouteMetadata(o.metadata, `${key}.metadata`)
   return {
     endpoint: endpoint(str(o.endpoint, `${key}.endpoint`), `${key}.endpoint`),
     metadata: o.metadata as Obj | undefined,

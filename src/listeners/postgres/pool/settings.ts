@@ -1,0 +1,166 @@
+// A route's `metadata.pool` and `metadata.auth`: how the proxy pools the route's PostgreSQL server connections and
+// which login it looks client secrets up with. Defaults are PgBouncer's, so a PgBouncer user reads the same numbers:
+//   pool.size        default_pool_size     20
+//   pool.minIdle     min_pool_size         0
+//   pool.idleTimeout server_idle_timeout   600 s (0: never closed for idleness)
+//   pool.lifetime    server_lifetime       3600 s (0: PgBouncer's "used only once, then closed")
+//   pool.maxWait     query_wait_timeout    120 s (0: wait without limit)
+//   pool.resetQuery  server_reset_query    DISCARD ALL (session mode only; "" sends none)
+//   auth.query       auth_query            PgBouncer's current default (pg_authid, rolvaliduntil, rolcanlogin)
+//   auth.database    auth_dbname           the client's database
+// The same decoder serves the config check (a static route's bad block fails `check-config`) and the listener, which
+// reads routes from any resolver: it parses once per Route object, since it runs per client connection.
+import { ConfigError, int, isObj, type Obj, object, oneOf, seconds, show, str } from "../../../config/fields.ts"
+import type { Route } from "../../../domain/Route.ts"
+
+export type PoolMode = "session" | "transaction"
+
+export interface PoolSettings {
+  /** session: one server connection per client, the plain relay (default); transaction: PgBouncer's transaction pooling. */
+  readonly mode: PoolMode
+  /** Server connections per (backend, database, user). */
+  readonly size: number
+  /** Server connections kept open even when idle (at most `size`). */
+  readonly minIdle: number
+  /** Seconds a server connection may stay idle before it is closed; 0: never. */
+  readonly idleTimeout: number
+  /** Seconds after which an idle server connection is closed however useful; 0: after its first use. */
+  readonly lifetime: number
+  /** Seconds a client may wait for a server connection; 0: no limit. */
+  readonly maxWait: number
+  /** Clients that may wait for a server connection of one pool at once; more are refused at once. */
+  readonly maxWaiting: number
+  /** Sent before a server connection goes to another client in session mode; "": none. */
+  readonly resetQuery: string
+}
+
+export interface AuthSettings {
+  /** The login the proxy looks client secrets up with (PgBouncer's auth_user). */
+  readonly user: string
+  readonly password: string
+  /** Takes the role name as $1; the secret is the second column of the first row (the first when only one). */
+  readonly query: string
+  /** The database the lookup runs in; undefined: the client's (PgBouncer's auth_dbname). */
+  readonly database: string | undefined
+  /** Seconds a role's secret is reused before it is looked up again (a password change takes effect within it). */
+  readonly ttl: number
+  /** Seconds an unknown role (or one that cannot log in) is remembered as such. */
+  readonly negativeTtl: number
+}
+
+export interface PooledRoute {
+  readonly pool: PoolSettings
+  readonly auth: AuthSettings
+}
+
+export const poolDefaults: PoolSettings = {
+  mode: "session",
+  size: 20,
+  minIdle: 0,
+  idleTimeout: 600,
+  lifetime: 3600,
+  maxWait: 120,
+  maxWaiting: 10_000,
+  resetQuery: "DISCARD ALL"
+}
+
+export const authDefaults = {
+  // PgBouncer's default auth_query since it reads pg_authid: an expired role's secret comes back NULL, a NOLOGIN role
+  // not at all; both read as "no such role". Reading pg_authid needs a superuser; see the README for the
+  // SECURITY DEFINER function a non-superuser lookup login calls instead.
+  query:
+    "SELECT rolname, CASE WHEN rolvaliduntil < now() THEN NULL ELSE rolpassword END FROM pg_authid WHERE rolname = $1 AND rolcanlogin",
+  ttl: 60,
+  negativeTtl: 5
+} as const
+
+const poolKeys = ["mode", "size", "minIdle", "idleTimeout", "lifetime", "maxWait", "maxWaiting", "resetQuery"]
+const authKeys = ["user", "password", "query", "database", "ttl", "negativeTtl"]
+
+const text = (v: unknown, key: string, fallback: string): string => {
+  if (v === undefined) return fallback
+  if (typeof v !== "string") throw new ConfigError(key, `expected a string, got ${show(v)}`)
+  return v
+}
+
+/** Optional (a lookup login the server trusts needs none); never shown in an error, not even when mistyped. */
+const password = (v: unknown, key: string): string => {
+  if (v === undefined) return ""
+  if (typeof v !== "string") throw new ConfigError(key, "expected a string (quote it in YAML)")
+  return v
+}
+
+const decodePool = (v: unknown, key: string): PoolSettings => {
+  const o = object(v, key, poolKeys)
+  const size = int(o.size, `${key}.size`, 1, 10_000, poolDefaults.size)
+  const minIdle = int(o.minIdle, `${key}.minIdle`, 0, 10_000, poolDefaults.minIdle)
+  if (minIdle > size) throw new ConfigError(`${key}.minIdle`, `${minIdle} is more than pool.size (${size})`)
+  return {
+    mode: oneOf(o.mode, `${key}.mode`, ["session", "transaction"], poolDefaults.mode),
+    size,
+    minIdle,
+    idleTimeout: seconds(o.idleTimeout, `${key}.idleTimeout`, poolDefaults.idleTimeout),
+    lifetime: seconds(o.lifetime, `${key}.lifetime`, poolDefaults.lifetime),
+    maxWait: seconds(o.maxWait, `${key}.maxWait`, poolDefaults.maxWait),
+    maxWaiting: int(o.maxWaiting, `${key}.maxWaiting`, 1, 10_000_000, poolDefaults.maxWaiting),
+    resetQuery: text(o.resetQuery, `${key}.resetQuery`, poolDefaults.resetQuery)
+  }
+}
+
+const decodeAuth = (v: unknown, key: string): AuthSettings => {
+  const o = object(v, key, authKeys)
+  const query = str(o.query, `${key}.query`, authDefaults.query)
+  if (!query.includes("$1")) throw new ConfigError(`${key}.query`, "must take the role name as $1")
+  return {
+    user: str(o.user, `${key}.user`),
+    password: password(o.password, `${key}.password`),
+    query,
+    database: o.database === undefined ? undefined : str(o.database, `${key}.database`),
+    ttl: seconds(o.ttl, `${key}.ttl`, authDefaults.ttl),
+    negativeTtl: seconds(o.negativeTtl, `${key}.negativeTtl`, authDefaults.negativeTtl)
+  }
+}
+
+/**
+ * Decodes `pool` and `auth` of a route's metadata, or throws a ConfigError whose key is `prefix` + the key path
+ * ("pool.size"). Undefined: the route is not pooled (no `pool`, or mode session: the plain relay).
+ */
+export const decodePoolMetadata = (metadata: Readonly<Obj>, prefix = ""): PooledRoute | undefined => {
+  const pool = metadata.pool === undefined ? undefined : decodePool(metadata.pool, `${prefix}pool`)
+  const auth = metadata.auth === undefined ? undefined : decodeAuth(metadata.auth, `${prefix}auth`)
+  if (pool === undefined || pool.mode === "session") return undefined
+  if (auth === undefined) {
+    throw new ConfigError(
+      `${prefix}auth`,
+      "required with pool.mode transaction: the login ({ user, password }) the proxy looks client secrets up with"
+    )
+  }
+  return { pool, auth }
+}
+
+const parsed = new WeakMap<Route, PooledRoute | string | undefined>()
+
+/**
+ * The pooling settings of `route`: undefined when it is not pooled, a string saying what is wrong with its metadata
+ * (for the log; the client hears only that the route is unavailable).
+ */
+export const poolSettingsOf = (route: Route): PooledRoute | string | undefined => {
+  const metadata = route.metadata
+  // Most routes have neither key: no WeakMap lookup for them.
+  if (metadata.pool === undefined && metadata.auth === undefined) return undefined
+  if (parsed.has(route)) return parsed.get(route)
+  let settings: PooledRoute | string | undefined
+  try {
+    settings = decodePoolMetadata(metadata, "metadata.")
+  } catch (e) {
+    if (!(e instanceof ConfigError)) throw e
+    settings = `route ${route.resourceId}: ${e.message}`
+  }
+  parsed.set(route, settings)
+  return settings
+}
+
+/** The static config's check of one route's metadata (`routes.ID.metadata`): throws a ConfigError naming the key. */
+export const checkRouteMetadata = (metadata: unknown, key: string): void => {
+  if (isObj(metadata)) decodePoolMetadata(metadata, `${key}.`)
+}
