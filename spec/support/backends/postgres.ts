@@ -12,6 +12,8 @@ export interface PostgresOptions {
   readonly databases?: readonly string[]
   /** Only `hostssl` lines in pg_hba.conf: a cleartext login is refused. Implies `tls`. */
   readonly requireTls?: boolean
+  /** pg_hba.conf lines read before the scram-sha-256 ones, e.g. "host all some_role 127.0.0.1/32 trust" (or md5). */
+  readonly hba?: readonly string[]
 }
 
 export interface PostgresServer {
@@ -29,6 +31,7 @@ export interface PostgresServer {
 interface Setup {
   readonly tls: boolean
   readonly requireTls: boolean
+  readonly hba: readonly string[]
   readonly databases: readonly string[]
   readonly password: string
   readonly userPassword: string
@@ -41,6 +44,7 @@ export const startPostgres = async (opts: PostgresOptions = {}): Promise<Postgre
   const setup: Setup = {
     tls,
     requireTls,
+    hba: opts.hba ?? [],
     databases: opts.databases ?? ["appdb"],
     password: randomSecret(),
     userPassword: randomSecret(),
@@ -62,6 +66,7 @@ const hbaConf = (s: Setup, socketAuth: "scram-sha-256" | "trust"): string => {
   const host = s.requireTls ? "hostssl" : "host"
   return [
     `local all all ${socketAuth}`,
+    ...s.hba,
     `${host} all all 127.0.0.1/32 scram-sha-256`,
     `${host} all all ::1/128 scram-sha-256`,
     // Containers see the host through a bridge, never from loopback.
