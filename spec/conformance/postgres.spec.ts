@@ -1,10 +1,8 @@
 // Real `pg` clients → polyproxy's postgres listener → real PostgreSQL 15 servers with scram-sha-256.
-import { createHash, randomBytes } from "node:crypto"
+import { createHash } from "node:crypto"
 import * as net from "node:net"
-import { pipeline } from "node:stream/promises"
 import * as tls from "node:tls"
 import pg from "pg"
-import { from as copyFrom, to as copyTo } from "pg-copy-streams"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { decodeBackendMessage, decodeErrorFields, encodeStartup } from "../../src/codec/pg/index.ts"
 import { ResolveError } from "../../src/domain/ResolveError.ts"
@@ -12,6 +10,7 @@ import { Resolver } from "../../src/services/Resolver.ts"
 import { type PostgresServer, startPostgres } from "../support/backends/index.ts"
 import { type Certs, makeCerts } from "../support/certs.ts"
 import { closedPort } from "../support/net.ts"
+import { copyRoundTrip } from "../support/pgCopy.ts"
 import { eventually, startMtlsProxy, startTestProxy, type TestProxy } from "../support/proxy.ts"
 import { expectShownOnlyInLog } from "../support/refusals.ts"
 
@@ -158,23 +157,9 @@ describe("postgres listener: the protocol through the proxy", () => {
 
   it("COPY FROM STDIN and COPY TO STDOUT carry a few MB intact", async () => {
     await withClient("appdb", async (c) => {
-      await c.query("create table if not exists blobs (line text)")
-      await c.query("truncate blobs")
-      const lines = Array.from({ length: 40_000 }, () => randomBytes(48).toString("hex"))
-      const payload = Buffer.from(`${lines.join("\n")}\n`)
-      await pipeline(
-        (async function* () {
-          for (let i = 0; i < payload.length; i += 65536) yield payload.subarray(i, i + 65536)
-        })(),
-        c.query(copyFrom("copy blobs from stdin"))
-      )
-      const out: Array<Buffer> = []
-      await pipeline(c.query(copyTo("copy blobs to stdout")), async (source: AsyncIterable<Buffer>) => {
-        for await (const chunk of source) out.push(chunk)
-      })
-      const back = Buffer.concat(out)
-      expect(payload.length).toBeGreaterThan(3_000_000)
-      expect(createHash("sha256").update(back).digest("hex")).toBe(createHash("sha256").update(payload).digest("hex"))
+      const { sent, back } = await copyRoundTrip(c, "blobs")
+      expect(sent.length).toBeGreaterThan(3_000_000)
+      expect(createHash("sha256").update(back).digest("hex")).toBe(createHash("sha256").update(sent).digest("hex"))
     })
   })
 

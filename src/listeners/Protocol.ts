@@ -5,7 +5,8 @@ import type * as net from "node:net"
 import type * as Effect from "effect/Effect"
 import type { VettedEndpoint } from "../domain/Endpoint.ts"
 import type { ProxyError } from "../domain/ProxyError.ts"
-import type { Route } from "../domain/Route.ts"
+import type { ConnectionInfo, Route } from "../domain/Route.ts"
+import type { RelayTotals } from "../relay/relay.ts"
 
 /** The client side of one connection. identify replaces `client` when it upgrades to TLS, so errors go the right way. */
 export interface ClientConnection {
@@ -38,6 +39,21 @@ export interface RelayWatch {
    * resumes it). One shared function; per-connection state goes on the socket. For the MySQL KILL tap.
    */
   readonly clientData?: ((this: net.Socket, chunk: Buffer) => void) | undefined
+}
+
+/**
+ * A client the protocol serves itself once its handshake is done, with no backend socket of its own (Postgres
+ * transaction pooling: server connections come from a pool, one per transaction). The pipeline counts, limits, logs
+ * and closes it as it does a relayed connection.
+ */
+export interface ServedSession {
+  /**
+   * The relay phase starts: serve the client until it is gone, then call `closed` once with its byte totals and
+   * `state` (one handler per listener: the session holds no closure for it).
+   */
+  start<S>(closed: (totals: RelayTotals, state: S) => void, state: S): void
+  /** The client will not be served after all (gone before the relay started, or shutdown): let go of what it holds. */
+  destroy(): void
 }
 
 export interface Protocol {
@@ -84,6 +100,19 @@ export interface Protocol {
    * listener and its closure.
    */
   readonly relaying?: (identified: Identified, backend: net.Socket, target: VettedEndpoint) => RelayWatch | undefined
+  /**
+   * After resolve, vet and admit: the rest of the client's handshake done by the protocol itself, ending in a session
+   * it serves without a backend socket of its own, in place of connect → replay → relay (undefined: the usual path
+   * for this client). The pipeline bounds it by timeouts.handshake and starts the session at relay start.
+   */
+  readonly serves?:
+    | ((
+        identified: Identified,
+        route: Route,
+        target: VettedEndpoint,
+        who: ConnectionInfo
+      ) => Effect.Effect<ServedSession, ProxyError> | undefined)
+    | undefined
   /** Answer the client in its own protocol's words, then close (the listener destroys it after a grace period). */
   readonly refuse: (client: net.Socket, error: ProxyError) => void
 }

@@ -69,8 +69,13 @@ export interface ListenerManifest {
   ) => Effect.Effect<RunningListener, ProxyError, ListenerServices | Scope.Scope>
 }
 
-/** A protocol for one listener: built at once, or after loading something (tcp's first-bytes extractor). */
-export type ProtocolLoader = (ctx: ProtocolContext) => Protocol | Effect.Effect<Protocol, ProxyError>
+/**
+ * A protocol for one listener: built at once, or after loading something (tcp's first-bytes extractor) or with the
+ * listener's services and scope (postgres: its server-connection pools, closed with the listener).
+ */
+export type ProtocolLoader = (
+  ctx: ProtocolContext
+) => Protocol | Effect.Effect<Protocol, ProxyError, ListenerServices | Scope.Scope>
 
 /**
  * `start` for a protocol on the shared connection pipeline (accept, identify, resolve, vet, admit, connect, replay,

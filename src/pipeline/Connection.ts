@@ -5,7 +5,7 @@ import type * as net from "node:net"
 import type * as Fiber from "effect/Fiber"
 import type { ProxyError } from "../domain/ProxyError.ts"
 import type { ConnectionInfo, Route } from "../domain/Route.ts"
-import type { ClientConnection, Identified } from "../listeners/Protocol.ts"
+import type { ClientConnection, Identified, ServedSession } from "../listeners/Protocol.ts"
 import { Dialing } from "./connect.ts"
 import { dialedFast } from "./fast.ts"
 import type { ListenerState } from "./ListenerState.ts"
@@ -24,6 +24,8 @@ export class Connection extends Dialing implements ClientConnection {
   readonly started: number
   identified: Identified | undefined = undefined
   route: Route | undefined = undefined
+  /** The protocol serves the client itself (`Protocol.serves`): no backend socket to dial or relay. */
+  session: ServedSession | undefined = undefined
   /** The handshake fiber, when the connection went through it. */
   fiber: Fiber.Fiber<unknown, unknown> | undefined = undefined
   /** identify in the callback form under way (fast.ts), its cancel and deadline. */

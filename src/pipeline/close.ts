@@ -64,6 +64,7 @@ export const abandon = (p: ListenerState, c: Connection): void => {
     c.cancelPeek?.()
   }
   if (c.fiber === undefined && c.backend !== undefined) cancelDial(c.backend)
+  c.session?.destroy()
   c.client.destroy()
   c.accepted.destroy()
   finish(p, c.accepted, c.accepted.bytesRead, 0)

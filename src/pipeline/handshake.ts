@@ -13,6 +13,7 @@ import type { ListenerState } from "./ListenerState.ts"
 import { startRelay } from "./relay.ts"
 import { replay, replayNow } from "./replay.ts"
 import { resolve, resolvedNow } from "./resolve.ts"
+import { serve } from "./serve.ts"
 
 const handshake = Effect.fnUntraced(function* (p: ListenerState, c: Connection) {
   const found = yield* identify(p, c)
@@ -25,12 +26,17 @@ const handshake = Effect.fnUntraced(function* (p: ListenerState, c: Connection) 
   return yield* Effect.mapError(toBackend(p, c), (e) => (e.resourceId === undefined ? withResource(e, resourceId) : e))
 })
 
-/** resolve, vet, connect and replay of an identified connection. */
+/** resolve, vet, connect and replay of an identified connection (or the protocol's own rest of the handshake). */
 const toBackend = Effect.fnUntraced(function* (p: ListenerState, c: Connection) {
   const found = c.identified!
   const { route, target } = resolvedNow(p, found) ?? (yield* resolve(p, found.resourceId, c.whoNow()))
   c.route = route
   c.target = target
+  const served = p.protocol.serves?.(found, route, target, c.whoNow())
+  if (served !== undefined) {
+    c.session = yield* serve(p, served)
+    return
+  }
   const dialed = yield* connect(p, found.resourceId, route, target)
   const replayOf = p.protocol.replay
   c.backend = replayOf === undefined ? replayNow(c, dialed) : yield* replay(p, c, replayOf, dialed)

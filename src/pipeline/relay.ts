@@ -1,21 +1,17 @@
 // relay phase of the byte listeners, its start: from here on only plain Node sockets and shared handlers
-// (src/relay/relay.ts), nothing per chunk. The connection is counted as handshaken, the Resolver hears of it, and
-// the relay holds the few facts the close phase needs (RelayState); the Connection itself is dropped.
+// (src/relay/relay.ts), nothing per chunk, or for a client the protocol serves itself its session. The connection is
+// counted as handshaken, the Resolver hears of it, and the relay holds the few facts the close phase needs
+// (RelayState); the Connection itself is dropped.
 import { formatEndpoint } from "../domain/Endpoint.ts"
+import type { ConnectionInfo, Route } from "../domain/Route.ts"
+import type { ServedSession } from "../listeners/Protocol.ts"
 import { readIntoShared, relay } from "../relay/relay.ts"
 import type { Connection } from "./Connection.ts"
-import { closedEarly } from "./close.ts"
+import { closedEarly, finish } from "./close.ts"
 import type { ListenerState } from "./ListenerState.ts"
 
-export const startRelay = (p: ListenerState, c: Connection): void => {
-  const { accepted, identified, target } = c
-  const backend = c.backend!
-  const route = c.route!
-  const client = identified === undefined ? accepted : identified.client
-  if (client.destroyed || backend.destroyed) {
-    closedEarly(p, c, client, backend)
-    return
-  }
+/** What every relay start does: the connection handshaken (counted), the Resolver told. Returns who the client is. */
+const relayStarts = (p: ListenerState, c: Connection, route: Route): ConnectionInfo => {
   p.handshaking.delete(c)
   const who = c.who ?? c.info ?? p.unreadPeer
   if (p.resolver.onConnect) p.runFork(p.resolver.onConnect(route.resourceId, who))
@@ -31,7 +27,39 @@ export const startRelay = (p: ListenerState, c: Connection): void => {
   }
   // The route's copy of the resource name is shared by all its connections; the one read from this client's
   // handshake would be held per connection for its whole life.
-  if (p.open.get(accepted) === route.resourceId) p.open.set(accepted, route.resourceId)
+  if (p.open.get(c.accepted) === route.resourceId) p.open.set(c.accepted, route.resourceId)
+  return who
+}
+
+/** Relay start for a client the protocol serves itself (`Protocol.serves`): the session takes the client socket. */
+const startServed = (p: ListenerState, c: Connection, session: ServedSession): void => {
+  const { accepted, identified } = c
+  const client = identified!.client
+  if (client.destroyed) {
+    p.handshaking.delete(c)
+    session.destroy()
+    finish(p, accepted, client.bytesRead, 0)
+    return
+  }
+  const route = c.route!
+  const who = relayStarts(p, c, route)
+  session.start(p.onRelayClosed, { accepted, route, who, started: c.started, watch: undefined })
+}
+
+export const startRelay = (p: ListenerState, c: Connection): void => {
+  if (c.session !== undefined) {
+    startServed(p, c, c.session)
+    return
+  }
+  const { accepted, identified, target } = c
+  const backend = c.backend!
+  const route = c.route!
+  const client = identified === undefined ? accepted : identified.client
+  if (client.destroyed || backend.destroyed) {
+    closedEarly(p, c, client, backend)
+    return
+  }
+  const who = relayStarts(p, c, route)
   // A fixed route's connection has nothing to watch (ListenerState.relayOnly), and no Identified of its own.
   const watch = identified === undefined ? undefined : p.protocol.relaying?.(identified, backend, target)
   // Once the handshake is done only the relay reads a plain TCP socket (through `clientData` when the watcher has

@@ -33,6 +33,13 @@ const SILENCE = new ServerAnswer(Buffer.alloc(0))
 export const unanswered = (error: ProxyError): ProxyError =>
   proxyError(error.reason, error.source, error.message, { cause: SILENCE })
 
+/** The same error, answered with these bytes (PostgreSQL's own words for it) instead of the proxy's. */
+export const answered = (error: ProxyError, bytes: Buffer): ProxyError =>
+  proxyError(error.reason, error.source, error.message, {
+    cause: new ServerAnswer(bytes),
+    ...(error.clientMessage === undefined ? {} : { clientMessage: error.clientMessage })
+  })
+
 /** A packet the server refuses with FATAL: in its own words, or the proxy's when only the proxy refuses it. */
 export const refusal = (refused: RefusedStartup): ProxyError =>
   refused.byServer

@@ -1,5 +1,6 @@
 // PostgreSQL: route by the startup message's database (or user, user suffix, SNI), terminate TLS if configured,
-// route CancelRequests to the backend of their session, and refuse with an ErrorResponse carrying a SQLSTATE.
+// route CancelRequests to the backend of their session, and refuse with an ErrorResponse carrying a SQLSTATE. A route
+// in transaction pooling mode (`metadata.pool`) is served by the proxy itself (pool/pooling.ts).
 
 import type * as net from "node:net"
 import type * as tls from "node:tls"
@@ -10,6 +11,7 @@ import {
   decodeSslResponse,
   decodeStartup,
   detectDirectTls,
+  encodeCancelRequest,
   encodeStartup,
   MAX_STARTUP_PACKET_LENGTH,
   SECOND_GSSENC_REQUEST,
@@ -23,6 +25,7 @@ import {
 } from "../../codec/pg/index.ts"
 import { type ProxyError, proxyError } from "../../domain/ProxyError.ts"
 import type { Route } from "../../domain/Route.ts"
+import { Log } from "../../services/Log.ts"
 import type { ClientConnection, Identified, Protocol } from "../Protocol.ts"
 import type { ProtocolContext } from "../ProtocolContext.ts"
 import { readFrame } from "../readFrame.ts"
@@ -38,6 +41,9 @@ import {
 import type { CancelKeys } from "./CancelKeys.ts"
 import { answerFor, refusal, unanswered } from "./errorResponse.ts"
 import { watchBackendKeyData } from "./keyDataTap.ts"
+import { listenerPgPools } from "./pool/pgPools.ts"
+import { pooledCancel } from "./pool/pooledKeys.ts"
+import { type PooledStartup, Pooling } from "./pool/pooling.ts"
 
 export type PgRouteBy = "database" | "user" | "user-suffix" | "sni"
 
@@ -49,6 +55,8 @@ export interface PostgresOptions {
   /** TLS towards backends unless a route's metadata.tls says otherwise. */
   readonly upstreamTls?: ClientTlsOptions | undefined
   readonly cancelKeys: CancelKeys
+  /** Transaction pooling for the routes that ask for it; absent: every route is relayed. */
+  readonly pooling?: Pooling | undefined
 }
 
 /** A startup packet is at most 10,004 bytes (Postgres' own limit); the whole client handshake stays well under. */
@@ -74,50 +82,77 @@ const hungUp = "the server closed the connection unexpectedly"
 
 interface PgState {
   readonly startup: Buffer
+  /** What a pooled route's session needs of the startup (pool/pooling.ts). */
+  readonly pooled: PooledStartup
+}
+
+interface Routed {
+  readonly key: string
+  readonly startup: Buffer
+  /** The parameters the backend gets (`startup`'s). */
+  readonly params: ReadonlyMap<string, string>
 }
 
 /** The routing key and the startup packet to replay (rewritten when the key was a suffix of the user name). */
-const routingKey = (
-  message: StartupMessage,
-  routeBy: PgRouteBy,
-  sni: string | undefined
-): { readonly key: string; readonly startup: Buffer } | ProxyError => {
+const routingKey = (message: StartupMessage, routeBy: PgRouteBy, sni: string | undefined): Routed | ProxyError => {
+  const params = message.parameters
   switch (routeBy) {
     case "database":
-      return { key: databaseOf(message), startup: message.raw }
+      return { key: databaseOf(message), startup: message.raw, params }
     case "user":
-      return { key: message.parameters.get("user") ?? "", startup: message.raw }
+      return { key: params.get("user") ?? "", startup: message.raw, params }
     case "sni": {
       if (sni === undefined || sni === "") {
         return proxyError("FORBIDDEN", "client", "this listener routes by TLS server name: connect with TLS and SNI")
       }
-      return { key: sni.split(".")[0]!.toLowerCase(), startup: message.raw }
+      return { key: sni.split(".")[0]!.toLowerCase(), startup: message.raw, params }
     }
     case "user-suffix": {
-      const user = message.parameters.get("user") ?? ""
+      const user = params.get("user") ?? ""
       const dot = user.lastIndexOf(".")
       if (dot <= 0 || dot === user.length - 1) {
         return proxyError("FORBIDDEN", "client", `user "${user}" has no tenant: connect as "user.tenant"`)
       }
-      const params = new Map(message.parameters)
-      params.set("user", user.slice(0, dot))
+      const rewritten = new Map(params)
+      rewritten.set("user", user.slice(0, dot))
       // Postgres defaults the database to the user name: keep the client's intent, which was the full name's prefix.
-      if (!params.get("database")) params.set("database", user.slice(0, dot))
-      return { key: user.slice(dot + 1), startup: encodeStartup(params, (message.major << 16) | message.minor) }
+      if (!params.get("database")) rewritten.set("database", user.slice(0, dot))
+      return {
+        key: user.slice(dot + 1),
+        startup: encodeStartup(rewritten, (message.major << 16) | message.minor),
+        params: rewritten
+      }
     }
   }
 }
 
-export const postgresProtocol = (ctx: ProtocolContext): Protocol =>
-  makePostgresProtocol({
-    name: ctx.name,
-    tls: ctx.tls,
-    routeBy: (ctx.listener.routeBy ?? "database") as PgRouteBy,
-    upstreamTls: ctx.upstreamTls,
-    cancelKeys: ctx.shared.cancelKeys
+/** Server logins of pooled routes get timeouts.handshake; with no handshake limit, PostgreSQL's authentication_timeout. */
+const loginTimeoutMs = (handshake: number) => (handshake > 0 ? handshake : 60) * 1000
+
+export const postgresProtocol = (ctx: ProtocolContext) =>
+  Effect.gen(function* () {
+    const log = yield* Log
+    const { timeouts } = ctx.config
+    const pools = yield* listenerPgPools(ctx.name, {
+      connectTimeoutMs: timeouts.connect * 1000,
+      loginTimeoutMs: loginTimeoutMs(timeouts.handshake),
+      upstreamTls: ctx.upstreamTls,
+      log
+    })
+    const pooling = new Pooling({ pools, log, listener: ctx.name, upstreamTls: ctx.upstreamTls })
+    yield* Effect.addFinalizer(() => Effect.sync(() => pooling.close()))
+    return makePostgresProtocol({
+      name: ctx.name,
+      tls: ctx.tls,
+      routeBy: (ctx.listener.routeBy ?? "database") as PgRouteBy,
+      upstreamTls: ctx.upstreamTls,
+      cancelKeys: ctx.shared.cancelKeys,
+      pooling
+    })
   })
 
 export const makePostgresProtocol = (options: PostgresOptions): Protocol => {
+  const pooling = options.pooling
   const identify = Effect.fnUntraced(function* (conn: ClientConnection) {
     // The server's ssl_done and gss_done: each negotiation once, and none after TLS is accepted.
     let sslDone = false
@@ -183,6 +218,26 @@ export const makePostgresProtocol = (options: PostgresOptions): Protocol => {
         case "RefusedStartup":
           return yield* refusal(packet)
         case "CancelRequest": {
+          // A pooled client's key is the proxy's: the cancel goes to the server connection running its query now.
+          const pooled = pooledCancel(packet.processId, packet.secretKey)
+          if (pooled === "idle") {
+            return yield* proxyError(
+              "NOT_FOUND",
+              "client",
+              `cancel request for pooled client ${packet.processId}, idle`,
+              {
+                quiet: true
+              }
+            )
+          }
+          if (pooled !== undefined) {
+            return {
+              resourceId: `cancel:${packet.processId}`,
+              client: conn.client,
+              replay: encodeCancelRequest(pooled.processId, pooled.secretKey),
+              target: pooled.target
+            } satisfies Identified
+          }
           const target = yield* Effect.promise(() => options.cancelKeys.find(packet.processId, packet.secretKey))
           if (target === undefined) {
             // Postgres answers an unknown key with silence, so a scanner learns nothing.
@@ -202,7 +257,8 @@ export const makePostgresProtocol = (options: PostgresOptions): Protocol => {
           if (!("key" in routed)) return yield* routed
           if (routed.key === "") return yield* badRequest("startup message names no database or user")
           const state: PgState = {
-            startup: rest.length > 0 ? Buffer.concat([routed.startup, rest]) : Buffer.from(routed.startup)
+            startup: rest.length > 0 ? Buffer.concat([routed.startup, rest]) : Buffer.from(routed.startup),
+            pooled: { params: routed.params, minor: packet.minor, rest }
           }
           return {
             resourceId: routed.key,
@@ -260,6 +316,14 @@ export const makePostgresProtocol = (options: PostgresOptions): Protocol => {
       }),
     relaying: (identified, backend, target) =>
       identified.state === undefined ? undefined : watchBackendKeyData(backend, target, options.cancelKeys),
+    serves:
+      pooling === undefined
+        ? undefined
+        : (identified, route, target) => {
+            const state = identified.state as PgState | undefined
+            // A cancel request is relayed as it came.
+            return state === undefined ? undefined : pooling.serves(identified.client, state.pooled, route, target)
+          },
     refuse: (client, error) => {
       client.end(answerFor(error))
     }

@@ -1,0 +1,387 @@
+// Real `pg` clients → polyproxy's postgres listener in transaction pooling mode → a real PostgreSQL 15 whose role
+// `app` has a SCRAM-SHA-256 password. The proxy authenticates each client itself (the role's secret looked up
+// through a superuser login), logs in to the server with the keys the client's proof gave it, and runs the clients'
+// transactions on a pool of 3 server connections. Where a direct connection can be compared, it is.
+import { createHash } from "node:crypto"
+import pg from "pg"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { type PostgresServer, startPostgres } from "../support/backends/index.ts"
+import { makeCerts } from "../support/certs.ts"
+import { superuserClient } from "../support/pgAdmin.ts"
+import { copyRoundTrip } from "../support/pgCopy.ts"
+import { pooledRoute, startPoolingProxy } from "../support/pgPooling.ts"
+import { eventually, type TestProxy } from "../support/proxy.ts"
+
+const SIZE = 3
+
+let db: PostgresServer
+let proxy: TestProxy
+/** A direct superuser connection to watch the server with. */
+let monitor: pg.Client
+
+beforeAll(async () => {
+  db = await startPostgres({ databases: ["appdb", "otherdb", "waitdb"] })
+  monitor = await superuserClient(db, "postgres")
+  proxy = await startPoolingProxy({
+    appdb: pooledRoute(db, { size: SIZE }),
+    // One server connection, one client waiting at most, for one second at most.
+    waitdb: pooledRoute(db, { size: 1, maxWaiting: 1, maxWait: 1 }),
+    // A lookup login the server refuses (answers are cached per lookup user: another one than appdb's).
+    otherdb: pooledRoute(db, { size: SIZE }, { user: "lookup_ghost", password: "nope" })
+  })
+})
+
+afterAll(async () => {
+  await proxy?.stop()
+  await monitor?.end()
+  await db?.stop()
+})
+
+const viaProxy = (extra: Partial<pg.ClientConfig> = {}): pg.ClientConfig => ({
+  host: "127.0.0.1",
+  port: proxy.port("postgres"),
+  user: db.user,
+  password: db.userPassword,
+  database: "appdb",
+  ssl: false,
+  ...extra
+})
+
+const direct = (extra: Partial<pg.ClientConfig> = {}): pg.ClientConfig => ({
+  ...viaProxy(),
+  host: db.host,
+  port: db.port,
+  ...extra
+})
+
+const connected = async (config: pg.ClientConfig): Promise<pg.Client> => {
+  const c = new pg.Client(config)
+  await c.connect()
+  return c
+}
+
+type PgError = Error & { code?: string; severity?: string; hint?: string }
+
+const failure = (p: Promise<unknown>): Promise<PgError> =>
+  p.then(
+    () => {
+      throw new Error("expected an error")
+    },
+    (e: PgError) => e
+  )
+
+const connectError = async (config: pg.ClientConfig): Promise<PgError> => {
+  const c = new pg.Client(config)
+  c.on("error", () => {})
+  return failure(c.connect())
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+
+/** Server backends of the pooled database and role, now. */
+const serverBackends = async (): Promise<number> =>
+  (
+    await monitor.query<{ n: number }>(
+      "select count(*)::int as n from pg_stat_activity where datname = 'appdb' and usename = 'app'"
+    )
+  ).rows[0]!.n
+
+/** Samples serverBackends until the returned function is called; it resolves with the highest count seen. */
+const sampleBackends = () => {
+  let max = 0
+  let stopped = false
+  const loop = (async () => {
+    while (!stopped) {
+      max = Math.max(max, await serverBackends())
+      await sleep(10)
+    }
+  })()
+  return async () => {
+    stopped = true
+    await loop
+    return max
+  }
+}
+
+/**
+ * Runs pg_sleep(30) on `c`, and once the server runs it, cancels it with pg's Client#cancel, which opens a new
+ * connection with `config` and sends a CancelRequest (not in @types/pg). Resolves with the query's error.
+ */
+const cancelledSleep = async (c: pg.Client, config: pg.ClientConfig): Promise<PgError> => {
+  const q = new pg.Query("select pg_sleep(30)")
+  const failed = new Promise<PgError>((r) => q.once("error", r))
+  c.query(q)
+  await eventually(async () => {
+    const r = await monitor.query("select count(*)::int as n from pg_stat_activity where query = 'select pg_sleep(30)'")
+    return r.rows[0].n === 1
+  })
+  ;(new pg.Client(config) as unknown as { cancel(c: pg.Client, q: pg.Query): void }).cancel(c, q)
+  return failed
+}
+
+describe("transaction pooling through the postgres listener", () => {
+  it("authenticates a SCRAM client itself and runs its queries on the real server", async () => {
+    const c = await connected(viaProxy())
+    const r = await c.query("select current_user as who, current_database() as db, $1::text as echo", ["hi"])
+    expect(r.rows).toEqual([{ who: "app", db: "appdb", echo: "hi" }])
+    await c.end()
+  })
+
+  it("tells the client its server's ParameterStatus values and a BackendKeyData of the proxy's own", async () => {
+    const login = async (config: pg.ClientConfig) => {
+      const c = new pg.Client(config)
+      const params = new Map<string, string>()
+      const connection = (c as unknown as { connection: NodeJS.EventEmitter }).connection
+      connection.on("parameterStatus", (m: { parameterName: string; parameterValue: string }) =>
+        params.set(m.parameterName, m.parameterValue)
+      )
+      await c.connect()
+      const processId = (c as unknown as { processID: number }).processID
+      const serverPid = (await c.query<{ pid: number }>("select pg_backend_pid() as pid")).rows[0]!.pid
+      await c.end()
+      return { params, processId, serverPid }
+    }
+    const [mine, real] = [
+      await login(viaProxy({ application_name: "pooled" })),
+      await login(direct({ application_name: "pooled" }))
+    ]
+    expect([...mine.params.keys()].sort()).toEqual([...real.params.keys()].sort())
+    for (const name of [
+      "server_version",
+      "server_encoding",
+      "client_encoding",
+      "DateStyle",
+      "TimeZone",
+      "IntervalStyle",
+      "integer_datetimes",
+      "standard_conforming_strings",
+      "is_superuser",
+      "session_authorization",
+      "application_name"
+    ]) {
+      expect([name, mine.params.get(name)]).toEqual([name, real.params.get(name)])
+    }
+    // The key is the proxy's: no server process has that id.
+    expect(mine.processId).toBeGreaterThan(0)
+    expect(mine.processId).not.toBe(mine.serverPid)
+  })
+
+  it("refuses a wrong password and an unknown role with PostgreSQL's own 28P01, word for word", async () => {
+    for (const [user, password] of [
+      [db.user, "wrong"],
+      ["nobody", "whatever"]
+    ] as const) {
+      const mine = await connectError(viaProxy({ user, password }))
+      const real = await connectError(direct({ user, password }))
+      expect([mine.severity, mine.code, mine.message]).toEqual([real.severity, real.code, real.message])
+      expect(mine.code).toBe("28P01")
+      expect(mine.message).toBe(`password authentication failed for user "${user}"`)
+    }
+  })
+
+  it("answers 08006 without naming the lookup login when the lookup itself fails", async () => {
+    const e = await connectError(viaProxy({ database: "otherdb" }))
+    expect(e.code).toBe("08006")
+    expect(e.message).toMatch(/^polyproxy: cannot connect to the backend of "otherdb" \(ref [0-9a-f]{12}\)$/)
+    expect(e.message).not.toMatch(/lookup_ghost|password|pg_authid|127\.0\.0\.1/)
+  })
+
+  it("refuses clients past the pool's limits: 53300 when the queue is full, 57P03 once maxWait has passed", async () => {
+    const waitdb = viaProxy({ database: "waitdb" })
+    const holder = await connected(waitdb)
+    await holder.query("begin") // holds the pool's only server connection
+    const waiting = await connected(waitdb)
+    waiting.on("error", () => {})
+    const waited = failure(waiting.query("select 1"))
+    await sleep(500) // its query has reached the pool's queue
+    const third = await connected(waitdb)
+    third.on("error", () => {})
+    const full = await failure(third.query("select 1"))
+    expect([full.severity, full.code, full.message]).toEqual(["FATAL", "53300", "sorry, too many clients already"])
+    const late = await waited
+    expect([late.severity, late.code]).toEqual(["FATAL", "57P03"])
+    expect(late.hint).toMatch(/retry later/)
+    // The holder's transaction was never disturbed.
+    expect((await holder.query("select 1 as one")).rows).toEqual([{ one: 1 }])
+    await holder.query("commit")
+    await holder.end()
+  })
+
+  it("refuses a startup parameter it cannot keep per client, in PgBouncer's words", async () => {
+    const e = await connectError(viaProxy({ statement_timeout: 1000 }))
+    expect([e.code, e.message]).toEqual(["08P01", "unsupported startup parameter: statement_timeout"])
+  })
+
+  it("runs 20 interleaved clients on 3 server connections, one per transaction from BEGIN to COMMIT", async () => {
+    const clients = await Promise.all(Array.from({ length: 20 }, () => connected(viaProxy())))
+    const maxBackends = sampleBackends()
+    const pids = new Set<number>()
+    await Promise.all(
+      clients.map(async (c, i) => {
+        for (let round = 0; round < 5; round++) {
+          expect((await c.query(`select ${i} + ${round} as v`)).rows[0].v).toBe(i + round)
+          // Parameterized: the unnamed statement of the extended protocol.
+          expect((await c.query("select $1::int * 2 as v", [i])).rows[0].v).toBe(i * 2)
+          await c.query("begin")
+          const first = (await c.query<{ pid: number }>("select pg_backend_pid() as pid")).rows[0]!.pid
+          await c.query("select pg_sleep(0.005)")
+          const again = (await c.query<{ pid: number }>("select pg_backend_pid() as pid, $1::int as r", [round]))
+            .rows[0]!.pid
+          expect(again).toBe(first)
+          pids.add(first)
+          await c.query("commit")
+        }
+      })
+    )
+    const max = await maxBackends()
+    await Promise.all(clients.map((c) => c.end()))
+    expect(max).toBeGreaterThan(0)
+    expect(max).toBeLessThanOrEqual(SIZE)
+    expect(pids.size).toBeLessThanOrEqual(SIZE)
+  })
+
+  it("passes PostgreSQL's errors through, and the client goes on", async () => {
+    const c = await connected(viaProxy())
+    const [mine, real] = [
+      await failure(c.query("selec 1")),
+      await failure(connected(direct()).then((d) => d.query("selec 1").finally(() => d.end())))
+    ]
+    expect([mine.code, mine.message]).toEqual([real.code, real.message])
+    expect(mine.code).toBe("42601")
+    expect((await c.query("select 1 as one")).rows).toEqual([{ one: 1 }])
+    expect((await failure(c.query("select $1::int", ["x"]))).code).toBe("22P02")
+    // A failed transaction stays failed, on its server connection, until the client rolls it back.
+    await c.query("begin")
+    expect((await failure(c.query("select 1/0"))).code).toBe("22012")
+    expect((await failure(c.query("select 1"))).code).toBe("25P02")
+    await c.query("rollback")
+    expect((await c.query("select 2 as two")).rows).toEqual([{ two: 2 }])
+    await c.end()
+  })
+
+  it("refuses a named prepared statement with 0A000 as a failed Parse, and the client goes on", async () => {
+    const c = await connected(viaProxy())
+    const e = await failure(c.query({ name: "s1", text: "select $1::int as v", values: [1] }))
+    expect([e.severity, e.code, e.message]).toEqual([
+      "ERROR",
+      "0A000",
+      "named prepared statements are not supported in transaction pooling mode"
+    ])
+    expect((await c.query("select 2 as v")).rows).toEqual([{ v: 2 }])
+    await c.query("begin")
+    expect((await failure(c.query({ name: "s2", text: "select 3 as v" }))).code).toBe("0A000")
+    // As after a Parse the server refused: the transaction is aborted.
+    expect((await failure(c.query("select 1"))).code).toBe("25P02")
+    await c.query("rollback")
+    expect((await c.query("select $1::int as v", [4])).rows).toEqual([{ v: 4 }])
+    await c.end()
+  })
+
+  it("keeps each client's application_name and SET TimeZone whichever server connection runs it", async () => {
+    const clients = await Promise.all(
+      Array.from({ length: 6 }, (_, i) => connected(viaProxy({ application_name: `client-${i}` })))
+    )
+    await clients[0]!.query("set timezone to 'Asia/Tokyo'")
+    await Promise.all(
+      clients.map(async (c, i) => {
+        for (let round = 0; round < 8; round++) {
+          const r = await c.query(
+            "select current_setting('application_name') as app, current_setting('TimeZone') as tz"
+          )
+          expect(r.rows[0].app).toBe(`client-${i}`)
+          if (i === 0) expect(r.rows[0].tz).toBe("Asia/Tokyo")
+          else expect(r.rows[0].tz).not.toBe("Asia/Tokyo")
+        }
+      })
+    )
+    await Promise.all(clients.map((c) => c.end()))
+  })
+
+  it("COPY FROM STDIN and COPY TO STDOUT carry a few MB intact", async () => {
+    const c = await connected(viaProxy())
+    const { sent, back } = await copyRoundTrip(c, "pooled_blobs")
+    expect(createHash("sha256").update(back).digest("hex")).toBe(createHash("sha256").update(sent).digest("hex"))
+    await c.end()
+  })
+
+  it("cancels pg_sleep(30): the cancel reaches the server connection running the client's query", async () => {
+    const c = await connected(viaProxy())
+    const started = Date.now()
+    expect((await cancelledSleep(c, viaProxy())).code).toBe("57014") // query_canceled
+    expect(Date.now() - started).toBeLessThan(10_000)
+    expect((await c.query("select 1 as alive")).rows).toEqual([{ alive: 1 }])
+    await c.end()
+  })
+
+  it("closes the server connection of a client gone mid-transaction: its transaction is rolled back", async () => {
+    const c = await connected(viaProxy())
+    c.on("error", () => {})
+    await c.query("create table if not exists pooled_gone (v int)")
+    await c.query("truncate pooled_gone")
+    await c.query("begin")
+    await c.query("insert into pooled_gone values (1)")
+    const pid = (await c.query<{ pid: number }>("select pg_backend_pid() as pid")).rows[0]!.pid
+    ;(c as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy()
+    await eventually(async () => {
+      const r = await monitor.query("select count(*)::int as n from pg_stat_activity where pid = $1", [pid])
+      return r.rows[0].n === 0
+    })
+    const d = await connected(viaProxy())
+    expect((await d.query("select count(*)::int as n from pooled_gone")).rows).toEqual([{ n: 0 }])
+    await d.end()
+  })
+
+  it("tells a client whose server connection dies mid-transaction, closes it, and serves the others on", async () => {
+    const c = await connected(viaProxy())
+    const heard: Array<PgError> = []
+    c.on("error", (e: PgError) => heard.push(e))
+    await c.query("begin")
+    const pid = (await c.query<{ pid: number }>("select pg_backend_pid() as pid")).rows[0]!.pid
+    await monitor.query("select pg_terminate_backend($1)", [pid])
+    await eventually(() => heard.length >= 2)
+    // The server's own FATAL first (terminating connection due to administrator command), then the proxy's.
+    expect(heard.slice(0, 2).map((e) => [e.severity, e.code])).toEqual([
+      ["FATAL", "57P01"],
+      ["FATAL", "08006"]
+    ])
+    expect((await failure(c.query("select 1"))).message).toMatch(/not queryable|terminated|ended/i)
+    const d = await connected(viaProxy())
+    expect((await d.query("select 1 as one")).rows).toEqual([{ one: 1 }])
+    await d.end()
+  })
+
+  it("serves a client that logs in over TLS the same way: SCRAM, queries, a transaction, cancel", async () => {
+    const certs = await makeCerts()
+    const tlsProxy = await startPoolingProxy(
+      { appdb: pooledRoute(db, { size: SIZE }) },
+      { tls: { cert: certs.server.certPath, key: certs.server.keyPath } }
+    )
+    try {
+      const config = viaProxy({ port: tlsProxy.port("postgres"), ssl: { ca: certs.ca.cert, servername: "localhost" } })
+      const c = await connected(config)
+      expect((c as unknown as { connection: { stream: { encrypted?: boolean } } }).connection.stream.encrypted).toBe(
+        true
+      )
+      await c.query("begin")
+      expect((await c.query("select $1::text as v", ["over tls"])).rows).toEqual([{ v: "over tls" }])
+      await c.query("commit")
+      expect((await cancelledSleep(c, config)).code).toBe("57014")
+      await c.end()
+    } finally {
+      await tlsProxy.stop()
+    }
+  })
+
+  it("gives the server connections back when clients end: none left busy or in a transaction", async () => {
+    const clients = await Promise.all(Array.from({ length: 5 }, () => connected(viaProxy())))
+    await Promise.all(clients.map((c) => c.query("select 1")))
+    await Promise.all(clients.map((c) => c.end()))
+    await eventually(async () => {
+      const r = await monitor.query(
+        "select count(*)::int as n from pg_stat_activity where datname = 'appdb' and usename = 'app' and state <> 'idle'"
+      )
+      return r.rows[0].n === 0
+    })
+    expect(await serverBackends()).toBeLessThanOrEqual(SIZE)
+  })
+})

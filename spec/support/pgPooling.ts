@@ -1,0 +1,37 @@
+// polyproxy in front of a spec's PostgreSQL with routes in transaction pooling mode (README "PostgreSQL connection
+// pooling"): one postgres listener routing by database, the routes given by a resolver.
+
+import { Resolver } from "../../src/services/Resolver.ts"
+import type { PostgresServer } from "./backends/index.ts"
+import { startTestProxy, type TestProxy } from "./proxy.ts"
+
+export interface PooledRoute {
+  readonly endpoint: string
+  readonly metadata: Readonly<Record<string, unknown>>
+}
+
+/**
+ * A transaction-mode route to `db` with these `pool` keys; secrets are looked up as the superuser in the postgres
+ * database, so the pooled database's backends are the pool's alone. `auth` overrides the lookup login's keys.
+ */
+export const pooledRoute = (
+  db: PostgresServer,
+  pool: Readonly<Record<string, unknown>>,
+  auth: Readonly<Record<string, unknown>> = {}
+): PooledRoute => ({
+  endpoint: `127.0.0.1:${db.port}`,
+  metadata: {
+    pool: { mode: "transaction", ...pool },
+    auth: { user: db.superuser, password: db.password, database: "postgres", ...auth }
+  }
+})
+
+/** A proxy whose listener "postgres" (with `listener`'s keys added) routes each database to `routes[database]`. */
+export const startPoolingProxy = (
+  routes: Readonly<Record<string, PooledRoute>>,
+  listener: Readonly<Record<string, unknown>> = {}
+): Promise<TestProxy> =>
+  startTestProxy(
+    { listeners: { postgres: { host: "127.0.0.1", port: 0, ...listener } }, ssrf: { allow: ["127.0.0.0/8"] } },
+    Resolver.layerAsync({ resolve: (id) => routes[id] ?? null })
+  )

@@ -1,0 +1,124 @@
+// server → client for a pooled client: relays the server connection's messages as they stream (only the few it must
+// read are read whole: ReadyForQuery, ParameterStatus, and while the proxy's own SET runs, everything), keeps
+// `conn.status` current for the pool, follows the tracked parameters (tracked.ts), and gives the connection back at
+// the ReadyForQuery('I') that leaves nothing unanswered.
+import { encodeParameterStatus } from "../../../codec/pg/SessionMessages.ts"
+import { isRefusalAnswer, namedStatementRefusal } from "./clientStream.ts"
+import type { Link } from "./link.ts"
+import { parameterStatus } from "./serverMessages.ts"
+import type { PooledSession } from "./session.ts"
+import { trackedIndex, trackedNames, withValue } from "./tracked.ts"
+
+const READY = 0x5a
+const PARAMETER_STATUS = 0x53
+const ERROR = 0x45
+
+const empty = Buffer.alloc(0)
+
+/** A ParameterStatus from the server: the connection's value, and the client's when it is a tracked one. */
+const parameterChanged = (s: PooledSession, link: Link, body: Buffer, tellClient: boolean): void => {
+  const p = parameterStatus(body)
+  if (p === undefined) return
+  link.conn.parameters.set(p[0], p[1])
+  const i = trackedIndex(p[0])
+  if (i >= 0 && tellClient) s.params = withValue(s.params, i, p[1])
+}
+
+/**
+ * A message of the proxy's own SET, kept from the client. At its ReadyForQuery the client's values become the ones
+ * the server now reports (its spelling of them: `utf8` reads back `UTF8`), and the client hears of any that differ
+ * from what it was told, as after a SET of its own.
+ */
+const swallowed = (s: PooledSession, link: Link, type: number, body: Buffer): void => {
+  if (type === PARAMETER_STATUS) parameterChanged(s, link, body, false)
+  else if (type === ERROR) link.setFailed ??= Buffer.from(body)
+  else if (type === READY) {
+    link.swallow--
+    link.conn.status = body[0] === 0x49 ? "I" : body[0] === 0x54 ? "T" : "E"
+    if (link.setFailed !== undefined) {
+      s.setFailed(link.setFailed)
+      return
+    }
+    for (const i of link.setting) {
+      const value = link.conn.parameters.get(trackedNames[i]!)
+      if (value === undefined || s.params.values[i] === value) continue
+      s.params = withValue(s.params, i, value)
+      s.toClient(link, encodeParameterStatus(trackedNames[i]!, value))
+    }
+    link.setting = []
+  }
+}
+
+/** Bytes from the server connection `link` holds. */
+export const fromServer = (s: PooledSession, link: Link, chunk: Buffer): void => {
+  const buf = link.rest.length === 0 ? chunk : Buffer.concat([link.rest, chunk])
+  link.rest = empty
+  const n = buf.length
+  let from = 0
+  let i = 0
+  while (i < n) {
+    if (link.remaining > 0) {
+      const take = Math.min(link.remaining, n - i)
+      i += take
+      link.remaining -= take
+      continue
+    }
+    if (n - i < 5) break
+    const type = buf[i]!
+    const length = buf.readInt32BE(i + 1)
+    if (length < 4) {
+      s.serverBroken(`invalid message length ${length} from the server`)
+      return
+    }
+    const whole =
+      type === READY || type === PARAMETER_STATUS || link.swallow > 0 || (type === ERROR && link.refused > 0)
+    if (!whole) {
+      i += 5
+      link.remaining = length - 4
+      continue
+    }
+    const size = 1 + length
+    if (n - i < size) break
+    const body = buf.subarray(i + 5, i + size)
+    if (link.swallow > 0) {
+      s.toClient(link, buf.subarray(from, i))
+      i += size
+      from = i
+      swallowed(s, link, type, body)
+      if (s.link !== link) return
+      continue
+    }
+    if (type === PARAMETER_STATUS) parameterChanged(s, link, body, true)
+    else if (type === ERROR) {
+      if (isRefusalAnswer(body)) {
+        link.refused--
+        s.toClient(link, buf.subarray(from, i))
+        s.toClient(link, namedStatementRefusal)
+        i += size
+        from = i
+        continue
+      }
+    } else {
+      const status = body[0] === 0x49 ? "I" : body[0] === 0x54 ? "T" : "E"
+      link.conn.status = status
+      if (link.pending > 0) link.pending--
+      i += size
+      if (link.pending === 0) {
+        link.refused = 0
+        if (status === "I" || s.ending) {
+          if (link.settled(s.remaining > 0) || s.ending) {
+            s.toClient(link, buf.subarray(from, i))
+            // Nothing more is owed; anything after it in this read (a notice) is still this client's.
+            if (i < n) s.toClient(link, buf.subarray(i))
+            s.transactionEnded()
+            return
+          }
+        }
+      }
+      continue
+    }
+    i += size
+  }
+  if (i < n) link.rest = Buffer.from(buf.subarray(i))
+  if (from < i) s.toClient(link, buf.subarray(from, i))
+}
