@@ -4,11 +4,31 @@ import { existsSync } from "node:fs"
 import { join } from "node:path"
 import type pg from "pg"
 import type { PostgresServer } from "../../spec/support/backends/postgres.ts"
+import type { Workload } from "../support/interleave.ts"
 import { runBounded, sleep } from "../support/process.ts"
 
 export const DATABASE = "appdb"
 export const PG_WORKLOADS = ["select-only", "tpcb-like"] as const
 export type PgWorkload = (typeof PG_WORKLOADS)[number]
+
+/**
+ * A row of the pg scenario's tables. With `pool`, a transaction-pooling workload (bench/pg/pooled.ts): its own id,
+ * and its second ratio taken against PgBouncer in transaction mode instead of HAProxy.
+ */
+export const pgWorkloadOf = (
+  kind: PgWorkload,
+  clients: number,
+  pool?: { readonly size: number; readonly compareTo: string }
+): Workload => ({
+  id: `${pool ? "pooled-" : ""}${kind}-c${clients}`,
+  label: `pgbench ${kind}, ${clients} client${clients > 1 ? "s" : ""}${pool ? `, transaction pooling (pool ${pool.size})` : ""}`,
+  kind: "rate",
+  unit: "TPS",
+  displayDivisor: 1,
+  cpuPer: 1000,
+  cpuUnit: "CPU s / 1k tx",
+  ...(pool ? { compareTo: pool.compareTo } : {})
+})
 
 /** Debian keeps the versioned binaries off PATH (/usr/bin/pgbench is a wrapper script): call the 15 one directly. */
 export const pgbenchBin = (): string => {
@@ -95,7 +115,11 @@ export const makePgbench = (server: PostgresServer, home: string) => {
       const r = await runBounded(bin, args, { env, timeoutMs: (seconds + 60) * 1000 })
       const parsed = r.code === 0 ? parsePgbench(r.stdout) : undefined
       if (parsed === undefined) {
-        const why = r.timedOut ? "timed out" : `exit code ${r.code}${r.signal ? `, signal ${r.signal}` : ""}`
+        const why = r.timedOut
+          ? "timed out"
+          : r.code === 0
+            ? "no result in its output"
+            : `exit code ${r.code}${r.signal ? `, signal ${r.signal}` : ""}`
         const tail = `${r.stdout}\n${r.stderr}`.trim().split("\n").slice(-8).join("\n")
         throw new Error(`pgbench ${args.join(" ")}: ${why}\n${tail}`)
       }

@@ -1,4 +1,5 @@
-// PgBouncer as a baseline: session mode, its own ini and userlist in a temp dir, on a free 127.0.0.1 port.
+// PgBouncer as a baseline: session or transaction mode, its own ini and userlist in a temp dir, on a free 127.0.0.1
+// port.
 // PgBouncer refuses to run as root, so (like PostgreSQL in spec/support/backends) it is spawned directly with the
 // postgres account's uid/gid: the child's pid is PgBouncer itself, which the CPU accounting needs.
 import { join } from "node:path"
@@ -30,6 +31,14 @@ export interface PgBouncerOptions {
   /** Server connections per (database, user); must cover the largest client count in session mode. */
   readonly poolSize: number
   readonly maxClientConn: number
+  /** Default session. */
+  readonly poolMode?: "session" | "transaction"
+  /**
+   * Look client secrets up through this login (`auth_user`, the default `auth_query` on pg_shadow: a superuser), as
+   * polyproxy's pooled routes do, instead of the userlist holding `user`'s password: the userlist then holds only this
+   * login's, and PgBouncer logs in to the server with SCRAM keys taken from the client's proof (pass-through).
+   */
+  readonly authUser?: { readonly user: string; readonly password: string }
 }
 
 const quote = (s: string): string => `"${s.replaceAll('"', '""')}"`
@@ -38,7 +47,7 @@ export const startPgBouncer = async (opts: PgBouncerOptions): Promise<PgBouncer>
   const account = unprivilegedAccount("postgres")
   const dir = makeTempDir("pgbouncer", account)
   const settings = {
-    pool_mode: "session",
+    pool_mode: opts.poolMode ?? "session",
     default_pool_size: opts.poolSize,
     max_client_conn: opts.maxClientConn,
     // SCRAM both ways: clients authenticate to PgBouncer, PgBouncer to PostgreSQL with the userlist's password.
@@ -50,11 +59,13 @@ export const startPgBouncer = async (opts: PgBouncerOptions): Promise<PgBouncer>
     server_idle_timeout: 1,
     log_connections: 0,
     log_disconnections: 0,
-    stats_period: 3600
+    stats_period: 3600,
+    ...(opts.authUser === undefined ? {} : { auth_user: opts.authUser.user })
   }
   try {
     const version = versionOf("pgbouncer", ["--version"])
-    writeOwnedFile(join(dir, "userlist.txt"), `${quote(opts.user)} ${quote(opts.password)}\n`, 0o600, account)
+    const login = opts.authUser ?? opts
+    writeOwnedFile(join(dir, "userlist.txt"), `${quote(login.user)} ${quote(login.password)}\n`, 0o600, account)
     const server = await launch((port) => {
       const ini = [
         "[databases]",

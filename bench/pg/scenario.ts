@@ -1,7 +1,8 @@
 // The pg scenario of bench/run.ts: pgbench (C) against one PostgreSQL 15 reached directly, through polyproxy's
 // `postgres` listener (routing by the startup message's database), through its generic `tcp` listener, through
 // HAProxy `mode tcp` (1 thread) and through PgBouncer (session mode). Select-only and TPC-B-like at several client
-// counts, variants interleaved round by round.
+// counts, variants interleaved round by round. Then the transaction-pooling workloads (bench/pg/pooled.ts): polyproxy
+// with a transaction-mode route against PgBouncer in transaction mode, the same pool size, beside direct.
 import { join } from "node:path"
 import pg from "pg"
 import { type PostgresServer, startPostgres } from "../../spec/support/backends/postgres.ts"
@@ -22,16 +23,34 @@ import { reapedChildrenCpu, versionOf } from "../support/process.ts"
 import { startPolyproxyVariants } from "../support/proxies.ts"
 import {
   type Compared,
+  comparedWith,
   directVariant,
   processVariant,
   startedText,
   type Variant as VariantOf,
   variantInfos
 } from "../support/variant.ts"
-import { DATABASE, makePgbench, PG_WORKLOADS, type PgWorkload, waitForQuietServer } from "./pgbench.ts"
+import { DATABASE, makePgbench, PG_WORKLOADS, type PgWorkload, pgWorkloadOf, waitForQuietServer } from "./pgbench.ts"
 import { type PgBouncer, startPgBouncer } from "./pgbouncer.ts"
+import {
+  checkPoolBound,
+  isPooledVariant,
+  PG_POOLED_VARIANTS,
+  POOLED_WORKLOADS,
+  pooledWorkloadOf,
+  serverBackendsNotes,
+  startPooledVariant,
+  whileSampling
+} from "./pooled.ts"
 
-export const PG_VARIANTS = ["direct", "polyproxy", "polyproxy-tcp", "haproxy", "pgbouncer"] as const
+export const PG_VARIANTS = [
+  "direct",
+  "polyproxy",
+  "polyproxy-tcp",
+  "haproxy",
+  "pgbouncer",
+  ...PG_POOLED_VARIANTS
+] as const
 export type PgVariantName = (typeof PG_VARIANTS)[number]
 
 export interface PgOptions {
@@ -44,24 +63,60 @@ export interface PgOptions {
   readonly warmup: number
   readonly clients: readonly number[]
   readonly scale: number
+  /** Server connections of the transaction-pooling variants (polyproxy's `pool.size`, PgBouncer's default_pool_size). */
+  readonly poolSize: number
   readonly variants: readonly PgVariantName[]
   readonly cpuProfDir?: string | undefined
   readonly noise: NoisePolicy
   readonly log: (line: string) => void
 }
 
-export const plannedPgSeconds = (o: Pick<PgOptions, "rounds" | "duration" | "warmup" | "clients" | "variants">) =>
-  PG_WORKLOADS.length * o.clients.length * o.rounds * o.variants.length * (o.duration + o.warmup + 1.5) + 30
+interface PgRun {
+  readonly workload: Workload
+  readonly kind: PgWorkload
+  readonly clients: number
+  /** A transaction-pooling workload: run by direct and the pooled variants only (the others by everyone else). */
+  readonly pooled: boolean
+}
 
-const workloadOf = (kind: PgWorkload, clients: number): Workload => ({
-  id: `${kind}-c${clients}`,
-  label: `pgbench ${kind}, ${clients} client${clients > 1 ? "s" : ""}`,
-  kind: "rate",
-  unit: "TPS",
-  displayDivisor: 1,
-  cpuPer: 1000,
-  cpuUnit: "CPU s / 1k tx"
-})
+/**
+ * The workloads a run asks for: the usual ones at each of `clients` unless only pooled variants (and direct) were
+ * asked for, and the pooled ones when a pooled variant was.
+ */
+const pgRuns = (o: Pick<PgOptions, "clients" | "variants" | "poolSize">): PgRun[] => {
+  const pooled = o.variants.some(isPooledVariant)
+  const usual = !pooled || o.variants.some((n) => n !== "direct" && !isPooledVariant(n))
+  return [
+    ...(usual
+      ? PG_WORKLOADS.flatMap((kind) =>
+          o.clients.map((clients) => ({ workload: pgWorkloadOf(kind, clients), kind, clients, pooled: false }))
+        )
+      : []),
+    ...(pooled
+      ? POOLED_WORKLOADS.map(({ kind, clients }) => ({
+          workload: pooledWorkloadOf(kind, clients, o.poolSize),
+          kind,
+          clients,
+          pooled: true
+        }))
+      : [])
+  ]
+}
+
+/** The variants (or their names) that run `run`'s workload, each `--compare` twin with its own. */
+const runsOf = <V extends string | { readonly name: string }>(run: PgRun, variants: readonly V[]): V[] =>
+  variants.filter((v) => {
+    const name = typeof v === "string" ? v : v.name
+    return name === "direct" || isPooledVariant(name) === run.pooled
+  })
+
+export const plannedPgSeconds = (
+  o: Pick<PgOptions, "rounds" | "duration" | "warmup" | "clients" | "variants" | "poolSize">
+) => pgRuns(o).reduce((n, run) => n + o.rounds * runsOf(run, o.variants).length * (o.duration + o.warmup + 1.5), 30)
+
+/** PgBouncer (either mode) and polyproxy's pools keep their server connections between runs: that is pooling. */
+const keepsServerConnections = (variant: string): boolean =>
+  isPooledVariant(variant) || (comparedWith(variant) ?? variant) === "pgbouncer"
 
 type Variant = VariantOf<PgVariantName | Compared<PgVariantName>>
 
@@ -72,7 +127,7 @@ export const runPgScenario = async (opts: PgOptions): Promise<ScenarioResult> =>
   log(`pg: PostgreSQL on ${server.host}:${server.port}`)
   const proxies: Polyproxy[] = []
   const baselines: Baseline[] = []
-  let bouncer: PgBouncer | undefined
+  const bouncers: PgBouncer[] = []
   let monitor: pg.Client | undefined
   const variants: Variant[] = []
   const notes: string[] = []
@@ -138,9 +193,9 @@ export const runPgScenario = async (opts: PgOptions): Promise<ScenarioResult> =>
           variants.push(
             processVariant(name, b.port, b, "HAProxy 1 thread", `${b.version}, \`mode tcp\`, \`nbthread 1\``)
           )
-        } else {
+        } else if (name === "pgbouncer") {
           const max = Math.max(...opts.clients)
-          bouncer = await startPgBouncer({
+          const b = await startPgBouncer({
             backendHost: server.host,
             backendPort: server.port,
             database: DATABASE,
@@ -149,7 +204,7 @@ export const runPgScenario = async (opts: PgOptions): Promise<ScenarioResult> =>
             poolSize: Math.max(60, max + 10),
             maxClientConn: Math.max(200, max * 2)
           })
-          const b = bouncer
+          bouncers.push(b)
           variants.push(
             processVariant(
               name,
@@ -161,6 +216,20 @@ export const runPgScenario = async (opts: PgOptions): Promise<ScenarioResult> =>
                 .join(", ")}`
             )
           )
+        } else {
+          const started = await startPooledVariant({
+            name,
+            entry: opts.entry,
+            compare: opts.compare,
+            dir: opts.dir,
+            cpuProfDir: opts.cpuProfDir,
+            server,
+            poolSize: opts.poolSize,
+            ready: login
+          })
+          proxies.push(...started.proxies)
+          if (started.bouncer) bouncers.push(started.bouncer)
+          variants.push(...started.variants)
         }
         log(`pg: ${startedText(variants, name)}`)
       } catch (error) {
@@ -186,58 +255,67 @@ export const runPgScenario = async (opts: PgOptions): Promise<ScenarioResult> =>
 
     const workloads: Workload[] = []
     const measurements: Measurement[] = []
-    for (const kind of PG_WORKLOADS) {
-      for (const clients of opts.clients) {
-        const workload = workloadOf(kind, clients)
-        workloads.push(workload)
-        const runs = await interleave({
-          workload,
-          variants,
-          rounds: opts.rounds,
-          noise: opts.noise,
-          log: (line) => log(`pg ${line}`),
-          measure: async (variant, round, position) => {
-            const target = { host: "127.0.0.1", port: variant.port }
-            // Start from a quiet server: the previous run's backends gone, dirty pages written out.
-            if (kind === "tpcb-like") await resetTables()
-            if (!(await waitForQuietServer(quiet, 0))) log(`pg ${workload.id}: backends of the previous run linger`)
-            await quiet.query("CHECKPOINT")
-            if (opts.warmup > 0) {
-              await bench.run(bench.args(target, kind, clients, opts.warmup), opts.warmup)
-              // PgBouncer keeps (and will reuse) its server connections: that is session pooling, not leftovers.
-              if (variant.name !== "pgbouncer") await waitForQuietServer(quiet, 0)
-            }
-            const args = bench.args(target, kind, clients, opts.duration)
+    for (const run of pgRuns(opts)) {
+      const { workload, kind, clients, pooled } = run
+      workloads.push(workload)
+      const runs = await interleave({
+        workload,
+        variants: runsOf(run, variants),
+        rounds: opts.rounds,
+        noise: opts.noise,
+        log: (line) => log(`pg ${line}`),
+        measure: async (variant, round, position) => {
+          const target = { host: "127.0.0.1", port: variant.port }
+          // Start from a quiet server: the previous run's backends gone, dirty pages written out.
+          if (kind === "tpcb-like") await resetTables()
+          if (!(await waitForQuietServer(quiet, 0))) log(`pg ${workload.id}: backends of the previous run linger`)
+          await quiet.query("CHECKPOINT")
+          if (opts.warmup > 0) {
+            await bench.run(bench.args(target, kind, clients, opts.warmup), opts.warmup)
+            // Poolers keep (and will reuse) their server connections: that is pooling, not leftovers.
+            if (!keepsServerConnections(variant.name)) await waitForQuietServer(quiet, 0)
+          }
+          const args = bench.args(target, kind, clients, opts.duration)
+          const timed = async () => {
             const before = sampleCpu(variant.pids, undefined)
             const generator = reapedChildrenCpu()
             const out = await bench.run(args, opts.duration)
             const after = sampleCpu(variant.pids, undefined)
-            const loadgenCpuSeconds = reapedChildrenCpu() - generator
-            // Other processes' CPU: read once this run's backends are gone (their time is then the postmaster's).
-            await waitForQuietServer(quiet, variant.name === "pgbouncer" ? 1_000 : 0, 5_000)
-            const settled = windowCpu(before, sampleCpu(variant.pids, undefined))
-            if (out.failed > 0) throw new Error(`${out.failed} failed transactions`)
-            return {
-              variant: variant.name,
-              round,
-              position,
-              command: `pgbench ${args.join(" ")}`,
-              rate: out.tps,
-              ops: out.transactions,
-              seconds: opts.duration,
-              loadgenCpuSeconds,
-              ...cpuFields(windowCpu(before, after), 1000, out.transactions),
-              foreignCpuSeconds: settled.foreignCpuSeconds,
-              foreignShare: settled.foreignShare
-            }
+            return { before, after, out, loadgenCpuSeconds: reapedChildrenCpu() - generator }
           }
-        })
-        measurements.push(...runs)
-      }
+          // Pooled workloads: the server's backends of the bench role counted throughout the measured run.
+          const sampled = pooled ? await whileSampling(quiet, server.user, timed) : undefined
+          const { before, after, out, loadgenCpuSeconds } = sampled?.result ?? (await timed())
+          const serverConnectionsMax = sampled?.max
+          // Other processes' CPU: read once this run's backends are gone (their time is then the postmaster's).
+          await waitForQuietServer(quiet, keepsServerConnections(variant.name) ? 1_000 : 0, 5_000)
+          const settled = windowCpu(before, sampleCpu(variant.pids, undefined))
+          if (out.failed > 0) throw new Error(`${out.failed} failed transactions`)
+          if (serverConnectionsMax !== undefined) checkPoolBound(variant.name, serverConnectionsMax, opts.poolSize)
+          return {
+            variant: variant.name,
+            round,
+            position,
+            command: `pgbench ${args.join(" ")}`,
+            rate: out.tps,
+            ops: out.transactions,
+            seconds: opts.duration,
+            loadgenCpuSeconds,
+            ...cpuFields(windowCpu(before, after), 1000, out.transactions),
+            foreignCpuSeconds: settled.foreignCpuSeconds,
+            foreignShare: settled.foreignShare,
+            ...(serverConnectionsMax === undefined ? {} : { serverConnectionsMax })
+          }
+        }
+      })
+      measurements.push(...runs)
     }
+    const labelOf = (name: string) => variants.find((v) => v.name === name)?.info.label ?? name
     return {
       scenario: "pg",
-      title: "pg: pgbench direct vs polyproxy `postgres` and `tcp` listeners vs HAProxy tcp and PgBouncer",
+      title:
+        "pg: pgbench direct vs polyproxy `postgres` and `tcp` listeners vs HAProxy tcp and PgBouncer" +
+        (workloads.some((w) => w.compareTo !== undefined) ? "; transaction pooling vs PgBouncer's" : ""),
       workloads,
       variants: variantInfos(opts.variants, variants),
       reference: "direct",
@@ -251,7 +329,8 @@ export const runPgScenario = async (opts: PgOptions): Promise<ScenarioResult> =>
         warmupSeconds: opts.warmup,
         scale: opts.scale,
         clients: opts.clients,
-        pgbouncer: bouncer?.version,
+        pgbouncer: bouncers[0]?.version,
+        poolSize: opts.poolSize,
         baselineConfigs: Object.fromEntries(baselines.map((b) => [b.name, b.config]))
       },
       notes: [
@@ -261,14 +340,15 @@ export const runPgScenario = async (opts: PgOptions): Promise<ScenarioResult> =>
           "logins. Before each: for TPC-B-like a VACUUM of the small tables and a TRUNCATE of the history, the " +
           "previous run's backends gone, a CHECKPOINT.",
         "TPS is pgbench's own, without the initial connection time; proxy CPU = utime+stime of the middleman over " +
-          "the measured pgbench run, per 1000 transactions; generator CPU = pgbench's own."
+          "the measured pgbench run, per 1000 transactions; generator CPU = pgbench's own.",
+        ...serverBackendsNotes(workloads, measurements, labelOf)
       ]
     }
   } finally {
     await monitor?.end().catch(() => {})
     for (const p of proxies) await p.stop().catch(() => {})
     for (const b of baselines) await b.stop().catch(() => {})
-    await bouncer?.stop().catch(() => {})
+    for (const b of bouncers) await b.stop().catch(() => {})
     await server.stop().catch(() => {})
   }
 }

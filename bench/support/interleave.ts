@@ -24,6 +24,11 @@ export interface Workload {
   readonly cpuPer: number
   /** e.g. "CPU s / 1k conn", "CPU s / GB". */
   readonly cpuUnit: string
+  /**
+   * The variant this workload's second ratio is taken against, instead of the scenario's `compareTo` (the pg
+   * scenario's transaction-pooling workloads: PgBouncer in transaction mode, not HAProxy).
+   */
+  readonly compareTo?: string
 }
 
 export interface VariantInfo {
@@ -56,6 +61,8 @@ export interface Measurement {
   readonly seconds?: number
   readonly errors?: number
   readonly latencyUs?: LatencyUs
+  /** The most server connections the backend held for the load during the run, sampled (pooled pg workloads). */
+  readonly serverConnectionsMax?: number
   /** CPU seconds of the proxy's processes (all of them: primary and workers, master and worker) in the window. */
   readonly proxyCpuSeconds?: number
   /** proxyCpuSeconds per workload.cpuPer ops (or bytes). */

@@ -59,7 +59,8 @@ export interface PolyproxyVariantOptions<N extends string> {
   readonly workers?: number
   /** The one listener's config (host and port filled in): e.g. { tcp: { route: "echo" } }. */
   readonly listener: (port: number) => Record<string, Record<string, unknown>>
-  readonly routes: Readonly<Record<string, string>>
+  /** Route id → "host:port", or a route with its metadata ({ endpoint, metadata }: e.g. a pooled pg route). */
+  readonly routes: Readonly<Record<string, string | { readonly endpoint: string; readonly metadata?: object }>>
   /** Config keys set over the shared ones (a key set to undefined is left out of the config). */
   readonly extra?: Readonly<Record<string, unknown>>
   readonly ready: (port: number) => Promise<void>

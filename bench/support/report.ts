@@ -107,6 +107,10 @@ export const pairedRatio = (
     (x, y) => x / y
   )
 
+/** The variant a workload's second ratio is taken against: its own, else the scenario's (HAProxy, nginx). */
+export const compareOf = (result: ScenarioResult, workload: Workload): string | undefined =>
+  workload.compareTo ?? result.compareTo
+
 /** Measurements the summaries count: neither failed nor thrown away by the noise rule. */
 export const keptRuns = (result: ScenarioResult): Measurement[] => result.measurements.filter(ok)
 
@@ -117,6 +121,7 @@ export const summarize = (result: ScenarioResult): WorkloadSummary[] =>
     const rate = (m: Measurement) => m.rate
     const ratio = (x: number, y: number) => x / y
     const minus = (x: number, y: number) => x - y
+    const compareTo = compareOf(result, workload)
     // The headroom check needs the bare backend as the reference, and a throughput (not 1-connection latency).
     const isBound = (name: string) =>
       workload.kind === "rate" &&
@@ -144,9 +149,9 @@ export const summarize = (result: ScenarioResult): WorkloadSummary[] =>
           p50: spread(good.map((m) => m.latencyUs?.p50)),
           p99: spread(good.map((m) => m.latencyUs?.p99)),
           vsReference: paired(runs, v.name, result.reference, rate, ratio),
-          vsCompare: result.compareTo ? paired(runs, v.name, result.compareTo, rate, ratio) : undefined,
+          vsCompare: compareTo ? paired(runs, v.name, compareTo, rate, ratio) : undefined,
           bound,
-          compareBound: result.compareTo !== undefined && (bound || isBound(result.compareTo)),
+          compareBound: compareTo !== undefined && (bound || isBound(compareTo)),
           addedP50: paired(runs, v.name, result.reference, (m) => m.latencyUs?.p50, minus),
           addedP99: paired(runs, v.name, result.reference, (m) => m.latencyUs?.p99, minus),
           failedRuns: mine.length - good.length,
@@ -245,22 +250,23 @@ const renderBeforeAfter = (summaries: readonly WorkloadSummary[], label: (name: 
 export const renderScenario = (result: ScenarioResult): string[] => {
   const label = (name: string) => result.variants.find((v) => v.name === name)?.label ?? name
   const ref = label(result.reference)
-  const cmp = result.compareTo ? label(result.compareTo) : undefined
   const lines: string[] = [`## ${result.title}`, ""]
   const summaries = summarize(result)
   const rates = summaries.filter((s) => s.workload.kind === "rate")
-  if (rates.length > 0) {
+  // One table per variant the ratios are taken against: workloads with a compareTo of their own get their own.
+  for (const compareTo of [...new Set(rates.map((s) => compareOf(result, s.workload)))]) {
+    const cmp = compareTo === undefined ? undefined : label(compareTo)
     lines.push(
       `| workload | variant | median | min–max | ÷ ${ref} | ${cmp ? `÷ ${cmp} | ` : ""}proxy CPU (median) | generator CPU |`,
       `|---|---|--:|--:|--:|${cmp ? "--:|" : ""}--:|--:|`
     )
-    for (const s of rates) {
+    for (const s of rates.filter((x) => compareOf(result, x.workload) === compareTo)) {
       for (const v of s.variants) {
         const w = s.workload
         lines.push(
           `| ${w.label} (${w.unit}) | ${label(v.variant)} | ${rateText(v.rate, w)} | ${rangeText(v.rate, w)} | ` +
             `${v.variant === result.reference ? "1" : referenceText(v)} | ` +
-            (cmp ? `${v.variant === result.compareTo ? (v.bound ? "bound" : "1") : compareText(v)} | ` : "") +
+            (cmp ? `${v.variant === compareTo ? (v.bound ? "bound" : "1") : compareText(v)} | ` : "") +
             `${cpu(v.cpuPerUnit, w)} | ${cpu(v.loadgenCpuPerUnit, w)} |`
         )
       }

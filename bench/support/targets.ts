@@ -1,11 +1,21 @@
-// What a run of bench/run.ts is judged by: issue 24's targets (each a ratio to the C baseline, or a CPU-per-operation
-// ratio), the README's Performance table made from the same figures, and the chart's panels. A ratio that involves a
-// bound variant is "bound", never "meets" or "misses".
+// What a run of bench/run.ts is judged by: the targets of issues 24 and 21 (each a ratio to the C baseline, or a
+// CPU-per-operation ratio), the README's Performance table made from the same figures, and the chart's panels. A
+// ratio that involves a bound variant is "bound", never "meets" or "misses".
 import type { ChartPanel } from "./chart.ts"
 import type { ScenarioResult } from "./interleave.ts"
-import { compareText, pairedRatio, ratioText, type Spread, summarize, type VariantSummary } from "./report.ts"
+import {
+  compareOf,
+  compareText,
+  pairedRatio,
+  ratioText,
+  type Spread,
+  summarize,
+  type VariantSummary
+} from "./report.ts"
 
 export interface Target {
+  /** The issue that set it. */
+  readonly issue: number
   readonly name: string
   readonly ratio: Spread | undefined
   /** "≥": the ratio must reach the goal; "≤": it must stay under it (CPU per operation). */
@@ -15,8 +25,12 @@ export interface Target {
   readonly detail: string
 }
 
-/** One row per target: scenario, workload, polyproxy's variant, what it is compared with, the goal. */
+/**
+ * One row per target: scenario, workload, polyproxy's variant, the goal. It is compared with the workload's
+ * `compareTo` (bench/support/report.ts compareOf): the scenario's baseline, or the workload's own.
+ */
 interface TargetSpec {
+  readonly issue: number
   readonly scenario: string
   readonly workload: string
   readonly variant: string
@@ -27,10 +41,11 @@ interface TargetSpec {
 }
 
 const SPECS: readonly TargetSpec[] = [
-  { scenario: "tcp", workload: "conn", variant: "polyproxy-1", name: "tcp new connections/s", goal: 0.7 },
-  { scenario: "tcp", workload: "echo", variant: "polyproxy-1", name: "tcp 1 KB echo ops/s", goal: 1.0 },
-  { scenario: "tcp", workload: "bulk", variant: "polyproxy-1", name: "tcp bulk 64 KB MB/s", goal: 1.1 },
+  { issue: 24, scenario: "tcp", workload: "conn", variant: "polyproxy-1", name: "tcp new connections/s", goal: 0.7 },
+  { issue: 24, scenario: "tcp", workload: "echo", variant: "polyproxy-1", name: "tcp 1 KB echo ops/s", goal: 1.0 },
+  { issue: 24, scenario: "tcp", workload: "bulk", variant: "polyproxy-1", name: "tcp bulk 64 KB MB/s", goal: 1.1 },
   {
+    issue: 24,
     scenario: "http",
     workload: "get1k",
     variant: "polyproxy",
@@ -39,6 +54,7 @@ const SPECS: readonly TargetSpec[] = [
     cpuGoal: 1.5
   },
   {
+    issue: 24,
     scenario: "pg",
     workload: "select-only-c10",
     variant: "polyproxy",
@@ -46,13 +62,45 @@ const SPECS: readonly TargetSpec[] = [
     goal: 1.0,
     cpuGoal: 1.3
   },
-  { scenario: "mysql", workload: "select1-c10", variant: "polyproxy", name: "mysqlslap SELECT 1 c=10", goal: 1.0 },
-  { scenario: "sni", workload: "tls", variant: "polyproxy", name: "TLS SNI passthrough new connections/s", goal: 0.8 },
   {
+    issue: 24,
+    scenario: "mysql",
+    workload: "select1-c10",
+    variant: "polyproxy",
+    name: "mysqlslap SELECT 1 c=10",
+    goal: 1.0
+  },
+  {
+    issue: 24,
+    scenario: "sni",
+    workload: "tls",
+    variant: "polyproxy",
+    name: "TLS SNI passthrough new connections/s",
+    goal: 0.8
+  },
+  {
+    issue: 24,
     scenario: "smtp",
     workload: "64k-c10",
     variant: "polyproxy",
     name: "SMTP 64 KB messages/s (smtp-source), 10 sessions",
+    goal: 1.0
+  },
+  // Issue 21: transaction pooling against PgBouncer's, same pool size (the workloads of bench/pg/pooled.ts).
+  {
+    issue: 21,
+    scenario: "pg",
+    workload: "pooled-select-only-c100",
+    variant: "polyproxy-transaction",
+    name: "pgbench -S c=100 transaction pooling",
+    goal: 1.0
+  },
+  {
+    issue: 21,
+    scenario: "pg",
+    workload: "pooled-tpcb-like-c50",
+    variant: "polyproxy-transaction",
+    name: "pgbench TPC-B-like c=50 transaction pooling",
     goal: 1.0
   }
 ]
@@ -61,6 +109,12 @@ const variantSummary = (r: ScenarioResult, workload: string, variant: string): V
   summarize(r)
     .find((s) => s.workload.id === workload)
     ?.variants.find((v) => v.variant === variant)
+
+/** What `workload` of `r` is compared with (the scenario's baseline or the workload's own), if anything. */
+const compareOfId = (r: ScenarioResult, workload: string): string | undefined => {
+  const w = r.workloads.find((x) => x.id === workload)
+  return w === undefined ? r.compareTo : compareOf(r, w)
+}
 
 const labelOf = (r: ScenarioResult, name: string) => r.variants.find((v) => v.name === name)?.label ?? name
 
@@ -75,14 +129,14 @@ export const targets = (scenarios: Readonly<Record<string, ScenarioResult>>): Ta
   for (const spec of SPECS) {
     const r = scenarios[spec.scenario]
     const v = r === undefined ? undefined : variantSummary(r, spec.workload, spec.variant)
-    if (r === undefined || v === undefined || r.compareTo === undefined) continue
-    const base = labelOf(r, r.compareTo)
+    const compareTo = r === undefined ? undefined : compareOfId(r, spec.workload)
+    if (r === undefined || v === undefined || compareTo === undefined) continue
+    const base = labelOf(r, compareTo)
     const relay = variantSummary(r, spec.workload, "node-relay")
-    const beside = [
-      `CPU: polyproxy ${cpuText(r, spec.workload, spec.variant)}, ${base} ${cpuText(r, spec.workload, r.compareTo)}`,
-      ...(relay ? [`minimal Node relay ÷ ${base} ${compareText(relay)}`] : [])
-    ].join("; ")
+    const cpuBeside = `CPU: polyproxy ${cpuText(r, spec.workload, spec.variant)}, ${base} ${cpuText(r, spec.workload, compareTo)}`
+    const beside = [cpuBeside, ...(relay ? [`minimal Node relay ÷ ${base} ${compareText(relay)}`] : [])].join("; ")
     out.push({
+      issue: spec.issue,
       name: `${spec.name}: polyproxy ÷ ${base}`,
       ratio: v.vsCompare,
       sense: "≥",
@@ -92,12 +146,13 @@ export const targets = (scenarios: Readonly<Record<string, ScenarioResult>>): Ta
     })
     if (spec.cpuGoal !== undefined) {
       out.push({
+        issue: spec.issue,
         name: `${spec.name}: polyproxy's CPU per operation ÷ ${base}'s`,
-        ratio: pairedRatio(r, spec.workload, spec.variant, r.compareTo, (m) => m.cpuPerUnit),
+        ratio: pairedRatio(r, spec.workload, spec.variant, compareTo, (m) => m.cpuPerUnit),
         sense: "≤",
         goal: spec.cpuGoal,
         bound: false,
-        detail: `CPU: polyproxy ${cpuText(r, spec.workload, spec.variant)}, ${base} ${cpuText(r, spec.workload, r.compareTo)}`
+        detail: cpuBeside
       })
     }
   }
@@ -113,17 +168,22 @@ export const verdict = (t: Target): string =>
         ? "meets"
         : "misses"
 
+const issuesText = (list: readonly Target[]) => {
+  const issues = [...new Set(list.map((t) => t.issue))].sort((a, b) => a - b)
+  return `issue${issues.length > 1 ? "s" : ""} ${issues.join(", ")}`
+}
+
 export const renderTargets = (list: readonly Target[]): string[] =>
   list.length === 0
     ? []
     : [
-        "## Targets (issue 24)",
+        `## Targets (${issuesText(list)})`,
         "",
-        "| target | measured (median of per-round ratios, min–max) | goal | verdict | beside it |",
-        "|---|--:|--:|---|---|",
+        "| target | issue | measured (median of per-round ratios, min–max) | goal | verdict | beside it |",
+        "|---|--:|--:|--:|---|---|",
         ...list.map(
           (t) =>
-            `| ${t.name} | ${t.bound ? "bound" : ratioText(t.ratio)} | ${t.sense} ${t.goal}× | ${verdict(t)} | ${t.detail} |`
+            `| ${t.name} | ${t.issue} | ${t.bound ? "bound" : ratioText(t.ratio)} | ${t.sense} ${t.goal}× | ${verdict(t)} | ${t.detail} |`
         ),
         ""
       ]
@@ -134,7 +194,7 @@ export const renderTargets = (list: readonly Target[]): string[] =>
  */
 export const readmeTable = (scenarios: Readonly<Record<string, ScenarioResult>>): string[] => {
   const rows: string[] = [
-    "| scenario (1 polyproxy worker vs 1 HAProxy thread / 1 nginx worker) | polyproxy | baseline | polyproxy ÷ baseline | minimal Node relay ÷ baseline | CPU per operation (polyproxy vs baseline) |",
+    "| scenario (1 polyproxy worker vs 1 HAProxy thread / 1 nginx worker / PgBouncer) | polyproxy | baseline | polyproxy ÷ baseline | minimal Node relay ÷ baseline | CPU per operation (polyproxy vs baseline) |",
     "|---|--:|--:|--:|--:|---|"
   ]
   const seen = new Set<string>()
@@ -150,40 +210,46 @@ export const readmeTable = (scenarios: Readonly<Record<string, ScenarioResult>>)
   ]
   for (const spec of specs) {
     const r = scenarios[spec.scenario]
-    if (r === undefined || r.compareTo === undefined || seen.has(`${spec.scenario}/${spec.workload}/${spec.variant}`)) {
+    const compareTo = r === undefined ? undefined : compareOfId(r, spec.workload)
+    if (r === undefined || compareTo === undefined || seen.has(`${spec.scenario}/${spec.workload}/${spec.variant}`)) {
       continue
     }
     seen.add(`${spec.scenario}/${spec.workload}/${spec.variant}`)
     const w = r.workloads.find((x) => x.id === spec.workload)
     const v = variantSummary(r, spec.workload, spec.variant)
-    const b = variantSummary(r, spec.workload, r.compareTo)
+    const b = variantSummary(r, spec.workload, compareTo)
     if (w === undefined || v === undefined) continue
     const rate = (s: VariantSummary | undefined) =>
       s?.rate === undefined ? "–" : `${Math.round(s.rate.median / w.displayDivisor).toLocaleString("en-US")} ${w.unit}`
     const relay = variantSummary(r, spec.workload, "node-relay")
     rows.push(
-      `| ${spec.name} | ${rate(v)} | ${labelOf(r, r.compareTo)} ${rate(b)} | ${compareText(v)} | ` +
-        `${relay ? compareText(relay) : "—"} | ${cpuText(r, spec.workload, spec.variant)} vs ${cpuText(r, spec.workload, r.compareTo)} |`
+      `| ${spec.name} | ${rate(v)} | ${labelOf(r, compareTo)} ${rate(b)} | ${compareText(v)} | ` +
+        `${relay ? compareText(relay) : "—"} | ${cpuText(r, spec.workload, spec.variant)} vs ${cpuText(r, spec.workload, compareTo)} |`
     )
   }
   return rows
 }
 
-/** One panel per scenario with a baseline: every variant's rate ÷ the baseline's, the targets as red ticks. */
+/**
+ * One panel per scenario with a baseline: every variant's rate ÷ the baseline's, the targets as red ticks. A workload
+ * compared with a baseline of its own (PgBouncer in transaction mode) names it in its title.
+ */
 export const chartPanels = (scenarios: Readonly<Record<string, ScenarioResult>>): ChartPanel[] =>
   Object.values(scenarios).flatMap((r): ChartPanel[] => {
-    if (r.compareTo === undefined) return []
+    const base = r.compareTo
+    if (base === undefined) return []
     const groups = summarize(r)
       .filter((s) => s.workload.kind === "rate")
       .map((s) => {
         const goal = SPECS.find((t) => t.scenario === r.scenario && t.workload === s.workload.id)?.goal
+        const compareTo = s.workload.compareTo ?? base
         return {
-          title: s.workload.label,
+          title: compareTo === base ? s.workload.label : `${s.workload.label} (÷ ${labelOf(r, compareTo)})`,
           ...(goal !== undefined ? { target: goal } : {}),
           bars: s.variants
-            .filter((v) => v.variant !== r.reference && v.variant !== r.compareTo)
+            .filter((v) => v.variant !== r.reference && v.variant !== compareTo)
             .map((v) => ({ label: labelOf(r, v.variant), ratio: v.vsCompare, bound: v.compareBound }))
         }
       })
-    return [{ title: `${r.scenario}: rate ÷ ${labelOf(r, r.compareTo)}`, groups }]
+    return [{ title: `${r.scenario}: rate ÷ ${labelOf(r, base)}`, groups }]
   })

@@ -2,9 +2,11 @@
 // limit is discarded and rerun (kept and marked only in development runs), and a variant whose rate comes within
 // 15 % of the bare backend's in a round is "bound": its ratios are printed as such and no target counts it.
 import { describe, expect, it } from "vitest"
+import { checkPoolBound, pooledWorkloadOf } from "../../bench/pg/pooled.ts"
+import { plannedPgSeconds } from "../../bench/pg/scenario.ts"
 import { interleave, type Measurement, type ScenarioResult, type Workload } from "../../bench/support/interleave.ts"
 import { renderScenario, scenarioChecks, summarize } from "../../bench/support/report.ts"
-import { targets, verdict } from "../../bench/support/targets.ts"
+import { readmeTable, renderTargets, targets, verdict } from "../../bench/support/targets.ts"
 import { variantInfos } from "../../bench/support/variant.ts"
 
 const workload: Workload = {
@@ -171,5 +173,72 @@ describe("bench --compare", () => {
   it("says nothing of a before/after when no revision was compared", () => {
     const result = scenario([run("direct", 1, 10_000, 0), run("polyproxy-1", 1, 6_000, 0.2)])
     expect(renderScenario(result).join("\n")).not.toContain("Before/after")
+  })
+})
+
+describe("bench pg transaction pooling", () => {
+  const pooled = pooledWorkloadOf("select-only", 100, 10)
+  const pgRun = (workload: string, variant: string, round: number, rate: number, cpu: number): Measurement => ({
+    ...run(variant, round, rate, cpu),
+    workload
+  })
+  const pgResult = (measurements: Measurement[]): ScenarioResult => ({
+    scenario: "pg",
+    title: "pg",
+    workloads: [{ ...workload, id: "select-only-c10", label: "select-only c10" }, pooled],
+    variants: ["direct", "polyproxy", "haproxy", "polyproxy-transaction", "pgbouncer-transaction"].map((name) => ({
+      name,
+      label: name,
+      description: ""
+    })),
+    reference: "direct",
+    compareTo: "haproxy",
+    measurements,
+    setup: {},
+    notes: []
+  })
+
+  it("compares the pooled workloads with PgBouncer in transaction mode, in a table and targets of their own", () => {
+    const result = pgResult([
+      pgRun("select-only-c10", "direct", 1, 10_000, 0),
+      pgRun("select-only-c10", "polyproxy", 1, 5_000, 0.04),
+      pgRun("select-only-c10", "haproxy", 1, 5_000, 0.03),
+      pgRun(pooled.id, "direct", 1, 14_000, 0),
+      pgRun(pooled.id, "polyproxy-transaction", 1, 9_000, 0.048),
+      pgRun(pooled.id, "pgbouncer-transaction", 1, 10_000, 0.03)
+    ])
+    const [usual, pool] = summarize(result)
+    expect(usual!.variants.find((v) => v.variant === "polyproxy")!.vsCompare?.median).toBe(1)
+    expect(pool!.variants.find((v) => v.variant === "polyproxy-transaction")!.vsCompare?.median).toBeCloseTo(0.9)
+    const md = renderScenario(result).join("\n")
+    expect(md).toContain("| ÷ direct | ÷ haproxy | proxy CPU (median) |")
+    expect(md).toContain("| ÷ direct | ÷ pgbouncer-transaction | proxy CPU (median) |")
+    expect(md).toContain(`| ${pooled.label} (TPS) | polyproxy-transaction | 9000 | (1 run) | 0.64× | 0.90× |`)
+    const t = targets({ pg: result }).find((x) => x.name.startsWith("pgbench -S c=100 transaction pooling"))!
+    expect(t).toMatchObject({ issue: 21, name: expect.stringContaining("polyproxy ÷ pgbouncer-transaction") })
+    expect(t.detail).toContain("pgbouncer-transaction 0.030 CPU s / 1k tx")
+    expect(verdict(t)).toBe("misses")
+    expect(renderTargets(targets({ pg: result }))[0]).toBe("## Targets (issues 21, 24)")
+    expect(readmeTable({ pg: result }).join("\n")).toContain("| pgbouncer-transaction 10,000 TPS | 0.90× |")
+  })
+
+  it("runs the pooled workloads only when a pooled variant is asked for, with direct and the pooled ones", () => {
+    const o = { rounds: 1, duration: 4, warmup: 1, clients: [1, 10, 50], poolSize: 10 }
+    const perRun = 4 + 1 + 1.5
+    // 2 kinds × 3 client counts × 2 variants; the pooled variants' 2 workloads × 3 (with direct).
+    expect(plannedPgSeconds({ ...o, variants: ["direct", "polyproxy"] })).toBe(30 + 12 * perRun)
+    expect(plannedPgSeconds({ ...o, variants: ["direct", "polyproxy-transaction", "pgbouncer-transaction"] })).toBe(
+      30 + 6 * perRun
+    )
+    expect(plannedPgSeconds({ ...o, variants: ["direct", "polyproxy", "pgbouncer-transaction"] })).toBe(
+      30 + 12 * perRun + 4 * perRun
+    )
+  })
+
+  it("fails a pooled variant's run when the server held more backends than the pool size", () => {
+    expect(() => checkPoolBound("polyproxy-transaction", 11, 10)).toThrow(/held 11 backends .* pool size 10/)
+    expect(() => checkPoolBound("pgbouncer-transaction@abc1234", 12, 10)).toThrow(/held 12/)
+    expect(() => checkPoolBound("polyproxy-transaction", 10, 10)).not.toThrow()
+    expect(() => checkPoolBound("direct", 100, 10)).not.toThrow()
   })
 })

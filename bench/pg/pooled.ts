@@ -1,0 +1,174 @@
+// The pg scenario's transaction-pooling workloads (issue 21): polyproxy's `postgres` listener with a route in
+// `pool: { mode: transaction, size: N }` against PgBouncer in `pool_mode = transaction` with the same
+// `default_pool_size`. Both authenticate the clients themselves with the role's SCRAM secret, looked up through a
+// superuser login (polyproxy's `auth`, PgBouncer's `auth_user` + `auth_query`), and log in to PostgreSQL with the keys
+// recovered from the client's proof, so no tenant password is configured in either. pgbench -S at 100 clients and
+// TPC-B-like at 50 beside `direct` (the headroom check); the server's backends of the bench role are sampled during
+// every run of these workloads, and a pooled variant that lets the server hold more than N fails its run.
+import type pg from "pg"
+import type { PostgresServer } from "../../spec/support/backends/postgres.ts"
+import type { Measurement, Workload } from "../support/interleave.ts"
+import type { Polyproxy, ProxyEntry } from "../support/polyproxy.ts"
+import { sleep } from "../support/process.ts"
+import { startPolyproxyVariants } from "../support/proxies.ts"
+import { type Compared, comparedWith, processVariant, type Variant } from "../support/variant.ts"
+import { DATABASE, type PgWorkload, pgWorkloadOf } from "./pgbench.ts"
+import { type PgBouncer, startPgBouncer } from "./pgbouncer.ts"
+
+export const PG_POOLED_VARIANTS = ["polyproxy-transaction", "pgbouncer-transaction"] as const
+export type PgPooledVariantName = (typeof PG_POOLED_VARIANTS)[number]
+
+/** What the issue asks for: select-only at 100 clients, TPC-B-like at 50, each against a pool of `--pg-pool-size`. */
+export const POOLED_WORKLOADS: readonly { readonly kind: PgWorkload; readonly clients: number }[] = [
+  { kind: "select-only", clients: 100 },
+  { kind: "tpcb-like", clients: 50 }
+]
+
+/** The pooled workloads' ratios are taken against this one, not HAProxy. */
+const POOLED_BASELINE: PgPooledVariantName = "pgbouncer-transaction"
+
+export const pooledWorkloadOf = (kind: PgWorkload, clients: number, poolSize: number): Workload =>
+  pgWorkloadOf(kind, clients, { size: poolSize, compareTo: POOLED_BASELINE })
+
+/** A transaction-pooling variant, or its `--compare` twin. */
+export const isPooledVariant = (name: string): boolean =>
+  (PG_POOLED_VARIANTS as readonly string[]).includes(comparedWith(name) ?? name)
+
+export interface PooledStart {
+  readonly name: PgPooledVariantName
+  readonly entry: ProxyEntry
+  readonly compare?: ProxyEntry | undefined
+  readonly dir: string
+  readonly cpuProfDir?: string | undefined
+  readonly server: PostgresServer
+  readonly poolSize: number
+  /** A real login as the bench role and a query through the port. */
+  readonly ready: (port: number) => Promise<void>
+}
+
+export interface PooledStarted {
+  readonly variants: Variant<PgPooledVariantName | Compared<PgPooledVariantName>>[]
+  readonly proxies: Polyproxy[]
+  readonly bouncer?: PgBouncer
+}
+
+export const startPooledVariant = async (o: PooledStart): Promise<PooledStarted> => {
+  const lookup = { user: o.server.superuser, password: o.server.password }
+  if (o.name === "polyproxy-transaction") {
+    const pool = { mode: "transaction", size: o.poolSize, idleTimeout: 1 }
+    const started = await startPolyproxyVariants({
+      name: o.name,
+      entry: o.entry,
+      compare: o.compare,
+      dir: o.dir,
+      cpuProfDir: o.cpuProfDir,
+      listener: (port) => ({ postgres: { host: "127.0.0.1", port } }),
+      routes: {
+        [DATABASE]: {
+          endpoint: `127.0.0.1:${o.server.port}`,
+          // The lookup runs in the postgres database, so that its one kept connection is not among the bench
+          // database's backends (which the runner waits to be gone between runs).
+          metadata: { pool, auth: { ...lookup, database: "postgres" } }
+        }
+      },
+      ready: o.ready,
+      label: "polyproxy postgres, transaction pool",
+      what:
+        `\`postgres\` listener, its route in \`pool: { mode: transaction, size: ${o.poolSize}, idleTimeout: 1 }\`, ` +
+        "client secrets looked up as the superuser (`auth`, the default pg_authid query), SCRAM pass-through to the server"
+    })
+    return { variants: started.variants, proxies: started.proxies }
+  }
+  const bouncer = await startPgBouncer({
+    backendHost: o.server.host,
+    backendPort: o.server.port,
+    database: DATABASE,
+    user: o.server.user,
+    password: o.server.userPassword,
+    poolSize: o.poolSize,
+    maxClientConn: Math.max(200, 2 * Math.max(...POOLED_WORKLOADS.map((w) => w.clients))),
+    poolMode: "transaction",
+    authUser: lookup
+  })
+  try {
+    await o.ready(bouncer.port)
+  } catch (error) {
+    await bouncer.stop().catch(() => {})
+    throw error
+  }
+  const settings = Object.entries(bouncer.settings).map(([k, v]) => `${k}=${v}`)
+  return {
+    bouncer,
+    proxies: [],
+    variants: [
+      processVariant(
+        o.name,
+        bouncer.port,
+        { pid: bouncer.pid, alive: () => true },
+        "PgBouncer transaction",
+        `${bouncer.version.split(",")[0]}, ${settings.join(", ")}; auth_query: its default (pg_shadow), ` +
+          "SCRAM pass-through to the server"
+      )
+    ]
+  }
+}
+
+/**
+ * Runs `f` while counting the bench role's client backends of the bench database every 100 ms; resolves with its
+ * result and the most seen (the lookup logins of either pooler are another role: not counted). A failed count fails
+ * the run; when `f` fails, its own error is the one that counts.
+ */
+export const whileSampling = async <A>(
+  monitor: pg.Client,
+  role: string,
+  f: () => Promise<A>
+): Promise<{ readonly result: A; readonly max: number }> => {
+  let max = 0
+  let running = true
+  const loop = (async () => {
+    while (running) {
+      const r = await monitor.query<{ n: number }>(
+        "SELECT count(*)::int AS n FROM pg_stat_activity " +
+          "WHERE datname = $1 AND usename = $2 AND backend_type = 'client backend'",
+        [DATABASE, role]
+      )
+      max = Math.max(max, r.rows[0]?.n ?? 0)
+      await sleep(100)
+    }
+  })()
+  try {
+    const result = await f()
+    running = false
+    await loop
+    return { result, max }
+  } finally {
+    running = false
+    await loop.catch(() => {})
+  }
+}
+
+/** A pooled variant may not let the server hold more backends of the role than its pool size. */
+export const checkPoolBound = (variant: string, max: number, poolSize: number): void => {
+  if (isPooledVariant(variant) && max > poolSize) {
+    throw new Error(`the server held ${max} backends of the bench role, more than the pool size ${poolSize}`)
+  }
+}
+
+/** One note per pooled workload: the most backends the server held for each variant over its kept runs. */
+export const serverBackendsNotes = (
+  workloads: readonly Workload[],
+  measurements: readonly Measurement[],
+  label: (variant: string) => string
+): string[] =>
+  workloads
+    .filter((w) => w.compareTo === POOLED_BASELINE)
+    .flatMap((w) => {
+      const most = new Map<string, number>()
+      for (const m of measurements) {
+        if (m.workload !== w.id || m.serverConnectionsMax === undefined || m.discarded !== undefined) continue
+        most.set(m.variant, Math.max(most.get(m.variant) ?? 0, m.serverConnectionsMax))
+      }
+      if (most.size === 0) return []
+      const each = [...most].map(([v, n]) => `${label(v)}: ${n}`).join("; ")
+      return [`${w.label}: the server's backends of the bench role, most sampled (every 100 ms) in a run: ${each}.`]
+    })
