@@ -79,8 +79,10 @@ bench-pg: build
 # Load harness (load/README.md): holds CONNECTIONS proxied connections through `workers` proxy processes, ramping in
 # steps, and fails when a connection is lost, when the proxy's active count is off, or when the proxy's marginal
 # memory per connection at the top step is over MAX_KB_PER_CONN. More options: LOAD_ARGS="--steps 10000,50000 …".
+# MODE: tcp, postgres, or postgres-pooled (clients log in through transaction pooling to a real PostgreSQL, run
+# SELECT 1 and idle; the run fails when PostgreSQL holds more connections than workers × pool.size per pool).
 # Agents and backends are C (load/native/, built on demand) when a compiler is there: install-load-deps.sh installs
-# gcc when none is; if that fails, the Node ones run.
+# gcc and libssl-dev when missing; if that fails, the Node ones run.
 CONNECTIONS ?= 20000
 MODE ?= tcp
 WORKERS ?= auto

@@ -1,6 +1,7 @@
 // A load agent: opens connections through the proxy, checks one round trip on each (tcp: an echoed probe;
-// postgres: a startup message answered by AuthenticationOk/BackendKeyData/ReadyForQuery), then holds them idle and
-// reports counts. It does what the coordinator says, as JSON lines (load/protocol.ts):
+// postgres: a startup message answered by AuthenticationOk/BackendKeyData/ReadyForQuery; postgres-pooled: a login as
+// one of the configured roles, then `SELECT 1` read to ReadyForQuery: pgLogin.ts), then holds them idle and reports
+// counts. It does what the coordinator says, as JSON lines (load/protocol.ts):
 //   node load/agent.ts                                   control over stdin/stdout (spawned by load/run.ts)
 //   node load/agent.ts --coordinator HOST:PORT [--index I]   control over TCP (a pod of load/k8s/agents-job.yaml;
 //                                                        I defaults to $JOB_COMPLETION_INDEX)
@@ -10,17 +11,20 @@
 // load/native/agent.c does the same in C (stdio control only), and is what load/run.ts starts when it builds.
 import * as net from "node:net"
 import * as os from "node:os"
+import { PgLogin, type PgRole } from "./pgLogin.ts"
 import {
   type AgentConfig,
   type FromAgent,
   jsonLines,
+  loginsOf,
   PROBE,
   STARTUP_ANSWER_BYTES,
   startupMessage,
   type ToAgent
 } from "./protocol.ts"
 
-type Conn = net.Socket & { _got: number; _t0: number; _ok: boolean }
+/** `_login`: postgres-pooled, while the login and its query are under way. */
+type Conn = net.Socket & { _got: number; _t0: number; _ok: boolean; _login: PgLogin | undefined }
 
 const args = process.argv.slice(2)
 const arg = (name: string): string | undefined => {
@@ -44,6 +48,8 @@ const pending = new Set<Conn>()
 const held: Array<Conn | undefined> = []
 let heldFree: Array<number> = []
 let probes: Array<Buffer> = []
+/** postgres-pooled: the role of each probe. */
+let probeRoles: Array<PgRole> = []
 let send: (m: FromAgent) => void = () => {}
 
 const countError = (code: string) => {
@@ -72,6 +78,18 @@ const report = () => {
 // Shared handlers: `this` is the socket.
 function onData(this: Conn, chunk: Buffer) {
   if (this._ok) return // idle connections get nothing; bytes after the check are ignored
+  if (this._login !== undefined) {
+    this._got += chunk.length
+    const step = this._login.feed(chunk)
+    if ("error" in step) {
+      countError(step.error)
+      fail(this)
+    } else if (step.done) {
+      this._login = undefined
+      hold(this)
+    }
+    return
+  }
   const expected = config!.mode === "tcp" ? PROBE.length : STARTUP_ANSWER_BYTES
   const at = this._got
   this._got += chunk.length
@@ -94,12 +112,17 @@ function onData(this: Conn, chunk: Buffer) {
     return
   }
   if (this._got < expected) return
-  this._ok = true
-  pending.delete(this)
+  hold(this)
+}
+
+/** The round trip is checked: from pending to held. */
+function hold(c: Conn) {
+  c._ok = true
+  pending.delete(c)
   confirmed++
   const slot = heldFree.pop()
-  if (slot === undefined) held.push(this)
-  else held[slot] = this
+  if (slot === undefined) held.push(c)
+  else held[slot] = c
   if (confirmed === target) report()
   openMore()
 }
@@ -156,6 +179,11 @@ const openOne = () => {
   c._got = 0
   c._t0 = Date.now()
   c._ok = false
+  c._login = undefined
+  if (cfg.mode === "postgres-pooled") {
+    const sock = c
+    c._login = new PgLogin(probeRoles[n % probes.length]!, (bytes) => sock.write(bytes))
+  }
   c.on("data", onData)
   c.on("error", onError)
   c.on("close", onClose)
@@ -194,10 +222,12 @@ const onMessage = (value: unknown) => {
   switch (m.t) {
     case "config": {
       config = m.config
-      probes =
-        config.mode === "tcp"
-          ? [PROBE]
-          : (config.databases.length > 0 ? config.databases : ["load"]).map((d) => startupMessage(d))
+      if (config.mode === "tcp") probes = [PROBE]
+      else {
+        const logins = loginsOf(config.mode === "postgres" ? { ...config, users: [] } : config)
+        probes = logins.map((l) => startupMessage(l.database, l.user))
+        probeRoles = logins
+      }
       setTimeout(() => stop("lifetime over"), config.lifetimeMs).unref()
       return
     }

@@ -1,5 +1,6 @@
 // The native agent and backend (load/native/*.c): compiled on demand with the machine's C compiler into
-// load/native/bin/ (git-ignored), again whenever a source is newer than its binary. Nothing but libc: `cc -O2`.
+// load/native/bin/ (git-ignored), again whenever a source is newer than its binary. `cc -O2`, libc, and for the
+// agent OpenSSL's libcrypto (the SCRAM and md5 logins of mode postgres-pooled: native/pglogin.h).
 import { execFileSync } from "node:child_process"
 import { accessSync, constants, existsSync, mkdirSync, renameSync, rmSync, statSync } from "node:fs"
 import { delimiter, join } from "node:path"
@@ -9,6 +10,8 @@ const dir = fileURLToPath(new URL("native/", import.meta.url))
 export const nativeBinDir = join(dir, "bin")
 /** What the native programs share (bench/native includes it too). */
 export const nativeCommonHeader = join(dir, "common.h")
+/** The agent's PostgreSQL login (postgres-pooled). */
+const pgLoginHeader = join(dir, "pglogin.h")
 
 export interface NativeBinaries {
   readonly agent: string
@@ -94,6 +97,10 @@ export const buildC = (
  * error): the caller falls back to the Node agent and backend, or stops.
  */
 export const buildNative = (): NativeBinaries | { readonly reason: string } => {
-  const r = buildC(dir, [{ name: "agent" }, { name: "backend" }], [nativeCommonHeader])
+  const r = buildC(
+    dir,
+    [{ name: "agent", libs: ["-lcrypto"] }, { name: "backend" }],
+    [nativeCommonHeader, pgLoginHeader]
+  )
   return "reason" in r ? r : { agent: r.binaries.agent!, backend: r.binaries.backend!, built: r.built }
 }

@@ -2,7 +2,7 @@
 // stdin/stdout when the coordinator spawned it, or over a TCP connection to the coordinator when the agent runs
 // elsewhere (a Kubernetes pod: see k8s/agents-job.yaml). Also the wire bytes of the two load modes.
 
-export type Mode = "tcp" | "postgres"
+export type Mode = "tcp" | "postgres" | "postgres-pooled"
 
 /** Everything an agent needs; the coordinator sends it once, right after the agent says hello. */
 export interface AgentConfig {
@@ -19,8 +19,12 @@ export interface AgentConfig {
    * ramp slows to a crawl past ≈ 10k per address), and ports it takes inside the range are then skipped by every
    * connect() on the machine, the proxy's own dials to backends included. A port someone listens on is skipped. */
   readonly portLo: number
-  /** postgres mode: database names, used in turn (each one a route of the proxy to its own backend address). */
+  /** postgres mode: database names, used in turn (each one a route of the proxy to its own backend address).
+   * postgres-pooled: the pooled routes' databases, each with every role of `users` (loginsOf). */
   readonly databases: ReadonlyArray<string>
+  /** postgres-pooled: the roles the agent logs in as, and their passwords (same order). */
+  readonly users?: ReadonlyArray<string>
+  readonly passwords?: ReadonlyArray<string>
   /** Connections being opened at once (connect + round trip not finished yet). */
   readonly concurrency: number
   /** A connection not confirmed within this many ms counts as an error (TIMEOUT) and is closed. */
@@ -75,14 +79,28 @@ export interface BackendReport {
 /** tcp mode: what an agent sends after connecting; the echo backend returns it, the agent compares. */
 export const PROBE = Buffer.from("polyproxy-load\n")
 
-/** postgres mode: a protocol 3.0 StartupMessage for `database`. */
-export const startupMessage = (database: string): Buffer => {
-  const body = Buffer.from(`user\0load\0database\0${database}\0application_name\0polyproxy-load\0\0`)
+/** postgres modes: a protocol 3.0 StartupMessage for `database` as `user`. */
+export const startupMessage = (database: string, user = "load"): Buffer => {
+  const body = Buffer.from(`user\0${user}\0database\0${database}\0application_name\0polyproxy-load\0\0`)
   const msg = Buffer.alloc(8 + body.length)
   msg.writeInt32BE(msg.length, 0)
   msg.writeInt32BE(3 << 16, 4)
   body.copy(msg, 8)
   return msg
+}
+
+/**
+ * postgres-pooled: every database with every role, databases varying fastest; attempt n uses login n % length
+ * (agent.c builds the same list).
+ */
+export const loginsOf = (
+  config: AgentConfig
+): Array<{ readonly database: string; readonly user: string; readonly password: string }> => {
+  const databases = config.databases.length > 0 ? config.databases : ["load"]
+  const users = config.users !== undefined && config.users.length > 0 ? config.users : ["load"]
+  return users.flatMap((user, r) =>
+    databases.map((database) => ({ database, user, password: config.passwords?.[r] ?? "" }))
+  )
 }
 
 /** postgres mode: the backend's answer to a startup: AuthenticationOk, BackendKeyData, ReadyForQuery (idle). */

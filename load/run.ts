@@ -1,11 +1,12 @@
-// The load coordinator: `make load CONNECTIONS=N [MODE=tcp|postgres] [WORKERS=…] [MAX_KB_PER_CONN=6]` runs this.
-// It starts echo backends, polyproxy (dist/cli.js, `workers: W`) and load agents (C from load/native/ when it builds,
-// else Node), warms the proxy up (connections opened and closed before its baseline), ramps to N held connections in
-// steps, and at each step measures the RSS of every proxy process, the proxy's /metrics, the kernel's socket memory
-// and the errors. It prints a table, writes load/results/<date>-<mode>-<N>.json and .svg, and exits non-zero when a
-// connection was lost or failed, when the proxy's active count is not the step's, or when the proxy's marginal
-// memory per connection at the top step is over MAX_KB_PER_CONN. Everything it starts is killed by process group on
-// every way out, and sysctls it changed are restored. See load/README.md.
+// The load coordinator: `make load CONNECTIONS=N [MODE=tcp|postgres|postgres-pooled] [WORKERS=…] [MAX_KB_PER_CONN=6]`
+// runs this. It starts echo backends (postgres-pooled: a real PostgreSQL, load/pgBackend.ts), polyproxy (dist/cli.js,
+// `workers: W`) and load agents (C from load/native/ when it builds, else Node), warms the proxy up (connections
+// opened and closed before its baseline), ramps to N held connections in steps, and at each step measures the RSS of
+// every proxy process, the proxy's /metrics, the kernel's socket memory and the errors. It prints a table, writes
+// load/results/<date>-<mode>-<N>.json and .svg, and exits non-zero when a connection was lost or failed, when the
+// proxy's active count is not the step's, when the proxy's marginal memory per connection at the top step is over
+// MAX_KB_PER_CONN, or (postgres-pooled) when the server held more connections than the pools may open. Everything
+// it starts is killed by process group on every way out, and sysctls it changed are restored. See load/README.md.
 import { type ChildProcess, execFileSync } from "node:child_process"
 import {
   closeSync,
@@ -26,6 +27,14 @@ import { fileURLToPath } from "node:url"
 import { memoryChart } from "./chart.ts"
 import { formatHeapDiff, type HeapGroup, heapDiff } from "./heapdiff.ts"
 import { buildNative, type NativeBinaries } from "./native.ts"
+import {
+  type PgCount,
+  type PgPeak,
+  type PoolAuth,
+  type PooledBackend,
+  pooledBound,
+  startPooledBackend
+} from "./pgBackend.ts"
 import { childPids, killAll, onExit, sleep, spawnExec, spawnNode, stopChild } from "./procs.ts"
 import {
   type AgentConfig,
@@ -56,9 +65,17 @@ const MB = 1024 * 1024
 // ---------------------------------------------------------------------------------------------------- options
 
 const usage = `usage: node load/run.ts --connections N [options]
-  --mode tcp|postgres        tcp: the generic listener, one route, the proxy dialing from one source address per
+  --mode tcp|postgres|postgres-pooled
+                             tcp: the generic listener, one route, the proxy dialing from one source address per
                              --per-proxy-source connections; postgres: routes by database, one backend address per
-                             --per-route connections (default tcp)
+                             --per-route connections; postgres-pooled: a real PostgreSQL behind routes in transaction
+                             pooling mode, each client logs in (SCRAM or md5), runs SELECT 1 and idles (default tcp)
+  --pool-size S              postgres-pooled: pool.size, server connections per (database, role) per worker (2)
+  --pool-databases D         postgres-pooled: databases, one pooled route each (2)
+  --pool-roles R             postgres-pooled: login roles, every client of each database uses them in turn (2)
+  --pool-auth scram|md5      postgres-pooled: how the roles' passwords are stored, so how clients log in (scram)
+  --pg-max-connections N     postgres-pooled: the server's max_connections (auto: the pools' bound + the lookups +
+                             9, at least 40)
   --workers N|auto           proxy worker processes (auto: ceil(2N / (0.92 × --fds-per-process)))
   --agents N|auto            local agent processes (auto: ceil(N / --fds-per-process))
   --backends N|auto          echo backend processes (auto: ceil(N / --fds-per-process))
@@ -116,18 +133,35 @@ if (argv.includes("--help") || argv.includes("-h")) {
 const N = intOpt("connections", 0)
 if (N <= 0) die(`--connections N is required\n${usage}`)
 const mode = (opt("mode", "tcp") ?? "tcp") as Mode
-if (mode !== "tcp" && mode !== "postgres") die(`--mode must be tcp or postgres, got ${mode}`)
+if (mode !== "tcp" && mode !== "postgres" && mode !== "postgres-pooled") {
+  die(`--mode must be tcp, postgres or postgres-pooled, got ${mode}`)
+}
+const pooled = mode === "postgres-pooled"
 const fdsPer = intOpt("fds-per-process", 17_000)
+// A proxied connection holds two fds in its worker (client and backend); a pooled client only its own (the worker's
+// few server connections are shared).
+const fdsPerConn = pooled ? 1 : 2
 // The workers share the listener with SO_REUSEPORT: the kernel spreads connections by a hash of the addresses, evenly
 // but not exactly. Busiest worker's fds over the mean at the top step: +2.2% (30 workers, 200k: 13,654 / 13,357),
 // +3.5% (59, 400k: 14,058 / 13,583), +3.3% (65, 440k: 14,012 / 13,562); the relative spread shrinks as the counts grow
 // (+3.6–5.6% at ≈ 3,300 per worker, +21% at ≈ 350). Plan 8% under --fds-per-process per worker, over twice the
 // spread measured at these sizes: the busiest worker then holds ≈ 17,000 × 0.92 × 1.035 ≈ 16,200 fds, under the
 // 19,000 that leaves 1,000 of the 20,000 hard limit for everything else a worker opens.
-const workers = Math.max(1, intOpt("workers", Math.ceil((2 * N) / Math.floor(fdsPer * 0.92))))
+const workers = Math.max(1, intOpt("workers", Math.ceil((fdsPerConn * N) / Math.floor(fdsPer * 0.92))))
 const remoteAgents = intOpt("remote-agents", 0)
 const agentCount = remoteAgents > 0 ? remoteAgents : Math.max(1, intOpt("agents", Math.ceil(N / fdsPer)))
-const backendCount = Math.max(1, intOpt("backends", Math.ceil(N / fdsPer)))
+// postgres-pooled has no echo backends: its backend is one PostgreSQL.
+const backendCount = pooled ? 0 : Math.max(1, intOpt("backends", Math.ceil(N / fdsPer)))
+const poolAuth = opt("pool-auth", "scram") as PoolAuth
+if (poolAuth !== "scram" && poolAuth !== "md5") die(`--pool-auth must be scram or md5, got ${poolAuth}`)
+const poolOptions = {
+  databases: Math.max(1, intOpt("pool-databases", 2)),
+  roles: Math.max(1, intOpt("pool-roles", 2)),
+  poolSize: Math.max(1, intOpt("pool-size", 2)),
+  workers,
+  auth: poolAuth,
+  maxConnections: intOpt("pg-max-connections", 0)
+}
 const maxKbPerConn = Number(opt("max-kb-per-conn", "6"))
 const perSource = intOpt("per-source", 10_000)
 // The proxy dials every backend from 127.0.0.1 with a kernel-chosen port: connect() walks the ephemeral range past
@@ -176,8 +210,9 @@ const steps = (() => {
   return out
 })()
 
-// Backend addresses: tcp mode has one route, so one address; postgres mode one per --per-route connections.
-const routeCount = mode === "tcp" ? 1 : Math.max(1, Math.ceil(N / perRoute))
+// Backend addresses: tcp mode has one route, so one address; postgres mode one per --per-route connections;
+// postgres-pooled one route per database, all to the one PostgreSQL.
+const routeCount = pooled ? poolOptions.databases : mode === "tcp" ? 1 : Math.max(1, Math.ceil(N / perRoute))
 // tcp mode instead spreads the proxy's dials over source addresses (`upstream.sourceAddresses`), one per
 // --per-proxy-source connections: 127.0.3.1, 127.0.3.2, … (the agents' sources start at 127.101.0.1). A dial from a
 // given source address binds it first, and bind() with port 0 searches that address's ports in the ephemeral range
@@ -242,6 +277,8 @@ interface StepResult {
     kbPerConn: number
     kbPerConnMarginal: number
   }
+  /** postgres-pooled: the server's client backends at the step, and the most seen so far. */
+  pg?: { now: PgCount; peak: PgPeak }
   proxyErrors: Record<string, number>
   conntrack: number | undefined
   /** Machine-wide TCP counters moved since the run's baseline (only those that moved). */
@@ -332,15 +369,24 @@ const main = async (): Promise<number> => {
   // + 2 MB (both measured at 20k).
   const helperKb = (kind: "c" | "node") => (kind === "c" ? 0.05 : 2.5)
   const helperMb = (kind: "c" | "node") => (kind === "c" ? 2 : 75)
+  // postgres-pooled: two sockets per client instead of four (≈ 10 KB of kernel memory), no echo backends, and a
+  // PostgreSQL of max_connections backends (≈ 3 MB each at most when idle) and ≈ 200 MB of its own.
+  const pgBytes = pooled ? (pooledBound(poolOptions).maxConnections * 3 + 200) * MB : 0
   const needBytes =
-    N * (20 + 6 + (remoteAgents > 0 ? 0 : helperKb(agentKind)) + helperKb(backendKind)) * KB +
+    N *
+      ((pooled ? 10 : 20) + 6 + (remoteAgents > 0 ? 0 : helperKb(agentKind)) + (pooled ? 0 : helperKb(backendKind))) *
+      KB +
     workers * 40 * MB +
     (remoteAgents > 0 ? 0 : agentCount * helperMb(agentKind) * MB) +
-    backendCount * helperMb(backendKind) * MB
+    backendCount * helperMb(backendKind) * MB +
+    pgBytes
   const available = memAvailable()
   log(
     `load: ${N} connections, mode ${mode}: ${workers} proxy worker(s), ${remoteAgents > 0 ? `${remoteAgents} remote` : agentCount} ${agentKind === "c" ? "C" : "Node"} agent(s), ` +
-      `${backendCount} ${backendKind === "c" ? "C" : "Node"} backend(s), ${routeCount} backend address(es)${proxySources.length > 0 ? `, ${proxySources.length} proxy source addresses` : ""}; steps ${steps.join(", ")}; ` +
+      (pooled
+        ? `PostgreSQL (${poolOptions.databases} database(s) × ${poolOptions.roles} role(s), ${poolAuth}, pool.size ${poolOptions.poolSize}), `
+        : `${backendCount} ${backendKind === "c" ? "C" : "Node"} backend(s), ${routeCount} backend address(es)${proxySources.length > 0 ? `, ${proxySources.length} proxy source addresses` : ""}; `) +
+      `steps ${steps.join(", ")}; ` +
       `warm-up ${warmupN}`
   )
   log(`load: memory: needs ≈ ${(needBytes / MB).toFixed(0)} MB, ${(available / MB).toFixed(0)} MB available`)
@@ -351,7 +397,10 @@ const main = async (): Promise<number> => {
   // Kernel settings: the ephemeral port range bounds connections per (source, destination) pair.
   const [portLo, portHi] = sysctl("net.ipv4.ip_local_port_range").split(/\s+/).map(Number) as [number, number]
   const portRange = portHi - portLo + 1
-  const perDestination = Math.ceil(N / (mode === "tcp" ? Math.max(1, proxySources.length) : routeCount))
+  // postgres-pooled: the proxy dials PostgreSQL only for its pools' few server connections.
+  const perDestination = pooled
+    ? pooledBound(poolOptions).total
+    : Math.ceil(N / (mode === "tcp" ? Math.max(1, proxySources.length) : routeCount))
   const needSysctl =
     perDestination > portRange * 0.8 ||
     Number(sysctl("net.core.somaxconn")) < 4096 ||
@@ -431,18 +480,33 @@ const main = async (): Promise<number> => {
     backends.push(b)
     return b
   }
-  const first = startBackend(
-    0,
-    Array.from({ length: routeCount }, () => "127.0.0.1:0")
-  )
-  const backendAddrs = await waitFor("the first backend", 20_000, () => first.last?.listening)
-  for (let i = 1; i < backendCount; i++) startBackend(i, backendAddrs)
-  await waitFor("every backend", 20_000, () => (backends.every((b) => b.last !== undefined) ? true : undefined))
+  let backendAddrs: ReadonlyArray<string> = []
+  // postgres-pooled: one real PostgreSQL instead (stopped at the end; the backends' exit hook kills it otherwise).
+  let pgBackend: PooledBackend | undefined
+  if (pooled) {
+    const t0 = Date.now()
+    pgBackend = await startPooledBackend(poolOptions)
+    const { server, bound } = pgBackend
+    log(
+      `load: PostgreSQL at ${server.host}:${server.port} (${((Date.now() - t0) / 1000).toFixed(1)} s): ` +
+        `max_connections ${pgBackend.maxConnections}, databases ${pgBackend.databases.join(" ")}, roles ` +
+        `${pgBackend.users.join(" ")} (${poolAuth}); the pools may hold ${bound.perPool} server connections per ` +
+        `(database, role) (${workers} worker(s) × pool.size ${poolOptions.poolSize}), ${bound.total} in all`
+    )
+  } else {
+    const first = startBackend(
+      0,
+      Array.from({ length: routeCount }, () => "127.0.0.1:0")
+    )
+    backendAddrs = await waitFor("the first backend", 20_000, () => first.last?.listening)
+    for (let i = 1; i < backendCount; i++) startBackend(i, backendAddrs)
+    await waitFor("every backend", 20_000, () => (backends.every((b) => b.last !== undefined) ? true : undefined))
+  }
 
   // -------------------------------------------------------------------------------------------- proxy
   const adminPort = await freePort("127.0.0.1")
-  const routes: Record<string, string> = {}
-  const databases: Array<string> = []
+  const routes: Record<string, unknown> = { ...pgBackend?.routes }
+  const databases: Array<string> = [...(pgBackend?.databases ?? [])]
   backendAddrs.forEach((a, i) => {
     const name = mode === "tcp" ? "load" : `db${i}`
     routes[name] = a
@@ -503,7 +567,8 @@ const main = async (): Promise<number> => {
   const proxyPids = () => [proxyPid, ...childPids(proxyPid)]
   log(
     `load: proxy pid ${proxyPid} (${workers} worker(s): ${childPids(proxyPid).join(" ") || "none, single process"}) ` +
-      `listening ${listenHost}:${proxyPort}, admin ${admin}; backends at ${backendAddrs.join(" ")}`
+      `listening ${listenHost}:${proxyPort}, admin ${admin}; backends at ` +
+      (pgBackend !== undefined ? `${pgBackend.server.host}:${pgBackend.server.port}` : backendAddrs.join(" "))
   )
 
   const proxyMemory = () => {
@@ -548,7 +613,38 @@ const main = async (): Promise<number> => {
     })
     return files
   }
-  const listenerName = mode
+  // The listener's name is its type: tcp, or postgres (postgres-pooled's routes are on a postgres listener).
+  const listenerName = mode === "tcp" ? "tcp" : "postgres"
+
+  /** postgres-pooled: what the server holds, as a table row's second line. */
+  const pgLine = (now: PgCount, peak: PgPeak) =>
+    `PostgreSQL: ${now.total} server connections for the pools now ` +
+    `(${Object.entries(now.perPool)
+      .map(([k, v]) => `${k} ${v}`)
+      .join(", ")}), ${now.others} other(s); peak ${peak.total} in all (bound ${pgBackend!.bound.total}), ` +
+    `${peak.perPool} of one (database, role) (bound ${pgBackend!.bound.perPool}); ${peak.samples} samples`
+  /** postgres-pooled: the server's connections beyond what the pools may open (sampled every 250 ms), once each. */
+  const pgReported = new Set<string>()
+  const pgFailures = (): Array<string> => {
+    if (pgBackend === undefined) return []
+    const { bound } = pgBackend
+    const peak = pgBackend.peak()
+    const found: Array<string> = []
+    if (peak.perPool > bound.perPool) {
+      found.push(
+        `PostgreSQL held ${peak.perPool} connections of ${peak.pool}: more than workers × pool.size = ${bound.perPool}`
+      )
+    }
+    if (peak.total > bound.total) {
+      found.push(`PostgreSQL held ${peak.total} connections for the pools: more than their bound ${bound.total}`)
+    }
+    if (pgBackend.errors().length > 0) {
+      found.push(`pg_stat_activity could not be sampled: ${pgBackend.errors().join("; ")}`)
+    }
+    const fresh = found.filter((f) => !pgReported.has(f.split(":")[0]!))
+    for (const f of fresh) pgReported.add(f.split(":")[0]!)
+    return fresh
+  }
 
   await sleep(1_000)
   const baseCold = await settledMemory(10_000)
@@ -601,6 +697,7 @@ const main = async (): Promise<number> => {
     perSource: perSourceUsed,
     portLo: agentPortLo,
     databases,
+    ...(pgBackend !== undefined ? { users: pgBackend.users, passwords: pgBackend.passwords } : {}),
     concurrency,
     confirmTimeoutMs: 30_000,
     lifetimeMs: deadlineMs + 30_000
@@ -896,6 +993,7 @@ const main = async (): Promise<number> => {
         kbPerConn: backendsNow.rssBytes / held / KB,
         kbPerConnMarginal: (backendsNow.rssBytes - helpersCold.backendsRssBytes) / held / KB
       },
+      ...(pgBackend !== undefined ? { pg: { now: pgBackend.now(), peak: pgBackend.peak() } } : {}),
       proxyErrors: metricSamples(text, "polyproxy_errors_total"),
       conntrack: kernel.conntrack,
       tcp: tcpMoved(),
@@ -916,6 +1014,8 @@ const main = async (): Promise<number> => {
         `${fmt(r.agents.kbPerConn).padStart(6)}  ${fmt(r.backends.kbPerConn).padStart(8)}  ` +
         `${String(errorCount).padStart(6)}  ${String(t.lost).padStart(4)}`
     )
+    if (r.pg !== undefined) log(`             ${pgLine(r.pg.now, r.pg.peak)}`)
+    failures.push(...pgFailures())
     if (t.confirmed !== step) failures.push(`step ${step}: agents hold ${t.confirmed} confirmed connections`)
     if (active !== step) failures.push(`step ${step}: the proxy reports ${active} active connections`)
     if (t.failed > 0) failures.push(`step ${step}: ${t.failed} connection(s) failed: ${JSON.stringify(t.errors)}`)
@@ -969,6 +1069,22 @@ const main = async (): Promise<number> => {
     )
   }
   if (top === undefined || top.connections !== N) failures.push(`the top step ${N} was not measured`)
+  // The whole run's peak (warm-up, ramp and hold) against the pools' bound.
+  failures.push(...pgFailures())
+  const pgFinal =
+    pgBackend === undefined
+      ? undefined
+      : {
+          databases: pgBackend.databases,
+          roles: pgBackend.users,
+          auth: poolAuth,
+          poolSize: poolOptions.poolSize,
+          maxConnections: pgBackend.maxConnections,
+          bound: pgBackend.bound,
+          peak: pgBackend.peak(),
+          atEnd: pgBackend.now()
+        }
+  if (pgFinal !== undefined) log(`load: ${pgLine(pgFinal.atEnd, pgFinal.peak)}`)
 
   // -------------------------------------------------------------------------------------------- stop, report
   const stopT0 = Date.now()
@@ -977,6 +1093,7 @@ const main = async (): Promise<number> => {
   await sleep(500)
   await Promise.all(backends.map((b) => stopChild(b.child, 2_000)))
   await stopChild(proxy, 3_000)
+  await pgBackend?.stop()
   const stopSeconds = (Date.now() - stopT0) / 1000
 
   const result = {
@@ -1008,10 +1125,13 @@ const main = async (): Promise<number> => {
       proxyNodeOptions,
       workerNodeOptions: workerNodeOptions ?? null,
       native: nativeMode,
-      warmup: warmupN
+      warmup: warmupN,
+      ...(pooled ? { pool: poolOptions } : {})
     },
+    /** postgres-pooled: the real PostgreSQL's client backends for the pools against their bound. */
+    pg: pgFinal,
     /** Which agents and backends ran: "c" (load/native/) or "node" (load/agent.ts, load/backend.ts). */
-    helpers: { agents: agentKind, backends: backendKind },
+    helpers: { agents: agentKind, backends: pooled ? "postgresql" : backendKind },
     machine: {
       cores: os.availableParallelism(),
       memTotalBytes: os.totalmem(),
@@ -1050,8 +1170,11 @@ const main = async (): Promise<number> => {
   )
   log(
     `load: agents (${agentKind === "c" ? "C" : "Node"}) ${fmt(top?.agents.kbPerConn ?? 0)} KB RSS per connection ` +
-      `(${fmt(top?.agents.kbPerConnMarginal ?? 0)} above their start), backends (${backendKind === "c" ? "C" : "Node"}) ` +
-      `${fmt(top?.backends.kbPerConn ?? 0)} KB (${fmt(top?.backends.kbPerConnMarginal ?? 0)} above their start)`
+      `(${fmt(top?.agents.kbPerConnMarginal ?? 0)} above their start)` +
+      (pooled
+        ? ""
+        : `, backends (${backendKind === "c" ? "C" : "Node"}) ${fmt(top?.backends.kbPerConn ?? 0)} KB ` +
+          `(${fmt(top?.backends.kbPerConnMarginal ?? 0)} above their start)`)
   )
   log(`load: results ${file}.json, chart ${file}.svg`)
   if (failures.length > 0) {

@@ -1,7 +1,8 @@
 // The native load agent: load/agent.ts in C, for the same coordinator (load/run.ts) over the same JSON lines
 // (load/protocol.ts) on stdin/stdout. It opens connections through the proxy, checks one round trip on each (tcp: the
 // probe echoed back; postgres: a startup message answered by AuthenticationOk/BackendKeyData/ReadyForQuery, checked
-// at the R, K, Z and I bytes), then holds them idle and reports counts every 500 ms.
+// at the R, K, Z and I bytes; postgres-pooled: a login as one of the configured roles, SCRAM-SHA-256 or md5, then
+// `SELECT 1` read to ReadyForQuery: pglogin.h), then holds them idle and reports counts every 500 ms.
 //   load/native/bin/agent [--index I]        (I defaults to $JOB_COMPLETION_INDEX, then 0)
 // The TCP control path (--coordinator HOST:PORT, for Kubernetes pods) is only in the Node agent: the coordinator runs
 // Node agents for --agent-control tcp and --remote-agents.
@@ -14,6 +15,7 @@
 // a lower target closes the newest held connections, held connections are closed with an RST (SO_LINGER 0) on stop,
 // and it exits when stdin closes, on `stop`, or when its lifetime is over.
 #include "common.h"
+#include "pglogin.h"
 
 #include <netdb.h>
 
@@ -28,6 +30,7 @@ struct conn {
 struct pend {
   int fd;
   int probe; // which of probes[] it sends: attempt n sends probes[n % n_probes], as the Node agent
+  int login; // postgres-pooled: its slot in logins[] once connected, else -1
   double t0;
 };
 
@@ -46,6 +49,14 @@ static long target, started, confirmed, failed, lost, skipped, closed_by_us;
 
 // Config (AgentConfig in load/protocol.ts).
 static int mode_pg;
+static int mode_pooled;
+static char **users, **passwords;
+static int n_users, n_passwords;
+static pg_role *roles;
+// postgres-pooled: one login state per connection being opened (--concurrency of them), taken from a free stack.
+static pgx_t *logins;
+static int *free_logins;
+static int n_free_logins;
 static char cfg_host[256];
 static int cfg_port;
 static struct sockaddr_storage dest;
@@ -90,6 +101,7 @@ static void report(void) {
 
 static void pending_remove(int fd) {
   uint32_t i = conns[fd].slot;
+  if (pending[i].login >= 0) free_logins[n_free_logins++] = pending[i].login;
   struct pend last = pending[--n_pending];
   if ((int)i != n_pending) {
     pending[i] = last;
@@ -172,6 +184,7 @@ static void open_one(void) {
   conns[fd].slot = (uint32_t)n_pending;
   pending[n_pending].fd = fd;
   pending[n_pending].probe = (int)(n % n_probes);
+  pending[n_pending].login = -1;
   pending[n_pending].t0 = now_ms();
   n_pending++;
   epoll_watch(ep, EPOLL_CTL_ADD, fd, EPOLLOUT);
@@ -210,7 +223,33 @@ static void on_connected(int fd) {
     return;
   }
   conns[fd].state = S_WAITING;
+  if (mode_pooled) {
+    // Attempt n logs in as role (n / databases) % roles to database n % databases (probes[] is in that order).
+    int li = free_logins[--n_free_logins];
+    pgx_t *x = &logins[li];
+    memset(x, 0, offsetof(pgx_t, buf));
+    x->role = (pi / n_databases) % n_users;
+    pending[conns[fd].slot].login = li;
+  }
   epoll_watch(ep, EPOLL_CTL_MOD, fd, EPOLLIN);
+}
+
+/** The connection is confirmed: from pending to held. */
+static void hold(int fd) {
+  pending_remove(fd);
+  conns[fd].state = S_HELD;
+  conns[fd].slot = (uint32_t)n_held;
+  held[n_held++] = fd;
+  confirmed++;
+  if (confirmed == target) report();
+}
+
+/** postgres-pooled: the login and the query, message by message (pglogin.h). */
+static void on_login(int fd) {
+  const char *error = NULL;
+  int rc = pgx_read(&logins[pending[conns[fd].slot].login], roles, fd, &error);
+  if (rc > 0) hold(fd);
+  else if (rc < 0) fail(fd, error);
 }
 
 static void on_answer(int fd) {
@@ -244,12 +283,7 @@ static void on_answer(int fd) {
   }
   conns[fd].got = (uint8_t)(at + (unsigned)n);
   if (conns[fd].got < expected) return;
-  pending_remove(fd);
-  conns[fd].state = S_HELD;
-  conns[fd].slot = (uint32_t)n_held;
-  held[n_held++] = fd;
-  confirmed++;
-  if (confirmed == target) report();
+  hold(fd);
 }
 
 /** A held connection is readable: bytes after the check are ignored; end of stream or an error means it is lost. */
@@ -288,7 +322,7 @@ static void stop(const char *why) {
 // target (on_message_field), then, for the first config line only, the config's fields (on_config_field).
 static char msg_t[16];
 static long msg_n = -1;
-static int cfg_sources_cap, cfg_db_cap;
+static int cfg_sources_cap, cfg_db_cap, cfg_users_cap, cfg_passwords_cap;
 static char **cfg_source_strs;
 static int n_cfg_sources;
 
@@ -307,7 +341,10 @@ static void on_message_field(const char *key, int kind, const char *s, double nu
 }
 
 static void on_config_field(const char *key, int kind, const char *s, double num, int index) {
-  if (strcmp(key, "mode") == 0 && kind == J_STR) mode_pg = strcmp(s, "postgres") == 0;
+  if (strcmp(key, "mode") == 0 && kind == J_STR) {
+    mode_pg = strcmp(s, "postgres") == 0;
+    mode_pooled = strcmp(s, "postgres-pooled") == 0;
+  }
   else if (strcmp(key, "host") == 0 && kind == J_STR) snprintf(cfg_host, sizeof cfg_host, "%s", s);
   else if (strcmp(key, "port") == 0 && kind == J_NUM) cfg_port = (int)num;
   else if (strcmp(key, "sources") == 0 && kind == J_STR && index >= 0)
@@ -316,15 +353,18 @@ static void on_config_field(const char *key, int kind, const char *s, double num
   else if (strcmp(key, "portLo") == 0 && kind == J_NUM) port_lo = (int)num;
   else if (strcmp(key, "databases") == 0 && kind == J_STR && index >= 0)
     push_str(&databases, &n_databases, &cfg_db_cap, s);
+  else if (strcmp(key, "users") == 0 && kind == J_STR && index >= 0) push_str(&users, &n_users, &cfg_users_cap, s);
+  else if (strcmp(key, "passwords") == 0 && kind == J_STR && index >= 0)
+    push_str(&passwords, &n_passwords, &cfg_passwords_cap, s);
   else if (strcmp(key, "concurrency") == 0 && kind == J_NUM) concurrency = (int)num;
   else if (strcmp(key, "confirmTimeoutMs") == 0 && kind == J_NUM) confirm_timeout_ms = num;
   else if (strcmp(key, "lifetimeMs") == 0 && kind == J_NUM) lifetime_ms = num;
 }
 
-/** postgres: a protocol 3.0 StartupMessage for `database` (protocol.ts startupMessage). */
-static void startup_message(const char *database, unsigned char **p, size_t *len) {
+/** postgres: a protocol 3.0 StartupMessage for `user` and `database` (protocol.ts startupMessage). */
+static void startup_message(const char *user, const char *database, unsigned char **p, size_t *len) {
   char body[1024];
-  int blen = snprintf(body, sizeof body, "user%cload%cdatabase%c%s%capplication_name%cpolyproxy-load%c", 0, 0, 0,
+  int blen = snprintf(body, sizeof body, "user%c%s%cdatabase%c%s%capplication_name%cpolyproxy-load%c", 0, user, 0, 0,
                       database, 0, 0, 0);
   if (blen < 0 || blen >= (int)sizeof body - 1) blen = (int)sizeof body - 2;
   body[blen++] = 0;
@@ -364,11 +404,24 @@ static int apply_config(void) {
   if (concurrency <= 0) concurrency = 1;
   if (concurrency > max_fds) concurrency = max_fds;
   pending = calloc((size_t)concurrency, sizeof *pending);
-  if (mode_pg) {
+  if (mode_pg || mode_pooled) {
     if (n_databases == 0) push_str(&databases, &n_databases, &cfg_db_cap, "load");
-    n_probes = n_databases;
+    if (!mode_pooled || n_users == 0) push_str(&users, &n_users, &cfg_users_cap, "load");
+    while (n_passwords < n_users) push_str(&passwords, &n_passwords, &cfg_passwords_cap, "");
+    // Every database with every role, databases varying fastest (protocol.ts loginsOf).
+    n_probes = n_databases * (mode_pooled ? n_users : 1);
     probes = calloc((size_t)n_probes, sizeof *probes);
-    for (int i = 0; i < n_databases; i++) startup_message(databases[i], &probes[i].p, &probes[i].len);
+    for (int i = 0; i < n_probes; i++) {
+      startup_message(users[i / n_databases], databases[i % n_databases], &probes[i].p, &probes[i].len);
+    }
+    if (mode_pooled) {
+      roles = calloc((size_t)n_users, sizeof *roles);
+      for (int i = 0; i < n_users; i++) roles[i] = (pg_role){.user = users[i], .password = passwords[i]};
+      logins = calloc((size_t)concurrency, sizeof *logins);
+      free_logins = calloc((size_t)concurrency, sizeof *free_logins);
+      if (logins == NULL || free_logins == NULL) return -1;
+      for (int i = 0; i < concurrency; i++) free_logins[n_free_logins++] = concurrency - 1 - i;
+    }
   } else {
     n_probes = 1;
     probes = calloc(1, sizeof *probes);
@@ -467,7 +520,7 @@ int main(int argc, char **argv) {
       }
       switch (conns[fd].state) {
         case S_CONNECTING: on_connected(fd); break;
-        case S_WAITING: on_answer(fd); break;
+        case S_WAITING: mode_pooled ? on_login(fd) : on_answer(fd); break;
         case S_HELD: on_held(fd); break;
         default: break;
       }

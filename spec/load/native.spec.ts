@@ -1,14 +1,21 @@
 // The load harness's native agent and backend (load/native/*.c, built on demand as load/run.ts does) speak the same
 // JSON lines and the same wire bytes as the Node ones (load/agent.ts, load/backend.ts): connections are checked and
 // held, a lower target closes some, failures are counted by reason, and each side works with the other's Node
-// counterpart. Skipped when no C compiler is there (the harness then runs the Node ones).
+// counterpart. In mode postgres-pooled both agents log in through polyproxy's transaction pooling to a real
+// PostgreSQL 15 (SCRAM-SHA-256 and md5 roles), run SELECT 1 and hold. Skipped when no C compiler is there (the harness
+// then runs the Node ones).
 import { type ChildProcess, spawn } from "node:child_process"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
-import { afterEach, describe, expect, it } from "vitest"
+import type pg from "pg"
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest"
 import { buildNative } from "../../load/native.ts"
 import { type AgentConfig, type AgentReport, type BackendReport, jsonLines, type Mode } from "../../load/protocol.ts"
+import { type PostgresServer, startPostgres } from "../support/backends/index.ts"
 import { closedPort } from "../support/net.ts"
+import { superuserClient } from "../support/pgAdmin.ts"
+import { pooledRoute, startPoolingProxy } from "../support/pgPooling.ts"
+import type { TestProxy } from "../support/proxy.ts"
 
 const built = buildNative()
 const native = "reason" in built ? undefined : built
@@ -163,5 +170,88 @@ describe.skipIf(native === undefined)("native load agent and backend", () => {
     const s = await until("2 timeouts", () => (lastReport(silent)?.failed === 2 ? lastReport(silent) : undefined))
     expect(s.errors).toEqual({ TIMEOUT: 2 })
     for (const p of [refused, bad, silent, backend, pg.backend]) p.child.stdin!.end()
+  })
+})
+
+describe.skipIf(native === undefined)("postgres-pooled agents through transaction pooling to a real PostgreSQL", () => {
+  const SIZE = 2
+  const databases = ["load_d0", "load_d1"]
+  // One role with a SCRAM-SHA-256 secret, one with an md5 secret: the proxy asks each client for what its role has.
+  const users = ["load_scram", "load_md5"]
+  const passwords = ["scram-secret", "md5-secret"]
+  let db: PostgresServer
+  let proxy: TestProxy
+  let monitor: pg.Client
+
+  beforeAll(async () => {
+    // An md5 line lets the md5 role's server connections log in; SCRAM roles still get SCRAM under it.
+    db = await startPostgres({ databases, maxConnections: 40, hba: ["host all all 127.0.0.1/32 md5"] })
+    monitor = await superuserClient(db, "postgres", [
+      `CREATE ROLE load_scram LOGIN PASSWORD '${passwords[0]}'`,
+      "SET password_encryption = 'md5'",
+      `CREATE ROLE load_md5 LOGIN PASSWORD '${passwords[1]}'`
+    ])
+    proxy = await startPoolingProxy(Object.fromEntries(databases.map((d) => [d, pooledRoute(db, { size: SIZE })])))
+  })
+
+  afterAll(async () => {
+    await proxy?.stop()
+    await monitor?.end()
+    await db?.stop()
+  })
+
+  /** The server's client backends per database/role of the load (the pools' server connections). */
+  const serverConnections = async (): Promise<Record<string, number>> => {
+    const { rows } = await monitor.query<{ k: string; n: number }>(
+      "SELECT datname || '/' || usename AS k, count(*)::int AS n FROM pg_stat_activity " +
+        "WHERE backend_type = 'client backend' AND datname = ANY($1) GROUP BY 1",
+      [databases]
+    )
+    return Object.fromEntries(rows.map((r) => [r.k, r.n]))
+  }
+
+  const pooledConfig = (extra: Partial<AgentConfig> = {}) =>
+    config("postgres-pooled", proxy.port("postgres"), { sources: [], databases, users, passwords, ...extra })
+
+  for (const kind of ["c", "node"] as const) {
+    it(`${kind} agent: 120 clients log in (SCRAM and md5), each gets SELECT 1's answer, held on ${SIZE} server connections per pool`, async () => {
+      const secrets = await monitor.query<{ rolname: string; kind: string }>(
+        "SELECT rolname, left(rolpassword, 3) AS kind FROM pg_authid WHERE rolname = ANY($1) ORDER BY 1",
+        [users]
+      )
+      expect(secrets.rows).toEqual([
+        { rolname: "load_md5", kind: "md5" },
+        { rolname: "load_scram", kind: "SCR" }
+      ])
+      const agent = startAgent(kind, pooledConfig())
+      send(agent, { t: "target", n: 120 })
+      const r = await until("120 confirmed", () => {
+        const last = lastReport(agent)
+        return last?.confirmed === 120 && last.pending === 0 ? last : last?.failed ? last : undefined
+      })
+      expect(r).toMatchObject({ confirmed: 120, failed: 0, lost: 0, errors: {} })
+      const held = await serverConnections()
+      // Every (database, role) had clients; none has more server connections than its pool's size.
+      expect(Object.keys(held).sort()).toEqual(databases.flatMap((d) => users.map((u) => `${d}/${u}`)).sort())
+      for (const n of Object.values(held)) expect(n).toBeLessThanOrEqual(SIZE)
+      send(agent, { t: "stop" })
+      expect(await agent.exited).toBe(0)
+    })
+  }
+
+  it("counts a refused login by its SQLSTATE: wrong password and unknown role are PG_28P01", async () => {
+    for (const kind of ["c", "node"] as const) {
+      const agent = startAgent(
+        kind,
+        pooledConfig({ users: ["load_scram", "load_md5", "load_nobody"], passwords: ["wrong", "wrong", "x"] })
+      )
+      send(agent, { t: "target", n: 6 })
+      const r = await until(`${kind}: 6 refused`, () =>
+        lastReport(agent)?.failed === 6 && lastReport(agent)?.pending === 0 ? lastReport(agent) : undefined
+      )
+      expect(r).toMatchObject({ confirmed: 0, errors: { PG_28P01: 6 } })
+      send(agent, { t: "stop" })
+      await agent.exited
+    }
   })
 })

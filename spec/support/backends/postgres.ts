@@ -14,6 +14,8 @@ export interface PostgresOptions {
   readonly requireTls?: boolean
   /** pg_hba.conf lines read before the scram-sha-256 ones, e.g. "host all some_role 127.0.0.1/32 trust" (or md5). */
   readonly hba?: readonly string[]
+  /** max_connections (default 300: specs open 100+ concurrent sessions through the proxy). */
+  readonly maxConnections?: number
 }
 
 export interface PostgresServer {
@@ -36,6 +38,7 @@ interface Setup {
   readonly password: string
   readonly userPassword: string
   readonly certs: Certs | undefined
+  readonly maxConnections: number
 }
 
 export const startPostgres = async (opts: PostgresOptions = {}): Promise<PostgresServer> => {
@@ -48,7 +51,8 @@ export const startPostgres = async (opts: PostgresOptions = {}): Promise<Postgre
     databases: opts.databases ?? ["appdb"],
     password: randomSecret(),
     userPassword: randomSecret(),
-    certs: tls ? await makeCerts() : undefined
+    certs: tls ? await makeCerts() : undefined,
+    maxConnections: opts.maxConnections ?? 300
   }
   return (await backendProvider()) === "containers" ? startContainer(setup) : startLocal(setup)
 }
@@ -146,7 +150,7 @@ const startLocal = async (s: Setup): Promise<PostgresServer> => {
         "lc_messages=C",
         // Specs open 100+ concurrent sessions through the proxy (Postgres' default is 100, 3 kept for superusers).
         "-c",
-        "max_connections=300",
+        `max_connections=${s.maxConnections}`,
         ...tlsArgs
       ],
       account,
@@ -213,6 +217,7 @@ const startContainer = async (s: Setup): Promise<PostgresServer> => {
     }
   ]
   const args = ["postgres", "-c", "hba_file=/etc/polyproxy/pg_hba.conf", "-c", "fsync=off"]
+  args.push("-c", `max_connections=${s.maxConnections}`)
   let container = new GenericContainer("postgres:15")
     .withEnvironment({ POSTGRES_PASSWORD: s.password, POSTGRES_USER: "postgres" })
     .withExposedPorts(5432)
