@@ -6,6 +6,7 @@ import * as Layer from "effect/Layer"
 import * as Scope from "effect/Scope"
 import { type ListenerStatus, startAdmin } from "./admin/AdminServer.ts"
 import { mergeStats, processView, redactConfig, version } from "./admin/dashboard/data.ts"
+import { type PoolRow, poolRows } from "./admin/pools.ts"
 import type { Config, ListenerName } from "./config/Config.ts"
 import { formatEndpoint } from "./domain/Endpoint.ts"
 import { type ProxyError, proxyError } from "./domain/ProxyError.ts"
@@ -61,6 +62,8 @@ export interface AdminOps {
   readonly reloadFromSource: () => Promise<ReloadReport>
   readonly backends: () => ReadonlyArray<BackendHealth>
   readonly stats: () => Promise<Record<string, unknown>>
+  /** GET /admin/pools: this process's PostgreSQL pools. */
+  readonly pools: () => ReadonlyArray<PoolRow>
   readonly purge: (resourceId: string) => Promise<void>
   readonly drain: () => void
 }
@@ -172,6 +175,7 @@ export const startProxy = Effect.fnUntraced(function* (
       resolver: await Effect.runPromise(resolver.getStats),
       pools: backendPool.stats()
     }),
+    pools: () => poolRows(backendPool.details()),
     purge: (resourceId) => Effect.runPromise(cache.purge(resourceId)),
     drain: () => {
       ready = false
@@ -281,6 +285,7 @@ export const startProxy = Effect.fnUntraced(function* (
           metrics: () => Effect.runPromise(metrics.prometheus),
           backends: ops.backends,
           stats: ops.stats,
+          pools: ops.pools,
           purge: ops.purge,
           drain: ops.drain,
           reload: ops.reloadFromSource,
@@ -291,6 +296,7 @@ export const startProxy = Effect.fnUntraced(function* (
             ready,
             ...mergeStats([await ops.stats()]),
             backends: ops.backends(),
+            pools: ops.pools(),
             config: redactConfig(current)
           }),
           token: config.admin.token,

@@ -58,6 +58,32 @@ const sampled = async <A>(f: () => Promise<A>): Promise<{ result: A; max: number
   }
 }
 
+/** pgbench's arguments with another query mode (-M), the builtin script or, with `script`, that file instead. */
+const withMode = (args: string[], mode: "extended" | "prepared", script?: string): string[] => {
+  const out = args.map((a) => (a === "simple" ? mode : a)).filter((a) => script === undefined || a !== "-S")
+  if (script !== undefined) out.splice(out.indexOf("-h"), 0, "-f", script)
+  return out
+}
+
+/** Three statements sent before the one Sync that ends the pipeline: the server connection is held throughout. */
+const pipelineScript = (): string => {
+  const script = join(home, "pipeline.sql")
+  writeFileSync(
+    script,
+    "\\startpipeline\nSELECT 1;\nSELECT 2 + 2;\nSELECT abalance FROM pgbench_accounts WHERE aid = 1;\n\\endpipeline\n"
+  )
+  return script
+}
+
+/** A pgbench run through the proxy: no failed transaction, in `mode`, never more than SIZE server backends. */
+const passes = async (args: string[], seconds: number, mode: string): Promise<void> => {
+  const { result, max } = await sampled(() => pgbench.run(args, seconds))
+  expect(result.failed).toBe(0)
+  expect(result.transactions).toBeGreaterThan(0)
+  expect(result.queryMode).toBe(mode)
+  expect(max).toBeLessThanOrEqual(SIZE)
+}
+
 describe("pgbench through a transaction-mode pool", () => {
   const target = () => ({ host: "127.0.0.1", port: proxy.port("postgres") })
 
@@ -70,23 +96,21 @@ describe("pgbench through a transaction-mode pool", () => {
   }, 90_000)
 
   it("pgbench -M extended (the unnamed statement), plain and in a libpq pipeline: no failed transaction", async () => {
-    const extended = pgbench.args(target(), "select-only", 10, 2).map((a) => (a === "simple" ? "extended" : a))
-    const plain = await sampled(() => pgbench.run(extended, 2))
-    expect(plain.result.failed).toBe(0)
-    expect(plain.result.transactions).toBeGreaterThan(0)
-    expect(plain.result.queryMode).toBe("extended")
-    // Three statements sent before the one Sync that ends the pipeline: the server connection is held throughout.
-    const script = join(home, "pipeline.sql")
-    writeFileSync(
-      script,
-      "\\startpipeline\nSELECT 1;\nSELECT 2 + 2;\nSELECT abalance FROM pgbench_accounts WHERE aid = 1;\n\\endpipeline\n"
-    )
-    const fileArgs = extended.filter((a) => a !== "-S")
-    fileArgs.splice(fileArgs.indexOf("-h"), 0, "-f", script)
-    const piped = await sampled(() => pgbench.run(fileArgs, 2))
-    expect(piped.result.failed).toBe(0)
-    expect(piped.result.transactions).toBeGreaterThan(0)
-    expect(Math.max(plain.max, piped.max)).toBeLessThanOrEqual(SIZE)
+    const args = pgbench.args(target(), "select-only", 10, 2)
+    await passes(withMode(args, "extended"), 2, "extended")
+    await passes(withMode(args, "extended", pipelineScript()), 2, "extended")
+  }, 90_000)
+
+  it("pgbench -M prepared -S -c 20 -T 5: named statements follow each client across server connections", async () => {
+    await passes(withMode(pgbench.args(target(), "select-only", 20, 5), "prepared"), 5, "prepared")
+  }, 90_000)
+
+  it("pgbench -M prepared in a libpq pipeline: Parse, Bind and Execute of three statements before one Sync", async () => {
+    await passes(withMode(pgbench.args(target(), "select-only", 10, 2), "prepared", pipelineScript()), 2, "prepared")
+  }, 90_000)
+
+  it("pgbench -M prepared TPC-B-like -c 10 -T 3: prepared BEGIN…END transactions all commit", async () => {
+    await passes(withMode(pgbench.args(target(), "tpcb-like", 10, 3), "prepared"), 3, "prepared")
   }, 90_000)
 
   it("pgbench TPC-B-like -c 10 -T 3 on the same pool: its BEGIN…END transactions all commit", async () => {

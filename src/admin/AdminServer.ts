@@ -43,6 +43,8 @@ export interface AdminState {
   readonly backends: () => MaybeAsync<unknown>
   /** The Resolver's getStats plus connection and cache counts. */
   readonly stats: () => MaybeAsync<unknown>
+  /** The PostgreSQL server-connection pools, one row each (pools.ts); undefined: 404. */
+  readonly pools?: (() => MaybeAsync<unknown>) | undefined
   /** Drop a resource from the routing cache (and the Resolver's own memory of it). */
   readonly purge: (resourceId: string) => MaybeAsync<void>
   /** Stop accepting and report not ready; open connections go on. */
@@ -86,6 +88,7 @@ const paths = [
   "/metrics",
   "/admin/backends",
   "/admin/stats",
+  "/admin/pools",
   "/admin/dashboard",
   "POST /admin/purge?id=",
   "POST /admin/drain",
@@ -260,6 +263,11 @@ const route = (
       return reply(res, async () => ({ backends: await state.backends() }))
     case "/admin/stats":
       return reply(res, state.stats)
+    case "/admin/pools": {
+      const pools = state.pools
+      if (pools === undefined) return json(res, 404, { error: "no pools here" })
+      return reply(res, async () => ({ pools: await pools() }))
+    }
     case "/admin/purge": {
       const id = url.searchParams.get("id")
       if (!id) return json(res, 400, { error: "purge needs ?id=RESOURCE" })

@@ -31,4 +31,4 @@ export type FromPrimary =
   | { readonly t: "admin?"; readonly id: number; readonly op: AdminOp; readonly arg?: string }
 
 /** The admin API's questions a worker answers (see AdminOps in Proxy.ts). */
-export type AdminOp = "backends" | "stats" | "purge" | "drain" | "reload"
+export type AdminOp = "backends" | "stats" | "pools" | "purge" | "drain" | "reload"

@@ -10,6 +10,7 @@ import * as Exit from "effect/Exit"
 import * as Metric from "effect/Metric"
 import { type ListenerInfo, startAdmin } from "../admin/AdminServer.ts"
 import { mergeBackends, mergeStats, redactConfig, version } from "../admin/dashboard/data.ts"
+import { mergePools } from "../admin/pools.ts"
 import type { Config } from "../config/Config.ts"
 import { envName } from "../config/env.ts"
 import type { VettedEndpoint } from "../domain/Endpoint.ts"
@@ -269,6 +270,8 @@ const startPrimary = (
                 // Every worker keeps its own breakers and cache: show each one's view, labelled.
                 backends: async () => (await adminAll("backends")).flat(),
                 stats: async () => ({ workers: await adminAll("stats") }),
+                // Each worker keeps its own pool of a route: one row per pool, the workers' counts summed.
+                pools: async () => mergePools(await adminAll("pools")),
                 purge: async (id) => void (await adminAll("purge", id)),
                 drain: async () => {
                   draining = true
@@ -277,7 +280,11 @@ const startPrimary = (
                 reload: () => reload(),
                 // The workers' /admin/stats and breakers, summed: asked only while a dashboard polls.
                 dashboard: async () => {
-                  const [stats, backends] = await Promise.all([adminAll("stats"), adminAll("backends")])
+                  const [stats, backends, pools] = await Promise.all([
+                    adminAll("stats"),
+                    adminAll("backends"),
+                    adminAll("pools")
+                  ])
                   return {
                     version: version(),
                     now: Date.now(),
@@ -285,6 +292,7 @@ const startPrimary = (
                     ready: ready(),
                     ...mergeStats(stats),
                     backends: mergeBackends(backends.filter((b): b is Array<BackendHealth> => Array.isArray(b))),
+                    pools: mergePools(pools),
                     config: redactConfig(shownConfig)
                   }
                 },

@@ -127,6 +127,7 @@ export const runWorker = (config: Config, configSource?: () => Config): void => 
         const answer = (result: unknown) => send({ t: "admin", id: m.id, result })
         if (ops === undefined) return answer({ error: "starting" })
         if (m.op === "backends") return answer(ops.backends())
+        if (m.op === "pools") return answer(ops.pools())
         if (m.op === "drain") return answer(ops.drain())
         const work =
           m.op === "stats" ? ops.stats() : m.op === "reload" ? ops.reloadFromSource() : ops.purge(m.arg ?? "")

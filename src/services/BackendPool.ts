@@ -27,6 +27,8 @@ export interface PooledBackend {
   readonly sweep: (now: number) => void
   /** Closes the idle connections (its owner stops; busy ones finish what they carry). */
   readonly closeIdle: () => void
+  /** What /admin/pools shows of it (a PostgreSQL pool: its database, user, settings, counts); none: not listed. */
+  readonly describe?: () => Readonly<Record<string, unknown>>
 }
 
 /** One row per owner and backend address (the pools of its variants added up). */
@@ -34,6 +36,13 @@ export interface PoolStats extends PoolCounts {
   /** The backend's address, "ip:port": the same key as its circuit breaker's. */
   readonly backend: string
   readonly owner: string
+}
+
+/** One pool that describes itself, for /admin/pools. */
+export interface PoolDetail {
+  readonly owner: string
+  readonly backend: string
+  readonly detail: Readonly<Record<string, unknown>>
 }
 
 /** The pools of one owner, e.g. one HTTP listener (its own timeouts and limits): made at its start, closed with it. */
@@ -54,6 +63,8 @@ export interface BackendPoolShape {
   readonly group: <P extends PooledBackend>(owner: string) => PoolGroup<P>
   /** What every pool holds now, for /admin/stats and the dashboard. */
   readonly stats: () => ReadonlyArray<PoolStats>
+  /** Every pool that describes itself, one row each (not added up), for /admin/pools. */
+  readonly details: () => ReadonlyArray<PoolDetail>
   /** Closes every group (shutdown). */
   readonly closeAll: () => void
 }
@@ -133,6 +144,16 @@ export const makeBackendPool = (options: BackendPoolOptions = {}): BackendPoolSh
         }
       }
       return [...rows.values()]
+    },
+    details: () => {
+      const rows: Array<PoolDetail> = []
+      for (const g of groups) {
+        for (const e of g.pools.values()) {
+          if (e.pool.describe !== undefined)
+            rows.push({ owner: g.owner, backend: e.backend, detail: e.pool.describe() })
+        }
+      }
+      return rows
     },
     closeAll: () => {
       clearInterval(timer)

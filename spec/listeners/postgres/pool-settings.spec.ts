@@ -34,7 +34,8 @@ describe("poolSettingsOf", () => {
         lifetime: 3600,
         maxWait: 120,
         maxWaiting: 10_000,
-        resetQuery: "DISCARD ALL"
+        resetQuery: "DISCARD ALL",
+        maxPreparedStatements: 200
       },
       auth: {
         user: "pooler",
@@ -57,7 +58,8 @@ describe("poolSettingsOf", () => {
       lifetime: 0,
       maxWait: 0.5,
       maxWaiting: 50,
-      resetQuery: ""
+      resetQuery: "",
+      maxPreparedStatements: 0
     }
     const auth = { user: "u", query: "SELECT * FROM pooler.lookup($1)", database: "authdb", ttl: 0, negativeTtl: 1 }
     expect(poolSettingsOf(routeWith({ pool, auth }))).toEqual({ pool, auth: { ...auth, password: "" } })

@@ -7,6 +7,7 @@ import * as Metric from "effect/Metric"
 import type { Config } from "../../config/Config.ts"
 import type { ListenerCensus, RunningListener } from "../../listeners/Listener.ts"
 import type { BackendHealth, BreakerState } from "../../services/CircuitBreaker.ts"
+import type { PoolRow } from "../pools.ts"
 
 /** Busiest resources reported per process (the page searches among them). */
 export const busiestLimit = 100
@@ -66,6 +67,8 @@ export interface Dashboard {
   readonly resources: ResourceView
   readonly coldStartWaiting: Readonly<Record<string, number>>
   readonly backends: ReadonlyArray<BackendHealth>
+  /** The PostgreSQL pools, as GET /admin/pools lists them. */
+  readonly pools: ReadonlyArray<PoolRow>
   readonly cache: ProcessStats["cache"]
   readonly resolver: Readonly<Record<string, unknown>>
   readonly config: unknown
@@ -213,7 +216,7 @@ const isProcessStats = (s: unknown): s is ProcessStats =>
 /** The cluster's view: every worker's /admin/stats summed (listeners by name, resources by id). */
 export const mergeStats = (
   answers: ReadonlyArray<unknown>
-): Omit<Dashboard, "version" | "now" | "uptimeSeconds" | "ready" | "backends" | "config"> => {
+): Omit<Dashboard, "version" | "now" | "uptimeSeconds" | "ready" | "backends" | "pools" | "config"> => {
   const stats = answers.filter(isProcessStats)
   const listeners: Record<string, ListenerTotals> = {}
   const resources = new Map<string, { active: number; backend?: string | undefined; address?: string | undefined }>()

@@ -102,6 +102,11 @@ const body = `<header>
       <div class="scroll"><table><thead><tr><th>Backend</th><th>Breaker</th><th class="num">Failures (now / total)</th><th>Resources</th><th>Last error</th></tr></thead>
         <tbody id="backends"></tbody></table></div></div>
   </section>
+  <section class="row" id="pools-row" style="display:none">
+    <div class="card"><h2>PostgreSQL pools <span class="aside muted">server connections per backend, database and role</span></h2>
+      <div class="scroll"><table><thead><tr><th>Listener</th><th>Backend</th><th>Database / role</th><th class="num">Active / idle / size</th><th class="num">Waiting</th><th class="num">Longest wait</th><th class="num">Transactions</th></tr></thead>
+        <tbody id="pools"></tbody></table></div></div>
+  </section>
   <section class="row side">
     <div class="card"><h2>Routing cache and resolver</h2><dl class="kv" id="info"></dl></div>
     <div class="card"><h2>Effective config <span class="aside muted">secrets redacted</span></h2><pre id="config"></pre></div>

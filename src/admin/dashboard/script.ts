@@ -210,6 +210,21 @@ function renderBackends(d) {
     }));
 }
 
+// Shown only once a postgres listener has made a transaction-mode pool.
+function renderPools(d) {
+  var pools = d.pools || [];
+  $("pools-row").style.display = pools.length ? "" : "none";
+  if (!pools.length) return;
+  fill("pools", pools.map(function (p) {
+    var size = p.workers > 1 ? fmt(p.size) + " × " + p.workers : fmt(p.size);
+    return h("tr", { "data-pool": p.listener + " " + p.backend + " " + p.database + " " + p.user },
+      h("td", null, p.listener), h("td", { class: "mono" }, p.backend), h("td", { class: "mono" }, p.database + " / " + p.user),
+      h("td", { class: "num" }, fmt(p.active) + " / " + fmt(p.idle) + " / " + size),
+      h("td", { class: "num" }, fmt(p.waiting)), h("td", { class: "num" }, p.maxWaitMs ? fmt(p.maxWaitMs) + " ms" : "—"),
+      h("td", { class: "num" }, fmt(p.transactions)));
+  }));
+}
+
 function renderInfo(d) {
   var c = d.cache, looks = c.hits + c.misses;
   var items = [["cached routes", fmt(c.size)], ["cache hits", fmt(c.hits) + (looks ? " (" + (100 * c.hits / looks).toFixed(1) + " %)" : "")],
@@ -237,6 +252,7 @@ function render(d) {
   renderCharts(d);
   renderResources(d);
   renderBackends(d);
+  renderPools(d);
   renderInfo(d);
   prev = d; last = d;
   samples++;

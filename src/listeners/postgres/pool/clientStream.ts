@@ -1,10 +1,11 @@
 // client → server for a pooled client: frames the client's messages as they stream through (only their 5-byte
 // headers are read; bodies pass untouched, a COPY's included) to know when it needs a server connection (its first
 // message while it holds none), what the server owes it (a ReadyForQuery per Query, Sync and FunctionCall), and to
-// keep what transaction pooling cannot carry from reaching a server connection that others share.
-import { decodeErrorFields, encodeErrorResponse } from "../../../codec/pg/index.ts"
-import { encodeExecute } from "../../../codec/pg/SessionMessages.ts"
+// keep what transaction pooling cannot carry from reaching a server connection that others share. Messages that
+// name a prepared statement go through statementStream.ts.
+import { expect, QUERY as QUERY_REPLY, SYNC as SYNC_REPLY } from "./replies.ts"
 import type { PooledSession } from "./session.ts"
+import { NEED, PASS, parseWhileIdle, statementMessage } from "./statementStream.ts"
 
 const QUERY = 0x51
 const SYNC = 0x53
@@ -17,30 +18,6 @@ const CLOSE = 0x43
 const TERMINATE = 0x58
 
 const empty = Buffer.alloc(0)
-
-/**
- * A named Parse would leave a prepared statement on a server connection the client may never see again (and a later
- * Bind of it on another one would fail at random). The server is sent, in its place, an Execute of a portal that
- * cannot exist: it fails there as a Parse would (the transaction aborted, the messages up to Sync skipped), and the
- * relay puts the proxy's words in place of the server's (serverStream.ts).
- */
-const refusedPortal = "polyproxy_named_statement_refused"
-const refusalProbe = encodeExecute(refusedPortal)
-
-export const namedStatementRefusal = encodeErrorResponse({
-  severity: "ERROR",
-  code: "0A000", // feature_not_supported
-  message: "named prepared statements are not supported in transaction pooling mode",
-  hint: "Use unnamed statements (with node-postgres: no `name` on the query), or a route whose pool mode is session."
-})
-
-/** Whether an ErrorResponse body is the server's answer to `refusalProbe`. */
-export const isRefusalAnswer = (body: Buffer): boolean => {
-  const e = decodeErrorFields(body)
-  return (
-    e._tag === "Frame" && e.value.fields.get("C") === "34000" && (e.value.fields.get("M") ?? "").includes(refusedPortal)
-  )
-}
 
 /** Bytes the client sent: forwarded to its server connection, or held while it waits for one. */
 export const fromClient = (s: PooledSession, chunk: Buffer): void => {
@@ -74,9 +51,18 @@ export const fromClient = (s: PooledSession, chunk: Buffer): void => {
       return
     }
     if (link === undefined) {
-      // Nothing was forwarded from this chunk (from === i): hold it all until a server connection is granted.
+      // Nothing was forwarded from this chunk (from === i): hold it all until a server connection is granted; a
+      // Parse+Sync of a statement the pool knows is answered at once (statementStream.ts).
       if (type === TERMINATE) s.terminate(true)
-      else s.waitForServer(buf.subarray(i))
+      else {
+        const after = type === PARSE ? parseWhileIdle(s, buf, i, length) : -1
+        if (after >= 0) {
+          i = after
+          from = after
+          continue
+        }
+        s.waitForServer(buf.subarray(i))
+      }
       return
     }
     switch (type) {
@@ -87,30 +73,27 @@ export const fromClient = (s: PooledSession, chunk: Buffer): void => {
       case QUERY:
       case FUNCTION_CALL:
         link.pending++
+        if (link.expects !== undefined) expect(link, QUERY_REPLY)
         break
       case SYNC:
         link.pending++
         link.batch = false
+        if (link.expects !== undefined) expect(link, SYNC_REPLY)
         break
       case PARSE:
-        // The statement name comes first: empty (one NUL) for the unnamed statement.
-        if (n - i < 6) break scan
-        link.batch = true
-        if (length > 4 && buf[i + 5] !== 0) {
-          s.forward(link, buf.subarray(from, i))
-          s.forward(link, refusalProbe)
-          link.refused++
-          s.skipping = true
-          i += 5
-          from = i
-          s.remaining = length - 4
-          continue
-        }
-        break
       case BIND:
       case DESCRIBE:
+      case CLOSE: {
+        const at = statementMessage(s, link, buf, from, i, type, length)
+        if (at === NEED) break scan
+        link.batch = true
+        if (at === PASS) break
+        // Forwarded or dropped up to `at` (statementStream.ts set what remains of the message).
+        i = at
+        from = at
+        continue
+      }
       case EXECUTE:
-      case CLOSE:
         link.batch = true
         break
     }

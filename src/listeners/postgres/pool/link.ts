@@ -2,6 +2,7 @@
 // ReadyForQuery('I') that ends its transaction: what the relay must know to tell when the connection can go back
 // (nothing sent is still unanswered) and to read the server's messages across chunks. Made per transaction, dropped
 // with it, so an idle client carries none of it.
+import type { Expected } from "./replies.ts"
 import type { ServerConn } from "./serverConn.ts"
 
 const empty = Buffer.alloc(0)
@@ -17,8 +18,14 @@ export class Link {
   /** The tracked parameters that SET sets; whether it failed. */
   setting: ReadonlyArray<number> = []
   setFailed: Buffer | undefined = undefined
-  /** Named Parse messages replaced by a refusal (session.ts): the server's error for each is the proxy's. */
-  refused = 0
+  /**
+   * Messages replaced by a probe that fails on the server (statementStream.ts), by the probe's portal name: the
+   * server's error for each is replaced by the proxy's. Forgotten once nothing is owed.
+   */
+  probes: Map<string, Buffer> | undefined = undefined
+  /** Named prepared statements on: the replies the relay follows, in the order the server owes them (replies.ts). */
+  expects: Array<Expected> | undefined = undefined
+  head = 0
   /** The server's bytes of a message not yet whole (only those the relay reads whole). */
   rest: Buffer = empty
   /** Bytes of the server's current message still to pass through. */
@@ -38,7 +45,8 @@ export class Link {
       this.swallow === 0 &&
       this.remaining === 0 &&
       this.rest.length === 0 &&
-      !clientMidMessage
+      !clientMidMessage &&
+      (this.expects === undefined || this.head === this.expects.length)
     )
   }
 }

@@ -22,6 +22,7 @@ import { type ProxyError, proxyError } from "../../../domain/ProxyError.ts"
 import type { BreakerHooks, PoolCounts, PooledBackend } from "../../../services/BackendPool.ts"
 import type { LogShape } from "../../../services/Log.ts"
 import { backendName } from "../../dial.ts"
+import { describePool, type PoolCensus, PoolTally } from "./poolMetrics.ts"
 import { ServerConn, type ServerConnOptions, type ServerConnOwner, type ServerLogin } from "./serverConn.ts"
 import type { PoolSettings } from "./settings.ts"
 
@@ -71,6 +72,8 @@ export class PgPool implements PooledBackend, ServerConnOwner {
   /** The backend's breaker key, "ip:port". */
   readonly key: string
   readonly where: string
+  /** What /metrics and /admin/pools read of its work (poolMetrics.ts). */
+  readonly tally = new PoolTally()
   private readonly deps: PgPoolDeps
   /** Most recently used last: handed out from the end, idle-timed-out from the start. */
   private readonly idle: Array<ServerConn> = []
@@ -114,7 +117,7 @@ export class PgPool implements PooledBackend, ServerConnOwner {
         continue
       }
       this.idle.pop()
-      this.grant(conn, waiter)
+      this.grant(conn, waiter, undefined)
       return noop
     }
     if (this.live >= this.settings.maxWaiting) {
@@ -155,7 +158,9 @@ export class PgPool implements PooledBackend, ServerConnOwner {
     else this.drop(conn, false)
   }
 
-  private grant(conn: ServerConn, waiter: PoolWaiter): void {
+  /** `since`: when the waiter queued (performance.now()); undefined: served at once. */
+  private grant(conn: ServerConn, waiter: PoolWaiter, since: number | undefined): void {
+    this.tally.granted(since === undefined ? 0 : performance.now() - since)
     conn.idle = false
     conn.unlistenIdle()
     waiter.granted(conn)
@@ -165,7 +170,7 @@ export class PgPool implements PooledBackend, ServerConnOwner {
   private handOff(conn: ServerConn): void {
     const next = this.next()
     if (next !== undefined) {
-      this.grant(conn, next.waiter)
+      this.grant(conn, next.waiter, next.at)
       return
     }
     // The owner stopped: nothing is kept for later.
@@ -282,6 +287,7 @@ export class PgPool implements PooledBackend, ServerConnOwner {
     conn.dropped = true
     this.opening--
     this.open--
+    this.tally.openFailures++
     if (dialFailed) this.deps.breaker?.failure(this.key, error.message)
     this.deps.log?.warn("pg server login failed", this.fields({ reason: error.reason, error: error.message }))
     // The waiter this connection was opened for (the first one no other opening connection will serve) hears why.
@@ -338,6 +344,18 @@ export class PgPool implements PooledBackend, ServerConnOwner {
 
   counts(): PoolCounts {
     return { open: this.open, idle: this.idle.length, waiting: this.live }
+  }
+
+  census(): PoolCensus {
+    let oldestWait: number | undefined
+    for (let i = this.head; i < this.queue.length && oldestWait === undefined; i++) {
+      if (this.queue[i]!.live) oldestWait = this.queue[i]!.at
+    }
+    return { open: this.open, opening: this.opening, idle: this.idle.length, waiting: this.live, oldestWait }
+  }
+
+  describe(): Readonly<Record<string, unknown>> {
+    return describePool(this, this.census())
   }
 
   sweep(now: number): void {

@@ -8,6 +8,7 @@ import { type BackendPoolShape, backendPoolOrOwn, type PoolGroup } from "../../.
 import type { LogShape } from "../../../services/Log.ts"
 import { type ClientTlsOptions, upstreamTlsFor } from "../../tls.ts"
 import { PgPool } from "./pgPool.ts"
+import { trackPool, untrackPool } from "./poolMetrics.ts"
 import { type ServerLogin, serverConnOptions, type UpstreamTls } from "./serverConn.ts"
 import type { PoolSettings } from "./settings.ts"
 
@@ -25,6 +26,8 @@ export class PgPools {
   private readonly group: PoolGroup<PgPool>
   private readonly options: PgPoolsOptions
   private readonly onClose: (() => void) | undefined
+  /** Every pool made, for their series in /metrics (poolMetrics.ts). */
+  private readonly made: Array<PgPool> = []
 
   /** `onClose`: also run at `close` (a private BackendPool the listener made for itself). */
   constructor(group: PoolGroup<PgPool>, options: PgPoolsOptions, onClose?: () => void) {
@@ -50,7 +53,10 @@ export class PgPools {
         : `${login.database}\0${login.user}\0tls|${tls.servername ?? ""}|${tls.rejectUnauthorized ? 1 : 0}|${tls.minVersion ?? ""}|${String(tls.ca ?? "")}`
     const pool = this.group.get(target, variant, () => {
       const conn = serverConnOptions({ ...this.options, tls })
-      return new PgPool(target, login, settings, { breaker: this.group.breaker, conn, log: this.options.log })
+      const made = new PgPool(target, login, settings, { breaker: this.group.breaker, conn, log: this.options.log })
+      trackPool(this.group.owner, made)
+      this.made.push(made)
+      return made
     })
     pool.settings = settings
     pool.useCredentials(login)
@@ -60,6 +66,8 @@ export class PgPools {
   /** The listener stops: idle server connections close, busy ones when their clients give them back. */
   close(): void {
     this.group.close()
+    for (const pool of this.made) untrackPool(pool)
+    this.made.length = 0
     this.onClose?.()
   }
 }

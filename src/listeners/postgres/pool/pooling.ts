@@ -15,6 +15,7 @@ import { fatal, poolFailure, refusedAs } from "./answers.ts"
 import { authenticateClient } from "./clientAuth.ts"
 import type { PgPool } from "./pgPool.ts"
 import type { PgPools } from "./pgPools.ts"
+import { loginSeries } from "./poolMetrics.ts"
 import type { SecretLookup } from "./secrets.ts"
 import type { ServerLogin } from "./serverConn.ts"
 import { PooledSession, type SessionHome } from "./session.ts"
@@ -62,6 +63,8 @@ export class Pooling {
    * with no pooled route never needs.
    */
   private lookup: Promise<SecretLookup> | undefined = undefined
+  /** Counts a client refused by the proxy's authentication; set with the lookup (poolMetrics.ts). */
+  loginFailed: () => void = () => {}
   private closed = false
   /** Each pool's server parameters at login, read once from its first server connection. */
   private readonly serverParams = new WeakMap<PgPool, ReadonlyMap<string, string>>()
@@ -107,7 +110,11 @@ export class Pooling {
   ): Effect.Effect<string | undefined, ProxyError> {
     const { upstreamTls, log, listener } = this.options
     if (this.closed) return Effect.fail(proxyError("UNAVAILABLE", "internal", "the listener is stopping"))
-    this.lookup ??= import("./secrets.ts").then((m) => new m.SecretLookup())
+    if (this.lookup === undefined) {
+      let loaded: SecretLookup | undefined
+      this.loginFailed = loginSeries(listener, () => loaded?.stats())
+      this.lookup = import("./secrets.ts").then((m) => (loaded = new m.SecretLookup()))
+    }
     const lookup = this.lookup
     return Effect.tryPromise({
       try: async () => (await lookup).lookup(target, database, user, settings.auth, upstreamTlsFor(route, upstreamTls)),
@@ -172,7 +179,10 @@ const serve = Effect.fnUntraced(function* (
   if (startup.minor > 0 || options.length > 0) client.write(encodeNegotiateProtocolVersion(0, options))
   if (startup.rest.length > 0) client.unshift(startup.rest)
   const secret = yield* pooling.secretOf(target, route, database, user, settings)
-  const credentials = yield* authenticateClient(client, user, secret)
+  const credentials = yield* Effect.tapError(authenticateClient(client, user, secret), (e) =>
+    // A wrong password or unknown role (28P01), not a client that left or broke the protocol.
+    e.reason === "FORBIDDEN" ? Effect.sync(pooling.loginFailed) : Effect.void
+  )
   const login: ServerLogin = { user, database, params: new Map(), ...credentials }
   const pool = pooling.options.pools.get(target, route, login, settings.pool)
   const server = yield* pooling.serverParameters(pool)

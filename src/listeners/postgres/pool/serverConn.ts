@@ -115,6 +115,10 @@ export class ServerConn implements DialWaiter {
   idle = false
   /** Set by the pool once it stopped counting this connection. */
   dropped = false
+  /**
+   * The proxy's names of the statements prepared on it (statements.ts), least recently used first; undefined: none.
+   */
+  prepared: Set<string> | undefined = undefined
   /** The socket's first error, for the log line of its close. */
   error: Error | undefined = undefined
   readonly owner: ServerConnOwner
@@ -316,6 +320,7 @@ export class ServerConn implements DialWaiter {
       return
     }
     this.phase = RESET
+    this.prepared = undefined // DISCARD ALL deallocates them
     this.resetOk = true
     this.resetDone = done
     this.timer = setTimeout(onDeadline, this.options.loginTimeoutMs, this)

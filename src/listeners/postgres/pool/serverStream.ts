@@ -1,17 +1,26 @@
 // server → client for a pooled client: relays the server connection's messages as they stream (only the few it must
 // read are read whole: ReadyForQuery, ParameterStatus, and while the proxy's own SET runs, everything), keeps
 // `conn.status` current for the pool, follows the tracked parameters (tracked.ts), and gives the connection back at
-// the ReadyForQuery('I') that leaves nothing unanswered.
+// the ReadyForQuery('I') that leaves nothing unanswered. With named prepared statements on it also reads
+// ParseComplete, CloseComplete and ErrorResponse, to hide or replace the replies to the proxy's own messages
+// (replies.ts), and a DEALLOCATE ALL or DISCARD ALL that empties the connection of statements.
 import { encodeParameterStatus } from "../../../codec/pg/SessionMessages.ts"
-import { isRefusalAnswer, namedStatementRefusal } from "./clientStream.ts"
 import type { Link } from "./link.ts"
+import { completed, errored, readied } from "./replies.ts"
 import { parameterStatus } from "./serverMessages.ts"
 import type { PooledSession } from "./session.ts"
+import { probeAnswer } from "./statementStream.ts"
 import { trackedIndex, trackedNames, withValue } from "./tracked.ts"
 
 const READY = 0x5a
 const PARAMETER_STATUS = 0x53
 const ERROR = 0x45
+const PARSE_COMPLETE = 0x31
+const CLOSE_COMPLETE = 0x33
+const COMMAND_COMPLETE = 0x43
+/** CommandComplete bodies after which a server connection has no prepared statement left: its set is emptied. */
+const DEALLOCATE_ALL = Buffer.from("DEALLOCATE ALL\0")
+const DISCARD_ALL = Buffer.from("DISCARD ALL\0")
 
 const empty = Buffer.alloc(0)
 
@@ -70,8 +79,16 @@ export const fromServer = (s: PooledSession, link: Link, chunk: Buffer): void =>
       s.serverBroken(`invalid message length ${length} from the server`)
       return
     }
+    const tracking = link.expects !== undefined
     const whole =
-      type === READY || type === PARAMETER_STATUS || link.swallow > 0 || (type === ERROR && link.refused > 0)
+      type === READY ||
+      type === PARAMETER_STATUS ||
+      link.swallow > 0 ||
+      (type === ERROR && (tracking || link.probes !== undefined)) ||
+      (tracking && (type === PARSE_COMPLETE || type === CLOSE_COMPLETE)) ||
+      (tracking &&
+        type === COMMAND_COMPLETE &&
+        (length === 4 + DEALLOCATE_ALL.length || length === 4 + DISCARD_ALL.length))
     if (!whole) {
       i += 5
       link.remaining = length - 4
@@ -89,22 +106,36 @@ export const fromServer = (s: PooledSession, link: Link, chunk: Buffer): void =>
       continue
     }
     if (type === PARAMETER_STATUS) parameterChanged(s, link, body, true)
-    else if (type === ERROR) {
-      if (isRefusalAnswer(body)) {
-        link.refused--
+    else if (type === COMMAND_COMPLETE) {
+      // A client's DEALLOCATE ALL or DISCARD ALL took every statement off the connection, the proxy's included.
+      if (body.equals(DEALLOCATE_ALL) || body.equals(DISCARD_ALL)) link.conn.prepared = undefined
+    } else if (type === PARSE_COMPLETE || type === CLOSE_COMPLETE) {
+      const instead = completed(s, link)
+      if (instead !== undefined) {
         s.toClient(link, buf.subarray(from, i))
-        s.toClient(link, namedStatementRefusal)
+        s.toClient(link, instead)
+        i += size
+        from = i
+        continue
+      }
+    } else if (type === ERROR) {
+      if (tracking) errored(s, link)
+      const answer = link.probes === undefined ? undefined : probeAnswer(link, body)
+      if (answer !== undefined) {
+        s.toClient(link, buf.subarray(from, i))
+        s.toClient(link, answer)
         i += size
         from = i
         continue
       }
     } else {
+      if (tracking) readied(s, link)
       const status = body[0] === 0x49 ? "I" : body[0] === 0x54 ? "T" : "E"
       link.conn.status = status
       if (link.pending > 0) link.pending--
       i += size
       if (link.pending === 0) {
-        link.refused = 0
+        link.probes = undefined
         if (status === "I" || s.ending) {
           if (link.settled(s.remaining > 0) || s.ending) {
             s.toClient(link, buf.subarray(from, i))

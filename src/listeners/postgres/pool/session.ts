@@ -18,6 +18,7 @@ import { type Cancellable, type CancelTarget, forgetPooledKey, issuePooledKey } 
 import type { ServerConn } from "./serverConn.ts"
 import { encodeQuery } from "./serverMessages.ts"
 import { fromServer } from "./serverStream.ts"
+import type { Statement } from "./statements.ts"
 import { alignment, type Tracked, trackedNames } from "./tracked.ts"
 
 type Sock = net.Socket & { _pooled?: PooledSession | undefined }
@@ -79,6 +80,8 @@ export class PooledSession implements ServedSession, PoolWaiter, Cancellable {
   /** While waiting for a server connection: the bytes read meanwhile, and the cancel of the wait. */
   held: Array<Buffer> | undefined = undefined
   private cancelWait: (() => void) | undefined = undefined
+  /** Its named prepared statements, by its names (statements.ts); undefined until the first. */
+  statements: Map<string, Statement> | undefined = undefined
   /** A client message's first bytes, not yet enough to frame it. */
   rest: Buffer = empty
   /** Bytes of the client's current message still to pass (or, `skipping`, to drop). */
@@ -175,6 +178,7 @@ export class PooledSession implements ServedSession, PoolWaiter, Cancellable {
       return
     }
     const link = new Link(conn)
+    if (this.pool.settings.maxPreparedStatements > 0) link.expects = []
     this.link = link
     const socket: Sock = conn.socket
     socket._pooled = this
@@ -219,6 +223,11 @@ export class PooledSession implements ServedSession, PoolWaiter, Cancellable {
       this.flags |= SERVER_FULL
       this.client.pause()
     }
+  }
+
+  /** Bytes for the client from the proxy itself, while it holds no server connection. */
+  answer(bytes: Buffer): void {
+    this.client.write(bytes)
   }
 
   /** Bytes for the client; a full buffer pauses the server connection until the client drains. */

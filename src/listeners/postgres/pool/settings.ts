@@ -6,6 +6,7 @@
 //   pool.lifetime    server_lifetime       3600 s (0: PgBouncer's "used only once, then closed")
 //   pool.maxWait     query_wait_timeout    120 s (0: wait without limit)
 //   pool.resetQuery  server_reset_query    DISCARD ALL (session mode only; "" sends none)
+//   pool.maxPreparedStatements  max_prepared_statements  200 (0: named prepared statements refused)
 //   auth.query       auth_query            PgBouncer's current default (pg_authid, rolvaliduntil, rolcanlogin)
 //   auth.database    auth_dbname           the client's database
 // The same decoder serves the config check (a static route's bad block fails `check-config`) and the listener, which
@@ -32,6 +33,11 @@ export interface PoolSettings {
   readonly maxWaiting: number
   /** Sent before a server connection goes to another client in session mode; "": none. */
   readonly resetQuery: string
+  /**
+   * Protocol-level named prepared statements a client may hold, and a server connection keeps prepared (the least
+   * recently used closed past it); 0: named statements are refused (0A000).
+   */
+  readonly maxPreparedStatements: number
 }
 
 export interface AuthSettings {
@@ -61,7 +67,8 @@ export const poolDefaults: PoolSettings = {
   lifetime: 3600,
   maxWait: 120,
   maxWaiting: 10_000,
-  resetQuery: "DISCARD ALL"
+  resetQuery: "DISCARD ALL",
+  maxPreparedStatements: 200
 }
 
 export const authDefaults = {
@@ -74,7 +81,17 @@ export const authDefaults = {
   negativeTtl: 5
 } as const
 
-const poolKeys = ["mode", "size", "minIdle", "idleTimeout", "lifetime", "maxWait", "maxWaiting", "resetQuery"]
+const poolKeys = [
+  "mode",
+  "size",
+  "minIdle",
+  "idleTimeout",
+  "lifetime",
+  "maxWait",
+  "maxWaiting",
+  "resetQuery",
+  "maxPreparedStatements"
+]
 const authKeys = ["user", "password", "query", "database", "ttl", "negativeTtl"]
 
 const text = (v: unknown, key: string, fallback: string): string => {
@@ -103,7 +120,14 @@ const decodePool = (v: unknown, key: string): PoolSettings => {
     lifetime: seconds(o.lifetime, `${key}.lifetime`, poolDefaults.lifetime),
     maxWait: seconds(o.maxWait, `${key}.maxWait`, poolDefaults.maxWait),
     maxWaiting: int(o.maxWaiting, `${key}.maxWaiting`, 1, 10_000_000, poolDefaults.maxWaiting),
-    resetQuery: text(o.resetQuery, `${key}.resetQuery`, poolDefaults.resetQuery)
+    resetQuery: text(o.resetQuery, `${key}.resetQuery`, poolDefaults.resetQuery),
+    maxPreparedStatements: int(
+      o.maxPreparedStatements,
+      `${key}.maxPreparedStatements`,
+      0,
+      100_000,
+      poolDefaults.maxPreparedStatements
+    )
   }
 }
 
