@@ -27,7 +27,9 @@ beforeAll(async () => {
     // One server connection, one client waiting at most, for one second at most.
     waitdb: pooledRoute(db, { size: 1, maxWaiting: 1, maxWait: 1 }),
     // A lookup login the server refuses (answers are cached per lookup user: another one than appdb's).
-    otherdb: pooledRoute(db, { size: SIZE }, { user: "lookup_ghost", password: "nope" })
+    otherdb: pooledRoute(db, { size: SIZE }, { user: "lookup_ghost", password: "nope" }),
+    // Ignores no startup parameter (refused before any lookup: the database need not exist).
+    strictdb: pooledRoute(db, { ignoreStartupParameters: [] })
   })
 })
 
@@ -74,6 +76,18 @@ const connectError = async (config: pg.ClientConfig): Promise<PgError> => {
   const c = new pg.Client(config)
   c.on("error", () => {})
   return failure(c.connect())
+}
+
+/**
+ * A `pg` client whose startup message also carries `extra`, as other drivers send (pg has no option for
+ * extra_float_digits): its own getStartupConf (not in @types/pg) with the keys added.
+ */
+const clientSending = (config: pg.ClientConfig, extra: Readonly<Record<string, string>>): pg.Client => {
+  const c = new pg.Client(config)
+  const own = c as unknown as { getStartupConf: () => Record<string, string> }
+  const base = own.getStartupConf.bind(c)
+  own.getStartupConf = () => ({ ...base(), ...extra })
+  return c
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
@@ -210,6 +224,43 @@ describe("transaction pooling through the postgres listener", () => {
   it("refuses a startup parameter it cannot keep per client, in PgBouncer's words", async () => {
     const e = await connectError(viaProxy({ statement_timeout: 1000 }))
     expect([e.code, e.message]).toEqual(["08P01", "unsupported startup parameter: statement_timeout"])
+  })
+
+  it("accepts pgjdbc's startup parameters, dropping extra_float_digits (pool.ignoreStartupParameters' default)", async () => {
+    // What pgjdbc before 42.7.6 sends at startup besides user, database and client_encoding (which pg sends itself).
+    const jdbc = {
+      DateStyle: "ISO",
+      TimeZone: "UTC",
+      extra_float_digits: "2",
+      application_name: "PostgreSQL JDBC Driver"
+    }
+    const c = clientSending(viaProxy(), jdbc)
+    await c.connect()
+    try {
+      const r = await c.query("select current_setting('extra_float_digits') as efd, current_setting('TimeZone') as tz")
+      // Not forwarded: the server's own default, on whichever server connection ran the query.
+      expect(r.rows).toEqual([{ efd: "1", tz: "UTC" }])
+    } finally {
+      await c.end()
+    }
+    // Case-insensitive, as PostgreSQL reads parameter names.
+    const upper = clientSending(viaProxy(), { EXTRA_FLOAT_DIGITS: "3" })
+    await upper.connect()
+    expect((await upper.query("select 1 as one")).rows).toEqual([{ one: 1 }])
+    await upper.end()
+  })
+
+  it("still refuses a startup parameter not in pool.ignoreStartupParameters", async () => {
+    const refused = async (config: pg.ClientConfig, extra: Record<string, string>) => {
+      const c = clientSending(config, extra)
+      c.on("error", () => {})
+      return failure(c.connect())
+    }
+    const geqo = await refused(viaProxy(), { extra_float_digits: "2", geqo: "off" })
+    expect([geqo.severity, geqo.code, geqo.message]).toEqual(["FATAL", "08P01", "unsupported startup parameter: geqo"])
+    // A route that ignores none refuses even extra_float_digits.
+    const strict = await refused(viaProxy({ database: "strictdb" }), { extra_float_digits: "2" })
+    expect([strict.code, strict.message]).toEqual(["08P01", "unsupported startup parameter: extra_float_digits"])
   })
 
   it("runs 20 interleaved clients on 3 server connections, one per transaction from BEGIN to COMMIT", async () => {

@@ -1,6 +1,7 @@
 // polyproxy in front of a spec's PostgreSQL with routes in transaction pooling mode (README "PostgreSQL connection
 // pooling"): one postgres listener routing by database, the routes given by a resolver.
 
+import type pg from "pg"
 import { Resolver } from "../../src/services/Resolver.ts"
 import type { PostgresServer } from "./backends/index.ts"
 import { startTestProxy, type TestProxy } from "./proxy.ts"
@@ -35,3 +36,33 @@ export const startPoolingProxy = (
     { listeners: { postgres: { host: "127.0.0.1", port: 0, ...listener } }, ssrf: { allow: ["127.0.0.0/8"] } },
     Resolver.layerAsync({ resolve: (id) => routes[id] ?? null })
   )
+
+/**
+ * Runs `f` while counting `database`'s client backends on the server through `monitor` every `everyMs`; resolves with
+ * `f`'s result and the highest count seen (at least one sample is taken).
+ */
+export const whileSampling = async <A>(
+  monitor: pg.Client,
+  database: string,
+  everyMs: number,
+  f: () => Promise<A>
+): Promise<{ result: A; max: number }> => {
+  let max = 0
+  let running = true
+  const loop = (async () => {
+    do {
+      const r = await monitor.query<{ n: number }>(
+        "select count(*)::int as n from pg_stat_activity where datname = $1 and backend_type = 'client backend'",
+        [database]
+      )
+      max = Math.max(max, r.rows[0]!.n)
+      await new Promise((r) => setTimeout(r, everyMs))
+    } while (running)
+  })()
+  try {
+    return { result: await f(), max }
+  } finally {
+    running = false
+    await loop
+  }
+}

@@ -35,7 +35,8 @@ describe("poolSettingsOf", () => {
         maxWait: 120,
         maxWaiting: 10_000,
         resetQuery: "DISCARD ALL",
-        maxPreparedStatements: 200
+        maxPreparedStatements: 200,
+        ignoreStartupParameters: ["extra_float_digits"]
       },
       auth: {
         user: "pooler",
@@ -59,7 +60,8 @@ describe("poolSettingsOf", () => {
       maxWait: 0.5,
       maxWaiting: 50,
       resetQuery: "",
-      maxPreparedStatements: 0
+      maxPreparedStatements: 0,
+      ignoreStartupParameters: ["extra_float_digits", "geqo", "myext.flag"]
     }
     const auth = { user: "u", query: "SELECT * FROM pooler.lookup($1)", database: "authdb", ttl: 0, negativeTtl: 1 }
     expect(poolSettingsOf(routeWith({ pool, auth }))).toEqual({ pool, auth: { ...auth, password: "" } })
@@ -86,6 +88,26 @@ describe("poolSettingsOf", () => {
     [
       { pool: { mode: "transaction", resetQuery: 1 }, auth: login },
       "metadata.pool.resetQuery: expected a string, got 1"
+    ],
+    [
+      { pool: { mode: "transaction", ignoreStartupParameters: "extra_float_digits" }, auth: login },
+      'metadata.pool.ignoreStartupParameters: expected a list of parameter names, got "extra_float_digits"'
+    ],
+    [
+      { pool: { mode: "transaction", ignoreStartupParameters: ["extra float"] }, auth: login },
+      'metadata.pool.ignoreStartupParameters[0]: expected a parameter name, got "extra float"'
+    ],
+    [
+      { pool: { mode: "transaction", ignoreStartupParameters: ["geqo", "TimeZone"] }, auth: login },
+      "metadata.pool.ignoreStartupParameters[1]: TimeZone is kept per client: it needs no ignoring"
+    ],
+    [
+      { pool: { mode: "transaction", ignoreStartupParameters: ["user"] }, auth: login },
+      "metadata.pool.ignoreStartupParameters[0]: user is always read, never ignored"
+    ],
+    [
+      { pool: { mode: "transaction", ignoreStartupParameters: ["_pq_.x"] }, auth: login },
+      "metadata.pool.ignoreStartupParameters[0]: protocol options (_pq_.) are declined, never ignored"
     ],
     [{ pool: "transaction", auth: login }, 'metadata.pool: expected a mapping, got "transaction"'],
     [{ pool: { mode: "transaction" } }, "metadata.auth: required with pool.mode transaction"],

@@ -33,15 +33,21 @@ export interface PooledStartup {
 }
 
 /**
- * Startup parameters a pooled client may send besides the tracked ones (tracked.ts): anything else would have to
- * hold on every server connection the client lands on, which the proxy cannot promise, so it is refused as PgBouncer
- * refuses it (`unsupported startup parameter`). `_pq_.` protocol options are declined with NegotiateProtocolVersion.
+ * Startup parameters a pooled client may send besides the tracked ones (tracked.ts) and the route's
+ * `pool.ignoreStartupParameters` (accepted and dropped): anything else would have to hold on every server connection
+ * the client lands on, which the proxy cannot promise, so it is refused as PgBouncer refuses it (`unsupported startup
+ * parameter`). `_pq_.` protocol options are declined with NegotiateProtocolVersion.
  */
 const plainParameters = new Set(["user", "database"])
 
-const unsupportedParameter = (params: ReadonlyMap<string, string>): string | undefined => {
+const unsupportedParameter = (
+  params: ReadonlyMap<string, string>,
+  ignored: ReadonlyArray<string>
+): string | undefined => {
   for (const name of params.keys()) {
-    if (!plainParameters.has(name) && !name.startsWith("_pq_.") && trackedIndex(name) < 0) return name
+    if (plainParameters.has(name) || name.startsWith("_pq_.") || trackedIndex(name) >= 0) continue
+    const lower = name.toLowerCase()
+    if (!ignored.some((i) => i.toLowerCase() === lower)) return name
   }
   return undefined
 }
@@ -170,7 +176,7 @@ const serve = Effect.fnUntraced(function* (
   const params = startup.params
   const user = params.get("user") ?? ""
   const database = params.get("database") || user
-  const unsupported = unsupportedParameter(params)
+  const unsupported = unsupportedParameter(params, settings.pool.ignoreStartupParameters)
   if (unsupported !== undefined) {
     const message = `unsupported startup parameter: ${unsupported}`
     return yield* refusedAs("BAD_REQUEST", message, fatal("08P01", message))

@@ -7,12 +7,14 @@
 //   pool.maxWait     query_wait_timeout    120 s (0: wait without limit)
 //   pool.resetQuery  server_reset_query    DISCARD ALL (session mode only; "" sends none)
 //   pool.maxPreparedStatements  max_prepared_statements  200 (0: named prepared statements refused)
+//   pool.ignoreStartupParameters ignore_startup_parameters ["extra_float_digits"] (PgBouncer's: none; see below)
 //   auth.query       auth_query            PgBouncer's current default (pg_authid, rolvaliduntil, rolcanlogin)
 //   auth.database    auth_dbname           the client's database
 // The same decoder serves the config check (a static route's bad block fails `check-config`) and the listener, which
 // reads routes from any resolver: it parses once per Route object, since it runs per client connection.
 import { ConfigError, int, isObj, type Obj, object, oneOf, seconds, show, str } from "../../../config/fields.ts"
 import type { Route } from "../../../domain/Route.ts"
+import { trackedIndex } from "./tracked.ts"
 
 export type PoolMode = "session" | "transaction"
 
@@ -38,6 +40,11 @@ export interface PoolSettings {
    * recently used closed past it); 0: named statements are refused (0A000).
    */
   readonly maxPreparedStatements: number
+  /**
+   * Startup parameters a client may send that the proxy accepts and drops (never sent to a server connection); any
+   * other untracked one is refused (`unsupported startup parameter`). Matched case-insensitively, as PostgreSQL does.
+   */
+  readonly ignoreStartupParameters: ReadonlyArray<string>
 }
 
 export interface AuthSettings {
@@ -68,7 +75,12 @@ export const poolDefaults: PoolSettings = {
   maxWait: 120,
   maxWaiting: 10_000,
   resetQuery: "DISCARD ALL",
-  maxPreparedStatements: 200
+  maxPreparedStatements: 200,
+  // PgBouncer's default is none, which is why every guide to JDBC behind PgBouncer adds this one: pgjdbc before 42.7.6
+  // and Go's lib/pq send extra_float_digits (2 or 3) at startup. Dropping it is harmless since PostgreSQL 12: any value
+  // above 0 (the server's default is 1) gives the same shortest exact float output. An older server would round floats
+  // a client asked 3 for: the README says to set it on the server there.
+  ignoreStartupParameters: ["extra_float_digits"]
 }
 
 export const authDefaults = {
@@ -90,7 +102,8 @@ const poolKeys = [
   "maxWait",
   "maxWaiting",
   "resetQuery",
-  "maxPreparedStatements"
+  "maxPreparedStatements",
+  "ignoreStartupParameters"
 ]
 const authKeys = ["user", "password", "query", "database", "ttl", "negativeTtl"]
 
@@ -105,6 +118,26 @@ const password = (v: unknown, key: string): string => {
   if (v === undefined) return ""
   if (typeof v !== "string") throw new ConfigError(key, "expected a string (quote it in YAML)")
   return v
+}
+
+// A run-time parameter's name as PostgreSQL spells them (custom ones have a dot: "myext.flag").
+const parameterName = /^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)*$/
+
+/** Names only the proxy can drop; the ones it always reads or keeps per client are refused with why. */
+const ignoredParameters = (v: unknown, key: string): ReadonlyArray<string> => {
+  if (v === undefined) return poolDefaults.ignoreStartupParameters
+  if (!Array.isArray(v)) throw new ConfigError(key, `expected a list of parameter names, got ${show(v)}`)
+  return v.map((name: unknown, i) => {
+    const at = `${key}[${i}]`
+    if (typeof name !== "string" || !parameterName.test(name)) {
+      throw new ConfigError(at, `expected a parameter name, got ${show(name)}`)
+    }
+    const lower = name.toLowerCase()
+    if (lower === "user" || lower === "database") throw new ConfigError(at, `${name} is always read, never ignored`)
+    if (lower.startsWith("_pq_.")) throw new ConfigError(at, "protocol options (_pq_.) are declined, never ignored")
+    if (trackedIndex(name) >= 0) throw new ConfigError(at, `${name} is kept per client: it needs no ignoring`)
+    return name
+  })
 }
 
 const decodePool = (v: unknown, key: string): PoolSettings => {
@@ -127,7 +160,8 @@ const decodePool = (v: unknown, key: string): PoolSettings => {
       0,
       100_000,
       poolDefaults.maxPreparedStatements
-    )
+    ),
+    ignoreStartupParameters: ignoredParameters(o.ignoreStartupParameters, `${key}.ignoreStartupParameters`)
   }
 }
 
