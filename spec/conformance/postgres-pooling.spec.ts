@@ -291,6 +291,22 @@ describe("transaction pooling through the postgres listener", () => {
     expect(pids.size).toBeLessThanOrEqual(SIZE)
   })
 
+  it("holds a 300 KB message sent while every server connection is busy, and runs it once one is free", async () => {
+    // Past the 16 KB a waiting client may send before the proxy pauses it (sharedReads.ts `holdLimit`).
+    const holders = await Promise.all(Array.from({ length: SIZE }, () => connected(viaProxy())))
+    for (const h of holders) await h.query("begin")
+    const waiting = await connected(viaProxy())
+    const big = "x".repeat(300 * 1024)
+    const answer = waiting.query<{ n: number; tail: string }>("select length($1)::int as n, right($1, 3) as tail", [
+      `${big}end`
+    ])
+    await sleep(300)
+    for (const h of holders) await h.query("commit")
+    expect((await answer).rows[0]).toEqual({ n: big.length + 3, tail: "end" })
+    expect((await waiting.query("select 1 as one")).rows[0].one).toBe(1)
+    await Promise.all([...holders, waiting].map((c) => c.end()))
+  })
+
   it("passes PostgreSQL's errors through, and the client goes on", async () => {
     const c = await connected(viaProxy())
     const [mine, real] = [

@@ -161,10 +161,17 @@ const switchable = (socket: net.Socket) =>
  * pausing it (someone else reads it), or bytes are waiting in it. Pass the `clientData` handler the relay will get
  * for this socket, if any: it then gets the reads, copied to the relay's slab.
  */
-export const readIntoShared = (socket: net.Socket, clientData?: DataHandler): boolean => {
+export const readIntoShared = (socket: net.Socket, clientData?: DataHandler): boolean =>
+  readIntoSharedWith(socket, clientData === undefined ? (onReadInto as ReadCallback) : readerFor(clientData))
+
+/**
+ * `readIntoShared` for a reader of its own (the pooled Postgres sockets, listeners/postgres/pool/sharedReads.ts): each
+ * read, in the shared buffer, goes to `callback`, which must copy what outlives the call. The same conditions.
+ */
+export const readIntoSharedWith = (socket: net.Socket, callback: ReadCallback): boolean => {
   const handle = userBufferHandle(socket)
   if (handle === undefined || (handle.reading === true && !socket.isPaused()) || !switchable(socket)) return false
-  return shareReads(socket, handle, clientData === undefined ? (onReadInto as ReadCallback) : readerFor(clientData))
+  return shareReads(socket, handle, callback)
 }
 
 /**

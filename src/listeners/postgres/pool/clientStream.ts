@@ -22,7 +22,7 @@ const empty = Buffer.alloc(0)
 /** Bytes the client sent: forwarded to its server connection, or held while it waits for one. */
 export const fromClient = (s: PooledSession, chunk: Buffer): void => {
   if (s.held !== undefined) {
-    s.held.push(chunk)
+    s.hold(chunk)
     return
   }
   if (s.terminated) return

@@ -9,8 +9,9 @@
 // serverConn.ts, so the pool counts a connection that dies whoever holds it):
 // - idle in the pool: the pool reads it (`listenIdle`): bytes from an idle server can only be a FATAL (an admin's
 //   pg_terminate_backend, a shutdown) or a broken server, so the connection is closed; a FIN closes it too.
-// - granted (`waiter.granted(conn)`): the socket is paused with no `data` listener; the session adds its own, resumes
-//   it, reads and writes it directly, and keeps `conn.status` current at each ReadyForQuery.
+// - granted (`waiter.granted(conn)`): the socket has no `data` listener and is paused (unless it reads shared,
+//   sharedReads.ts: then nothing reads it before the session, told in the same tick, adds its own); the session
+//   resumes it, reads and writes it directly, and keeps `conn.status` current at each ReadyForQuery.
 // - given back: the session removes its `data` listener first, then calls `release` (status "I") or `discard`
 //   (anything else, or the client gone mid-transaction); the pool takes the socket back. A connection whose socket
 //   closed while held needs neither: the pool already dropped it.

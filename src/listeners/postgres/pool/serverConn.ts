@@ -14,6 +14,7 @@ import { backendName, cancelDial, type DialWaiter, dialProfile, dialWith } from 
 import { type ClientTlsOptions, clientConnectOptions } from "../../tlsProfile.ts"
 import { LoginExchange, type LoginStep, type ServerLogin } from "./serverLogin.ts"
 import { encodeQuery, parameterStatus, serverFailure, TERMINATE } from "./serverMessages.ts"
+import { readPooledShared } from "./sharedReads.ts"
 
 export type { ServerLogin }
 
@@ -121,6 +122,11 @@ export class ServerConn implements DialWaiter {
   prepared: Set<string> | undefined = undefined
   /** The socket's first error, for the log line of its close. */
   error: Error | undefined = undefined
+  /**
+   * Reads into the shared buffer once ready (sharedReads.ts): pause() then stops the socket's reads at once, so the
+   * hand-over between holders, all in one tick, leaves it reading instead (a stop and start would cost epoll changes).
+   */
+  sharedReads = false
   readonly owner: ServerConnOwner
   /** Until ReadyForQuery. */
   private exchange: LoginExchange | undefined
@@ -248,6 +254,7 @@ export class ServerConn implements DialWaiter {
     const s = this.socket
     s.off("data", onLoginData)
     s.pause()
+    this.sharedReads = readPooledShared(s)
     this.owner.opened(this)
   }
 
@@ -303,10 +310,13 @@ export class ServerConn implements DialWaiter {
     s.resume()
   }
 
-  /** Handed out: paused, no `data` listener; the holder adds its own and resumes it. */
+  /**
+   * Handed out: no `data` listener, paused unless it reads shared (then the holder, told in the same tick, adds its
+   * listener before any read); the holder resumes it.
+   */
   unlistenIdle(): void {
     const s = this.socket
-    s.pause()
+    if (!this.sharedReads) s.pause()
     s.off("data", onIdleData)
   }
 

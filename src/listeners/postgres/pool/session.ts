@@ -18,6 +18,7 @@ import { type Cancellable, type CancelTarget, forgetPooledKey, issuePooledKey } 
 import type { ServerConn } from "./serverConn.ts"
 import { encodeQuery } from "./serverMessages.ts"
 import { fromServer } from "./serverStream.ts"
+import { holdLimit, readPooledShared } from "./sharedReads.ts"
 import type { Statement } from "./statements.ts"
 import { alignment, type Tracked, trackedNames } from "./tracked.ts"
 
@@ -79,7 +80,10 @@ export class PooledSession implements ServedSession, PoolWaiter, Cancellable {
   link: Link | undefined = undefined
   /** While waiting for a server connection: the bytes read meanwhile, and the cancel of the wait. */
   held: Array<Buffer> | undefined = undefined
+  heldBytes = 0
   private cancelWait: (() => void) | undefined = undefined
+  /** The client reads into the shared buffer (sharedReads.ts). */
+  private sharedReads = false
   /** Its named prepared statements, by its names (statements.ts); undefined until the first. */
   statements: Map<string, Statement> | undefined = undefined
   /** A client message's first bytes, not yet enough to frame it. */
@@ -142,6 +146,8 @@ export class PooledSession implements ServedSession, PoolWaiter, Cancellable {
     c.on("close", onClientClose)
     c.on("error", ignoreError)
     c.write(this.welcome())
+    c.pause() // whoever read its login may have left it flowing
+    this.sharedReads = readPooledShared(c)
     c.resume()
   }
 
@@ -155,14 +161,23 @@ export class PooledSession implements ServedSession, PoolWaiter, Cancellable {
 
   // --- holding a server connection ---
 
-  /** The client's first message while it holds no server connection: wait for one, the client paused. */
+  /** The client's first message while it holds no server connection: wait for one, the client paused (`hold`). */
   waitForServer(bytes: Buffer): void {
-    this.held = [bytes]
+    this.held = []
+    this.heldBytes = 0
     this.flags |= WAITING
-    this.client.pause()
+    if (!this.sharedReads) this.client.pause()
+    this.hold(bytes)
     const cancel = this.pool.acquire(this)
     // Granted or refused before acquire returned: nothing to cancel.
     if (this.held !== undefined) this.cancelWait = cancel
+  }
+
+  /** Bytes read while waiting. One reading shared is paused past `holdLimit` only: see sharedReads.ts. */
+  hold(bytes: Buffer): void {
+    this.held!.push(bytes)
+    this.heldBytes += bytes.length
+    if (this.heldBytes > holdLimit) this.client.pause()
   }
 
   granted(conn: ServerConn): void {
@@ -275,7 +290,7 @@ export class PooledSession implements ServedSession, PoolWaiter, Cancellable {
     socket.off("drain", onServerDrain)
     socket.off("close", onServerClose)
     socket._pooled = undefined
-    socket.pause()
+    if (!conn.sharedReads) socket.pause() // given back in this tick: see ServerConn.sharedReads
     if (link.settled(this.remaining > 0) && conn.status === "I") this.pool.release(conn)
     else this.pool.discard(conn)
     if (this.flags & SERVER_FULL) {

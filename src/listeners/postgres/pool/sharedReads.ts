@@ -1,0 +1,38 @@
+// The pooled sockets (clients from their ReadyForQuery on, server connections once logged in) read into the relay's
+// shared buffer instead of a new Buffer per read (Node's own reads allocate an external ArrayBuffer per read and run
+// it through the stream's push; bench/README.md "What each cut bought"). Each read is copied into a slab and emitted as the socket's `data`, so every handler stays as it was (session.ts,
+// serverConn.ts). The slab is only ever appended to: a chunk may be kept past its read (a write the kernel did not
+// take at once, a waiting client's held bytes, a split message), and a new slab is taken when one is full, the old
+// one living as long as something keeps a piece of it. A socket that cannot switch (TLS, bytes already buffered)
+// keeps Node's reads. A socket reading shared stops reading at pause() (Node's reads go on into the stream's buffer up
+// to its high-water mark), so a stop and start costs epoll changes: the pooled sockets are paused only when needed —
+// a waiting client once it sent `holdLimit` bytes, a server connection not at all between holders (one tick).
+import type * as net from "node:net"
+import { readIntoSharedWith } from "../../../relay/relay.ts"
+import type { ReadCallback } from "../../../relay/userBuffer.ts"
+
+const slabSize = 64 * 1024
+let slab = Buffer.allocUnsafeSlow(slabSize)
+let slabUsed = 0
+
+function onSharedRead(this: net.Socket, nread: number, buf: Buffer): boolean {
+  if (slabUsed + nread > slab.length) {
+    slab = Buffer.allocUnsafeSlow(Math.max(slabSize, nread))
+    slabUsed = 0
+  }
+  slab.set(buf.subarray(0, nread), slabUsed)
+  const chunk = slab.subarray(slabUsed, slabUsed + nread)
+  slabUsed += nread
+  this.emit("data", chunk)
+  return true
+}
+
+/** What a waiting client reading shared may send before it is paused: a stream's default high-water mark. */
+export const holdLimit = 16 * 1024
+
+/**
+ * From its next read on, `socket` reads into the shared buffer, its `data` listeners getting each read as before.
+ * Call it while the socket is paused with nothing buffered; false (and nothing changed) when it cannot switch.
+ */
+export const readPooledShared = (socket: net.Socket): boolean =>
+  readIntoSharedWith(socket, onSharedRead as ReadCallback)
