@@ -17,39 +17,20 @@ import type { PgPool, PoolWaiter } from "./pgPool.ts"
 import { type Cancellable, type CancelTarget, forgetPooledKey, issuePooledKey } from "./pooledKeys.ts"
 import type { ServerConn } from "./serverConn.ts"
 import { encodeQuery } from "./serverMessages.ts"
-import { fromServer } from "./serverStream.ts"
+import {
+  ignoreError,
+  onClientClose,
+  onClientData,
+  onClientDrain,
+  onClientEnd,
+  onServerClose,
+  onServerData,
+  onServerDrain,
+  type Sock
+} from "./sessionSockets.ts"
 import { holdLimit, readPooledShared } from "./sharedReads.ts"
 import type { Statement } from "./statements.ts"
 import { alignment, type Tracked, trackedNames } from "./tracked.ts"
-
-type Sock = net.Socket & { _pooled?: PooledSession | undefined }
-
-// Shared handlers: each finds its session through the socket, so a session holds no closure for them.
-function onClientData(this: Sock, chunk: Buffer) {
-  const s = this._pooled
-  if (s !== undefined) fromClient(s, chunk)
-}
-function onClientDrain(this: Sock) {
-  this._pooled?.clientDrained()
-}
-function onClientEnd(this: Sock) {
-  this._pooled?.terminate(false)
-}
-function onClientClose(this: Sock) {
-  this._pooled?.clientClosed()
-}
-function onServerData(this: Sock, chunk: Buffer) {
-  const s = this._pooled
-  const link = s?.link
-  if (link !== undefined && link.conn.socket === this) fromServer(s!, link, chunk)
-}
-function onServerDrain(this: Sock) {
-  this._pooled?.serverDrained()
-}
-function onServerClose(this: Sock) {
-  this._pooled?.serverLost()
-}
-function ignoreError() {}
 
 /** What every session of one listener shares. */
 export interface SessionHome {
