@@ -1,10 +1,12 @@
 // What `serve` refuses that decoding cannot see: the files it reads at start (TLS certificates, keys and CAs, a
-// first-bytes extractor module) and a config that starts no listener at all. check-config, serve and a hot reload run
+// first-bytes extractor module), a config that starts no listener at all, and a mysql listener's `auth.route` that
+// the static routes lack (decoding reads one listener at a time). check-config, serve and a hot reload run
 // it, so what serve would refuse, check-config refuses first, naming the key.
 import { X509Certificate } from "node:crypto"
 import * as fs from "node:fs"
 import * as tls from "node:tls"
 import { dnsNamesOf } from "../listeners/http/sni.ts"
+import { lookupStatic } from "../services/Resolver.ts"
 import type { Config, TlsFiles } from "./Config.ts"
 import { ConfigError } from "./fields.ts"
 
@@ -88,6 +90,7 @@ export const preflight = (config: Config): void => {
     )
   }
   if (config.tls !== undefined) tlsSection(config.tls, "tls")
+  const routes = new Map(Object.entries(config.routes))
   for (const [name, l] of listeners) {
     const key = `listeners.${name}`
     if (l.tls !== undefined) tlsSection(l.tls, `${key}.tls`)
@@ -103,6 +106,13 @@ export const preflight = (config: Config): void => {
     if (typeof l.route === "object") {
       const module = l.route.firstBytes.slice(0, l.route.firstBytes.lastIndexOf("#"))
       read(module, `${key}.route.firstBytes`)
+    }
+    // Every login through the listener starts with this lookup: a route the static table lacks refuses them all.
+    if (l.auth !== undefined && config.resolver.type === "static" && lookupStatic(routes, l.auth.route) === undefined) {
+      throw new ConfigError(
+        `${key}.auth.route`,
+        `no route ${JSON.stringify(l.auth.route)} in routes: it names the backend the proxy reads users' password hashes from`
+      )
     }
   }
 }

@@ -37,7 +37,7 @@ export type ListenerServices =
 export type ListenerOptions = Partial<
   Pick<
     ListenerConfig,
-    "route" | "defaultRoute" | "http" | "maxRoutingCommand" | "serverFlavor" | "serverVersion" | "options"
+    "route" | "defaultRoute" | "http" | "maxRoutingCommand" | "serverFlavor" | "serverVersion" | "auth" | "options"
   >
 >
 

@@ -53,6 +53,28 @@ export const clientConnectOptions = (options: ClientTlsOptions): tls.ConnectionO
   minVersion: options.minVersion ?? defaults.tls.minVersion
 })
 
+const clientTlsKeys = new WeakMap<ClientTlsOptions, string>()
+
+/**
+ * TLS settings towards a backend named `host`, as part of a cache key (an answer read over an unverified connection
+ * never serves a route that verifies its backend): short (a digest, the CA can be kilobytes), computed once per
+ * settings object. "plain" without TLS.
+ */
+export const clientTlsKey = (host: string, tls: ClientTlsOptions | undefined): string => {
+  if (tls === undefined) return "plain"
+  let digest = clientTlsKeys.get(tls)
+  if (digest === undefined) {
+    const ca = tls.ca === undefined ? null : tls.ca.toString()
+    digest = crypto
+      .createHash("sha256")
+      .update(JSON.stringify([tls.rejectUnauthorized, tls.minVersion, ca]))
+      .digest("base64")
+    clientTlsKeys.set(tls, digest)
+  }
+  // The name the certificate is checked against: the route's host unless the settings name another.
+  return `${tls.servername ?? host}\0${digest}`
+}
+
 /** A route's `metadata.tls.minVersion`: a known version, or the default (a resolver's typo must not weaken TLS). */
 export const tlsVersionOf = (v: unknown): TlsVersion | undefined =>
   tlsVersions.includes(v as TlsVersion) ? (v as TlsVersion) : undefined

@@ -9,6 +9,11 @@ export interface MariaDbOptions {
   readonly tls?: boolean
   /** Default ["appdb"]; both users get every privilege on each. */
   readonly databases?: readonly string[]
+  /**
+   * More statements run as the server's admin once the users and databases exist (CREATE USER, GRANT …), since no
+   * spec holds an admin login. Plain statements without the trailing semicolon.
+   */
+  readonly setup?: readonly string[]
 }
 
 /**
@@ -30,6 +35,7 @@ export interface MariaDbServer {
 
 interface Setup {
   readonly databases: readonly string[]
+  readonly setup: readonly string[]
   readonly password: string
   readonly tlsPassword: string
   readonly certs: Certs | undefined
@@ -38,6 +44,7 @@ interface Setup {
 export const startMariaDb = async (opts: MariaDbOptions = {}): Promise<MariaDbServer> => {
   const setup: Setup = {
     databases: opts.databases ?? ["appdb"],
+    setup: opts.setup ?? [],
     password: randomSecret(),
     tlsPassword: randomSecret(),
     certs: opts.tls ? await makeCerts() : undefined
@@ -57,6 +64,7 @@ const setupSql = (s: Setup): string =>
       `GRANT ALL PRIVILEGES ON ${ident(db)}.* TO 'app'@'%'`,
       `GRANT ALL PRIVILEGES ON ${ident(db)}.* TO 'app_tls'@'%'`
     ]),
+    ...s.setup,
     ""
   ].join(";\n")
 

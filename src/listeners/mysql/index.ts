@@ -2,6 +2,7 @@
 import { mysqlServerFlavors } from "../../config/Config.ts"
 import { ConfigError, oneOf, show, str } from "../../config/fields.ts"
 import { type ListenerManifest, protocolListener } from "../manifest.ts"
+import { decodeMysqlAuth } from "./proxyAuth/settings.ts"
 
 /** A MySQL greeting's version string: NUL-terminated on the wire, and clients read its leading digits. */
 const serverVersion = (v: unknown, key: string): string => {
@@ -17,10 +18,11 @@ export const mysqlListener: ListenerManifest = {
   label: "mysql",
   routeBy: ["database", "user"],
   options: {
-    keys: ["serverFlavor", "serverVersion"],
+    keys: ["serverFlavor", "serverVersion", "auth"],
     decode: (o, key) => ({
       serverFlavor: oneOf(o.serverFlavor, `${key}.serverFlavor`, mysqlServerFlavors, "auto"),
-      serverVersion: o.serverVersion === undefined ? undefined : serverVersion(o.serverVersion, `${key}.serverVersion`)
+      serverVersion: o.serverVersion === undefined ? undefined : serverVersion(o.serverVersion, `${key}.serverVersion`),
+      auth: decodeMysqlAuth(o.auth, `${key}.auth`)
     })
   },
   start: protocolListener(() => import("./mysql.ts").then((m) => m.mysqlProtocol))

@@ -3,12 +3,12 @@
 // configured. Control plane only (once per role per ttl), so it uses `pg`. Lookups of one backend and database share one
 // connection (a pool of 1, closed after `idleMs` without lookups): a burst of new roles (a restart, a scan of made-up
 // names) costs the tenant one extra server connection and one query each, never one login each.
-import { createHash } from "node:crypto"
 import * as net from "node:net"
 import pg from "pg"
 import { formatEndpoint, type VettedEndpoint } from "../../../domain/Endpoint.ts"
+import { LookupCache } from "../../lookupCache.ts"
 import { nextSourceAddress } from "../../sourceAddress.ts"
-import { type ClientTlsOptions, clientConnectOptions } from "../../tlsProfile.ts"
+import { type ClientTlsOptions, clientConnectOptions, clientTlsKey } from "../../tlsProfile.ts"
 import type { AuthSettings } from "./settings.ts"
 
 export interface SecretLookupOptions {
@@ -38,14 +38,6 @@ export interface SecretLookupStats {
   readonly hits: number
   readonly failures: number
   readonly cached: number
-}
-
-interface Entry {
-  /** Set while the query runs: concurrent lookups of the key wait for it instead of sending their own. */
-  pending: Promise<string | undefined> | undefined
-  secret: string | undefined
-  /** Date.now() after which the answer is looked up again. */
-  expires: number
 }
 
 const failure = (e: unknown, where: string): SecretLookupError => {
@@ -79,18 +71,15 @@ const secretOf = (rows: ReadonlyArray<ReadonlyArray<unknown>>): string | undefin
 export class SecretLookup {
   readonly #timeoutMs: number
   readonly #idleMs: number
-  readonly #maxEntries: number
-  readonly #entries = new Map<string, Entry>()
+  readonly #answers: LookupCache<string>
   readonly #pools = new Map<string, pg.Pool>()
   #closed = false
   #queries = 0
-  #hits = 0
-  #failures = 0
 
   constructor(options: SecretLookupOptions = {}) {
     this.#timeoutMs = options.timeoutMs ?? 5000
     this.#idleMs = options.idleMs ?? 10_000
-    this.#maxEntries = options.maxEntries ?? 10_000
+    this.#answers = new LookupCache(options.maxEntries ?? 10_000)
   }
 
   /**
@@ -113,51 +102,22 @@ export class SecretLookup {
     // The TLS settings are part of the key: an answer read over an unverified connection never serves a route that
     // verifies its backend.
     const key = `${target.ip}\0${target.port}\0${db}\0${role}\0${auth.user}\0${auth.query}\0${tlsKey(target, tls)}`
-    const known = this.#entries.get(key)
-    if (known !== undefined) {
-      if (known.pending !== undefined) {
-        this.#hits++
-        return known.pending
-      }
-      if (known.expires > Date.now()) {
-        this.#hits++
-        return Promise.resolve(known.secret)
-      }
-      this.#entries.delete(key)
-    }
-    const entry: Entry = { pending: undefined, secret: undefined, expires: 0 }
-    entry.pending = this.#query(target, db, role, auth, tls).then(
-      (secret) => {
-        entry.pending = undefined
-        entry.secret = secret
-        const ttl = secret === undefined ? auth.negativeTtl : auth.ttl
-        entry.expires = Date.now() + ttl * 1000
-        if (ttl === 0 && this.#entries.get(key) === entry) this.#entries.delete(key)
-        return secret
-      },
-      (error: unknown) => {
-        if (this.#entries.get(key) === entry) this.#entries.delete(key)
-        this.#failures++
-        throw error
-      }
+    return this.#answers.get(
+      key,
+      () => this.#query(target, db, role, auth, tls),
+      (secret) => (secret === undefined ? auth.negativeTtl : auth.ttl)
     )
-    if (this.#entries.size >= this.#maxEntries) {
-      // Insertion order: the first key is the oldest lookup.
-      const oldest = this.#entries.keys().next()
-      if (!oldest.done) this.#entries.delete(oldest.value)
-    }
-    this.#entries.set(key, entry)
-    return entry.pending
   }
 
   stats(): SecretLookupStats {
-    return { queries: this.#queries, hits: this.#hits, failures: this.#failures, cached: this.#entries.size }
+    const answers = this.#answers
+    return { queries: this.#queries, hits: answers.hits, failures: answers.failures, cached: answers.size }
   }
 
   /** Closes the lookup connections and forgets every answer; later lookups reject. */
   close(): void {
     this.#closed = true
-    this.#entries.clear()
+    this.#answers.clear()
     for (const pool of this.#pools.values()) void pool.end().catch(() => {})
     this.#pools.clear()
   }
@@ -226,19 +186,4 @@ export class SecretLookup {
   }
 }
 
-const tlsKeys = new WeakMap<ClientTlsOptions, string>()
-
-/** The TLS settings in a key: short (a digest, the CA can be kilobytes), computed once per settings object. */
-const tlsKey = (target: VettedEndpoint, tls: ClientTlsOptions | undefined): string => {
-  if (tls === undefined) return "plain"
-  let digest = tlsKeys.get(tls)
-  if (digest === undefined) {
-    const ca = tls.ca === undefined ? null : tls.ca.toString()
-    digest = createHash("sha256")
-      .update(JSON.stringify([tls.rejectUnauthorized, tls.minVersion, ca]))
-      .digest("base64")
-    tlsKeys.set(tls, digest)
-  }
-  // The name the certificate is checked against: the route's host unless the settings name another.
-  return `${tls.servername ?? target.host}\0${digest}`
-}
+const tlsKey = (target: VettedEndpoint, tls: ClientTlsOptions | undefined): string => clientTlsKey(target.host, tls)
