@@ -5,8 +5,8 @@ import pg from "pg"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { type PostgresServer, startPostgres } from "../support/backends/index.ts"
 import { launchChromium } from "../support/chromium.ts"
-import { type CliProxy, startCliProxy } from "../support/cliProxy.ts"
-import { pooledRoute, startPoolingProxy } from "../support/pgPooling.ts"
+import type { CliProxy } from "../support/cliProxy.ts"
+import { pooledRoute, startPoolingCli, startPoolingProxy } from "../support/pgPooling.ts"
 import { eventually, type TestProxy } from "../support/proxy.ts"
 
 const SIZE = 2
@@ -196,20 +196,7 @@ describe("workers: 2", () => {
   let cli: CliProxy
 
   beforeAll(async () => {
-    cli = await startCliProxy(`workers: 2
-admin: { host: 127.0.0.1, port: 0 }
-listeners:
-  postgres: { host: 127.0.0.1, port: 0 }
-routes:
-  metricsdb:
-    endpoint: "127.0.0.1:${db.port}"
-    metadata:
-      pool: { mode: transaction, size: ${SIZE} }
-      auth: { user: ${db.superuser}, password: "${db.password}", database: postgres }
-ssrf: { allow: ["127.0.0.0/8"] }
-log: { format: json, connections: false }
-`)
-    await eventually(() => cli.output().includes('"event":"workers ready"'), 20_000)
+    cli = await startPoolingCli(db, "metricsdb", SIZE)
   })
 
   afterAll(() => cli?.stop())

@@ -4,7 +4,8 @@
 import type pg from "pg"
 import { Resolver } from "../../src/services/Resolver.ts"
 import type { PostgresServer } from "./backends/index.ts"
-import { startTestProxy, type TestProxy } from "./proxy.ts"
+import { type CliProxy, startCliProxy } from "./cliProxy.ts"
+import { eventually, startTestProxy, type TestProxy } from "./proxy.ts"
 
 export interface PooledRoute {
   readonly endpoint: string
@@ -26,6 +27,33 @@ export const pooledRoute = (
     auth: { user: db.superuser, password: db.password, database: "postgres", ...auth }
   }
 })
+
+/**
+ * A `polyproxy serve` config (startCliProxy) of `workers` processes, each with listener "postgres" routing `database`
+ * to `db` in transaction mode with a pool of `size` (the lookup login as pooledRoute's), waiting for "workers ready".
+ */
+export const startPoolingCli = async (
+  db: PostgresServer,
+  database: string,
+  size: number,
+  workers = 2
+): Promise<CliProxy> => {
+  const cli = await startCliProxy(`workers: ${workers}
+admin: { host: 127.0.0.1, port: 0 }
+listeners:
+  postgres: { host: 127.0.0.1, port: 0 }
+routes:
+  ${database}:
+    endpoint: "127.0.0.1:${db.port}"
+    metadata:
+      pool: { mode: transaction, size: ${size} }
+      auth: { user: ${db.superuser}, password: "${db.password}", database: postgres }
+ssrf: { allow: ["127.0.0.0/8"] }
+log: { format: json, connections: false }
+`)
+  await eventually(() => cli.output().includes('"event":"workers ready"'), 20_000)
+  return cli
+}
 
 /** A proxy whose listener "postgres" (with `listener`'s keys added) routes each database to `routes[database]`. */
 export const startPoolingProxy = (

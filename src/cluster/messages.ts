@@ -2,6 +2,7 @@
 import type { ListenerStatus } from "../admin/AdminServer.ts"
 import type { VettedEndpoint } from "../domain/Endpoint.ts"
 import type { MysqlSessionRecord } from "../listeners/mysql/sessions.ts"
+import type { SharedCancel } from "../listeners/postgres/CancelKeys.ts"
 
 export type { ListenerStatus }
 
@@ -12,6 +13,8 @@ export type FromWorker =
   | { readonly t: "ck+"; readonly key: string; readonly target: VettedEndpoint }
   | { readonly t: "ck-"; readonly key: string }
   | { readonly t: "ck?"; readonly id: number; readonly key: string }
+  // A pooled client's cancel target, asked of the worker that issued its key (pk?).
+  | { readonly t: "pk="; readonly id: number; readonly found: SharedCancel | null }
   | { readonly t: "admin"; readonly id: number; readonly result: unknown }
   | { readonly t: "wake?"; readonly id: number; readonly key: string; readonly ttlMs: number }
   // MySQL sessions by the proxy's connection id (KILL), and this worker's share of those ids.
@@ -23,7 +26,8 @@ export type FromWorker =
 export type FromPrimary =
   | { readonly t: "metrics?"; readonly id: number }
   | { readonly t: "status?"; readonly id: number }
-  | { readonly t: "ck="; readonly id: number; readonly target: VettedEndpoint | null }
+  | { readonly t: "ck="; readonly id: number; readonly found: SharedCancel | null }
+  | { readonly t: "pk?"; readonly id: number; readonly key: string }
   | { readonly t: "shutdown" }
   | { readonly t: "wake="; readonly id: number; readonly mine: boolean }
   | { readonly t: "ms="; readonly id: number; readonly session: MysqlSessionRecord | null }

@@ -1,7 +1,7 @@
 // The primary process of `workers: N`: forks the workers (each binds every listening port itself with SO_REUSEPORT;
 // the primary accepts no client connection), restarts a worker that dies, serves the admin endpoint with every
-// worker's metrics summed, keeps the cluster-wide Postgres cancel-key and MySQL session tables, and drains every
-// worker on SIGTERM/SIGINT.
+// worker's metrics summed, keeps the cluster-wide Postgres cancel-key and MySQL session tables (and hands a cancel of
+// a pooled client to the worker holding that client), and drains every worker on SIGTERM/SIGINT.
 import cluster, { type Worker } from "node:cluster"
 import * as net from "node:net"
 import * as Context from "effect/Context"
@@ -15,6 +15,8 @@ import type { Config } from "../config/Config.ts"
 import { envName } from "../config/env.ts"
 import type { VettedEndpoint } from "../domain/Endpoint.ts"
 import type { MysqlSessionRecord } from "../listeners/mysql/sessions.ts"
+import type { SharedCancel } from "../listeners/postgres/CancelKeys.ts"
+import { pooledKeyOwner } from "../listeners/postgres/pool/pooledKeys.ts"
 import type { BackendHealth } from "../services/CircuitBreaker.ts"
 import { makeLog } from "../services/Log.ts"
 import { metricsText } from "../services/Metrics.ts"
@@ -144,9 +146,20 @@ const startPrimary = (
         slot.worker.send({ t: "wake=", id: m.id, mine } satisfies FromPrimary)
         return
       }
-      case "ck?":
-        slot.worker.send({ t: "ck=", id: m.id, target: cancelKeys.get(m.key) ?? null } satisfies FromPrimary)
+      case "ck?": {
+        const answer = (found: SharedCancel | null) =>
+          slot.worker.send({ t: "ck=", id: m.id, found } satisfies FromPrimary)
+        const target = cancelKeys.get(m.key)
+        if (target !== undefined) return answer({ target })
+        // Perhaps a pooled client's key: its process id names the worker that issued it, which knows where that
+        // client's query runs now. The asking worker has looked among its own clients already.
+        const owner = slots[pooledKeyOwner(m.key, count)]
+        if (owner === undefined || owner === slot) return answer(null)
+        void askOne<Extract<FromWorker, { t: "pk=" }>>(owner, (id) => ({ t: "pk?", id, key: m.key })).then((r) =>
+          answer(r?.found ?? null)
+        )
         return
+      }
       case "ms+":
         return mysqlSessions.set(m.proxyId, m.session, slot.worker.id)
       case "ms-":
@@ -207,27 +220,26 @@ const startPrimary = (
     return s
   }
 
+  /** Asks one worker a question: undefined when it is not ready or does not answer in time. */
+  const askOne = <A extends FromWorker>(s: Slot, question: (id: number) => FromPrimary): Promise<A | undefined> =>
+    !s.ready || !s.worker.isConnected()
+      ? Promise.resolve(undefined)
+      : new Promise<A | undefined>((resolve) => {
+          const id = nextId++
+          const timer = setTimeout(() => {
+            answers.delete(id)
+            resolve(undefined)
+          }, askTimeoutMs)
+          answers.set(id, (m) => {
+            clearTimeout(timer)
+            resolve(m as A)
+          })
+          s.worker.send(question(id))
+        })
+
   /** Asks every ready worker one question and gathers the answers that come back in time. */
   const askAll = async <A extends FromWorker>(question: (id: number) => FromPrimary): Promise<Array<A>> => {
-    const got: Array<A | undefined> = await Promise.all(
-      slots
-        .filter((s) => s.ready && s.worker.isConnected())
-        .map(
-          (s) =>
-            new Promise<A | undefined>((resolve) => {
-              const id = nextId++
-              const timer = setTimeout(() => {
-                answers.delete(id)
-                resolve(undefined)
-              }, askTimeoutMs)
-              answers.set(id, (m) => {
-                clearTimeout(timer)
-                resolve(m as A)
-              })
-              s.worker.send(question(id))
-            })
-        )
-    )
+    const got: Array<A | undefined> = await Promise.all(slots.map((s) => askOne<A>(s, question)))
     return got.filter((x): x is A => x !== undefined)
   }
 

@@ -12,7 +12,8 @@ import {
   MysqlSessions,
   type SharedMysqlSessions
 } from "../listeners/mysql/sessions.ts"
-import { CancelKeys, type SharedCancelKeys } from "../listeners/postgres/CancelKeys.ts"
+import { CancelKeys, type SharedCancelKeys, sharedCancelOf } from "../listeners/postgres/CancelKeys.ts"
+import { pooledCancelOf, setPooledKeySlot } from "../listeners/postgres/pool/pooledKeys.ts"
 import { type ProxyHandle, runProxy } from "../Proxy.ts"
 import { metricsText } from "../services/Metrics.ts"
 import { SharedCache } from "../services/SharedCache.ts"
@@ -60,7 +61,7 @@ export const runWorker = (config: Config, configSource?: () => Config): void => 
     lookup: (key) =>
       ask(
         (id) => ({ t: "ck?", id, key }),
-        (m) => (m.t === "ck=" ? (m.target ?? undefined) : undefined),
+        (m) => (m.t === "ck=" ? (m.found ?? undefined) : undefined),
         undefined
       )
   }
@@ -74,9 +75,10 @@ export const runWorker = (config: Config, configSource?: () => Config): void => 
         undefined as MysqlSessionRecord | undefined
       )
   }
-  // This worker's share of the MySQL connection ids, by its place among the workers (kept across restarts). Without
-  // an answer it counts through all of them from its random start: an id another worker has handed out too is then
-  // unlikely, no longer impossible.
+  // This worker's share of the MySQL connection ids and of the pooled Postgres clients' process ids, by its place
+  // among the workers (kept across restarts). Without an answer it counts through all of them from its random start:
+  // an id another worker has handed out too is then unlikely, no longer impossible (and a cancel of a pooled client
+  // that lands on another worker may be asked of the wrong one: dropped).
   const whole: IdSlot = { index: 0, count: 1 }
   const idSlot = ask(
     (id) => ({ t: "slot?", id }),
@@ -89,6 +91,7 @@ export const runWorker = (config: Config, configSource?: () => Config): void => 
     Effect.scoped(
       Effect.gen(function* () {
         const slot = yield* Effect.promise(() => idSlot)
+        setPooledKeySlot(slot)
         handle = yield* runProxy(
           { ...config, admin: undefined, workers: 1 },
           {
@@ -113,6 +116,11 @@ export const runWorker = (config: Config, configSource?: () => Config): void => 
       case "status?":
         send({ t: "status", id: m.id, listeners: statusOf(handle) })
         return
+      case "pk?": {
+        const found = pooledCancelOf(m.key)
+        send({ t: "pk=", id: m.id, found: found === undefined ? null : sharedCancelOf(found) })
+        return
+      }
       case "wake=":
       case "ck=":
       case "ms=":

@@ -70,7 +70,8 @@ describe("postgres BackendKeyData tap", () => {
     await relayed
     const secret = Buffer.alloc(4)
     secret.writeInt32BE(77)
-    expect(await keys.find(4242, secret)).toEqual(target)
+    // A relayed session's cancel goes to its backend with the key it came with.
+    expect(await keys.find(4242, secret)).toEqual({ target, processId: 4242, secretKey: secret })
     // Only the relay's stand-in `data` listener is left: the tap is gone after ReadyForQuery.
     expect(backend.listenerCount("data")).toBe(1)
     watch?.closed()

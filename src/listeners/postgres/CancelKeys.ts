@@ -1,6 +1,7 @@
 // Which backend issued each (process id, secret key) pair, so a CancelRequest arriving on a fresh connection reaches
 // the backend that runs the query. Entries live exactly as long as their session. With several worker processes a
-// cancel often lands on another worker than its session: `shared` mirrors the table in the primary process.
+// cancel often lands on another worker than its session: `shared` mirrors the table in the primary process, and the
+// primary asks the worker that issued a pooled client's key where that client's query runs (pool/pooledKeys.ts).
 import type { VettedEndpoint } from "../../domain/Endpoint.ts"
 
 /** Process id and secret key as one flat hex string: a table key held per session, so no pieces joined by a template. */
@@ -11,12 +12,34 @@ export const cancelKeyOf = (processId: number, secretKey: Uint8Array) => {
   return b.toString("hex")
 }
 
+/** Where a cancel goes: the server's address and the key to quote there. */
+export interface CancelTarget {
+  readonly target: VettedEndpoint
+  readonly processId: number
+  readonly secretKey: Uint8Array
+}
+
+/**
+ * What the cluster knows of another worker's key, as it crosses processes: a relayed session's backend (no key: the
+ * request goes with its own), a pooled client's server connection with that connection's key (secret in hex), or
+ * "idle" (a pooled client running nothing).
+ */
+export type SharedCancel =
+  | { readonly target: VettedEndpoint; readonly processId?: number; readonly secretKey?: string }
+  | "idle"
+
 /** A table every worker can reach (the cluster primary's). */
 export interface SharedCancelKeys {
   readonly add: (key: string, target: VettedEndpoint) => void
   readonly remove: (key: string) => void
-  readonly lookup: (key: string) => Promise<VettedEndpoint | undefined>
+  readonly lookup: (key: string) => Promise<SharedCancel | undefined>
 }
+
+/** A pooled client's cancel target as it crosses processes (see SharedCancel). */
+export const sharedCancelOf = (found: CancelTarget | "idle"): SharedCancel =>
+  found === "idle"
+    ? found
+    : { target: found.target, processId: found.processId, secretKey: Buffer.from(found.secretKey).toString("hex") }
 
 export class CancelKeys {
   private readonly table = new Map<string, VettedEndpoint>()
@@ -38,10 +61,20 @@ export class CancelKeys {
     this.shared?.remove(key)
   }
 
-  /** This process's own sessions first; then, in a cluster, every worker's. */
-  async find(processId: number, secretKey: Uint8Array): Promise<VettedEndpoint | undefined> {
+  /**
+   * This process's relayed sessions first; then, in a cluster, every worker's relayed sessions and pooled clients.
+   * A relayed session's cancel keeps the key it came with.
+   */
+  async find(processId: number, secretKey: Uint8Array): Promise<CancelTarget | "idle" | undefined> {
     const key = cancelKeyOf(processId, secretKey)
-    return this.table.get(key) ?? this.shared?.lookup(key)
+    const mine = this.table.get(key)
+    if (mine !== undefined) return { target: mine, processId, secretKey }
+    const found = await this.shared?.lookup(key)
+    if (found === undefined || found === "idle") return found
+    if (found.processId === undefined || found.secretKey === undefined) {
+      return { target: found.target, processId, secretKey }
+    }
+    return { target: found.target, processId: found.processId, secretKey: Buffer.from(found.secretKey, "hex") }
   }
 
   get size(): number {

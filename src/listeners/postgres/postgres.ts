@@ -218,38 +218,23 @@ export const makePostgresProtocol = (options: PostgresOptions): Protocol => {
         case "RefusedStartup":
           return yield* refusal(packet)
         case "CancelRequest": {
-          // A pooled client's key is the proxy's: the cancel goes to the server connection running its query now.
-          const pooled = pooledCancel(packet.processId, packet.secretKey)
-          if (pooled === "idle") {
-            return yield* proxyError(
-              "NOT_FOUND",
-              "client",
-              `cancel request for pooled client ${packet.processId}, idle`,
-              {
-                quiet: true
-              }
-            )
-          }
-          if (pooled !== undefined) {
-            return {
-              resourceId: `cancel:${packet.processId}`,
-              client: conn.client,
-              replay: encodeCancelRequest(pooled.processId, pooled.secretKey),
-              target: pooled.target
-            } satisfies Identified
-          }
-          const target = yield* Effect.promise(() => options.cancelKeys.find(packet.processId, packet.secretKey))
-          if (target === undefined) {
-            // Postgres answers an unknown key with silence, so a scanner learns nothing.
-            return yield* proxyError("NOT_FOUND", "client", `cancel request for unknown process ${packet.processId}`, {
+          // A pooled client's key is the proxy's: the cancel goes to the server connection running its query now,
+          // with that connection's key. This process's pooled clients are found at once; the rest asks the table.
+          const found =
+            pooledCancel(packet.processId, packet.secretKey) ??
+            (yield* Effect.promise(() => options.cancelKeys.find(packet.processId, packet.secretKey)))
+          if (found === undefined || found === "idle") {
+            // Postgres answers an unknown key with silence, so a scanner learns nothing (nor a late cancel).
+            const what = found === "idle" ? "pooled client, idle" : "unknown process"
+            return yield* proxyError("NOT_FOUND", "client", `cancel request for ${what} ${packet.processId}`, {
               quiet: true
             })
           }
           return {
             resourceId: `cancel:${packet.processId}`,
             client: conn.client,
-            replay: Buffer.from(read.bytes),
-            target
+            replay: encodeCancelRequest(found.processId, found.secretKey),
+            target: found.target
           } satisfies Identified
         }
         case "StartupMessage": {
