@@ -62,7 +62,7 @@ export interface AdminOps {
   readonly reloadFromSource: () => Promise<ReloadReport>
   readonly backends: () => ReadonlyArray<BackendHealth>
   readonly stats: () => Promise<Record<string, unknown>>
-  /** GET /admin/pools: this process's PostgreSQL pools. */
+  /** GET /admin/pools: this process's server-connection pools (PostgreSQL, MySQL). */
   readonly pools: () => ReadonlyArray<PoolRow>
   readonly purge: (resourceId: string) => Promise<void>
   readonly drain: () => void

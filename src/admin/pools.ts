@@ -1,6 +1,6 @@
-// GET /admin/pools: the PostgreSQL server-connection pools, one row per (listener, backend, database, user). Each
-// process lists its own (BackendPool `details`); the cluster primary adds the workers' rows of one pool up, since
-// every worker keeps a pool of its own for it.
+// GET /admin/pools: the server-connection pools (PostgreSQL, MySQL), one row per (listener, backend, database,
+// user). Each process lists its own (BackendPool `details`); the cluster primary adds the workers' rows of one pool
+// up, since every worker keeps a pool of its own for it.
 import type { PoolDetail } from "../services/BackendPool.ts"
 
 export interface PoolRow {

@@ -9,7 +9,7 @@ import { isProtocolLabel, protocolLabels } from "../domain/Protocols.ts"
 import { parseCidrList } from "../domain/SpecialRanges.ts"
 import { libuvProbes, probesSettable } from "../listeners/keepAlive.ts"
 import type { ListenerManifest } from "../listeners/manifest.ts"
-import { checkRouteMetadata } from "../listeners/postgres/pool/settings.ts"
+import { checkRouteMetadata } from "../listeners/pool/routeMetadata.ts"
 import { type ListenerRegistryShape, listenerTypesWith } from "../listeners/registry.ts"
 import { type Bind, distinctBinds, listenHost } from "./addresses.ts"
 import {
@@ -176,7 +176,8 @@ const endpoint = (v: string, key: string): string => {
   return v
 }
 
-const route = (id: string, v: unknown): RouteConfig => {
+/** `mysqlPools`: a mysql listener may read the route's `pool` block (without `auth`: it checks logins itself). */
+const route = (id: string, v: unknown, mysqlPools: boolean): RouteConfig => {
   const key = `routes.${id}`
   if (id.length === 0) throw new ConfigError("routes", "a route id must not be empty")
   if (id.includes("*") && !/^\*\.[^*]+$/.test(id)) {
@@ -185,8 +186,8 @@ const route = (id: string, v: unknown): RouteConfig => {
   if (typeof v === "string") return { endpoint: endpoint(v, key) }
   const o = object(v, key, ["endpoint", "metadata", "timeout"])
   if (o.metadata !== undefined && !isObj(o.metadata)) throw new ConfigError(`${key}.metadata`, "expected a mapping")
-  // A PostgreSQL pooling block (metadata.pool / metadata.auth) is checked here, so check-config names its mistakes.
-  checkRouteMetadata(o.metadata, `${key}.metadata`)
+  // A pooling block (metadata.pool / metadata.auth) is checked here, so check-config names its mistakes.
+  checkRouteMetadata(o.metadata, `${key}.metadata`, mysqlPools)
   return {
     endpoint: endpoint(str(o.endpoint, `${key}.endpoint`), `${key}.endpoint`),
     metadata: o.metadata as Obj | undefined,
@@ -291,7 +292,8 @@ export const decodeConfig = (raw: unknown, baseDir: string, options: DecodeOptio
   const rs = o.routes === undefined || o.routes === null ? {} : o.routes
   if (!isObj(rs)) throw new ConfigError("routes", `expected a mapping of resource id to "host:port", got ${show(rs)}`)
   const routes: Record<string, RouteConfig> = {}
-  for (const [id, v] of Object.entries(rs)) routes[id.toLowerCase()] = route(id, v)
+  const mysqlPools = Object.values(listeners).some((l) => l.type === "mysql")
+  for (const [id, v] of Object.entries(rs)) routes[id.toLowerCase()] = route(id, v, mysqlPools)
 
   const c = object(o.cache ?? {}, "cache", ["ttl", "negativeTtl", "maxEntries", "redis"])
   const s = object(o.ssrf ?? {}, "ssrf", ["allow", "disabled"])

@@ -16,9 +16,8 @@ import { decodeBackendMessage, decodeErrorResponse } from "../../../src/codec/pg
 import { md5Secret } from "../../../src/codec/pg/md5.ts"
 import { parseScramSecret, type ScramKeys, scramKeysFromPassword } from "../../../src/codec/pg/scram.ts"
 import type { VettedEndpoint } from "../../../src/domain/Endpoint.ts"
-import type { ProxyError } from "../../../src/domain/ProxyError.ts"
 import type { Route } from "../../../src/domain/Route.ts"
-import { type PgPool, PoolRefusal, type PoolWaiter } from "../../../src/listeners/postgres/pool/pgPool.ts"
+import { type PgPool, PoolRefusal } from "../../../src/listeners/postgres/pool/pgPool.ts"
 import { type PgPools, pgPools } from "../../../src/listeners/postgres/pool/pgPools.ts"
 import type { ServerConn, ServerLogin } from "../../../src/listeners/postgres/pool/serverConn.ts"
 import { encodeQuery, ServerError } from "../../../src/listeners/postgres/pool/serverMessages.ts"
@@ -27,6 +26,7 @@ import { type BreakerHooks, makeBackendPool } from "../../../src/services/Backen
 import { makeCircuitBreaker } from "../../../src/services/CircuitBreaker.ts"
 import { type PostgresServer, startPostgres } from "../../support/backends/index.ts"
 import { closedPort, type SilentServer, silentServer } from "../../support/net.ts"
+import { poolWaiters } from "../../support/poolWaiters.ts"
 import { eventually } from "../../support/proxy.ts"
 
 let db: PostgresServer
@@ -35,8 +35,7 @@ let scramKeys: ScramKeys
 let wrongKeys: ScramKeys
 let md5: string
 const opened: Array<PgPools> = []
-const held: Array<ServerConn> = []
-const asked: Array<Ask> = []
+const { ask, granted, refused, giveBack, cleanup } = poolWaiters<ServerConn>()
 let tags = 0
 
 const endpoint = (port: number): VettedEndpoint => ({ host: "127.0.0.1", port, ip: "127.0.0.1", family: 4 })
@@ -79,9 +78,7 @@ beforeAll(async () => {
 })
 
 afterEach(() => {
-  // Waiters left first: a connection destroyed below would otherwise be replaced for them.
-  for (const a of asked.splice(0)) a.cancel()
-  for (const conn of held.splice(0)) conn.socket.destroy()
+  cleanup()
   for (const pools of opened.splice(0)) pools.close()
 })
 
@@ -131,54 +128,6 @@ const makePool = (
     ...o.login
   }
   return { pool: pools.get(endpoint(port), route, login, settings(o.settings)), pools, tag }
-}
-
-interface Ask extends Promise<{ readonly conn?: ServerConn; readonly error?: ProxyError }> {
-  readonly cancel: () => void
-  readonly settled: () => boolean
-}
-
-/** One waiter's acquire; the connection it gets is destroyed after the test unless given back. */
-const ask = (pool: PgPool, order?: Array<number>, id = 0): Ask => {
-  let done = false
-  let settle!: (o: { conn?: ServerConn; error?: ProxyError }) => void
-  const result = new Promise<{ conn?: ServerConn; error?: ProxyError }>((r) => {
-    settle = r
-  })
-  const waiter: PoolWaiter = {
-    granted: (conn) => {
-      done = true
-      held.push(conn)
-      order?.push(id)
-      settle({ conn })
-    },
-    failed: (error) => {
-      done = true
-      settle({ error })
-    }
-  }
-  const cancel = pool.acquire(waiter)
-  const a = Object.assign(result, { cancel, settled: () => done })
-  asked.push(a)
-  return a
-}
-
-const granted = async (a: Ask): Promise<ServerConn> => {
-  const o = await a
-  if (o.conn === undefined) throw new Error(`expected a connection, got ${o.error?.message}`)
-  return o.conn
-}
-
-const refused = async (a: Ask): Promise<ProxyError> => {
-  const o = await a
-  if (o.error === undefined) throw new Error("expected a refusal, got a connection")
-  return o.error
-}
-
-/** Gives a held connection back to its pool, as a session does. */
-const giveBack = (pool: PgPool, conn: ServerConn) => {
-  held.splice(held.indexOf(conn), 1)
-  pool.release(conn)
 }
 
 /** Runs `sql` on a held connection as a session would (its own data listener, status kept): rows as text. */

@@ -67,7 +67,7 @@ export interface Dashboard {
   readonly resources: ResourceView
   readonly coldStartWaiting: Readonly<Record<string, number>>
   readonly backends: ReadonlyArray<BackendHealth>
-  /** The PostgreSQL pools, as GET /admin/pools lists them. */
+  /** The server-connection pools (PostgreSQL, MySQL), as GET /admin/pools lists them. */
   readonly pools: ReadonlyArray<PoolRow>
   readonly cache: ProcessStats["cache"]
   readonly resolver: Readonly<Record<string, unknown>>

@@ -210,13 +210,14 @@ function renderBackends(d) {
     }));
 }
 
-// Shown only once a postgres listener has made a transaction-mode pool.
+// Shown only once a listener has made a server-connection pool (PostgreSQL transaction mode, MySQL with auth).
 function renderPools(d) {
   var pools = d.pools || [];
   $("pools-row").style.display = pools.length ? "" : "none";
   if (!pools.length) return;
   fill("pools", pools.map(function (p) {
-    var size = p.workers > 1 ? fmt(p.size) + " × " + p.workers : fmt(p.size);
+    var cap = p.size === 0 ? "no cap" : fmt(p.size);
+    var size = p.workers > 1 ? cap + " × " + p.workers : cap;
     return h("tr", { "data-pool": p.listener + " " + p.backend + " " + p.database + " " + p.user },
       h("td", null, p.listener), h("td", { class: "mono" }, p.backend), h("td", { class: "mono" }, p.database + " / " + p.user),
       h("td", { class: "num" }, fmt(p.active) + " / " + fmt(p.idle) + " / " + size),

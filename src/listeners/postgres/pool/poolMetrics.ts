@@ -1,91 +1,20 @@
-// What the PostgreSQL pools show in /metrics and /admin/pools. A pool counts in plain fields (PoolTally: a few
-// increments per transaction, no Effect, no metric update); its series are registered once, with hooks that read
-// those fields and the pool's census when /metrics is scraped. Label sets ({listener, backend, database, user}) are
-// bounded by the routes already; past `maxPoolSeries` per process, further pools share their listener's "other" set,
-// as the per-resource metrics do.
-import * as Context from "effect/Context"
+// What the PostgreSQL pools show in /metrics and /admin/pools: the per-pool series every protocol's pools have
+// (src/listeners/pool/poolMetrics.ts, here as `polyproxy_pg_pool_…`), and the series of the pooled logins.
 import * as Metric from "effect/Metric"
-import type { PgPool } from "./pgPool.ts"
+import { poolSeries, registerRead } from "../../pool/poolMetrics.ts"
 import type { SecretLookupStats } from "./secrets.ts"
 
-/** Pools with their own label set, per process; the rest are summed under backend/database/user "other". */
-export const maxPoolSeries = 1000
+export {
+  type CountedPool,
+  describePool,
+  maxPoolSeries,
+  type PoolCensus,
+  PoolTally
+} from "../../pool/poolMetrics.ts"
 
-/** Upper bounds of the wait histogram in ms; the first (0) counts the clients served at once. */
-const waitBounds = [0, 1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 30_000, 60_000, 120_000]
+/** The per-pool series of the PostgreSQL pools, `polyproxy_pg_pool_…`. */
+export const pgSeries = poolSeries("pg", "PostgreSQL")
 
-/** A pool's running totals, written on its data path. */
-export class PoolTally {
-  /** Server connections handed to a client (one per transaction, or per statement outside one). */
-  transactions = 0
-  /** Server connections that failed to open (dial, TLS or the server's refusal of the proxy's login). */
-  openFailures = 0
-  /** Waits per bucket of `waitBounds` (not cumulative); the last slot counts those over the last bound. */
-  readonly waits = new Float64Array(waitBounds.length + 1)
-  waitSumMs = 0
-
-  /** A client got a server connection after `waitedMs` (0: at once). */
-  granted(waitedMs: number): void {
-    this.transactions++
-    let i = 0
-    if (waitedMs > 0) {
-      this.waitSumMs += waitedMs
-      while (i < waitBounds.length && waitedMs > waitBounds[i]!) i++
-    }
-    this.waits[i]!++
-  }
-}
-
-/** A pool's counts now, beside its settings. */
-export interface PoolCensus {
-  /** Open or opening. */
-  readonly open: number
-  readonly opening: number
-  readonly idle: number
-  readonly waiting: number
-  /** performance.now() at which the longest-waiting client started waiting; undefined: none waits. */
-  readonly oldestWait: number | undefined
-}
-
-/** One row of GET /admin/pools (with `listener` and `backend`, which the BackendPool service adds). */
-export const describePool = (pool: PgPool, census: PoolCensus): Readonly<Record<string, unknown>> => ({
-  database: pool.login.database,
-  user: pool.login.user,
-  mode: pool.settings.mode,
-  size: pool.settings.size,
-  open: census.open,
-  active: census.open - census.idle - census.opening,
-  idle: census.idle,
-  opening: census.opening,
-  waiting: census.waiting,
-  maxWaitMs: census.oldestWait === undefined ? 0 : Math.round(performance.now() - census.oldestWait),
-  transactions: pool.tally.transactions,
-  openFailures: pool.tally.openFailures
-})
-
-const ctx = Context.empty()
-const noUpdate = () => {}
-const register = <I, S>(metric: Metric.Metric<I, S>, attributes: Record<string, string>, get: () => S) =>
-  Metric.registerUnsafe(Metric.withAttributes(metric, attributes), ctx, { get, update: noUpdate, modify: noUpdate })
-
-const serverConnections = Metric.gauge("polyproxy_pg_pool_server_connections", {
-  description: "Server connections of a PostgreSQL pool by state (active: held by a client; idle; opening)"
-})
-const clientsWaiting = Metric.gauge("polyproxy_pg_pool_clients_waiting", {
-  description: "Clients of a PostgreSQL pool waiting for a server connection"
-})
-const transactions = Metric.counter("polyproxy_pg_pool_transactions_total", {
-  description: "Server connections handed to clients of a PostgreSQL pool (one per transaction)",
-  incremental: true
-})
-const openFailures = Metric.counter("polyproxy_pg_pool_server_open_failures_total", {
-  description: "Server connections of a PostgreSQL pool that failed to open (dial, TLS or login)",
-  incremental: true
-})
-const waitMs = Metric.histogram("polyproxy_pg_pool_wait_duration_ms", {
-  description: "Time from a client's request for a server connection to its grant, in milliseconds",
-  boundaries: waitBounds.slice(1)
-})
 const lookups = Metric.counter("polyproxy_pg_secret_lookups_total", {
   description: "Role secret lookups of pooled logins by result (hit: from memory; query: sent; failure: query failed)",
   incremental: true
@@ -94,87 +23,6 @@ const loginFailures = Metric.counter("polyproxy_pg_client_login_failures_total",
   description: "Pooled clients refused by the proxy's authentication (wrong password, unknown role: 28P01)",
   incremental: true
 })
-
-/** The pools of one label set, and what pools no longer in it had counted (counters never go back). */
-interface Series {
-  readonly pools: Set<PgPool>
-  readonly gone: PoolTally
-}
-
-const series = new Map<string, Series>()
-const seriesOf = new WeakMap<PgPool, Series>()
-let own = 0
-
-const total = (s: Series, read: (t: PoolTally) => number): number => {
-  let n = read(s.gone)
-  for (const p of s.pools) n += read(p.tally)
-  return n
-}
-
-const census = (s: Series, read: (c: PoolCensus) => number): number => {
-  let n = 0
-  for (const p of s.pools) n += read(p.census())
-  return n
-}
-
-const histogram = (s: Series): Metric.HistogramState => {
-  const buckets: Array<[number, number]> = []
-  let count = 0
-  waitBounds.forEach((le, i) => {
-    count += total(s, (t) => t.waits[i]!)
-    buckets.push([le, count])
-  })
-  count += total(s, (t) => t.waits[waitBounds.length]!)
-  return { buckets, count, min: 0, max: 0, sum: total(s, (t) => t.waitSumMs) }
-}
-
-const newSeries = (labels: Record<string, string>): Series => {
-  const s: Series = { pools: new Set(), gone: new PoolTally() }
-  for (const state of ["active", "idle", "opening"] as const) {
-    const read =
-      state === "active"
-        ? (c: PoolCensus) => c.open - c.idle - c.opening
-        : state === "idle"
-          ? (c: PoolCensus) => c.idle
-          : (c: PoolCensus) => c.opening
-    register(serverConnections, { ...labels, state }, () => ({ value: census(s, read) }))
-  }
-  register(clientsWaiting, labels, () => ({ value: census(s, (c) => c.waiting) }))
-  register(transactions, labels, () => ({ count: total(s, (t) => t.transactions), incremental: true }))
-  register(openFailures, labels, () => ({ count: total(s, (t) => t.openFailures), incremental: true }))
-  register(waitMs, labels, () => histogram(s))
-  return s
-}
-
-/** `pool` of the listener `listener` gets (or shares) its series, until `untrackPool`. */
-export const trackPool = (listener: string, pool: PgPool): void => {
-  let labels = { listener, backend: pool.key, database: pool.login.database, user: pool.login.user }
-  let key = JSON.stringify(labels)
-  if (!series.has(key) && own >= maxPoolSeries) {
-    labels = { listener, backend: "other", database: "other", user: "other" }
-    key = JSON.stringify(labels)
-  }
-  let s = series.get(key)
-  if (s === undefined) {
-    if (labels.backend !== "other") own++
-    series.set(key, (s = newSeries(labels)))
-  }
-  s.pools.add(pool)
-  seriesOf.set(pool, s)
-}
-
-/** Its listener stopped: the series keeps what the pool counted and stops reading it. */
-export const untrackPool = (pool: PgPool): void => {
-  const s = seriesOf.get(pool)
-  if (s === undefined || !s.pools.delete(pool)) return
-  const t = pool.tally
-  s.gone.transactions += t.transactions
-  s.gone.openFailures += t.openFailures
-  s.gone.waitSumMs += t.waitSumMs
-  t.waits.forEach((n, i) => {
-    s.gone.waits[i]! += n
-  })
-}
 
 /**
  * The series of a listener's pooled logins, registered with its first pooled client: secret lookups by result (read
@@ -185,23 +33,23 @@ export const loginSeries = (listener: string, stats: () => SecretLookupStats | u
     const s = stats()
     return { count: s === undefined ? 0 : pick(s), incremental: true }
   }
-  register(
+  registerRead(
     lookups,
     { listener, result: "hit" },
     read((s) => s.hits)
   )
-  register(
+  registerRead(
     lookups,
     { listener, result: "query" },
     read((s) => s.queries)
   )
-  register(
+  registerRead(
     lookups,
     { listener, result: "failure" },
     read((s) => s.failures)
   )
   let failed = 0
-  register(loginFailures, { listener }, () => ({ count: failed, incremental: true }))
+  registerRead(loginFailures, { listener }, () => ({ count: failed, incremental: true }))
   return () => {
     failed++
   }

@@ -14,25 +14,15 @@
 // reads routes from any resolver: it parses once per Route object, since it runs per client connection.
 import { ConfigError, int, isObj, type Obj, object, oneOf, seconds, show, str } from "../../../config/fields.ts"
 import type { Route } from "../../../domain/Route.ts"
+import { decodeSizing, parsedPerRoute, sizingDefaults, sizingKeys } from "../../pool/poolSettings.ts"
+import type { PoolSizing } from "../../pool/serverPool.ts"
 import { trackedIndex } from "./tracked.ts"
 
 export type PoolMode = "session" | "transaction"
 
-export interface PoolSettings {
+export interface PoolSettings extends PoolSizing {
   /** session: one server connection per client, the plain relay (default); transaction: PgBouncer's transaction pooling. */
   readonly mode: PoolMode
-  /** Server connections per (backend, database, user). */
-  readonly size: number
-  /** Server connections kept open even when idle (at most `size`). */
-  readonly minIdle: number
-  /** Seconds a server connection may stay idle before it is closed; 0: never. */
-  readonly idleTimeout: number
-  /** Seconds after which an idle server connection is closed however useful; 0: after its first use. */
-  readonly lifetime: number
-  /** Seconds a client may wait for a server connection; 0: no limit. */
-  readonly maxWait: number
-  /** Clients that may wait for a server connection of one pool at once; more are refused at once. */
-  readonly maxWaiting: number
   /** Sent before a server connection goes to another client in session mode; "": none. */
   readonly resetQuery: string
   /**
@@ -68,12 +58,7 @@ export interface PooledRoute {
 
 export const poolDefaults: PoolSettings = {
   mode: "session",
-  size: 20,
-  minIdle: 0,
-  idleTimeout: 600,
-  lifetime: 3600,
-  maxWait: 120,
-  maxWaiting: 10_000,
+  ...sizingDefaults,
   resetQuery: "DISCARD ALL",
   maxPreparedStatements: 200,
   // PgBouncer's default is none, which is why every guide to JDBC behind PgBouncer adds this one: pgjdbc before 42.7.6
@@ -93,18 +78,7 @@ export const authDefaults = {
   negativeTtl: 5
 } as const
 
-const poolKeys = [
-  "mode",
-  "size",
-  "minIdle",
-  "idleTimeout",
-  "lifetime",
-  "maxWait",
-  "maxWaiting",
-  "resetQuery",
-  "maxPreparedStatements",
-  "ignoreStartupParameters"
-]
+const poolKeys = [...sizingKeys, "resetQuery", "maxPreparedStatements", "ignoreStartupParameters"]
 const authKeys = ["user", "password", "query", "database", "ttl", "negativeTtl"]
 
 const text = (v: unknown, key: string, fallback: string): string => {
@@ -142,17 +116,10 @@ const ignoredParameters = (v: unknown, key: string): ReadonlyArray<string> => {
 
 const decodePool = (v: unknown, key: string): PoolSettings => {
   const o = object(v, key, poolKeys)
-  const size = int(o.size, `${key}.size`, 1, 10_000, poolDefaults.size)
-  const minIdle = int(o.minIdle, `${key}.minIdle`, 0, 10_000, poolDefaults.minIdle)
-  if (minIdle > size) throw new ConfigError(`${key}.minIdle`, `${minIdle} is more than pool.size (${size})`)
+  const sizing = decodeSizing(o, key, poolDefaults)
   return {
     mode: oneOf(o.mode, `${key}.mode`, ["session", "transaction"], poolDefaults.mode),
-    size,
-    minIdle,
-    idleTimeout: seconds(o.idleTimeout, `${key}.idleTimeout`, poolDefaults.idleTimeout),
-    lifetime: seconds(o.lifetime, `${key}.lifetime`, poolDefaults.lifetime),
-    maxWait: seconds(o.maxWait, `${key}.maxWait`, poolDefaults.maxWait),
-    maxWaiting: int(o.maxWaiting, `${key}.maxWaiting`, 1, 10_000_000, poolDefaults.maxWaiting),
+    ...sizing,
     resetQuery: text(o.resetQuery, `${key}.resetQuery`, poolDefaults.resetQuery),
     maxPreparedStatements: int(
       o.maxPreparedStatements,
@@ -196,7 +163,7 @@ export const decodePoolMetadata = (metadata: Readonly<Obj>, prefix = ""): Pooled
   return { pool, auth }
 }
 
-const parsed = new WeakMap<Route, PooledRoute | string | undefined>()
+const parsed = parsedPerRoute((metadata) => decodePoolMetadata(metadata, "metadata."))
 
 /**
  * The pooling settings of `route`: undefined when it is not pooled, a string saying what is wrong with its metadata
@@ -206,16 +173,7 @@ export const poolSettingsOf = (route: Route): PooledRoute | string | undefined =
   const metadata = route.metadata
   // Most routes have neither key: no WeakMap lookup for them.
   if (metadata.pool === undefined && metadata.auth === undefined) return undefined
-  if (parsed.has(route)) return parsed.get(route)
-  let settings: PooledRoute | string | undefined
-  try {
-    settings = decodePoolMetadata(metadata, "metadata.")
-  } catch (e) {
-    if (!(e instanceof ConfigError)) throw e
-    settings = `route ${route.resourceId}: ${e.message}`
-  }
-  parsed.set(route, settings)
-  return settings
+  return parsed(route)
 }
 
 /** The static config's check of one route's metadata (`routes.ID.metadata`): throws a ConfigError naming the key. */
