@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { decodePacket, encodePacket, type Packet, parseErrPacket } from "../../src/codec/mysql/index.ts"
 import { type MariaDbServer, startMariaDb } from "../support/backends/index.ts"
 import { type Certs, makeCerts } from "../support/certs.ts"
-import { mariadbOptions, rawLogin } from "../support/mysql.ts"
+import { errorOf, type MysqlError, mariadbOptions, rawLogin } from "../support/mysql.ts"
 import { eventually, startTestProxy, type TestProxy } from "../support/proxy.ts"
 
 const run = promisify(execFile)
@@ -63,11 +63,6 @@ afterAll(async () => {
   await db?.stop()
 })
 
-interface MysqlError extends Error {
-  readonly errno?: number
-  readonly sqlState?: string
-}
-
 const direct = (extra: mysql.ConnectionOptions = {}) => mariadbOptions(db, extra)
 
 const quiet = (c: mysql.Connection) => {
@@ -112,15 +107,6 @@ const processlist = async () => {
 /** Waits until the backend session `backendId` runs a statement containing `text`. */
 const running = (backendId: number, text: string) =>
   eventually(async () => ((await processlist()).get(backendId) ?? "").includes(text), 10_000)
-
-const errorOf = async (p: Promise<unknown>): Promise<MysqlError> => {
-  const e = await p.then(
-    () => undefined,
-    (x: unknown) => x as MysqlError
-  )
-  if (e === undefined) throw new Error("expected an error")
-  return e
-}
 
 const alive = async (c: mysql.Connection) => {
   const [rows] = await c.query<mysql.RowDataPacket[]>("SELECT 1 AS ok")

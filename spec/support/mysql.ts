@@ -116,3 +116,21 @@ export const rawLogin = async (
   await client.read(decodeOkPacket)
   return { client, greeting }
 }
+
+/** What mysql2 rejects with when the server (or the proxy) answers with an ERR packet. */
+export interface MysqlError extends Error {
+  readonly errno?: number
+  readonly code?: string
+  readonly sqlState?: string
+  readonly sqlMessage?: string
+}
+
+/** The error `p` rejects with; throws if it resolves. */
+export const errorOf = async (p: Promise<unknown>): Promise<MysqlError> => {
+  const e = await p.then(
+    () => undefined,
+    (x: unknown) => x as MysqlError
+  )
+  if (e === undefined) throw new Error("expected an error")
+  return e
+}

@@ -11,6 +11,8 @@ import type { RelayTotals } from "../relay/relay.ts"
 /** The client side of one connection. identify replaces `client` when it upgrades to TLS, so errors go the right way. */
 export interface ClientConnection {
   client: net.Socket
+  /** Who the client is when a trusted PROXY header named it (read before identify); else undefined: the socket's peer. */
+  readonly who?: ConnectionInfo | undefined
 }
 
 /** The identify phase's answer. */
@@ -28,6 +30,13 @@ export interface Identified {
   readonly target?: VettedEndpoint | undefined
   /** Protocol state carried from identify to replay/relaying (e.g. the parsed startup message). */
   readonly state?: unknown
+  /**
+   * identify is not over: the client is logged in (the protocol answered it) and waits, idle, before it names its
+   * routing key (a MySQL client that logs in without a database and sends `USE db` later). The pipeline runs `next`
+   * bounded by timeouts.idle (0 = none) instead of timeouts.handshake, and goes on with its answer in place of this
+   * one, whose resourceId is not used (src/pipeline/identify.ts, `identifyNext`).
+   */
+  readonly next?: Effect.Effect<Identified, ProxyError> | undefined
 }
 
 /** A protocol's watcher of one relayed connection (see `Protocol.relaying`). */

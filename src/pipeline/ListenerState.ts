@@ -83,6 +83,14 @@ export class ListenerState {
   readonly handshakeTimeout: ProxyError
   /** identify's deadline, built once for every connection (`Effect.timeoutOrElse`'s options). */
   readonly identifyDeadline: { readonly duration: number; readonly orElse: () => Effect.Effect<never, ProxyError> }
+  /**
+   * The deadline of identify's idle rest (`Identified.next`: a client logged in, not yet routed), timeouts.idle as
+   * for a relayed client; undefined when timeouts.idle is 0. Past it the client is closed without a word, as a
+   * relayed idle one is (and as MariaDB does at wait_timeout).
+   */
+  readonly nextDeadline:
+    | { readonly duration: number; readonly orElse: () => Effect.Effect<never, ProxyError> }
+    | undefined
   /** One options object for every relay of this listener. */
   readonly relayOptions: RelayOptions
   /** One close handler for every relay of this listener (close.ts); the facts of each ride on the relay. */
@@ -155,6 +163,14 @@ export class ListenerState {
     )
     this.handshakeTimeout = handshakeTimeout
     this.identifyDeadline = { duration: this.handshakeMs, orElse: () => Effect.fail(handshakeTimeout) }
+    const idleTimeout = proxyError(
+      "HANDSHAKE_TIMEOUT",
+      "client",
+      `client logged in but named no resource within ${timeouts.idle}s (timeouts.idle)`,
+      { quiet: true }
+    )
+    this.nextDeadline =
+      timeouts.idle > 0 ? { duration: timeouts.idle * 1000, orElse: () => Effect.fail(idleTimeout) } : undefined
     this.onRelayClosed = (totals, state) => relayClosed(this, totals, state)
     this.relayOptions = { idleTimeoutMs: timeouts.idle * 1000, halfCloseMs: (timeouts.halfClose ?? 60) * 1000 }
     this.pp = proxyProtocolIn(config, protocol.name)

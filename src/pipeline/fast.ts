@@ -57,6 +57,11 @@ const peeked = (c: Connection, found: Identified | undefined, error: ProxyError 
     refuse(p, c, error!)
     return
   }
+  // Logged in, not routed yet: the idle wait for its routing key is the fiber's (identifyNext).
+  if (found.next !== undefined) {
+    runHandshake(p, c, found)
+    return
+  }
   identified(c, found)
   if (found.target === undefined && connectFast(p, c, found.resourceId)) return
   // The fiber reads and decodes the same bytes again (its own deadline starts now).

@@ -4,19 +4,22 @@
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import { proxyError } from "../domain/ProxyError.ts"
+import type { Identified } from "../listeners/Protocol.ts"
 import { admitResource } from "./admit.ts"
 import type { Connection } from "./Connection.ts"
 import { abandon, refuse, withResource } from "./close.ts"
 import { connect } from "./connect.ts"
-import { identified, identify } from "./identify.ts"
+import { identified, identify, identifyNext } from "./identify.ts"
 import type { ListenerState } from "./ListenerState.ts"
 import { startRelay } from "./relay.ts"
 import { replay, replayNow } from "./replay.ts"
 import { resolve, resolvedNow } from "./resolve.ts"
 import { serve } from "./serve.ts"
 
-const handshake = Effect.fnUntraced(function* (p: ListenerState, c: Connection) {
-  const found = yield* identify(p, c)
+/** `peeked`: identify's answer already read on the fiber-free path, whose `next` is still to run. */
+const handshake = Effect.fnUntraced(function* (p: ListenerState, c: Connection, peeked: Identified | undefined) {
+  const first = peeked ?? (yield* identify(p, c))
+  const found = first.next === undefined ? first : yield* identifyNext(p, first)
   identified(c, found)
   const resourceId = found.resourceId
   if (found.target === undefined) {
@@ -42,8 +45,8 @@ const toBackend = Effect.fnUntraced(function* (p: ListenerState, c: Connection) 
   c.backend = replayOf === undefined ? replayNow(c, dialed) : yield* replay(p, c, replayOf, dialed)
 })
 
-export const runHandshake = (p: ListenerState, c: Connection): void => {
-  const fiber = p.runFork(handshake(p, c))
+export const runHandshake = (p: ListenerState, c: Connection, peeked?: Identified): void => {
+  const fiber = p.runFork(handshake(p, c, peeked))
   c.fiber = fiber
   fiber.addObserver((exit) => {
     if (Exit.isSuccess(exit)) return startRelay(p, c)

@@ -1,7 +1,9 @@
 // identify phase of the byte listeners: a trusted load balancer's PROXY header (accept.ts reads it), then the
 // protocol's codec reads just enough to find the routing key; it may answer the client and upgrade to TLS. The
 // pipeline bounds the whole phase by timeouts.handshake (a slow-loris, a client that never speaks), in both forms: the
-// handshake fiber's `identify`, and `peek` (Protocol.identifyNow) on the fiber-free path.
+// handshake fiber's `identify`, and `peek` (Protocol.identifyNow) on the fiber-free path. A protocol that logs the
+// client in before it names its routing key (MySQL's `USE db` after a login without one) returns `next`: that idle
+// wait is bounded by timeouts.idle (`identifyNext`, in the fiber whichever path identified).
 import * as Effect from "effect/Effect"
 import type { ProxyError } from "../domain/ProxyError.ts"
 import type { ConnectionInfo } from "../domain/Route.ts"
@@ -21,6 +23,17 @@ export const identify = (p: ListenerState, c: Connection): Effect.Effect<Identif
           return p.protocol.identify(c)
         })
   return p.handshakeMs <= 0 ? read : Effect.timeoutOrElse(read, p.identifyDeadline)
+}
+
+/**
+ * The rest of identify when the protocol's answer says it is not over (`Identified.next`: the client is logged in and
+ * idle until it names its routing key), each step within timeouts.idle instead of timeouts.handshake.
+ */
+export const identifyNext = (p: ListenerState, found: Identified): Effect.Effect<Identified, ProxyError> => {
+  const next = found.next
+  if (next === undefined) return Effect.succeed(found)
+  const step = p.nextDeadline === undefined ? next : Effect.timeoutOrElse(next, p.nextDeadline)
+  return Effect.flatMap(step, (more) => identifyNext(p, more))
 }
 
 /** Takes identify's answer: who the client is now (TLS terminated here adds its facts for the Resolver). */

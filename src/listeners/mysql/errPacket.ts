@@ -1,7 +1,7 @@
 // proxy → client: every refusal as an ERR packet with the error code and SQLSTATE a MySQL client knows how to print,
 // sent with the sequence id the client expects at the point the handshake reached.
 import type * as net from "node:net"
-import { encodeErrPacket, encodePacket, PACKET_TOO_LARGE } from "../../codec/mysql/index.ts"
+import { encodeErrPacket, encodePacket, Marker, PACKET_TOO_LARGE } from "../../codec/mysql/index.ts"
 import type { ProxyError, Reason } from "../../domain/ProxyError.ts"
 import { clientText } from "../refusal.ts"
 
@@ -52,6 +52,10 @@ const textOf = (error: ProxyError, routeByDatabase: boolean): string => {
 
 /** The whole ERR packet (header included) for `error`, numbered for the point the client's handshake reached. */
 export const mysqlErrorFor = (error: ProxyError, sequenceId: number, routeByDatabase = true): Buffer => {
+  // A server's own ERR (a backend refused the proxy's login for a pooled client), or MariaDB's words the proxy speaks
+  // as the server (1045 for a login it checked itself): sent as they are. The ref is in the log line only.
+  const cause = error.cause
+  if (cause instanceof Uint8Array && cause[0] === Marker.ERR) return encodePacket(cause, sequenceId)
   const override = error.cause === NO_DATABASE_SELECTED ? NO_DATABASE_SELECTED : undefined
   const tooLarge = error.reason === "BAD_REQUEST" && error.message.startsWith(PACKET_TOO_LARGE)
   const { code, sqlState } = override ?? (tooLarge ? packetTooLarge : mysqlCodeOf[error.reason])

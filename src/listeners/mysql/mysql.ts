@@ -31,6 +31,11 @@
 // Both work when the two hops agree (both TLS, or both plain: the RSA key exchange passes through untouched). When
 // they differ the proxy refuses with a clear ERR rather than forward a clear-text password over plain TCP.
 //
+// With `auth` (logins checked by the proxy: proxyAuth/served.ts) none of the above runs after the greeting: the proxy
+// checks the login itself against the user's stored hash and recovers SHA1(password) from it (proxyLogin.ts), routes
+// a client that named no database by its first USE (firstCommand.ts), and serves every client from pools of server
+// connections it logs in as that user (pool/). ProxySQL's design, without a password stored anywhere.
+//
 // Connection ids: the client keeps the proxy's greeting, so its connection id is the proxy's (sessions.ts: large,
 // unique across workers); `KILL <that id>` from another connection is translated to the backend's (killTap.ts).
 // CONNECTION_ID() is not rewritten (ProxySQL does not either): it returns the backend's id, which KILL takes as is.
@@ -38,53 +43,35 @@
 // Known limit: a client that hashes COM_CHANGE_USER with the greeting's nonce (mysql2 does) relies on the server
 // re-challenging with an AuthSwitchRequest, as MariaDB does (the conformance spec covers it).
 
-import { randomBytes } from "node:crypto"
-import type * as net from "node:net"
 import type * as tls from "node:tls"
 import * as Effect from "effect/Effect"
 import {
   AuthPlugin,
   Capability,
   type ClientHandshake,
-  capabilityNames,
   decodeMessage,
-  decodePacket,
-  encodeAuthSwitchRequest,
-  encodeHandshakeResponse41,
   encodeHandshakeV10,
   encodePacket,
-  encodeSslRequest,
   type Framed,
   type HandshakeResponse41,
   hasCapability,
-  Marker,
   nextSequenceId,
   parseClientHandshake,
-  parseErrPacket,
-  parseHandshakeV10,
-  SCRAMBLE_LENGTH,
   Status,
   UTF8MB4_GENERAL_CI
 } from "../../codec/mysql/index.ts"
 import type { MysqlServerFlavor } from "../../config/Config.ts"
 import { type ProxyError, proxyError } from "../../domain/ProxyError.ts"
-import type { Route } from "../../domain/Route.ts"
 import type { ClientConnection, Identified, Protocol } from "../Protocol.ts"
 import type { ProtocolContext } from "../ProtocolContext.ts"
 import { readFrame } from "../readFrame.ts"
-import {
-  acceptTls,
-  type ClientTlsOptions,
-  clientCertProblem,
-  connectTls,
-  type ServerTls,
-  subjectOf,
-  upstreamTlsFor
-} from "../tls.ts"
-import { bridgeAuth, cleartextPlugins, type Turn, tlsMismatch } from "./authBridge.ts"
-import { backendLogin, backendNeeds, makeGreetings, offered } from "./capabilities.ts"
+import { acceptTls, type ClientTlsOptions, clientCertProblem, type ServerTls, subjectOf } from "../tls.ts"
+import { type BridgeHop, bridgeLogin, type MysqlState, maxHandshakeBytes, maxHandshakePayload } from "./bridgeLogin.ts"
+import { makeGreetings, offered } from "./capabilities.ts"
 import { mysqlErrorFor, NO_DATABASE_SELECTED, nextServerSequence } from "./errPacket.ts"
 import { tapKills } from "./killTap.ts"
+import type { ProxyAuth } from "./proxyAuth/served.ts"
+import { newScramble } from "./proxyLogin.ts"
 import { MysqlSessions } from "./sessions.ts"
 
 export type MysqlRouteBy = "database" | "user"
@@ -106,48 +93,16 @@ export interface MysqlOptions {
   readonly serverVersion?: string | undefined
   /** Connection ids and the sessions they stand for (shared by the process's listeners); default: a table of its own. */
   readonly sessions?: MysqlSessions | undefined
+  /** Logins checked by the proxy (the listener's `auth`): every client is then served from pools (proxyAuth/). */
+  readonly proxyAuth?: ProxyAuth | undefined
 }
-
-/** The whole client handshake, packet by packet, stays under 16 KB (header included). */
-const maxHandshakeBytes = 16 * 1024
-const maxHandshakePayload = maxHandshakeBytes - 4
-
-/** A nonce as MySQL makes them: 7-bit, no NUL and no '$', since some clients treat it as a C string. */
-const newScramble = (): Buffer => {
-  const bytes = randomBytes(SCRAMBLE_LENGTH)
-  for (let i = 0; i < bytes.length; i++) {
-    let b = bytes[i]! & 0x7f
-    if (b === 0 || b === 0x24) b++
-    bytes[i] = b
-  }
-  return bytes
-}
-
-const nul = Buffer.from([0])
 
 const decodeClient = (buf: Buffer) => decodeMessage(buf, parseClientHandshake, maxHandshakePayload)
 
-const decodeAnyPacket = (buf: Buffer) => decodePacket(buf, maxHandshakePayload)
-
 const badRequest = (message: string) => proxyError("BAD_REQUEST", "client", message)
-const backendFailure = (message: string) => proxyError("CONNECT_FAILED", "backend", message)
 
-/** What identify learned, for replay: the parsed login and where the client's numbering stands. */
-interface MysqlState {
-  readonly response: HandshakeResponse41
-  /** Sequence id of the proxy's next packet to the client. */
-  readonly toClient: number
-  readonly clientTls: boolean
-  /** The MariaDB extras the client's greeting offered. */
-  readonly offeredMariaDb: number
-  /** The connection id the client's greeting carried. */
-  readonly connectionId: number
-  /** The backend's connection id, from its greeting (replay). */
-  backendId: number
-}
-
-export const mysqlProtocol = (ctx: ProtocolContext): Protocol =>
-  makeMysqlProtocol({
+export const mysqlProtocol = (ctx: ProtocolContext) => {
+  const options: MysqlOptions = {
     name: ctx.name,
     tls: ctx.tls,
     routeBy: (ctx.listener.routeBy ?? "database") as MysqlRouteBy,
@@ -157,12 +112,28 @@ export const mysqlProtocol = (ctx: ProtocolContext): Protocol =>
     serverFlavor: ctx.listener.serverFlavor,
     serverVersion: ctx.listener.serverVersion,
     sessions: ctx.shared.mysqlSessions
-  })
+  }
+  const auth = ctx.listener.auth
+  if (auth === undefined) return makeMysqlProtocol(options)
+  // Logins checked by the proxy: built with the listener's services (RoutingCache, pools), closed with it; its code
+  // (pools, sessions, mysql2 for the lookups) is loaded only by a listener that has `auth`.
+  return Effect.flatMap(
+    Effect.promise(() => import("./proxyAuth/served.ts")),
+    ({ makeProxyAuth }) =>
+      Effect.map(makeProxyAuth(ctx, auth, options), (proxyAuth) => makeMysqlProtocol({ ...options, proxyAuth }))
+  )
+}
 
 export const makeMysqlProtocol = (options: MysqlOptions): Protocol => {
   const capabilities = (offered | (options.tls ? Capability.SSL : 0)) >>> 0
   const greetings = makeGreetings(options.serverFlavor ?? "auto", options.serverVersion)
   const sessions = options.sessions ?? new MysqlSessions()
+  const hop: BridgeHop = {
+    offered: capabilities,
+    greetings,
+    upstreamTls: options.upstreamTls,
+    authTimeoutMs: options.authTimeoutMs
+  }
 
   const routingKey = (response: HandshakeResponse41): string | ProxyError => {
     if (options.routeBy === "user") {
@@ -179,12 +150,13 @@ export const makeMysqlProtocol = (options: MysqlOptions): Protocol => {
   const identify = Effect.fnUntraced(function* (conn: ClientConnection) {
     const greeting = greetings.current()
     const connectionId = sessions.nextId()
+    const nonce = newScramble()
     conn.client.write(
       encodePacket(
         encodeHandshakeV10({
           serverVersion: greeting.serverVersion,
           connectionId,
-          authPluginData: newScramble(),
+          authPluginData: nonce,
           capabilities,
           characterSet: UTF8MB4_GENERAL_CI,
           statusFlags: Status.AUTOCOMMIT,
@@ -225,6 +197,20 @@ export const makeMysqlProtocol = (options: MysqlOptions): Protocol => {
     if (!hasCapability(response.capabilities, Capability.PLUGIN_AUTH)) {
       return yield* badRequest("the client does not support authentication plugins (CLIENT_PLUGIN_AUTH)")
     }
+    if (options.proxyAuth !== undefined) {
+      return yield* options.proxyAuth.identify({
+        conn,
+        response,
+        nonce,
+        connectionId,
+        toClient,
+        clientTls,
+        offered: capabilities,
+        offeredMariaDb: greeting.mariadbCapabilities,
+        tlsSubject: subject,
+        sni
+      })
+    }
     const key = routingKey(response)
     if (typeof key !== "string") return yield* key
     const state: MysqlState = {
@@ -238,144 +224,18 @@ export const makeMysqlProtocol = (options: MysqlOptions): Protocol => {
     return { resourceId: key, client: conn.client, tlsSubject: subject, sni, state } satisfies Identified
   })
 
-  const authenticate = Effect.fnUntraced(function* (
-    identified: Identified,
-    route: Route,
-    dialed: net.Socket,
-    turn: Turn
-  ) {
-    const state = identified.state as MysqlState
-    const client = identified.client
-    const response = state.response
-
-    const greetingRead = yield* readFrame(dialed, decodeAnyPacket, maxHandshakeBytes).pipe(
-      Effect.mapError((e) => backendFailure(`backend greeting: ${e.message}`))
-    )
-    const payload = greetingRead.value.payload
-    if (payload[0] === Marker.ERR) {
-      // e.g. 1040 Too many connections, 1129 host blocked: the client gets the server's own words.
-      client.write(encodePacket(payload, state.toClient))
-      const err = parseErrPacket(payload)
-      const text = err._tag === "ErrPacket" ? `${err.code} ${err.message}` : "malformed ERR"
-      const reason = err._tag === "ErrPacket" && err.code === 1040 ? "UNAVAILABLE" : "CONNECT_FAILED"
-      return yield* proxyError(reason, "backend", `backend refused: ${text}`, { quiet: true })
-    }
-    const greeting = parseHandshakeV10(payload)
-    if (greeting._tag === "Invalid") return yield* backendFailure(`backend greeting: ${greeting.reason}`)
-    // Before any check: a client refused below for extras its backend lacks is greeted right when it reconnects.
-    greetings.learn(greeting)
-    state.backendId = greeting.connectionId
-    const backendCaps = greeting.capabilities
-    if ((backendCaps & backendNeeds) >>> 0 !== backendNeeds) {
-      return yield* backendFailure(
-        `backend ${greeting.serverVersion} lacks ${capabilityNames(backendNeeds & ~backendCaps).join(", ")}`
-      )
-    }
-    const tlsOptions = upstreamTlsFor(route, options.upstreamTls)
-    const database = response.database || undefined
-    const attributes = response.attributes
-    const login = backendLogin(response, greeting, {
-      offered: capabilities,
-      offeredMariaDb: state.offeredMariaDb,
-      database: database !== undefined,
-      attributes: attributes !== undefined,
-      tls: tlsOptions !== undefined
-    })
-    if ("lacks" in login) {
-      const message = `backend ${greeting.serverVersion} lacks ${login.lacks}, which the client negotiated`
-      return yield* proxyError("CONNECT_FAILED", "backend", message, {
-        clientMessage: `the server lacks ${login.lacks}, which this connection negotiated with the proxy's greeting`
-      })
-    }
-    const { flags, mariadbCapabilities } = login
-
-    let backend = dialed
-    let toBackend = 1
-    if (tlsOptions) {
-      if (!hasCapability(backendCaps, Capability.SSL)) {
-        return yield* backendFailure(`backend ${route.endpoint.host} does not offer TLS`)
-      }
-      if (greetingRead.rest.length > 0) return yield* backendFailure("backend sent data before TLS started")
-      dialed.write(
-        encodePacket(
-          encodeSslRequest({
-            capabilities: flags,
-            maxPacketSize: response.maxPacketSize,
-            characterSet: response.characterSet,
-            mariadbCapabilities
-          }),
-          toBackend++
-        )
-      )
-      backend = yield* connectTls(dialed, { ...tlsOptions, servername: tlsOptions.servername ?? route.endpoint.host })
-    }
-
-    const plugin = greeting.authPlugin || AuthPlugin.NATIVE
-    if (state.clientTls && !tlsOptions && cleartextPlugins.has(plugin)) {
-      return yield* tlsMismatch(plugin, state.clientTls, false)
-    }
-    client.write(
-      encodePacket(encodeAuthSwitchRequest(plugin, Buffer.concat([greeting.authPluginData, nul])), state.toClient)
-    )
-    nextServerSequence.set(client, (state.toClient + 2) & 0xff)
-    turn.waitingFor = "client"
-    const answer = yield* readFrame(client, decodeAnyPacket, maxHandshakeBytes)
-    turn.waitingFor = "backend"
-
-    backend.write(
-      encodePacket(
-        encodeHandshakeResponse41({
-          capabilities: flags,
-          maxPacketSize: response.maxPacketSize,
-          characterSet: response.characterSet,
-          user: response.user,
-          authResponse: answer.value.payload,
-          database,
-          authPlugin: plugin,
-          attributes,
-          mariadbCapabilities
-        }),
-        toBackend++
-      )
-    )
-    yield* bridgeAuth({
-      client,
-      backend,
-      toClient: nextSequenceId(answer.value),
-      toBackend,
-      plugin,
-      clientTls: state.clientTls,
-      backendTls: tlsOptions !== undefined,
-      clientRest: answer.rest,
-      backendRest: tlsOptions ? Buffer.alloc(0) : greetingRead.rest,
-      maxPayload: maxHandshakePayload,
-      turn
-    })
-    nextServerSequence.delete(client)
-    return backend
-  })
-
-  const authSeconds = options.authTimeoutMs / 1000
-  /** The deadline's error names the side that stopped answering: the backend (2003) or the client (1043). */
-  const backendLate = `backend did not complete the login within ${authSeconds}s`
-  const authTimeout = (turn: Turn) =>
-    turn.waitingFor === "backend"
-      ? proxyError("CONNECT_FAILED", "backend", backendLate, { clientMessage: backendLate })
-      : proxyError("HANDSHAKE_TIMEOUT", "client", `authentication did not finish within ${authSeconds}s`)
   return {
     name: options.name ?? "mysql",
     readsHandshake: true,
     identify,
     // The login is bounded below, by a deadline whose error names the side that stopped answering.
     boundsReplay: true,
-    replay: (identified, route, backend) => {
-      const turn: Turn = { waitingFor: "backend" }
-      const run = authenticate(identified, route, backend, turn)
-      if (options.authTimeoutMs <= 0) return run
-      return run.pipe(
-        Effect.timeoutOrElse({ duration: options.authTimeoutMs, orElse: () => Effect.fail(authTimeout(turn)) })
-      )
-    },
+    replay: (identified, route, backend) => bridgeLogin(hop, identified, route, backend),
+    // Logins checked by the proxy: every client is served from the pools (proxyAuth/served.ts), none relayed.
+    serves:
+      options.proxyAuth === undefined
+        ? undefined
+        : (identified, route, target) => options.proxyAuth!.serves(identified, route, target),
     relaying: (identified, backend, target) => {
       const state = identified.state as MysqlState
       const session = { proxyId: state.connectionId, backendId: state.backendId, user: state.response.user }
