@@ -18,6 +18,7 @@ import {
   plannedHttpSeconds,
   runHttpScenario
 } from "./http/scenario.ts"
+import { POOLED_CLIENTS as MYSQL_POOLED_CLIENTS } from "./mysql/pooled.ts"
 import { MYSQL_VARIANTS, type MysqlVariantName, plannedMysqlSeconds, runMysqlScenario } from "./mysql/scenario.ts"
 import { PG_VARIANTS, type PgVariantName, plannedPgSeconds, runPgScenario } from "./pg/scenario.ts"
 import {
@@ -65,6 +66,9 @@ const OPTIONS = {
   "http-connections": { type: "string", default: "50" },
   "mysql-duration": { type: "string", default: "3" },
   "mysql-clients": { type: "string", default: "1,10,50" },
+  "mysql-pool-size": { type: "string", default: "10" },
+  "mysql-pooled-clients": { type: "string", default: String(MYSQL_POOLED_CLIENTS) },
+  "mysql-variants": { type: "string", default: MYSQL_VARIANTS.join(",") },
   "pg-duration": { type: "string", default: "4" },
   "pg-clients": { type: "string", default: "1,10,50" },
   "pg-scale": { type: "string", default: "10" },
@@ -145,6 +149,9 @@ const parseOptions = (argv: readonly string[]) => {
   const pgClients = list(str("pg-clients")).map((c) => positive("pg-clients", c, true))
   // The bench's PostgreSQL (spec/support/backends/postgres.ts) allows 300 connections, 3 of them for superusers.
   if (Math.max(...pgClients) > 250) die("--pg-clients above 250 would come near PostgreSQL's max_connections (300)")
+  const mysqlPooledClients = positive("mysql-pooled-clients", str("mysql-pooled-clients"), true)
+  // The bench's MariaDB is given max_connections = 300 (bench/mysql/pooled.ts): direct holds one per client.
+  if (mysqlPooledClients > 280) die("--mysql-pooled-clients above 280 would come near MariaDB's max_connections (300)")
   const smtpConnections = smoke ? [10] : list(str("smtp-connections")).map((c) => positive("smtp-connections", c, true))
   const noise: NoisePolicy = {
     limit: NOISE_LIMIT,
@@ -176,6 +183,9 @@ const parseOptions = (argv: readonly string[]) => {
     httpConnections: positive("http-connections", str("http-connections"), true),
     mysqlDuration: positive("mysql-duration", str("mysql-duration")),
     mysqlClients: list(str("mysql-clients")).map((c) => positive("mysql-clients", c, true)),
+    mysqlPoolSize: positive("mysql-pool-size", str("mysql-pool-size"), true),
+    mysqlPooledClients,
+    mysqlVariants: names("mysql-variants", str("mysql-variants"), MYSQL_VARIANTS),
     pgDuration: positive("pg-duration", str("pg-duration"), true),
     pgClients,
     pgScale: positive("pg-scale", str("pg-scale"), true),
@@ -224,7 +234,7 @@ const planned = (o: Options, s: ScenarioName): number => {
         ...common,
         duration: o.mysqlDuration,
         clients: o.mysqlClients,
-        variants: twice(MYSQL_VARIANTS)
+        variants: twice(o.mysqlVariants)
       })
     case "pg":
       return plannedPgSeconds({
@@ -283,7 +293,9 @@ const runScenario = (
         ...common,
         duration: o.mysqlDuration,
         clients: o.mysqlClients,
-        variants: MYSQL_VARIANTS as readonly MysqlVariantName[]
+        poolSize: o.mysqlPoolSize,
+        pooledClients: o.mysqlPooledClients,
+        variants: o.mysqlVariants as readonly MysqlVariantName[]
       })
     case "pg":
       return runPgScenario({

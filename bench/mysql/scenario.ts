@@ -1,9 +1,11 @@
 // The mysql scenario of bench/run.ts: mysqlslap (Debian mariadb-client) against one MariaDB reached directly,
 // through polyproxy's `mysql` listener (routes by the handshake's database, auth switch carrying the backend's
 // scramble) and through HAProxy `mode tcp` (1 thread). Two workloads (`SELECT 1`, and a point select by primary key
-// on a 10,000-row table) at several client counts, variants interleaved round by round.
+// on a 10,000-row table) at several client counts, variants interleaved round by round. Then the transaction-pooling
+// row (bench/mysql/pooled.ts): `SELECT 1` at 200 clients through a pool of N beside direct with 200 connections.
 import { writeFileSync } from "node:fs"
 import { join } from "node:path"
+import { randomSecret } from "../../spec/support/backends/local.ts"
 import { type MariaDbServer, startMariaDb } from "../../spec/support/backends/mariadb.ts"
 import { type Baseline, startHaproxy } from "../support/baselines.ts"
 import { firstBytes } from "../support/children.ts"
@@ -25,10 +27,24 @@ import {
   directVariant,
   processVariant,
   startedText,
-  type Variant as VariantOf
+  type Variant as VariantOf,
+  variantInfos
 } from "../support/variant.ts"
+import {
+  checkMysqlPoolBound,
+  isMysqlPooledVariant,
+  MYSQL_POOLED_VARIANTS,
+  openMonitor,
+  pooledNotes,
+  pooledSetup,
+  pooledWorkloadOf,
+  serverPid,
+  startPooledVariant,
+  waitForSessions,
+  whileCounting
+} from "./pooled.ts"
 
-export const MYSQL_VARIANTS = ["direct", "polyproxy", "haproxy"] as const
+export const MYSQL_VARIANTS = ["direct", "polyproxy", "haproxy", ...MYSQL_POOLED_VARIANTS] as const
 export type MysqlVariantName = (typeof MYSQL_VARIANTS)[number]
 const DATABASE = "appdb"
 const ROWS = 10_000
@@ -42,6 +58,10 @@ export interface MysqlOptions {
   /** Seconds each measured run should take (the query count is calibrated per variant from its warm-up). */
   readonly duration: number
   readonly clients: readonly number[]
+  /** Server connections of the transaction-pooling variant (`pool.size`). */
+  readonly poolSize: number
+  /** mysqlslap's clients in the transaction-pooling row. */
+  readonly pooledClients: number
   readonly variants: readonly MysqlVariantName[]
   readonly cpuProfDir?: string | undefined
   readonly noise: NoisePolicy
@@ -49,7 +69,10 @@ export interface MysqlOptions {
 }
 
 export const plannedMysqlSeconds = (o: Pick<MysqlOptions, "rounds" | "duration" | "clients" | "variants">): number =>
-  2 * o.clients.length * o.variants.length * (o.rounds * (o.duration + 0.3) + 1.5) + 20
+  mysqlRuns({ ...o, poolSize: 1, pooledClients: 1 }).reduce(
+    (n, run) => n + runsOf(run, o.variants).length * (o.rounds * (o.duration + 0.3) + 1.5),
+    20
+  )
 
 const QUERIES = {
   select1: { label: "SELECT 1", query: "SELECT 1" },
@@ -68,6 +91,47 @@ const workloadOf = (kind: QueryKind, clients: number): Workload => ({
 })
 
 type Variant = VariantOf<MysqlVariantName | Compared<MysqlVariantName>>
+
+interface MysqlRun {
+  readonly workload: Workload
+  readonly kind: QueryKind
+  readonly clients: number
+  /** The transaction-pooling row: run by direct and the pooled variant only (the others by everyone else). */
+  readonly pooled: boolean
+}
+
+/**
+ * The workloads a run asks for: the usual ones unless only the pooled variant (and direct) was asked for, and the
+ * pooled row when the pooled variant was.
+ */
+const mysqlRuns = (o: Pick<MysqlOptions, "clients" | "variants" | "poolSize" | "pooledClients">): MysqlRun[] => {
+  const pooled = o.variants.some(isMysqlPooledVariant)
+  const usual = !pooled || o.variants.some((n) => n !== "direct" && !isMysqlPooledVariant(n))
+  return [
+    ...(usual
+      ? (Object.keys(QUERIES) as QueryKind[]).flatMap((kind) =>
+          o.clients.map((clients) => ({ workload: workloadOf(kind, clients), kind, clients, pooled: false }))
+        )
+      : []),
+    ...(pooled
+      ? [
+          {
+            workload: pooledWorkloadOf(o.pooledClients, o.poolSize),
+            kind: "select1" as const,
+            clients: o.pooledClients,
+            pooled: true
+          }
+        ]
+      : [])
+  ]
+}
+
+/** The variants (or their names) that run `run`'s workload, each `--compare` twin with its own. */
+const runsOf = <V extends string | { readonly name: string }>(run: MysqlRun, variants: readonly V[]): V[] =>
+  variants.filter((v) => {
+    const name = typeof v === "string" ? v : v.name
+    return name === "direct" || isMysqlPooledVariant(name) === run.pooled
+  })
 
 /** mysqlslap's "Average number of seconds to run all queries: 0.282 seconds". */
 export const parseMysqlslap = (stdout: string): number | undefined => {
@@ -115,8 +179,10 @@ const setupSql = [
 export const runMysqlScenario = async (opts: MysqlOptions): Promise<ScenarioResult> => {
   const log = opts.log
   process.env.TEST_BACKENDS = "local"
-  const server = await startMariaDb({ databases: [DATABASE] })
+  const logins = { lookupPassword: randomSecret(), monitorPassword: randomSecret() }
+  const server = await startMariaDb({ databases: [DATABASE], setup: pooledSetup(logins) })
   log(`mysql: MariaDB on ${server.host}:${server.port}`)
+  let monitor: Awaited<ReturnType<typeof openMonitor>> | undefined
   const proxies: Polyproxy[] = []
   const baselines: Baseline[] = []
   const variants: Variant[] = []
@@ -176,12 +242,27 @@ export const runMysqlScenario = async (opts: MysqlOptions): Promise<ScenarioResu
           })
           proxies.push(...started.proxies)
           variants.push(...started.variants)
-        } else {
+        } else if (name === "haproxy") {
           const b = await startHaproxy({ dir: join(opts.dir, "haproxy-mysql"), backendPort: server.port, ready: login })
           baselines.push(b)
           variants.push(
             processVariant(name, b.port, b, "HAProxy 1 thread", `${b.version}, \`mode tcp\`, \`nbthread 1\``)
           )
+        } else {
+          const started = await startPooledVariant({
+            name,
+            entry: opts.entry,
+            compare: opts.compare,
+            dir: opts.dir,
+            cpuProfDir: opts.cpuProfDir,
+            server,
+            database: DATABASE,
+            poolSize: opts.poolSize,
+            logins,
+            ready: login
+          })
+          proxies.push(...started.proxies)
+          variants.push(...started.variants)
         }
         log(`mysql: ${startedText(variants, name)}`)
       } catch (error) {
@@ -191,66 +272,85 @@ export const runMysqlScenario = async (opts: MysqlOptions): Promise<ScenarioResu
       }
     }
 
+    const runs = mysqlRuns(opts)
+    // The pooled row counts the server's connections of the bench user and reads MariaDB's CPU.
+    monitor = runs.some((r) => r.pooled) ? await openMonitor(server, logins) : undefined
+    const backendPid = monitor === undefined ? undefined : await serverPid(monitor)
     const workloads: Workload[] = []
-    for (const kind of Object.keys(QUERIES) as QueryKind[]) {
-      for (const clients of opts.clients) {
-        const workload = workloadOf(kind, clients)
-        workloads.push(workload)
-        // Calibrate: a short warm-up run per variant (also warms the JIT, MariaDB's caches and thread cache), then
-        // as many queries as that variant answers in `duration` seconds, so every measured run lasts about as long.
-        const queries = new Map<string, number>()
-        for (const v of variants) {
-          const n = Math.max(clients * 100, 2_000)
-          try {
-            const r = await slap.run(slap.args(v.port, kind, clients, n), 60_000)
-            const count = Math.round(((n / r.seconds) * opts.duration) / clients) * clients
-            queries.set(v.name, Math.max(count, clients * 50))
-          } catch (error) {
-            log(`mysql ${workload.id} ${v.name}: warm-up failed: ${(error as Error).message}`)
-          }
+    for (const run of runs) {
+      const { workload, kind, clients, pooled } = run
+      workloads.push(workload)
+      const runVariants = runsOf(run, variants)
+      // Calibrate: a short warm-up run per variant (also warms the JIT, MariaDB's caches and thread cache), then
+      // as many queries as that variant answers in `duration` seconds, so every measured run lasts about as long.
+      const queries = new Map<string, number>()
+      for (const v of runVariants) {
+        const n = Math.max(clients * 100, 2_000)
+        try {
+          const r = await slap.run(slap.args(v.port, kind, clients, n), 60_000)
+          const count = Math.round(((n / r.seconds) * opts.duration) / clients) * clients
+          queries.set(v.name, Math.max(count, clients * 50))
+        } catch (error) {
+          log(`mysql ${workload.id} ${v.name}: warm-up failed: ${(error as Error).message}`)
         }
-        const runs = await interleave({
-          workload,
-          variants,
-          rounds: opts.rounds,
-          noise: opts.noise,
-          log: (line) => log(`mysql ${line}`),
-          measure: async (variant, round, position) => {
-            const n = queries.get(variant.name)
-            if (n === undefined) throw new Error("no calibration (warm-up failed)")
-            const args = slap.args(variant.port, kind, clients, n)
-            const before = sampleCpu(variant.pids, undefined)
+      }
+      const measured = await interleave({
+        workload,
+        variants: runVariants,
+        rounds: opts.rounds,
+        noise: opts.noise,
+        log: (line) => log(`mysql ${line}`),
+        measure: async (variant, round, position) => {
+          const n = queries.get(variant.name)
+          if (n === undefined) throw new Error("no calibration (warm-up failed)")
+          const args = slap.args(variant.port, kind, clients, n)
+          const timed = async () => {
+            const before = sampleCpu(variant.pids, pooled ? backendPid : undefined)
             const generator = reapedChildrenCpu()
             const r = await slap.run(args, (opts.duration * 10 + 60) * 1000)
-            const after = sampleCpu(variant.pids, undefined)
-            const loadgenCpuSeconds = reapedChildrenCpu() - generator
-            const w = windowCpu(before, after)
-            await sleep(100)
-            return {
-              variant: variant.name,
-              round,
-              position,
-              command: `mysqlslap ${args.join(" ")}`,
-              rate: n / r.seconds,
-              ops: n,
-              seconds: r.seconds,
-              proxyCpuSeconds: w.proxyCpuSeconds,
-              cpuPerUnit: w.proxyCpuSeconds === undefined ? undefined : (w.proxyCpuSeconds * 1000) / n,
-              loadgenCpuSeconds,
-              machineBusy: w.machineBusy,
-              foreignCpuSeconds: w.foreignCpuSeconds,
-              foreignShare: w.foreignShare
-            }
+            const after = sampleCpu(variant.pids, pooled ? backendPid : undefined)
+            return { r, w: windowCpu(before, after), loadgenCpuSeconds: reapedChildrenCpu() - generator }
           }
-        })
-        measurements.push(...runs)
-      }
+          // The pooled row: the server's connections of the bench user counted throughout the measured run, once
+          // the warm-up's (or the previous run's) are gone.
+          if (pooled && monitor) {
+            const keeps = isMysqlPooledVariant(variant.name) ? opts.poolSize : 0
+            if (!(await waitForSessions(monitor, server.user, keeps))) log(`mysql ${workload.id}: connections linger`)
+          }
+          const sampled = pooled && monitor ? await whileCounting(monitor, server.user, timed) : undefined
+          const { r, w, loadgenCpuSeconds } = sampled?.result ?? (await timed())
+          if (sampled !== undefined) checkMysqlPoolBound(variant.name, sampled.max, opts.poolSize)
+          await sleep(100)
+          return {
+            variant: variant.name,
+            round,
+            position,
+            command: `mysqlslap ${args.join(" ")}`,
+            rate: n / r.seconds,
+            ops: n,
+            seconds: r.seconds,
+            proxyCpuSeconds: w.proxyCpuSeconds,
+            cpuPerUnit: w.proxyCpuSeconds === undefined ? undefined : (w.proxyCpuSeconds * 1000) / n,
+            loadgenCpuSeconds,
+            machineBusy: w.machineBusy,
+            foreignCpuSeconds: w.foreignCpuSeconds,
+            foreignShare: w.foreignShare,
+            ...(w.backendCpuSeconds === undefined ? {} : { backendCpuSeconds: w.backendCpuSeconds }),
+            ...(sampled === undefined ? {} : { serverConnectionsMax: sampled.max })
+          }
+        }
+      })
+      measurements.push(...measured)
     }
+    const labelOf = (name: string) => variants.find((v) => v.name === name)?.info.label ?? name
+    const pooledRow = workloads.find((w) => w.id.startsWith("pooled-"))
     return {
       scenario: "mysql",
-      title: "mysql: mysqlslap direct vs polyproxy `mysql` listener vs HAProxy tcp",
+      title:
+        "mysql: mysqlslap direct vs polyproxy `mysql` listener vs HAProxy tcp" +
+        (pooledRow === undefined ? "" : "; transaction pooling vs direct"),
       workloads,
-      variants: variants.map((v) => v.info),
+      variants: variantInfos(opts.variants, variants),
       reference: "direct",
       ...compareToHaproxy(variants),
       measurements,
@@ -260,6 +360,7 @@ export const runMysqlScenario = async (opts: MysqlOptions): Promise<ScenarioResu
         rounds: opts.rounds,
         durationSeconds: opts.duration,
         clients: opts.clients,
+        ...(pooledRow === undefined ? {} : { poolSize: opts.poolSize, pooledClients: opts.pooledClients }),
         table: `sbtest1: ${ROWS} rows (id INT PRIMARY KEY, k INT, c CHAR(120), pad CHAR(60)), InnoDB`,
         pointSelect: "SELECT c FROM sbtest1 WHERE id=<random>, 1000 statements cycled per connection",
         baselineConfigs: Object.fromEntries(baselines.map((b) => [b.name, b.config]))
@@ -271,10 +372,19 @@ export const runMysqlScenario = async (opts: MysqlOptions): Promise<ScenarioResu
           "N logins (a few ms).",
         "The query count per variant is calibrated from a warm-up run so each measured run lasts about " +
           `${opts.duration} s; ${opts.rounds} round(s), order rotated every round.`,
-        "Proxy CPU covers the whole mysqlslap run (logins included), per 1000 queries."
+        "Proxy CPU covers the whole mysqlslap run (logins included), per 1000 queries.",
+        ...(pooledRow === undefined
+          ? []
+          : [
+              `Transaction pooling row: mysqlslap's ${opts.pooledClients} clients through a pool of ` +
+                `${opts.poolSize} server connections (logins checked by the proxy), beside direct, where MariaDB ` +
+                `holds ${opts.pooledClients} connections (max_connections raised to 300 for it).`,
+              ...pooledNotes(pooledRow, measurements, labelOf)
+            ])
       ]
     }
   } finally {
+    await monitor?.end().catch(() => {})
     for (const p of proxies) await p.stop().catch(() => {})
     for (const b of baselines) await b.stop().catch(() => {})
     await server.stop().catch(() => {})

@@ -15,6 +15,7 @@ import {
 import { type MariaDbServer, startMariaDb } from "../support/backends/index.ts"
 import { type Certs, makeCerts } from "../support/certs.ts"
 import { mariadbOptions } from "../support/mysql.ts"
+import { tapRelay } from "../support/net.ts"
 import { startTestProxy, type TestProxy } from "../support/proxy.ts"
 
 const run = promisify(execFile)
@@ -35,14 +36,7 @@ interface LoginTap {
 /** A relay in front of the server that keeps what the proxy asks of it in each login. */
 const loginTap = async (port: number): Promise<LoginTap> => {
   const logins: HandshakeResponse41[] = []
-  const sockets = new Set<net.Socket>()
-  const server = net.createServer((client) => {
-    const backend = net.connect(port, "127.0.0.1")
-    for (const s of [client, backend]) {
-      sockets.add(s)
-      s.on("error", () => {})
-      s.once("close", () => sockets.delete(s))
-    }
+  const relay = await tapRelay(port, (client, backend) => {
     let first = Buffer.alloc(0)
     const watch = (chunk: Buffer) => {
       first = Buffer.concat([first, chunk])
@@ -55,15 +49,7 @@ const loginTap = async (port: number): Promise<LoginTap> => {
     client.pipe(backend)
     backend.pipe(client)
   })
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r))
-  return {
-    port: (server.address() as net.AddressInfo).port,
-    logins,
-    close: () => {
-      for (const s of sockets) s.destroy()
-      server.close()
-    }
-  }
+  return { ...relay, logins }
 }
 
 beforeAll(async () => {

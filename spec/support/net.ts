@@ -112,3 +112,31 @@ export const neverAccepts = async (): Promise<{ readonly port: number; readonly 
     throw e
   }
 }
+
+/**
+ * A relay on 127.0.0.1 in front of `port` that lets a spec watch (or change) what passes: `onPair` gets each client
+ * socket and its backend socket, unconnected to each other, and wires them as it likes (pipe, or write what it read).
+ */
+export const tapRelay = async (
+  port: number,
+  onPair: (client: net.Socket, backend: net.Socket) => void
+): Promise<{ readonly port: number; readonly close: () => void }> => {
+  const sockets = new Set<net.Socket>()
+  const server = net.createServer((client) => {
+    const backend = net.connect(port, "127.0.0.1")
+    for (const s of [client, backend]) {
+      sockets.add(s)
+      s.on("error", () => {})
+      s.once("close", () => sockets.delete(s))
+    }
+    onPair(client, backend)
+  })
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r))
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    close: () => {
+      for (const s of sockets) s.destroy()
+      server.close()
+    }
+  }
+}

@@ -71,12 +71,37 @@ export interface ListenerConfig {
   readonly serverFlavor?: MysqlServerFlavor | undefined
   /** Type mysql only: the greeting's version string; default: the flavor's (auto: the backends'). */
   readonly serverVersion?: string | undefined
+  /**
+   * Type mysql only: the proxy checks logins itself (mysql_native_password) against users' hashes it reads through
+   * this login, which lets it route by a later `USE db` and pool server connections. Unset: the backend checks logins
+   * (the auth-switch bridge).
+   */
+  readonly auth?: MysqlListenerAuth | undefined
   /** A program's own listener type: its keys beyond the common ones, as its manifest's decoder returned them. */
   readonly options?: Readonly<Record<string, unknown>> | undefined
 }
 
 export type MysqlServerFlavor = "auto" | "mariadb" | "mysql"
 export const mysqlServerFlavors: ReadonlyArray<MysqlServerFlavor> = ["auto", "mariadb", "mysql"]
+
+/** A mysql listener's `auth`: where and how the proxy reads users' password hashes (PgBouncer's auth_user/auth_query). */
+export interface MysqlListenerAuth {
+  /** The resource id of the backend holding mysql.user (resolved like any other). */
+  readonly route: string
+  /** The lookup login; it needs SELECT on mysql.user (README). */
+  readonly user: string
+  /** Default "" (none). Never logged, nor shown in a config error. */
+  readonly password: string
+  /**
+   * Takes the user name as its one `?`; the first row answers: the stored hash ("*" + 40 hex), then the plugin.
+   * Default: mysql.user's row of that user whose Host matches the lookup login's own address (README).
+   */
+  readonly query: string
+  /** Seconds a user's hash is reused before it is read again (a password change takes effect within it). Default 60. */
+  readonly ttl: number
+  /** Seconds an unknown user (or one without a native password) is remembered as such. Default 5. */
+  readonly negativeTtl: number
+}
 
 /**
  * How a tcp listener picks the resource: a string is a fixed resource id, except "sni" (the TLS ClientHello's server

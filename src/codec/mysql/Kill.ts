@@ -3,11 +3,10 @@
 // with an error of the proxy's choosing, in order with the session's other answers. The mysql listener's KILL tap
 // (src/listeners/mysql/killTap.ts) uses them on the relayed client → backend bytes.
 
-export const Command = {
-  QUERY: 0x03,
-  /** Deprecated by MySQL 5.7 but still served by MySQL 8 and MariaDB; libmysqlclient's mysql_kill() sends it. */
-  PROCESS_KILL: 0x0c
-} as const
+import { Command } from "./Protocol.ts"
+import { isDigit, isSpace, isWordChar } from "./SqlLexer.ts"
+
+export { Command }
 
 /** What the first bytes of a COM_QUERY's text say: not a KILL, a KILL, or not enough bytes yet to tell. */
 export const KillPrefix = { NO: 0, KILL: 1, MORE: 2 } as const
@@ -19,17 +18,6 @@ export interface KillTarget {
   readonly at: number
   readonly end: number
 }
-
-const isSpace = (c: number) => c === 0x20 || (c >= 0x09 && c <= 0x0d)
-const isDigit = (c: number) => c >= 0x30 && c <= 0x39
-/** Bytes that continue an identifier (or a number into one: `12abc` is a name to MySQL). */
-const isWordByte = (c: number) =>
-  (c >= 0x30 && c <= 0x39) ||
-  (c >= 0x41 && c <= 0x5a) ||
-  (c >= 0x61 && c <= 0x7a) ||
-  c === 0x5f ||
-  c === 0x24 ||
-  c >= 0x80
 
 /**
  * Skips whitespace and comments from `pos`. Returns the next byte's offset (`end` when nothing else follows), or
@@ -75,7 +63,7 @@ const skipSpace = (buf: Uint8Array, pos: number, end: number, complete = true): 
 const wordAt = (buf: Uint8Array, pos: number, end: number, word: string): boolean => {
   if (pos + word.length > end) return false
   for (let i = 0; i < word.length; i++) if ((buf[pos + i]! & 0xdf) !== word.charCodeAt(i)) return false
-  return pos + word.length === end || !isWordByte(buf[pos + word.length]!)
+  return pos + word.length === end || !isWordChar(buf[pos + word.length]!)
 }
 
 /**
@@ -124,7 +112,7 @@ export const parseKill = (payload: Uint8Array): KillTarget | undefined => {
   if (pos < 0) return undefined
   const at = pos
   while (pos < end && isDigit(payload[pos]!)) pos++
-  if (pos === at || (pos < end && (isWordByte(payload[pos]!) || payload[pos] === 0x2e)) /* . */) return undefined
+  if (pos === at || (pos < end && (isWordChar(payload[pos]!) || payload[pos] === 0x2e)) /* . */) return undefined
   const digits = Buffer.from(payload.subarray(at, pos))
     .toString("latin1")
     .replace(/^0+(?=\d)/, "")

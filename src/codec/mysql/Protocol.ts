@@ -76,7 +76,51 @@ export const Status = {
   IN_TRANS: 0x0001,
   AUTOCOMMIT: 0x0002,
   MORE_RESULTS_EXISTS: 0x0008,
+  /** COM_STMT_EXECUTE opened a cursor: the rows come with COM_STMT_FETCH, not in this response. */
+  CURSOR_EXISTS: 0x0040,
+  LAST_ROW_SENT: 0x0080,
+  /** sql_mode NO_BACKSLASH_ESCAPES: a backslash in a string literal is an ordinary character. */
+  NO_BACKSLASH_ESCAPES: 0x0200,
+  PS_OUT_PARAMS: 0x1000,
   SESSION_STATE_CHANGED: 0x4000
+} as const
+
+/** The first payload byte of a client's command (include/my_command.h; MariaDB's COM_STMT_BULK_EXECUTE is 0xFA). */
+export const Command = {
+  SLEEP: 0x00,
+  QUIT: 0x01,
+  INIT_DB: 0x02,
+  QUERY: 0x03,
+  FIELD_LIST: 0x04,
+  CREATE_DB: 0x05,
+  DROP_DB: 0x06,
+  REFRESH: 0x07,
+  SHUTDOWN: 0x08,
+  STATISTICS: 0x09,
+  PROCESS_INFO: 0x0a,
+  CONNECT: 0x0b,
+  /** Deprecated by MySQL 5.7 but still served by MySQL 8 and MariaDB; libmysqlclient's mysql_kill() sends it. */
+  PROCESS_KILL: 0x0c,
+  DEBUG: 0x0d,
+  PING: 0x0e,
+  TIME: 0x0f,
+  DELAYED_INSERT: 0x10,
+  CHANGE_USER: 0x11,
+  BINLOG_DUMP: 0x12,
+  TABLE_DUMP: 0x13,
+  CONNECT_OUT: 0x14,
+  REGISTER_SLAVE: 0x15,
+  STMT_PREPARE: 0x16,
+  STMT_EXECUTE: 0x17,
+  STMT_SEND_LONG_DATA: 0x18,
+  STMT_CLOSE: 0x19,
+  STMT_RESET: 0x1a,
+  SET_OPTION: 0x1b,
+  STMT_FETCH: 0x1c,
+  DAEMON: 0x1d,
+  BINLOG_DUMP_GTID: 0x1e,
+  RESET_CONNECTION: 0x1f,
+  STMT_BULK_EXECUTE: 0xfa
 } as const
 
 /** The payload length that says "more of this payload follows in the next packet". */

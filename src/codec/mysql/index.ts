@@ -44,6 +44,14 @@ export {
   signalPayload
 } from "./Kill.ts"
 export {
+  mockNativeHash,
+  nativeAnswer,
+  nativeHashOf,
+  nativeStage1,
+  parseNativeHash,
+  recoverStage1
+} from "./NativePassword.ts"
+export {
   decodeEofPacket,
   decodeOkPacket,
   type EofPacket,
@@ -78,6 +86,7 @@ export {
   Status,
   UTF8MB4_GENERAL_CI
 } from "./Protocol.ts"
+export { ResponseEnd, type ServerVerdict, type Turn } from "./ResponseEnd.ts"
 export {
   encodeSslRequest,
   parseSslRequest,
@@ -85,3 +94,4 @@ export {
   SSL_REQUEST_LENGTH,
   type SslRequest
 } from "./SslRequest.ts"
+export { RELEASES, type StatementEffects, statementEffects } from "./StatementEffects.ts"
