@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { decodePacket, encodePacket, type Packet, parseErrPacket } from "../../src/codec/mysql/index.ts"
 import { type MariaDbServer, startMariaDb } from "../support/backends/index.ts"
 import { type Certs, makeCerts } from "../support/certs.ts"
-import { errorOf, type MysqlError, mariadbOptions, rawLogin } from "../support/mysql.ts"
+import { ended, errorOf, type MysqlError, mariadbOptions, rawLogin } from "../support/mysql.ts"
 import { eventually, startTestProxy, type TestProxy } from "../support/proxy.ts"
 
 const run = promisify(execFile)
@@ -84,14 +84,6 @@ const backendIdOf = async (c: mysql.Connection) => {
   const [rows] = await c.query<mysql.RowDataPacket[]>("SELECT CONNECTION_ID() AS id")
   return Number(rows[0]!.id)
 }
-
-/** Resolves when the server has closed the session's socket. */
-const ended = (c: mysql.Connection) =>
-  new Promise<void>((resolve) => {
-    const core = c as unknown as { connection: { stream: NodeJS.EventEmitter & { destroyed: boolean } } }
-    if (core.connection.stream.destroyed) resolve()
-    else core.connection.stream.once("close", () => resolve())
-  })
 
 /** The backend's own view: its sessions of user app, and what each runs. */
 const processlist = async () => {

@@ -31,6 +31,14 @@ export const mariadbOptions = (
   ...extra
 })
 
+/** Resolves when the connection's socket has closed (the proxy or the server ended it). */
+export const ended = (c: mysql.Connection): Promise<void> =>
+  new Promise<void>((resolve) => {
+    const core = c as unknown as { connection: { stream: NodeJS.EventEmitter & { destroyed: boolean } } }
+    if (core.connection.stream.destroyed) resolve()
+    else core.connection.stream.once("close", () => resolve())
+  })
+
 export class RawClient {
   private buf = Buffer.alloc(0)
   private waiting: (() => void) | undefined

@@ -18,6 +18,9 @@
 //     let end it; such users can KILL by the backend's ids), again in order;
 //   - passed on untouched otherwise: ids outside the proxy's range are the backend's own (CONNECTION_ID(), SHOW
 //     PROCESSLIST), and so are expressions (KILL CONNECTION_ID()), which the backend evaluates.
+// A pooled client (pool/session.ts) has no tap: its session reads its commands and translates a KILL the same way
+// (`killCommand`); its record's backend id is that of the server connection it holds at the time, 0 when it holds
+// none, so a KILL of it then has nothing to reach: KILL QUERY does nothing, KILL CONNECTION closes that client.
 // The proxy never answers a command itself: a pipelining client (the `mariadb` connector pipelines by default) would
 // otherwise get the answer ahead of those of earlier commands. Compression would hide the commands, but the listener
 // never offers CLIENT_COMPRESS.
@@ -175,18 +178,42 @@ class KillTap implements RelayWatch, MysqlSessionRecord {
 
   /** The packet that goes to the backend for a KILL of proxy id `id`. */
   answer(payload: Buffer, id: number, record: MysqlSessionRecord | undefined, target: KillTarget): Buffer {
-    // A session on another server is as unknown to this connection's backend as a closed one; so is one of this
-    // process whose backend has hung up, before the relay has closed (its client may have seen the close already).
-    if (record === undefined || record.ip !== this.ip || record.port !== this.port || hungUp(record))
-      return encodePacket(signalPayload(ER_NO_SUCH_THREAD, `Unknown thread id: ${id}`), 0)
-    if (record.user !== this.user)
-      return encodePacket(signalPayload(ER_KILL_DENIED_ERROR, `You are not owner of thread ${id}`), 0)
-    return encodePacket(rewriteKill(payload, target, record.backendId), 0)
+    return encodePacket(killCommand(payload, id, record, target, this), 0)
   }
 }
 
 const hungUp = (record: MysqlSessionRecord) =>
   record instanceof KillTap && (record.ended || record.backend.readableEnded || record.backend.destroyed)
+
+/** A statement the server answers with a plain OK: what a KILL that has nothing to kill on the server stands for. */
+const nothingToKill = Buffer.from("\x03DO 0", "latin1")
+
+/**
+ * The command payload that stands for KILL `payload` (of proxy id `id`, at `target`) on the issuer's own backend
+ * connection, which is on server `here` as user `here.user` (see the top of this file). A pooled client that holds no
+ * server connection (backendId 0) runs no query: KILL QUERY of it does nothing, KILL CONNECTION closes it; either way
+ * the issuer's server answers OK in order.
+ */
+export const killCommand = (
+  payload: Buffer,
+  id: number,
+  record: MysqlSessionRecord | undefined,
+  target: KillTarget,
+  here: { readonly ip: string; readonly port: number; readonly user: string }
+): Buffer => {
+  // A session on another server is as unknown to this connection's backend as a closed one; so is one of this
+  // process whose backend has hung up, before the relay has closed (its client may have seen the close already).
+  if (record === undefined || record.ip !== here.ip || record.port !== here.port || hungUp(record))
+    return signalPayload(ER_NO_SUCH_THREAD, `Unknown thread id: ${id}`)
+  if (record.user !== here.user) return signalPayload(ER_KILL_DENIED_ERROR, `You are not owner of thread ${id}`)
+  if (record.backendId !== 0) return rewriteKill(payload, target, record.backendId)
+  if (!killsQueryOnly(payload, target)) record.killed?.()
+  return nothingToKill
+}
+
+/** KILL [HARD|SOFT] QUERY <id> (not COM_PROCESS_KILL, which ends the connection). */
+const killsQueryOnly = (payload: Buffer, target: KillTarget): boolean =>
+  payload[0] === Command.QUERY && /\bquery\b/i.test(payload.toString("latin1", 1, target.at))
 
 function onClientData(this: Tapped, chunk: Buffer) {
   const tap = this._killTap!

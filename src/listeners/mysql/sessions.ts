@@ -7,13 +7,18 @@ import { randomInt } from "node:crypto"
 
 /** What a KILL needs to know of its target session. */
 export interface MysqlSessionRecord {
-  /** The backend's own connection id (its greeting's, = CONNECTION_ID() there). */
+  /**
+   * The backend's own connection id (its greeting's, = CONNECTION_ID() there); 0 while a pooled client holds no
+   * server connection (between transactions: there is no query to kill).
+   */
   readonly backendId: number
   /** The backend's vetted address: a KILL goes to the same server. */
   readonly ip: string
   readonly port: number
   /** The user of the login (a later COM_CHANGE_USER is not followed; the backend checks KILL rights itself too). */
   readonly user: string
+  /** A pooled client's session: KILL CONNECTION of it while it holds no server connection closes it. */
+  readonly killed?: (() => void) | undefined
 }
 
 /** A table every worker can reach (the cluster primary's). */
@@ -66,16 +71,21 @@ export class MysqlSessions {
     }
   }
 
-  add(proxyId: number, session: MysqlSessionRecord): void {
+  /**
+   * `mirrored` false: this process's table only (a pooled session, whose backend id changes with each transaction:
+   * a KILL of it from another worker finds no such thread).
+   */
+  add(proxyId: number, session: MysqlSessionRecord, mirrored = true): void {
     this.table.set(proxyId, session)
-    if (this.shared !== undefined) {
+    if (mirrored && this.shared !== undefined) {
       const { backendId, ip, port, user } = session
       this.shared.add(proxyId, { backendId, ip, port, user })
     }
   }
 
-  remove(proxyId: number): void {
-    if (this.table.delete(proxyId)) this.shared?.remove(proxyId)
+  /** `mirrored`: as it was added. */
+  remove(proxyId: number, mirrored = true): void {
+    if (this.table.delete(proxyId) && mirrored) this.shared?.remove(proxyId)
   }
 
   /** This process's session of that id, else (in a cluster) a promise of any worker's, else undefined. */
