@@ -13,7 +13,8 @@ export type PgWorkload = (typeof PG_WORKLOADS)[number]
 
 /**
  * A row of the pg scenario's tables. With `pool`, a transaction-pooling workload (bench/pg/pooled.ts): its own id,
- * and its second ratio taken against PgBouncer in transaction mode instead of HAProxy.
+ * its second ratio taken against PgBouncer in transaction mode instead of HAProxy, and its `direct` run at as many
+ * clients as the pool has server connections (`directClients` there).
  */
 export const pgWorkloadOf = (
   kind: PgWorkload,
@@ -21,7 +22,9 @@ export const pgWorkloadOf = (
   pool?: { readonly size: number; readonly compareTo: string }
 ): Workload => ({
   id: `${pool ? "pooled-" : ""}${kind}-c${clients}`,
-  label: `pgbench ${kind}, ${clients} client${clients > 1 ? "s" : ""}${pool ? `, transaction pooling (pool ${pool.size})` : ""}`,
+  label:
+    `pgbench ${kind}, ${clients} client${clients > 1 ? "s" : ""}` +
+    (pool ? `, transaction pooling (pool ${pool.size}; direct at ${pool.size} clients)` : ""),
   kind: "rate",
   unit: "TPS",
   displayDivisor: 1,

@@ -3,14 +3,15 @@
 // `default_pool_size`. Both authenticate the clients themselves with the role's SCRAM secret, looked up through a
 // superuser login (polyproxy's `auth`, PgBouncer's `auth_user` + `auth_query`), and log in to PostgreSQL with the keys
 // recovered from the client's proof, so no tenant password is configured in either. pgbench -S at 100 clients and
-// TPC-B-like at 50 beside `direct` (the headroom check); the server's backends of the bench role are sampled during
-// every run of these workloads, and a pooled variant that lets the server hold more than N fails its run.
+// TPC-B-like at 50 beside `direct` at N clients (the headroom check: see `directClients`); the server's backends of
+// the bench role are sampled during every run of these workloads, and a pooled variant that lets the server hold more
+// than N fails its run.
 import type pg from "pg"
 import type { PostgresServer } from "../../spec/support/backends/postgres.ts"
 import type { Measurement, Workload } from "../support/interleave.ts"
 import type { Polyproxy, ProxyEntry } from "../support/polyproxy.ts"
-import { sleep } from "../support/process.ts"
 import { startPolyproxyVariants } from "../support/proxies.ts"
+import { whileSampling as sampleWhile } from "../support/sampling.ts"
 import { type Compared, comparedWith, processVariant, type Variant } from "../support/variant.ts"
 import { DATABASE, type PgWorkload, pgWorkloadOf } from "./pgbench.ts"
 import { type PgBouncer, startPgBouncer } from "./pgbouncer.ts"
@@ -23,6 +24,16 @@ export const POOLED_WORKLOADS: readonly { readonly kind: PgWorkload; readonly cl
   { kind: "select-only", clients: 100 },
   { kind: "tpcb-like", clients: 50 }
 ]
+
+/**
+ * The clients of `variant`'s pgbench in a pooled workload of `clients`. `direct` runs at the pool size: what a pooler
+ * that costs nothing reaches, with PostgreSQL holding as many backends as the poolers let it hold. At the workload's
+ * own count the server's 100 (or 50) backends contend with each other and direct came out slower than both poolers,
+ * so the headroom check read every pooled variant as bound; against direct at the pool size it says whether pgbench
+ * and PostgreSQL themselves leave the poolers room.
+ */
+export const directClients = (variant: string, clients: number, poolSize: number): number =>
+  variant === "direct" ? poolSize : clients
 
 /** The pooled workloads' ratios are taken against this one, not HAProxy. */
 const POOLED_BASELINE: PgPooledVariantName = "pgbouncer-transaction"
@@ -118,34 +129,19 @@ export const startPooledVariant = async (o: PooledStart): Promise<PooledStarted>
  * result and the most seen (the lookup logins of either pooler are another role: not counted). A failed count fails
  * the run; when `f` fails, its own error is the one that counts.
  */
-export const whileSampling = async <A>(
+export const whileSampling = <A>(
   monitor: pg.Client,
   role: string,
   f: () => Promise<A>
-): Promise<{ readonly result: A; readonly max: number }> => {
-  let max = 0
-  let running = true
-  const loop = (async () => {
-    while (running) {
-      const r = await monitor.query<{ n: number }>(
-        "SELECT count(*)::int AS n FROM pg_stat_activity " +
-          "WHERE datname = $1 AND usename = $2 AND backend_type = 'client backend'",
-        [DATABASE, role]
-      )
-      max = Math.max(max, r.rows[0]?.n ?? 0)
-      await sleep(100)
-    }
-  })()
-  try {
-    const result = await f()
-    running = false
-    await loop
-    return { result, max }
-  } finally {
-    running = false
-    await loop.catch(() => {})
-  }
-}
+): Promise<{ readonly result: A; readonly max: number }> =>
+  sampleWhile(async () => {
+    const r = await monitor.query<{ n: number }>(
+      "SELECT count(*)::int AS n FROM pg_stat_activity " +
+        "WHERE datname = $1 AND usename = $2 AND backend_type = 'client backend'",
+      [DATABASE, role]
+    )
+    return r.rows[0]?.n ?? 0
+  }, f)
 
 /** A pooled variant may not let the server hold more backends of the role than its pool size. */
 export const checkPoolBound = (variant: string, max: number, poolSize: number): void => {

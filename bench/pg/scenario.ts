@@ -2,7 +2,8 @@
 // `postgres` listener (routing by the startup message's database), through its generic `tcp` listener, through
 // HAProxy `mode tcp` (1 thread) and through PgBouncer (session mode). Select-only and TPC-B-like at several client
 // counts, variants interleaved round by round. Then the transaction-pooling workloads (bench/pg/pooled.ts): polyproxy
-// with a transaction-mode route against PgBouncer in transaction mode, the same pool size, beside direct.
+// with a transaction-mode route against PgBouncer in transaction mode, the same pool size, beside direct at that
+// many clients (pooled.ts `directClients`).
 import { join } from "node:path"
 import pg from "pg"
 import { type PostgresServer, startPostgres } from "../../spec/support/backends/postgres.ts"
@@ -34,6 +35,7 @@ import { DATABASE, makePgbench, PG_WORKLOADS, type PgWorkload, pgWorkloadOf, wai
 import { type PgBouncer, startPgBouncer } from "./pgbouncer.ts"
 import {
   checkPoolBound,
+  directClients,
   isPooledVariant,
   PG_POOLED_VARIANTS,
   POOLED_WORKLOADS,
@@ -266,16 +268,17 @@ export const runPgScenario = async (opts: PgOptions): Promise<ScenarioResult> =>
         log: (line) => log(`pg ${line}`),
         measure: async (variant, round, position) => {
           const target = { host: "127.0.0.1", port: variant.port }
+          const n = pooled ? directClients(variant.name, clients, opts.poolSize) : clients
           // Start from a quiet server: the previous run's backends gone, dirty pages written out.
           if (kind === "tpcb-like") await resetTables()
           if (!(await waitForQuietServer(quiet, 0))) log(`pg ${workload.id}: backends of the previous run linger`)
           await quiet.query("CHECKPOINT")
           if (opts.warmup > 0) {
-            await bench.run(bench.args(target, kind, clients, opts.warmup), opts.warmup)
+            await bench.run(bench.args(target, kind, n, opts.warmup), opts.warmup)
             // Poolers keep (and will reuse) their server connections: that is pooling, not leftovers.
             if (!keepsServerConnections(variant.name)) await waitForQuietServer(quiet, 0)
           }
-          const args = bench.args(target, kind, clients, opts.duration)
+          const args = bench.args(target, kind, n, opts.duration)
           const timed = async () => {
             const before = sampleCpu(variant.pids, undefined)
             const generator = reapedChildrenCpu()
@@ -341,6 +344,14 @@ export const runPgScenario = async (opts: PgOptions): Promise<ScenarioResult> =>
           "previous run's backends gone, a CHECKPOINT.",
         "TPS is pgbench's own, without the initial connection time; proxy CPU = utime+stime of the middleman over " +
           "the measured pgbench run, per 1000 transactions; generator CPU = pgbench's own.",
+        ...(workloads.some((w) => w.compareTo !== undefined)
+          ? [
+              `Transaction pooling rows: direct is pgbench against PostgreSQL with \`-c ${opts.poolSize}\` (the pool ` +
+                "size; the same -j and -T), what a pooler that costs nothing could reach, and the headroom check's " +
+                "reference for those rows; at the rows' own client count PostgreSQL's backends contend and direct is " +
+                "slower than pooling. The published figure is the ratio to PgBouncer transaction."
+            ]
+          : []),
         ...serverBackendsNotes(workloads, measurements, labelOf)
       ]
     }

@@ -2,7 +2,7 @@
 // limit is discarded and rerun (kept and marked only in development runs), and a variant whose rate comes within
 // 15 % of the bare backend's in a round is "bound": its ratios are printed as such and no target counts it.
 import { describe, expect, it } from "vitest"
-import { checkPoolBound, pooledWorkloadOf } from "../../bench/pg/pooled.ts"
+import { checkPoolBound, directClients, pooledWorkloadOf } from "../../bench/pg/pooled.ts"
 import { plannedPgSeconds } from "../../bench/pg/scenario.ts"
 import { interleave, type Measurement, type ScenarioResult, type Workload } from "../../bench/support/interleave.ts"
 import { renderScenario, scenarioChecks, summarize } from "../../bench/support/report.ts"
@@ -233,6 +233,13 @@ describe("bench pg transaction pooling", () => {
     expect(plannedPgSeconds({ ...o, variants: ["direct", "polyproxy", "pgbouncer-transaction"] })).toBe(
       30 + 12 * perRun + 4 * perRun
     )
+  })
+
+  it("runs direct at the pool size in the pooled workloads, the poolers at the workload's clients", () => {
+    expect(directClients("direct", 100, 10)).toBe(10)
+    expect(directClients("polyproxy-transaction", 100, 10)).toBe(100)
+    expect(directClients("pgbouncer-transaction", 50, 10)).toBe(50)
+    expect(pooled.label).toContain("direct at 10 clients")
   })
 
   it("fails a pooled variant's run when the server held more backends than the pool size", () => {

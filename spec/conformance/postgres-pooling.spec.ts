@@ -3,8 +3,11 @@
 // through a superuser login), logs in to the server with the keys the client's proof gave it, and runs the clients'
 // transactions on a pool of 3 server connections. Where a direct connection can be compared, it is.
 import { createHash } from "node:crypto"
+import type * as net from "node:net"
 import pg from "pg"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { decodeBackendMessage } from "../../src/codec/pg/index.ts"
+import { encodeQuery } from "../../src/listeners/postgres/pool/serverMessages.ts"
 import { type PostgresServer, startPostgres } from "../support/backends/index.ts"
 import { makeCerts } from "../support/certs.ts"
 import { superuserClient } from "../support/pgAdmin.ts"
@@ -359,6 +362,69 @@ describe("transaction pooling through the postgres listener", () => {
       })
     )
     await Promise.all(clients.map((c) => c.end()))
+  })
+
+  it("brings a server connection back in line after a client's SET when the others' startup values are all alike", async () => {
+    // Alike clients share one set of tracked values: a server connection that served one of them needs no SET for the
+    // next (session.ts `dropServer`), unless that client changed a value since.
+    const clients = await Promise.all(Array.from({ length: 6 }, () => connected(viaProxy({}))))
+    const before = (await clients[1]!.query("select current_setting('TimeZone') as tz")).rows[0].tz
+    await clients[0]!.query("set timezone to 'Asia/Tokyo'")
+    await Promise.all(
+      clients.map(async (c, i) => {
+        for (let round = 0; round < 8; round++) {
+          const r = await c.query("select current_setting('TimeZone') as tz")
+          expect(r.rows[0].tz).toBe(i === 0 ? "Asia/Tokyo" : before)
+        }
+      })
+    )
+    await Promise.all(clients.map((c) => c.end()))
+  })
+
+  it("keeps a client that stops reading in order: its results and the queries behind them wait, the others run", async () => {
+    // pg logs in; then its socket is the test's: pg's reader removed, paused. Queries one by one, each a transaction of
+    // its own answered in one server read: once the client's buffers are full, a transaction's last bytes wait in the
+    // proxy and the client's reads are paused (session.ts `transactionEnded`). Then a big result, which fills them
+    // mid-transaction (the server connection paused).
+    const c = await connected(viaProxy())
+    c.on("error", () => {}) // its socket is destroyed below, under pg's feet
+    const stream = (c as unknown as { connection: { stream: net.Socket } }).connection.stream
+    stream.removeAllListeners("data")
+    stream.pause()
+    const sizes = [...Array.from({ length: 800 }, (_, i) => 7_000 + i), 4_000_000, 10]
+    for (const n of sizes) {
+      stream.write(encodeQuery(`select repeat('x', ${n}) as x`))
+      await sleep(1)
+    }
+    // While its replies wait in the kernel's and the proxy's buffers, the other clients are served.
+    const others = await Promise.all([connected(viaProxy()), connected(viaProxy())])
+    for (let i = 0; i < 5; i++) {
+      const r = await Promise.all(others.map((o) => o.query("select 1 as one")))
+      expect(r.map((x) => x.rows[0].one)).toEqual([1, 1])
+    }
+    // Now it reads: every message in order, every row whole.
+    const types: string[] = []
+    const rows: number[] = []
+    let buf = Buffer.alloc(0)
+    await new Promise<void>((resolve, reject) => {
+      stream.on("data", (chunk: Buffer) => {
+        buf = Buffer.concat([buf, chunk])
+        for (;;) {
+          const d = decodeBackendMessage(buf, 16 * 1024 * 1024)
+          if (d._tag === "Invalid") return reject(new Error(d.reason))
+          if (d._tag === "Need") return
+          buf = buf.subarray(d.size)
+          types.push(d.value.type)
+          if (d.value.type === "D") rows.push(d.value.body.readInt32BE(2))
+          if (types.filter((t) => t === "Z").length === sizes.length) resolve()
+        }
+      })
+      stream.resume()
+    })
+    expect(types).toEqual(sizes.flatMap(() => ["T", "D", "C", "Z"]))
+    expect(rows).toEqual(sizes)
+    stream.destroy()
+    await Promise.all(others.map((o) => o.end()))
   })
 
   it("COPY FROM STDIN and COPY TO STDOUT carry a few MB intact", async () => {

@@ -101,5 +101,5 @@ export const fromClient = (s: PooledSession, chunk: Buffer): void => {
     s.remaining = length - 4
   }
   if (i < n) s.rest = Buffer.from(buf.subarray(i))
-  if (link !== undefined && from < i) s.forward(link, buf.subarray(from, i))
+  if (link !== undefined && from < i) s.forward(link, from === 0 && i === n ? buf : buf.subarray(from, i))
 }

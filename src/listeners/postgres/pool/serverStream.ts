@@ -96,6 +96,23 @@ export const fromServer = (s: PooledSession, link: Link, chunk: Buffer): void =>
     }
     const size = 1 + length
     if (n - i < size) break
+    if (type === READY && link.swallow === 0) {
+      // Every statement ends with one: read in place (its one byte), no view made of it.
+      if (tracking) readied(s, link)
+      const status = buf[i + 5] === 0x49 ? "I" : buf[i + 5] === 0x54 ? "T" : "E"
+      link.conn.status = status
+      if (link.pending > 0) link.pending--
+      i += size
+      if (link.pending === 0) {
+        link.probes = undefined
+        if ((status === "I" || s.ending) && (link.settled(s.remaining > 0) || s.ending)) {
+          // Nothing more is owed; anything after it in this read (a notice) is still this client's.
+          s.transactionEnded(from === 0 ? buf : buf.subarray(from))
+          return
+        }
+      }
+      continue
+    }
     const body = buf.subarray(i + 5, i + size)
     if (link.swallow > 0) {
       s.toClient(link, buf.subarray(from, i))
@@ -128,28 +145,9 @@ export const fromServer = (s: PooledSession, link: Link, chunk: Buffer): void =>
         from = i
         continue
       }
-    } else {
-      if (tracking) readied(s, link)
-      const status = body[0] === 0x49 ? "I" : body[0] === 0x54 ? "T" : "E"
-      link.conn.status = status
-      if (link.pending > 0) link.pending--
-      i += size
-      if (link.pending === 0) {
-        link.probes = undefined
-        if (status === "I" || s.ending) {
-          if (link.settled(s.remaining > 0) || s.ending) {
-            s.toClient(link, buf.subarray(from, i))
-            // Nothing more is owed; anything after it in this read (a notice) is still this client's.
-            if (i < n) s.toClient(link, buf.subarray(i))
-            s.transactionEnded()
-            return
-          }
-        }
-      }
-      continue
     }
     i += size
   }
   if (i < n) link.rest = Buffer.from(buf.subarray(i))
-  if (from < i) s.toClient(link, buf.subarray(from, i))
+  if (from < i) s.toClient(link, from === 0 && i === n ? buf : buf.subarray(from, i))
 }

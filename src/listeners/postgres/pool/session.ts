@@ -7,6 +7,7 @@ import type * as net from "node:net"
 import { encodeTypedMessage } from "../../../codec/pg/Framing.ts"
 import { encodeBackendKeyData, encodeParameterStatus, encodeReadyForQuery } from "../../../codec/pg/SessionMessages.ts"
 import type { ProxyError } from "../../../domain/ProxyError.ts"
+import { writeDirect } from "../../../relay/directWrite.ts"
 import type { RelayTotals } from "../../../relay/relay.ts"
 import type { LogShape } from "../../../services/Log.ts"
 import type { ServedSession } from "../../Protocol.ts"
@@ -19,13 +20,11 @@ import type { ServerConn } from "./serverConn.ts"
 import { encodeQuery } from "./serverMessages.ts"
 import {
   ignoreError,
+  listenServer,
   onClientClose,
   onClientData,
   onClientDrain,
   onClientEnd,
-  onServerClose,
-  onServerData,
-  onServerDrain,
   type Sock
 } from "./sessionSockets.ts"
 import { holdLimit, readPooledShared } from "./sharedReads.ts"
@@ -43,6 +42,7 @@ const SERVER_FULL = 2 // the server connection's buffer is full: the client is p
 const ENDING = 4 // Terminate or the client's FIN: close once nothing is owed
 const TERMINATED = 8 // Terminate read: nothing after it is
 const CLOSED = 16
+const CLIENT_FULL = 32 // a reply left with no server connection to hold back waits in the client's buffer: paused
 
 const empty = Buffer.alloc(0)
 
@@ -177,15 +177,14 @@ export class PooledSession implements ServedSession, PoolWaiter, Cancellable {
     if (this.pool.settings.maxPreparedStatements > 0) link.expects = []
     this.link = link
     const socket: Sock = conn.socket
+    listenServer(socket)
     socket._pooled = this
-    socket.on("data", onServerData)
-    socket.on("drain", onServerDrain)
-    socket.on("close", onServerClose)
-    const align = alignment(this.params, conn.parameters)
+    const align = socket._pooledAligned === this.params ? undefined : alignment(this.params, conn.parameters)
+    socket._pooledAligned = undefined
     if (align !== undefined) {
       link.swallow = 1
       link.setting = align.indexes
-      socket.write(encodeQuery(align.sql))
+      writeDirect(socket, encodeQuery(align.sql))
     }
     socket.resume()
     const held = this.held ?? []
@@ -215,7 +214,7 @@ export class PooledSession implements ServedSession, PoolWaiter, Cancellable {
   /** Bytes for the server connection; a full buffer pauses the client until it drains. */
   forward(link: Link, bytes: Buffer): void {
     if (bytes.length === 0) return
-    if (!link.conn.socket.write(bytes) && !(this.flags & SERVER_FULL)) {
+    if (!writeDirect(link.conn.socket, bytes) && !(this.flags & SERVER_FULL)) {
       this.flags |= SERVER_FULL
       this.client.pause()
     }
@@ -229,7 +228,7 @@ export class PooledSession implements ServedSession, PoolWaiter, Cancellable {
   /** Bytes for the client; a full buffer pauses the server connection until the client drains. */
   toClient(link: Link, bytes: Buffer): void {
     if (bytes.length === 0) return
-    if (!this.client.write(bytes) && !link.paused) {
+    if (!writeDirect(this.client, bytes) && !link.paused) {
       link.paused = true
       link.conn.socket.pause()
     }
@@ -241,6 +240,10 @@ export class PooledSession implements ServedSession, PoolWaiter, Cancellable {
       link.paused = false
       link.conn.socket.resume()
     }
+    if (this.flags & CLIENT_FULL) {
+      this.flags &= ~CLIENT_FULL
+      this.resumeClient()
+    }
   }
 
   serverDrained(): void {
@@ -250,12 +253,22 @@ export class PooledSession implements ServedSession, PoolWaiter, Cancellable {
   }
 
   private resumeClient(): void {
-    if (!(this.flags & (WAITING | SERVER_FULL | TERMINATED | CLOSED))) this.client.resume()
+    if (!(this.flags & (WAITING | SERVER_FULL | CLIENT_FULL | TERMINATED | CLOSED))) this.client.resume()
   }
 
-  /** The ReadyForQuery that leaves nothing owed: the connection goes back (serverStream.ts). */
-  transactionEnded(): void {
+  /**
+   * The ReadyForQuery that leaves nothing owed (the last bytes for the client, `reply`, end with it): the connection
+   * goes back (serverStream.ts). It goes first, so that the server starts on the next waiting client's query while
+   * this reply is written: the pool's few connections are what the clients wait for, and a write that wakes this
+   * client can cost the proxy its core for a while. A reply the client's buffer cannot take pauses its reads until
+   * it drains (there is no server connection left to hold back).
+   */
+  transactionEnded(reply: Buffer): void {
     this.dropServer()
+    if (!writeDirect(this.client, reply) && !(this.flags & CLOSED)) {
+      this.flags |= CLIENT_FULL
+      this.client.pause()
+    }
     this.endIfDone()
     this.resumeClient()
   }
@@ -267,13 +280,14 @@ export class PooledSession implements ServedSession, PoolWaiter, Cancellable {
     this.link = undefined
     const conn = link.conn
     const socket: Sock = conn.socket
-    socket.off("data", onServerData)
-    socket.off("drain", onServerDrain)
-    socket.off("close", onServerClose)
     socket._pooled = undefined
     if (!conn.sharedReads) socket.pause() // given back in this tick: see ServerConn.sharedReads
-    if (link.settled(this.remaining > 0) && conn.status === "I") this.pool.release(conn)
-    else this.pool.discard(conn)
+    if (link.settled(this.remaining > 0) && conn.status === "I") {
+      // Its tracked values are this client's now (its SET, if any, worked; the server's ParameterStatus since then
+      // updated both). In session mode the pool's reset query may change them: no mark then.
+      if (link.setFailed === undefined && this.pool.settings.mode === "transaction") socket._pooledAligned = this.params
+      this.pool.release(conn)
+    } else this.pool.discard(conn)
     if (this.flags & SERVER_FULL) {
       this.flags &= ~SERVER_FULL
       this.resumeClient()
