@@ -4,6 +4,7 @@ import mysql from "mysql2/promise"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { type MariaDbServer, startMariaDb } from "../support/backends/index.ts"
 import { type CliProxy, startCliProxy } from "../support/cliProxy.ts"
+import { mariadbOptions, workerOf } from "../support/mysql.ts"
 import { eventually } from "../support/proxy.ts"
 
 let db: MariaDbServer
@@ -30,19 +31,10 @@ afterAll(async () => {
 })
 
 const connect = async () => {
-  const c = await mysql.createConnection({
-    host: "127.0.0.1",
-    port: proxy.port("mysql"),
-    user: db.user,
-    password: db.password,
-    database: "appdb"
-  })
+  const c = await mysql.createConnection(mariadbOptions(db, { port: proxy.port("mysql") }))
   c.on("error", () => {})
   return c
 }
-
-/** Which worker greeted a session: worker i of 2 hands out the ids ≡ i (mod 2) above 2^30. */
-const workerOf = (c: mysql.Connection) => (c.threadId - 2 ** 30) % 2
 
 describe("workers: 2, MySQL KILL", () => {
   it("ends a session from a connection the other worker accepted", async () => {

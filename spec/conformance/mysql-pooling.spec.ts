@@ -309,6 +309,19 @@ describe("session state pins the server connection until it is released", () => 
   it("LOCK TABLES: until UNLOCK TABLES", () =>
     pinned("LOCK TABLES appdb.t READ", (c) => c.query("UNLOCK TABLES"), "SELECT COUNT(*) AS v FROM appdb.t"))
 
+  it("LOCK TABLES and a user variable in one text: UNLOCK TABLES leaves the user variable pinning", () =>
+    withClients(21, { multipleStatements: true }, async ([a, ...others]) => {
+      await a!.query("LOCK TABLES appdb.t READ; SET @kept = 'a'")
+      const id = await backendId(a!)
+      await a!.query("UNLOCK TABLES")
+      // Others take and give back every other server connection of the pool meanwhile, and make their own @kept.
+      await Promise.all(others.map((c, i) => c.query(`SET @kept = 'other ${i}'`).then(() => c.reset())))
+      expect(await backendId(a!)).toBe(id)
+      expect(await one<string>(a!, "SELECT @kept AS v")).toBe("a")
+      // The lock went with UNLOCK TABLES: another client writes the table.
+      await others[0]!.query("INSERT INTO t (v) VALUES (0)")
+    }))
+
   it("a user variable's value stays the client's while others run", () =>
     withClients(21, {}, async ([a, ...others]) => {
       await a!.query("SET @mine = 'a'")

@@ -31,6 +31,12 @@ export const mariadbOptions = (
   ...extra
 })
 
+/**
+ * Which worker of `workers: 2` greeted a session through the proxy: worker i hands out the connection ids ≡ i (mod 2)
+ * above 2^30 (README "Connection ids and KILL"). One argument, so that `clients.map(workerOf)` reads right.
+ */
+export const workerOf = (c: mysql.Connection): number => (c.threadId - 2 ** 30) % 2
+
 /** Resolves when the connection's socket has closed (the proxy or the server ended it). */
 export const ended = (c: mysql.Connection): Promise<void> =>
   new Promise<void>((resolve) => {

@@ -1,7 +1,7 @@
 // IPC between the cluster primary and its workers. Small JSON messages; the data path never uses them.
 import type { ListenerStatus } from "../admin/AdminServer.ts"
 import type { VettedEndpoint } from "../domain/Endpoint.ts"
-import type { MysqlSessionRecord } from "../listeners/mysql/sessions.ts"
+import type { KillIssuer, MysqlSessionRecord } from "../listeners/mysql/sessions.ts"
 import type { SharedCancel } from "../listeners/postgres/CancelKeys.ts"
 
 export type { ListenerStatus }
@@ -20,7 +20,9 @@ export type FromWorker =
   // MySQL sessions by the proxy's connection id (KILL), and this worker's share of those ids.
   | { readonly t: "ms+"; readonly proxyId: number; readonly session: MysqlSessionRecord }
   | { readonly t: "ms-"; readonly proxyId: number }
-  | { readonly t: "ms?"; readonly id: number; readonly proxyId: number }
+  | { readonly t: "ms?"; readonly id: number; readonly proxyId: number; readonly kill: KillIssuer }
+  // A pooled MySQL client's record at KILL time, asked of the worker that greeted it (mk?).
+  | { readonly t: "mk="; readonly id: number; readonly session: MysqlSessionRecord | null }
   | { readonly t: "slot?"; readonly id: number }
 
 export type FromPrimary =
@@ -31,6 +33,7 @@ export type FromPrimary =
   | { readonly t: "shutdown" }
   | { readonly t: "wake="; readonly id: number; readonly mine: boolean }
   | { readonly t: "ms="; readonly id: number; readonly session: MysqlSessionRecord | null }
+  | { readonly t: "mk?"; readonly id: number; readonly proxyId: number; readonly kill: KillIssuer }
   | { readonly t: "slot="; readonly id: number; readonly index: number; readonly count: number }
   | { readonly t: "admin?"; readonly id: number; readonly op: AdminOp; readonly arg?: string }
 

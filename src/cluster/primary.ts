@@ -1,7 +1,7 @@
 // The primary process of `workers: N`: forks the workers (each binds every listening port itself with SO_REUSEPORT;
 // the primary accepts no client connection), restarts a worker that dies, serves the admin endpoint with every
-// worker's metrics summed, keeps the cluster-wide Postgres cancel-key and MySQL session tables (and hands a cancel of
-// a pooled client to the worker holding that client), and drains every worker on SIGTERM/SIGINT.
+// worker's metrics summed, keeps the cluster-wide Postgres cancel-key and MySQL session tables (and hands a cancel or
+// a KILL of a pooled client to the worker holding that client), and drains every worker on SIGTERM/SIGINT.
 import cluster, { type Worker } from "node:cluster"
 import * as net from "node:net"
 import * as Context from "effect/Context"
@@ -14,7 +14,7 @@ import { mergePools } from "../admin/pools.ts"
 import type { Config } from "../config/Config.ts"
 import { envName } from "../config/env.ts"
 import type { VettedEndpoint } from "../domain/Endpoint.ts"
-import type { MysqlSessionRecord } from "../listeners/mysql/sessions.ts"
+import { type MysqlSessionRecord, proxyIdOwner } from "../listeners/mysql/sessions.ts"
 import type { SharedCancel } from "../listeners/postgres/CancelKeys.ts"
 import { pooledKeyOwner } from "../listeners/postgres/pool/pooledKeys.ts"
 import type { BackendHealth } from "../services/CircuitBreaker.ts"
@@ -164,9 +164,23 @@ const startPrimary = (
         return mysqlSessions.set(m.proxyId, m.session, slot.worker.id)
       case "ms-":
         return mysqlSessions.delete(m.proxyId)
-      case "ms?":
-        slot.worker.send({ t: "ms=", id: m.id, session: mysqlSessions.get(m.proxyId) ?? null } satisfies FromPrimary)
+      case "ms?": {
+        const answer = (session: MysqlSessionRecord | null) =>
+          slot.worker.send({ t: "ms=", id: m.id, session } satisfies FromPrimary)
+        const session = mysqlSessions.get(m.proxyId)
+        if (session !== undefined) return answer(session)
+        // Perhaps a pooled client's id (not mirrored): the worker that greeted it knows its server connection now,
+        // and closes it if the KILL ends it while it holds none. The asking worker has looked among its own already.
+        const owner = slots[proxyIdOwner(m.proxyId, count)]
+        if (owner === undefined || owner === slot) return answer(null)
+        void askOne<Extract<FromWorker, { t: "mk=" }>>(owner, (id) => ({
+          t: "mk?",
+          id,
+          proxyId: m.proxyId,
+          kill: m.kill
+        })).then((r) => answer(r?.session ?? null))
         return
+      }
       case "slot?":
         slot.worker.send({ t: "slot=", id: m.id, index: slot.index, count } satisfies FromPrimary)
         return

@@ -1,11 +1,12 @@
 // A worker process of `workers: N`: runs the listeners (each port bound with SO_REUSEPORT), no admin endpoint of its
-// own, and answers the primary's questions: metrics, listener status; asks it for other workers' sessions (Postgres
-// cancel keys, MySQL connection ids).
+// own, and answers the primary's questions: metrics, listener status, its pooled clients' cancel and KILL targets;
+// asks it for other workers' sessions (Postgres cancel keys, MySQL connection ids).
 
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import type { Config } from "../config/Config.ts"
+import { killAskedElsewhere } from "../listeners/mysql/killTap.ts"
 import {
   type IdSlot,
   type MysqlSessionRecord,
@@ -68,9 +69,9 @@ export const runWorker = (config: Config, configSource?: () => Config): void => 
   const sharedSessions: SharedMysqlSessions = {
     add: (proxyId, session) => send({ t: "ms+", proxyId, session }),
     remove: (proxyId) => send({ t: "ms-", proxyId }),
-    lookup: (proxyId) =>
+    lookup: (proxyId, kill) =>
       ask(
-        (id) => ({ t: "ms?", id, proxyId }),
+        (id) => ({ t: "ms?", id, proxyId, kill }),
         (m) => (m.t === "ms=" ? (m.session ?? undefined) : undefined),
         undefined as MysqlSessionRecord | undefined
       )
@@ -87,16 +88,18 @@ export const runWorker = (config: Config, configSource?: () => Config): void => 
   )
 
   let handle: ProxyHandle | undefined
+  let mysqlSessions: MysqlSessions | undefined
   const fiber = Effect.runFork(
     Effect.scoped(
       Effect.gen(function* () {
         const slot = yield* Effect.promise(() => idSlot)
         setPooledKeySlot(slot)
+        mysqlSessions = new MysqlSessions(sharedSessions, slot)
         handle = yield* runProxy(
           { ...config, admin: undefined, workers: 1 },
           {
             cancelKeys: new CancelKeys(shared),
-            mysqlSessions: new MysqlSessions(sharedSessions, slot),
+            mysqlSessions,
             sharedCache: SharedCache.layerWakeLock(claimWake),
             ...(configSource ? { configSource: () => ({ ...configSource(), admin: undefined, workers: 1 }) } : {})
           }
@@ -119,6 +122,11 @@ export const runWorker = (config: Config, configSource?: () => Config): void => 
       case "pk?": {
         const found = pooledCancelOf(m.key)
         send({ t: "pk=", id: m.id, found: found === undefined ? null : sharedCancelOf(found) })
+        return
+      }
+      case "mk?": {
+        const found = mysqlSessions === undefined ? undefined : killAskedElsewhere(mysqlSessions, m.proxyId, m.kill)
+        send({ t: "mk=", id: m.id, session: found ?? null })
         return
       }
       case "wake=":

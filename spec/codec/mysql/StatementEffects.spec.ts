@@ -2,7 +2,8 @@ import fc from "fast-check"
 import { describe, expect, it } from "vitest"
 import { RELEASES, statementEffects } from "../../../src/codec/mysql/StatementEffects.ts"
 
-const pins = (sql: string) => statementEffects(sql).pins
+/** The first kind a text pins (most texts pin one). */
+const pins = (sql: string) => statementEffects(sql).pins?.[0]
 
 describe("statementEffects", () => {
   it.each([
@@ -91,7 +92,7 @@ describe("statementEffects", () => {
     ["BACKUP LOCK t", "BACKUP LOCK"],
     ["LOCK INSTANCE FOR BACKUP", "LOCK INSTANCE FOR BACKUP"]
   ])("pins: %s", (sql, what) => {
-    expect(pins(sql)).toBe(what)
+    expect(statementEffects(sql).pins).toEqual([what])
   })
 
   it.each([
@@ -104,18 +105,57 @@ describe("statementEffects", () => {
     ["BACKUP UNLOCK", "BACKUP UNLOCK"],
     ["UNLOCK INSTANCE", "UNLOCK INSTANCE"]
   ])("unpins: %s", (sql, what) => {
-    expect(statementEffects(sql)).toEqual({ unpins: what })
+    expect(statementEffects(sql)).toEqual({ unpins: [what] })
     expect(Object.keys(RELEASES)).toContain(what)
   })
 
   it("reads every statement of a multi-statement text", () => {
-    expect(statementEffects("SELECT 1; SET @a = 1; SELECT 2")).toEqual({ pins: "user variable" })
-    expect(statementEffects("LOCK TABLES t WRITE; INSERT INTO t VALUES (1); UNLOCK TABLES")).toEqual({
-      pins: "LOCK TABLES",
-      unpins: "UNLOCK TABLES"
-    })
-    expect(statementEffects("SELECT 1;;; ;CREATE TEMPORARY TABLE x (a int);")).toEqual({ pins: "temporary table" })
+    expect(statementEffects("SELECT 1; SET @a = 1; SELECT 2")).toEqual({ pins: ["user variable"] })
+    expect(statementEffects("SELECT 1;;; ;CREATE TEMPORARY TABLE x (a int);")).toEqual({ pins: ["temporary table"] })
     expect(statementEffects("USE a; USE b; SELECT 1")).toEqual({ use: "b" })
+  })
+
+  it("reports every kind a text pins, each once, in the order they first appear", () => {
+    expect(statementEffects("LOCK TABLES t READ; SET @x = 1")).toEqual({ pins: ["LOCK TABLES", "user variable"] })
+    expect(statementEffects("SET @a = 1, sql_mode = ''; SELECT @a, GET_LOCK('l', 1); SET @b = 2")).toEqual({
+      pins: ["user variable", "session variable", "GET_LOCK"]
+    })
+    expect(statementEffects("CREATE TEMPORARY TABLE x (a INT); PREPARE s FROM 'SELECT 1'; SET NAMES utf8")).toEqual({
+      pins: ["temporary table", "PREPARE", "SET NAMES"]
+    })
+  })
+
+  it("leaves what the statements leave in order: a release undoes only the pins before it", () => {
+    // Made and undone in the text: only the release is left to report (the session resets the connection for it).
+    expect(statementEffects("LOCK TABLES t WRITE; INSERT INTO t VALUES (1); UNLOCK TABLES")).toEqual({
+      unpins: ["UNLOCK TABLES"]
+    })
+    // Undone, then made again: it stays.
+    expect(statementEffects("UNLOCK TABLES; LOCK TABLES t READ")).toEqual({
+      pins: ["LOCK TABLES"],
+      unpins: ["UNLOCK TABLES"]
+    })
+    expect(statementEffects("LOCK TABLES t READ; UNLOCK TABLES; LOCK TABLE u WRITE")).toEqual({
+      pins: ["LOCK TABLES"],
+      unpins: ["UNLOCK TABLES"]
+    })
+    // A release undoes its own kinds only: the user variable stays.
+    expect(statementEffects("LOCK TABLES t READ; SET @x = 1; UNLOCK TABLES")).toEqual({
+      pins: ["user variable"],
+      unpins: ["UNLOCK TABLES"]
+    })
+    expect(
+      statementEffects("FLUSH TABLES WITH READ LOCK; SELECT GET_LOCK('l', 1); UNLOCK TABLES; DO RELEASE_ALL_LOCKS()")
+    ).toEqual({ unpins: ["UNLOCK TABLES", "RELEASE_ALL_LOCKS"] })
+    expect(statementEffects("XA START 'x'; XA COMMIT 'x'; XA START 'y'; XA ROLLBACK 'y'; UNLOCK TABLES")).toEqual({
+      unpins: ["XA COMMIT", "XA ROLLBACK", "UNLOCK TABLES"]
+    })
+  })
+
+  it("answers one shared object, allocated once, for every text that touches no session state", () => {
+    const none = statementEffects("SELECT 1")
+    expect(statementEffects("UPDATE t SET a = 1; SELECT 'SET @x'")).toBe(none)
+    expect(Object.isFrozen(none)).toBe(true)
   })
 
   it.each([
@@ -153,7 +193,7 @@ describe("statementEffects", () => {
 
   it("reads strings with NO_BACKSLASH_ESCAPES as the server does", () => {
     // Without escapes 'a\' is a whole string, and what follows it is code.
-    expect(statementEffects("SELECT 'a\\', @x", true).pins).toBe("user variable")
+    expect(statementEffects("SELECT 'a\\', @x", true).pins).toEqual(["user variable"])
     expect(statementEffects("SELECT 'a\\', @x").pins).toBeUndefined()
   })
 
@@ -177,7 +217,7 @@ describe("statementEffects", () => {
         SET x = CASE WHEN a THEN 1 ELSE 2 END;
       END`
     expect(statementEffects(procedure)).toEqual({})
-    expect(statementEffects(`${procedure}; SET @after = 1`)).toEqual({ pins: "user variable" })
+    expect(statementEffects(`${procedure}; SET @after = 1`)).toEqual({ pins: ["user variable"] })
     expect(statementEffects("CREATE FUNCTION f() RETURNS INT RETURN @x; SELECT 1")).toEqual({})
     expect(statementEffects("CREATE DEFINER = app@'%' TRIGGER t BEFORE INSERT ON x FOR EACH ROW SET @n = 1")).toEqual(
       {}
@@ -197,7 +237,7 @@ describe("statementEffects", () => {
     expect(pins("SELECT 1 FROM t WHERE a = @b")).toBe("user variable")
   })
 
-  it("never throws and always answers strings, whatever the text (fast-check)", () => {
+  it("never throws and always answers lists of distinct known kinds, whatever the text (fast-check)", () => {
     const pieces = fc.constantFrom(
       "SET ",
       "@",
@@ -240,9 +280,16 @@ describe("statementEffects", () => {
         ),
         fc.boolean(),
         (sql, noBackslashEscapes) => {
-          const effects = statementEffects(sql, noBackslashEscapes)
-          for (const v of Object.values(effects)) expect(typeof v).toBe("string")
-          expect(Object.keys(effects).every((k) => ["pins", "unpins", "use"].includes(k))).toBe(true)
+          const { pins, unpins, use, ...other } = statementEffects(sql, noBackslashEscapes)
+          expect(other).toEqual({})
+          if (use !== undefined) expect(typeof use).toBe("string")
+          for (const list of [pins, unpins]) {
+            if (list === undefined) continue
+            expect(list.length).toBeGreaterThan(0)
+            expect(new Set(list).size).toBe(list.length)
+            for (const v of list) expect(typeof v).toBe("string")
+          }
+          for (const u of unpins ?? []) expect(Object.keys(RELEASES)).toContain(u)
         }
       ),
       { numRuns: 3000 }
@@ -254,7 +301,7 @@ describe("statementEffects", () => {
     fc.assert(
       fc.property(fc.array(harmless, { maxLength: 5 }), fc.array(harmless, { maxLength: 5 }), (before, after) => {
         const sql = [...before, "SET @v = 1", ...after].join("; ")
-        expect(statementEffects(sql).pins).toBe("user variable")
+        expect(statementEffects(sql).pins).toEqual(["user variable"])
         expect(statementEffects([...before, ...after].join("; "))).toEqual({})
       })
     )

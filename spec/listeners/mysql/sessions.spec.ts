@@ -1,12 +1,16 @@
 import { describe, expect, it } from "vitest"
+import { killAskedElsewhere } from "../../../src/listeners/mysql/killTap.ts"
 import {
   firstProxyId,
   isProxyId,
+  type KillIssuer,
   type MysqlSessionRecord,
-  MysqlSessions
+  MysqlSessions,
+  proxyIdOwner
 } from "../../../src/listeners/mysql/sessions.ts"
 
 const record: MysqlSessionRecord = { backendId: 7, ip: "127.0.0.1", port: 3306, user: "app" }
+const issuer: KillIssuer = { ip: "127.0.0.1", port: 3306, user: "app", connection: true }
 
 describe("MysqlSessions: the mysql listener's connection ids", () => {
   it("hands out ids in [2^30, 2^31), from a random start per process", () => {
@@ -32,7 +36,7 @@ describe("MysqlSessions: the mysql listener's connection ids", () => {
       const sessions = new MysqlSessions(undefined, { index, count })
       for (let i = 0; i < 1000; i++) {
         const id = sessions.nextId()
-        expect((id - firstProxyId) % count).toBe(index)
+        expect(proxyIdOwner(id, count)).toBe(index)
         expect(isProxyId(id)).toBe(true)
         expect(seen.has(id)).toBe(false)
         seen.set(id, index)
@@ -53,26 +57,56 @@ describe("MysqlSessions: the mysql listener's connection ids", () => {
   })
 
   it("finds its own sessions at once and asks the shared table for the others", async () => {
-    const asked: number[] = []
+    const asked: Array<[number, KillIssuer]> = []
     const mirrored: Array<[string, number]> = []
     const sessions = new MysqlSessions({
       add: (id) => mirrored.push(["add", id]),
       remove: (id) => mirrored.push(["remove", id]),
-      lookup: async (id) => {
-        asked.push(id)
+      lookup: async (id, by) => {
+        asked.push([id, by])
         return id === 5 ? { ...record, backendId: 55 } : undefined
       }
     })
     sessions.add(4, record)
-    expect(sessions.find(4)).toBe(record)
-    expect(await sessions.find(5)).toMatchObject({ backendId: 55 })
-    expect(await sessions.find(6)).toBeUndefined()
-    expect(asked).toEqual([5, 6])
+    expect(sessions.find(4, issuer)).toBe(record)
+    expect(await sessions.find(5, issuer)).toMatchObject({ backendId: 55 })
+    expect(await sessions.find(6, issuer)).toBeUndefined()
+    expect(asked).toEqual([
+      [5, issuer],
+      [6, issuer]
+    ])
     sessions.remove(4)
     sessions.remove(4)
     expect(mirrored).toEqual([
       ["add", 4],
       ["remove", 4]
     ])
+  })
+
+  it("answers another worker's KILL of a pooled client: a copy of its record; KILL CONNECTION closes it when idle", () => {
+    const sessions = new MysqlSessions()
+    let closed = 0
+    const pooled = (backendId: number): MysqlSessionRecord => ({ ...record, backendId, killed: () => closed++ })
+    sessions.add(firstProxyId, pooled(0), false)
+    sessions.add(firstProxyId + 1, pooled(9), false)
+    expect(killAskedElsewhere(sessions, firstProxyId + 2, issuer)).toBeUndefined()
+    // Holding a server connection: the issuer kills on it; nothing is closed here.
+    expect(killAskedElsewhere(sessions, firstProxyId + 1, issuer)).toEqual({ ...record, backendId: 9 })
+    // Holding none: KILL QUERY has nothing to end; another user's KILL is refused by the issuer's side.
+    expect(killAskedElsewhere(sessions, firstProxyId, { ...issuer, connection: false })).toEqual({
+      ...record,
+      backendId: 0
+    })
+    expect(killAskedElsewhere(sessions, firstProxyId, { ...issuer, user: "other" })).toEqual({
+      ...record,
+      backendId: 0
+    })
+    expect(killAskedElsewhere(sessions, firstProxyId, { ...issuer, port: 3307 })).toEqual({ ...record, backendId: 0 })
+    expect(closed).toBe(0)
+    const copy = killAskedElsewhere(sessions, firstProxyId, issuer)
+    expect(closed).toBe(1)
+    // Plain data: it crosses to the issuer's worker as JSON.
+    expect(JSON.parse(JSON.stringify(copy))).toEqual(copy)
+    expect(copy).toEqual({ ...record, backendId: 0 })
   })
 })

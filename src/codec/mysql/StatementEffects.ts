@@ -13,11 +13,16 @@
 // still seen there). Routine, trigger and event definitions are skipped: their bodies run later, elsewhere.
 import { SqlLexer, Token } from "./SqlLexer.ts"
 
+/**
+ * What running the text's statements in order leaves a session with is what applying `unpins`, then `pins`, leaves:
+ * each kind of state is as the last statement that touches it left it. Lists are absent when empty: a text that
+ * touches no session state costs no allocation.
+ */
 export interface StatementEffects {
-  /** The session state it creates, worded for a log ("user variable", "temporary table", "LOCK TABLES"…). */
-  readonly pins?: string
-  /** The state it releases ("UNLOCK TABLES", "RELEASE_ALL_LOCKS"…): see `RELEASES` for what each one undoes. */
-  readonly unpins?: string
+  /** Kinds of state the text leaves, each once, first seen first ("user variable", "temporary table"…). */
+  readonly pins?: ReadonlyArray<string>
+  /** The statements that release state ("UNLOCK TABLES", "RELEASE_ALL_LOCKS"…), each once: see `RELEASES`. */
+  readonly unpins?: ReadonlyArray<string>
   /** The database of its (last) USE. */
   readonly use?: string
 }
@@ -48,17 +53,27 @@ const GLOBAL_SCOPES: ReadonlySet<string> = new Set(["GLOBAL", "PERSIST", "PERSIS
 export const statementEffects = (sql: string, noBackslashEscapes = false): StatementEffects => {
   const reader = new EffectsReader(new SqlLexer(sql, !noBackslashEscapes))
   reader.read()
-  if (reader.pins === undefined && reader.unpins === undefined && reader.use === undefined) return NONE
-  const effects: { pins?: string; unpins?: string; use?: string } = {}
-  if (reader.pins !== undefined) effects.pins = reader.pins
-  if (reader.unpins !== undefined) effects.unpins = reader.unpins
-  if (reader.use !== undefined) effects.use = reader.use
+  const { unpins, use } = reader
+  const pins = reader.pins?.length === 0 ? undefined : reader.pins
+  if (pins === undefined && unpins === undefined && use === undefined) return NONE
+  const effects: { pins?: ReadonlyArray<string>; unpins?: ReadonlyArray<string>; use?: string } = {}
+  if (pins !== undefined) effects.pins = pins
+  if (unpins !== undefined) effects.unpins = unpins
+  if (use !== undefined) effects.use = use
   return effects
 }
 
+/** `list` (made at its first item) with `item` once. */
+const addOnce = (list: Array<string> | undefined, item: string): Array<string> => {
+  if (list === undefined) return [item]
+  if (!list.includes(item)) list.push(item)
+  return list
+}
+
 class EffectsReader {
-  pins: string | undefined
-  unpins: string | undefined
+  /** Made at the first pin or release only. */
+  pins: Array<string> | undefined
+  unpins: Array<string> | undefined
   use: string | undefined
   private readonly lx: SqlLexer
   /** A function whose call pins or unpins, waiting for its "(" (GET_LOCK, RELEASE_ALL_LOCKS, LAST_INSERT_ID). */
@@ -80,7 +95,18 @@ class EffectsReader {
   }
 
   private pin(what: string): void {
-    this.pins ??= what
+    this.pins = addOnce(this.pins, what)
+  }
+
+  /** A statement that releases state: what it releases and an earlier statement of the text pinned is gone. */
+  private unpin(statement: string): void {
+    this.unpins = addOnce(this.unpins, statement)
+    const pins = this.pins
+    if (pins === undefined) return
+    for (const kind of RELEASES[statement] ?? []) {
+      const at = pins.indexOf(kind)
+      if (at >= 0) pins.splice(at, 1)
+    }
   }
 
   private get atEnd(): boolean {
@@ -134,8 +160,8 @@ class EffectsReader {
         else if (second === "INSTANCE") this.pin("LOCK INSTANCE FOR BACKUP")
         break
       case "UNLOCK":
-        if (second === "TABLE" || second === "TABLES") this.unpins ??= "UNLOCK TABLES"
-        else if (second === "INSTANCE") this.unpins ??= "UNLOCK INSTANCE"
+        if (second === "TABLE" || second === "TABLES") this.unpin("UNLOCK TABLES")
+        else if (second === "INSTANCE") this.unpin("UNLOCK INSTANCE")
         break
       case "FLUSH":
         this.flush()
@@ -148,14 +174,14 @@ class EffectsReader {
         break
       case "XA":
         if (second === "START" || second === "BEGIN") this.pin("XA transaction")
-        else if (second === "COMMIT" || second === "ROLLBACK") this.unpins ??= `XA ${second}`
+        else if (second === "COMMIT" || second === "ROLLBACK") this.unpin(`XA ${second}`)
         break
       case "BACKUP":
         if (second === "LOCK") this.pin("BACKUP LOCK")
-        else if (second === "UNLOCK") this.unpins ??= "BACKUP UNLOCK"
+        else if (second === "UNLOCK") this.unpin("BACKUP UNLOCK")
         else if (second === "STAGE") {
           lx.next()
-          if (lx.is("END")) this.unpins ??= "BACKUP STAGE END"
+          if (lx.is("END")) this.unpin("BACKUP STAGE END")
           else this.pin("BACKUP STAGE")
         }
         break
@@ -184,7 +210,7 @@ class EffectsReader {
     this.call = undefined
     if (call !== undefined && lx.isPunct(OPEN)) {
       if (call === "LAST_INSERT_ID") this.lastInsertIdArgs = true
-      else if (call === "RELEASE_ALL_LOCKS") this.unpins ??= call
+      else if (call === "RELEASE_ALL_LOCKS") this.unpin(call)
       else this.pin(call)
       return
     }

@@ -20,7 +20,10 @@
 //     PROCESSLIST), and so are expressions (KILL CONNECTION_ID()), which the backend evaluates.
 // A pooled client (pool/session.ts) has no tap: its session reads its commands and translates a KILL the same way
 // (`killCommand`); its record's backend id is that of the server connection it holds at the time, 0 when it holds
-// none, so a KILL of it then has nothing to reach: KILL QUERY does nothing, KILL CONNECTION closes that client.
+// none, so a KILL of it then has nothing to reach: KILL QUERY does nothing, KILL CONNECTION closes that client. With
+// several workers, a KILL of a pooled client greeted by another worker is asked of that worker through the primary:
+// it answers the record of that moment and, for a KILL CONNECTION of a client that holds no server connection,
+// closes the client itself (`killAskedElsewhere`); the issuer's side then goes on as for a client of its own.
 // The proxy never answers a command itself: a pipelining client (the `mariadb` connector pipelines by default) would
 // otherwise get the answer ahead of those of earlier commands. Compression would hide the commands, but the listener
 // never offers CLIENT_COMPRESS.
@@ -41,7 +44,7 @@ import {
 } from "../../codec/mysql/index.ts"
 import type { VettedEndpoint } from "../../domain/Endpoint.ts"
 import type { RelayWatch } from "../Protocol.ts"
-import { isProxyId, type MysqlSessionRecord, type MysqlSessions } from "./sessions.ts"
+import { isProxyId, type KillIssuer, type MysqlSessionRecord, type MysqlSessions } from "./sessions.ts"
 
 /** Payload bytes of a COM_QUERY read whole to find a KILL's id; a longer command passes untouched. */
 const maxKillPacket = 4096
@@ -156,7 +159,7 @@ class KillTap implements RelayWatch, MysqlSessionRecord {
       this.write(client, encodePacket(payload, 0))
       return true
     }
-    const found = this.sessions.find(target.id)
+    const found = this.sessions.find(target.id, killIssuer(payload, target, this))
     if (!(found instanceof Promise)) {
       this.write(client, this.answer(payload, target.id, found, target))
       return true
@@ -199,16 +202,51 @@ export const killCommand = (
   id: number,
   record: MysqlSessionRecord | undefined,
   target: KillTarget,
-  here: { readonly ip: string; readonly port: number; readonly user: string }
+  here: Issuer
 ): Buffer => {
-  // A session on another server is as unknown to this connection's backend as a closed one; so is one of this
-  // process whose backend has hung up, before the relay has closed (its client may have seen the close already).
-  if (record === undefined || record.ip !== here.ip || record.port !== here.port || hungUp(record))
-    return signalPayload(ER_NO_SUCH_THREAD, `Unknown thread id: ${id}`)
+  if (!reachable(record, here)) return signalPayload(ER_NO_SUCH_THREAD, `Unknown thread id: ${id}`)
   if (record.user !== here.user) return signalPayload(ER_KILL_DENIED_ERROR, `You are not owner of thread ${id}`)
   if (record.backendId !== 0) return rewriteKill(payload, target, record.backendId)
   if (!killsQueryOnly(payload, target)) record.killed?.()
   return nothingToKill
+}
+
+/** Where a KILL is issued from: the issuing client's server and user. */
+type Issuer = { readonly ip: string; readonly port: number; readonly user: string }
+
+/**
+ * Whether the issuer's server knows `record`'s session. A session on another server is as unknown to it as a closed
+ * one; so is one of this process whose backend has hung up, before the relay has closed (its client may have seen
+ * the close already).
+ */
+const reachable = (record: MysqlSessionRecord | undefined, here: Issuer): record is MysqlSessionRecord =>
+  record !== undefined && record.ip === here.ip && record.port === here.port && !hungUp(record)
+
+/** The issuer of KILL `payload` (see `killAskedElsewhere`); made for a KILL of a proxy id only. */
+export const killIssuer = (payload: Buffer, target: KillTarget, here: Issuer): KillIssuer => ({
+  ip: here.ip,
+  port: here.port,
+  user: here.user,
+  connection: !killsQueryOnly(payload, target)
+})
+
+/**
+ * Another worker's client KILLs session `proxyId` of this process (asked through the primary: the id is this
+ * worker's, and no mirrored record had it, so it is a pooled client's or none). Answers what the issuer's worker
+ * translates the KILL with (killCommand): the record as of now, a copy the message can carry. A KILL CONNECTION of a
+ * pooled client that holds no server connection closes it here, as killCommand does in one process.
+ */
+export const killAskedElsewhere = (
+  sessions: MysqlSessions,
+  proxyId: number,
+  issuer: KillIssuer
+): MysqlSessionRecord | undefined => {
+  const record = sessions.mine(proxyId)
+  if (record === undefined || hungUp(record)) return undefined
+  if (record.backendId === 0 && issuer.connection && reachable(record, issuer) && record.user === issuer.user) {
+    record.killed?.()
+  }
+  return { backendId: record.backendId, ip: record.ip, port: record.port, user: record.user }
 }
 
 /** KILL [HARD|SOFT] QUERY <id> (not COM_PROCESS_KILL, which ends the connection). */

@@ -2,7 +2,9 @@
 // which the proxy sends before any backend exists, so the id is the proxy's own; `KILL <id>` from another connection
 // is translated through this table to the backend session it stands for (killTap.ts). With several worker processes
 // a KILL often lands on another worker than its target: `shared` mirrors the table in the primary process, as
-// CancelKeys does for Postgres.
+// CancelKeys does for Postgres. A pooled client's record is not mirrored (its backend id changes with each
+// transaction): its id names the worker that greeted it (`proxyIdOwner`), which the primary asks at KILL time
+// (killTap.ts `killAskedElsewhere`), as it asks for a pooled Postgres client's cancel.
 import { randomInt } from "node:crypto"
 
 /** What a KILL needs to know of its target session. */
@@ -21,11 +23,21 @@ export interface MysqlSessionRecord {
   readonly killed?: (() => void) | undefined
 }
 
+/** Who issues a KILL (its own server and user: what it may end), and whether it ends a connection or a query. */
+export interface KillIssuer {
+  readonly ip: string
+  readonly port: number
+  readonly user: string
+  /** KILL [CONNECTION], COM_PROCESS_KILL; false: KILL QUERY. */
+  readonly connection: boolean
+}
+
 /** A table every worker can reach (the cluster primary's). */
 export interface SharedMysqlSessions {
   readonly add: (proxyId: number, record: MysqlSessionRecord) => void
   readonly remove: (proxyId: number) => void
-  readonly lookup: (proxyId: number) => Promise<MysqlSessionRecord | undefined>
+  /** A mirrored record, else what the worker that greeted `proxyId` answers for a pooled client of its own. */
+  readonly lookup: (proxyId: number, issuer: KillIssuer) => Promise<MysqlSessionRecord | undefined>
 }
 
 /** This process's share of the id space: ids ≡ index (mod count), so no two workers hand out the same. */
@@ -43,6 +55,9 @@ export const firstProxyId = 0x40000000
 const proxyIdSpan = 0x40000000
 
 export const isProxyId = (id: number): boolean => id >= firstProxyId && id < firstProxyId + proxyIdSpan
+
+/** The index of the worker, of `count`, that hands out proxy id `id` (see IdSlot). */
+export const proxyIdOwner = (id: number, count: number): number => (id - firstProxyId) % count
 
 export class MysqlSessions {
   private readonly table = new Map<number, MysqlSessionRecord>()
@@ -88,9 +103,17 @@ export class MysqlSessions {
     if (this.table.delete(proxyId) && mirrored) this.shared?.remove(proxyId)
   }
 
-  /** This process's session of that id, else (in a cluster) a promise of any worker's, else undefined. */
-  find(proxyId: number): MysqlSessionRecord | Promise<MysqlSessionRecord | undefined> | undefined {
-    return this.table.get(proxyId) ?? this.shared?.lookup(proxyId)
+  /**
+   * This process's session of that id, else (in a cluster) a promise of any worker's, else undefined. `issuer`: who
+   * KILLs it, for the worker of a pooled client (killTap.ts `killAskedElsewhere`).
+   */
+  find(proxyId: number, issuer: KillIssuer): MysqlSessionRecord | Promise<MysqlSessionRecord | undefined> | undefined {
+    return this.table.get(proxyId) ?? this.shared?.lookup(proxyId, issuer)
+  }
+
+  /** This process's session of that id, mirrored or not. */
+  mine(proxyId: number): MysqlSessionRecord | undefined {
+    return this.table.get(proxyId)
   }
 
   get size(): number {

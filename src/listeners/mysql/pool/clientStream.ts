@@ -6,7 +6,7 @@
 // command is a packet with sequence id 0 that continues no 2^24-1 byte payload; other packets continue one, or are a
 // LOCAL INFILE upload (the link's ResponseEnd frames those), or answer the proxy's own auth switch (commands.ts).
 import { Command, KillPrefix, killPrefix, MAX_PACKET_PAYLOAD, Status } from "../../../codec/mysql/index.ts"
-import { RELEASES, statementEffects } from "../../../codec/mysql/StatementEffects.ts"
+import { statementEffects } from "../../../codec/mysql/StatementEffects.ts"
 import { authAnswer, changeUser } from "./changeUser.ts"
 import { kill, refuse, use } from "./commands.ts"
 import { Wait } from "./holding.ts"
@@ -197,7 +197,8 @@ const query = (s: MysqlSession, link: Link | undefined, buf: Buffer, from: numbe
     s.effects = effects
     return NEED_SERVER
   }
-  if (effects.pins !== undefined) s.pin(effects.pins)
-  if (effects.unpins !== undefined) s.release(RELEASES[effects.unpins] ?? [])
+  // Releases first: each kind is as the last statement of the text that touched it left it (StatementEffects).
+  if (effects.unpins !== undefined) s.release(effects.unpins)
+  if (effects.pins !== undefined) for (const kind of effects.pins) s.pin(kind)
   return PASS
 }

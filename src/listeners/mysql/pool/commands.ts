@@ -3,7 +3,8 @@
 //   pool (home.poolFor) and the command runs there, on a connection of the new pool, which answers it; refused with
 //   MySQL's 1192 while a transaction is open or session state pins the connection (that state would be lost).
 // - COM_CHANGE_USER: changeUser.ts.
-// - KILL <proxy id> and COM_PROCESS_KILL: translated on the issuer's own server connection (killTap.ts killCommand).
+// - KILL <proxy id> and COM_PROCESS_KILL: translated on the issuer's own server connection (killTap.ts killCommand);
+//   the target may be another worker's client, looked up through the primary meanwhile (Step.LOOKING_UP).
 // - replication commands: refused.
 // Anything that answers the client itself first waits until the server owes it nothing (Wait.SETTLE), so answers come
 // in the order the commands were sent.
@@ -16,7 +17,7 @@ import {
   Status
 } from "../../../codec/mysql/index.ts"
 import { ProxyError, proxyError, withProps } from "../../../domain/ProxyError.ts"
-import { killCommand } from "../killTap.ts"
+import { killCommand, killIssuer } from "../killTap.ts"
 import { isProxyId, type MysqlSessionRecord } from "../sessions.ts"
 import { DROP, flush, NEED_SERVER, PASS, STOP } from "./clientStream.ts"
 import { Wait } from "./holding.ts"
@@ -206,7 +207,7 @@ export const kill = (
     record = slow.record
     s.slow = undefined
   } else {
-    const found = s.home.sessions.find(target.id)
+    const found = s.home.sessions.find(target.id, killIssuer(payload, target, s))
     if (found instanceof Promise) {
       flush(s, link, buf, from, i)
       s.suspend(Wait.LOOKUP, buf.subarray(i))

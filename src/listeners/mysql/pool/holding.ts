@@ -2,7 +2,7 @@
 // Link, the bytes both ways with backpressure (a full buffer on one side pauses the other until it drains), the session
 // state that pins the connection, and the decision to give it back (transaction mode) or keep it.
 import type * as net from "node:net"
-import { encodePacket, Status } from "../../../codec/mysql/index.ts"
+import { encodePacket, RELEASES, Status } from "../../../codec/mysql/index.ts"
 import type { MysqlSessionHome } from "../proxyAuth/types.ts"
 import { okPacket } from "./commands.ts"
 import { Link } from "./link.ts"
@@ -140,10 +140,17 @@ export class Holding {
     if (this.link !== undefined) this.link.conn.dirty = true
   }
 
-  /** A statement undid these kinds of state (UNLOCK TABLES…): others may still pin. */
-  release(kinds: ReadonlyArray<string>): void {
+  /**
+   * Statements that undo state (UNLOCK TABLES…: `RELEASES`) were sent: other kinds may still pin. The connection is
+   * reset before its next client all the same: a statement after an error in its text never ran (the state may live),
+   * and what a text both made and undid is not among the kinds pinned.
+   */
+  release(statements: ReadonlyArray<string>): void {
     const pins = this.pins
-    if (pins !== undefined) for (const kind of kinds) pins.delete(kind)
+    if (pins !== undefined) {
+      for (const statement of statements) for (const kind of RELEASES[statement] ?? []) pins.delete(kind)
+    }
+    if (this.link !== undefined) this.link.conn.dirty = true
   }
 
   /** COM_RESET_CONNECTION (or a new user): the server forgets this client's state. */
