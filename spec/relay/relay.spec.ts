@@ -435,6 +435,39 @@ describe.each(modes)("relay, %s", (_, reads) => {
       expect(i < 2 ? totals.bytesFromBackend : totals.bytesFromClient).toBe(payload.length)
     }
   })
+
+  it("keeps the bytes of a write the kernel did not take while another relay reads into the same buffer", async () => {
+    // The loopback buffers can hold the whole payload of the test above: here the proxy's write to a client that
+    // reads nothing is left queued for sure (the backend's writes stall), then a second relay carries 8 MiB each way
+    // through the shared read buffer and slab before the first client reads.
+    const [held, busy] = await Promise.all([chain(reads), chain(reads)])
+    held.client.pause()
+    const sent: Array<Buffer> = []
+    for (let stalled = false; !stalled && sent.length < 4096; ) {
+      const chunk = randomBytes(64 * 1024)
+      sent.push(chunk)
+      if (!held.server.write(chunk)) {
+        stalled = !(await Promise.race([
+          new Promise<boolean>((r) => held.server.once("drain", () => r(true))),
+          new Promise<boolean>((r) => setTimeout(() => r(false), 500))
+        ]))
+      }
+    }
+    const up = randomBytes(8 * 1024 * 1024)
+    const down = randomBytes(8 * 1024 * 1024)
+    const atServer = readAll(busy.server)
+    const atClient = readAll(busy.client)
+    busy.client.end(up)
+    busy.server.end(down)
+    expect(sha(await atServer)).toBe(sha(up))
+    expect(sha(await atClient)).toBe(sha(down))
+    const received = readAll(held.client)
+    held.client.resume()
+    held.server.end()
+    held.client.end()
+    expect(sha(await received)).toBe(sha(Buffer.concat(sent)))
+    expect((await held.closed).bytesFromBackend).toBe(sent.length * 64 * 1024)
+  })
 })
 
 describe("relay's listeners", () => {

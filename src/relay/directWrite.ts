@@ -3,7 +3,8 @@
 // tick; the handle's writeBuffer alone tries the write at once (uv_try_write) and needs a WriteWrap only when the
 // kernel did not take everything (then libuv queues the rest, in order behind any write already queued). Where the
 // write completes at once, one WriteWrap object serves every such write: C++ reads it only for a write it queues.
-// Used on the pooled Postgres hot path (listeners/postgres/pool/session.ts; bench/README.md "What each cut bought").
+// Used on the pooled Postgres hot path (listeners/postgres/pool/session.ts) and by the byte relay (relay.ts; bench/README.md
+// "What each cut bought").
 //
 // The WriteWrap constructor and the write state come from Node's `stream_wrap` binding (what net.Socket itself uses;
 // `process.binding` logs DEP0111 once under --pending-deprecation). Without it, on a TLS socket (its handle encrypts
@@ -36,6 +37,8 @@ type DirectSocket = net.Socket & {
   _handle?: Handle | null
   encrypted?: boolean
   timeout?: number
+  /** Node's timeout refresh (net.Socket's kUpdateTimer). */
+  _unrefTimer?: () => void
   /** Queued writes not yet completed. */
   _directQueued?: number
 }
@@ -69,6 +72,9 @@ function onQueuedWriteDone(this: WriteReq, status: number) {
     socket.destroy(writeError(status))
     return
   }
+  // Node restarts a socket's timeout when a write completes too: a timer set while this write was queued (the relay's
+  // half-close one) counts from here, as it would after socket.write.
+  if (socket.timeout) socket._unrefTimer?.()
   if (--socket._directQueued! === 0) socket.emit("drain")
 }
 
