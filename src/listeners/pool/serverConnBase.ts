@@ -96,7 +96,7 @@ export abstract class PooledServerConn<C> implements DialWaiter, PooledConn {
   /** The socket's first error, for the log line of its close. */
   error: Error | undefined = undefined
   /**
-   * Reads into a shared buffer once ready (PostgreSQL's sharedReads.ts): pause() then stops the socket's reads at
+   * Reads into a shared buffer once ready (sharedReads.ts): pause() then stops the socket's reads at
    * once, so the hand-over between holders, all in one tick, leaves it reading instead.
    */
   sharedReads = false

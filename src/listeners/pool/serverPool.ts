@@ -11,8 +11,8 @@
 //   kill, a shutdown) or a broken server, so the connection is closed (`spoke`); a FIN closes it too.
 // - granted (`waiter.granted(conn)`): the socket has no `data` listener and is paused (or reads shared: see the
 //   protocol's connection); the session resumes it, reads and writes it directly, and keeps its status current.
-// - given back: the session removes its `data` listener first, then calls `release` or `discard`; the pool takes the
-//   socket back. A connection whose socket closed while held needs neither: the pool already dropped it.
+// - given back: the session unhooks itself (its handlers stay for the socket's life, finding no session:
+//   pooledSession.ts), then calls `release` or `discard`; the pool takes the socket back. A connection whose socket closed while held needs neither: the pool already dropped it.
 // What is the protocol's: how a connection opens (`connect`), what makes one fit to serve again (`release`), what an
 // idle server said (`spoke`) and the words of a refusal (`queueFull`, `waitedTooLong`).
 import type * as net from "node:net"

@@ -8,10 +8,9 @@ import { Reader } from "../../../codec/mysql/Reader.ts"
 import { ProxyError } from "../../../domain/ProxyError.ts"
 import { mysqlErrorFor } from "../errPacket.ts"
 import { accessDenied, clientHost, lookupFailed, newScramble } from "../proxyLogin.ts"
-import { flush, STOP } from "./clientStream.ts"
-import { failureBytes, Slow, Step, settleFirst, unexpected } from "./commands.ts"
+import { type CommandHandler, STOP } from "./clientStream.ts"
+import { failureBytes, Slow, Step, settled, unexpected } from "./commands.ts"
 import { Wait } from "./holding.ts"
-import type { Link } from "./link.ts"
 import type { MysqlPool } from "./mysqlPool.ts"
 import type { ProxyLogin } from "./serverConn.ts"
 import type { MysqlSession } from "./session.ts"
@@ -41,16 +40,8 @@ const parseChangeUser = (payload: Buffer, flags: number): ChangeUser | undefined
   return { user: user.toString("utf8"), answer: Buffer.from(answer), database, characterSet, plugin }
 }
 
-export const changeUser = (
-  s: MysqlSession,
-  link: Link | undefined,
-  buf: Buffer,
-  from: number,
-  i: number,
-  length: number
-): number => {
-  if (settleFirst(s, link, buf, from, i)) return STOP
-  flush(s, link, buf, from, i)
+export const changeUser: CommandHandler<undefined> = (s, link, buf, from, i, length) => {
+  if (!settled(s, link, buf, from, i)) return STOP
   const parsed = parseChangeUser(buf.subarray(i + 4, i + 4 + length), s.login.flags)
   if (parsed === undefined) {
     s.protocolViolation("a malformed COM_CHANGE_USER")

@@ -120,30 +120,36 @@ export const fromClient = (s: MysqlSession, chunk: Buffer): void => {
   if (from < i && s.link !== undefined) s.forward(s.link, buf.subarray(from, i))
 }
 
-/** Bytes of this read not yet forwarded, before a command that answers or waits: they go first. */
-export const flush = (s: MysqlSession, link: Link | undefined, buf: Buffer, from: number, i: number): void => {
-  if (link !== undefined && from < i) s.forward(link, buf.subarray(from, i))
-}
-
-/** One command, its first `need` bytes at hand: what to do with it (and what it does to the session). */
-const commandAct = (
+/**
+ * What reads one command: the session, its held link, the read, its first byte not yet forwarded (`from`), where the
+ * command's packet starts (`i`), its payload length, and what else the handler needs; returns PASS, NEED_SERVER…
+ */
+export type CommandHandler<X> = (
   s: MysqlSession,
   link: Link | undefined,
   buf: Buffer,
   from: number,
   i: number,
   length: number,
-  command: number
-): number => {
+  x: X
+) => number
+
+/** Bytes of this read not yet forwarded, before a command that answers or waits: they go first. */
+export const flush = (s: MysqlSession, link: Link | undefined, buf: Buffer, from: number, i: number): void => {
+  if (link !== undefined && from < i) s.forward(link, buf.subarray(from, i))
+}
+
+/** One command, its first `need` bytes at hand: what to do with it (and what it does to the session). */
+const commandAct: CommandHandler<number> = (s, link, buf, from, i, length, command) => {
   switch (command) {
     case Command.QUERY:
-      return query(s, link, buf, from, i, length)
+      return query(s, link, buf, from, i, length, undefined)
     case Command.INIT_DB:
       return use(s, link, buf, from, i, length, buf.toString("utf8", i + 5, i + 4 + length))
     case Command.CHANGE_USER:
-      return changeUser(s, link, buf, from, i, length)
+      return changeUser(s, link, buf, from, i, length, undefined)
     case Command.PROCESS_KILL:
-      return kill(s, link, buf, from, i, length)
+      return kill(s, link, buf, from, i, length, undefined)
     case Command.QUIT:
       flush(s, link, buf, from, i)
       s.terminate(true)
@@ -176,17 +182,17 @@ const commandAct = (
     case Command.BINLOG_DUMP_GTID:
     case Command.REGISTER_SLAVE:
     case Command.TABLE_DUMP:
-      return refuse(s, link, buf, from, i, "replication")
+      return refuse(s, link, buf, from, i, length, "replication")
     default:
       return link === undefined ? NEED_SERVER : PASS
   }
 }
 
 /** COM_QUERY: a KILL, a USE, or a statement whose effects on the session are noted as it passes. */
-const query = (s: MysqlSession, link: Link | undefined, buf: Buffer, from: number, i: number, length: number) => {
+const query: CommandHandler<undefined> = (s, link, buf, from, i, length) => {
   const stop = i + 4 + Math.min(length, analyzedBytes)
   if (length <= maxKillPacket && killPrefix(buf, i + 5, stop, true) === KillPrefix.KILL) {
-    return kill(s, link, buf, from, i, length)
+    return kill(s, link, buf, from, i, length, undefined)
   }
   // Judged once: a command that waited for a server connection is read again when it comes.
   const effects =

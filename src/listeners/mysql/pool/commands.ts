@@ -19,7 +19,7 @@ import {
 import { ProxyError, proxyError, withProps } from "../../../domain/ProxyError.ts"
 import { killCommand, killIssuer } from "../killTap.ts"
 import { isProxyId, type MysqlSessionRecord } from "../sessions.ts"
-import { DROP, flush, NEED_SERVER, PASS, STOP } from "./clientStream.ts"
+import { type CommandHandler, DROP, flush, NEED_SERVER, PASS, STOP } from "./clientStream.ts"
 import { Wait } from "./holding.ts"
 import type { Link } from "./link.ts"
 import { type MysqlPool, poolErrPayload } from "./mysqlPool.ts"
@@ -101,30 +101,24 @@ export const afterGrant = (s: MysqlSession, slow: Slow, conn: MysqlServerConn): 
   }
 }
 
-/** While the held connection owes answers the command waits for them (true); it runs again once none is owed. */
-export const settleFirst = (s: MysqlSession, link: Link | undefined, buf: Buffer, from: number, i: number): boolean => {
-  if (link === undefined || link.settled) return false
+/**
+ * Before a command the proxy answers itself: this read's bytes before it are forwarded, and while the held connection
+ * owes answers the command waits for them (false: it runs again once none is owed), so answers keep their order.
+ */
+export const settled = (s: MysqlSession, link: Link | undefined, buf: Buffer, from: number, i: number): boolean => {
   flush(s, link, buf, from, i)
+  if (link === undefined || link.settled) return true
   s.suspend(Wait.SETTLE, buf.subarray(i))
-  return true
+  return false
 }
 
 // --- USE, COM_INIT_DB ---
 
 const ER_LOCK_OR_ACTIVE_TRANSACTION = 1192
 
-export const use = (
-  s: MysqlSession,
-  link: Link | undefined,
-  buf: Buffer,
-  from: number,
-  i: number,
-  length: number,
-  database: string
-): number => {
+export const use: CommandHandler<string> = (s, link, buf, from, i, length, database) => {
   if (database === s.login.database) return link === undefined ? NEED_SERVER : PASS
-  if (settleFirst(s, link, buf, from, i)) return STOP
-  flush(s, link, buf, from, i)
+  if (!settled(s, link, buf, from, i)) return STOP
   const pinnedBy = s.pinnedBy
   const detail =
     link !== undefined && link.conn.status & Status.IN_TRANS
@@ -188,14 +182,7 @@ const moving = (s: MysqlSession, slow: Slow, database: string, length: number, f
 
 // --- KILL ---
 
-export const kill = (
-  s: MysqlSession,
-  link: Link | undefined,
-  buf: Buffer,
-  from: number,
-  i: number,
-  length: number
-): number => {
+export const kill: CommandHandler<undefined> = (s, link, buf, from, i, length) => {
   const payload = buf.subarray(i + 4, i + 4 + length)
   const target: KillTarget | undefined = parseKill(payload)
   // Not a proxy id: the server's own (CONNECTION_ID()), or an expression it evaluates.
@@ -234,16 +221,8 @@ export const kill = (
 
 const ER_NOT_SUPPORTED_YET = 1235
 
-export const refuse = (
-  s: MysqlSession,
-  link: Link | undefined,
-  buf: Buffer,
-  from: number,
-  i: number,
-  what: string
-): number => {
-  if (settleFirst(s, link, buf, from, i)) return STOP
-  flush(s, link, buf, from, i)
+export const refuse: CommandHandler<string> = (s, link, buf, from, i, _length, what) => {
+  if (!settled(s, link, buf, from, i)) return STOP
   s.answer(errPacket(1, ER_NOT_SUPPORTED_YET, "42000", `polyproxy does not serve ${what} commands to pooled clients`))
   return DROP
 }

@@ -1,43 +1,29 @@
 // What a pooled MySQL session (session.ts) knows of the server connection it holds, and how it gives it back: the
-// Link, the bytes both ways with backpressure (a full buffer on one side pauses the other until it drains), the session
-// state that pins the connection, and the decision to give it back (transaction mode) or keep it.
+// Link (its bytes both ways, the waits and the end are every protocol's: src/listeners/pool/pooledSession.ts), the
+// session state that pins the connection, and the decision to give it back (transaction mode) or keep it.
 import type * as net from "node:net"
 import { encodePacket, RELEASES, Status } from "../../../codec/mysql/index.ts"
+import { PooledSessionBase, Wait as PooledWait } from "../../pool/pooledSession.ts"
 import type { MysqlSessionHome } from "../proxyAuth/types.ts"
 import { okPacket } from "./commands.ts"
 import { Link } from "./link.ts"
 import type { MysqlPool } from "./mysqlPool.ts"
 import type { MysqlServerConn, ProxyLogin } from "./serverConn.ts"
-import type { MysqlSession } from "./session.ts"
-import { onServerClose, onServerData, onServerDrain, type Sock } from "./sessionSockets.ts"
 
 /** Why the client's bytes are held (`held`): nothing, a server connection, the held one's answers, a lookup. */
 export const Wait = {
-  NONE: 0,
-  /** pool.acquire: `held` starts with the command that needs the connection (`heldLength`), if any. */
-  SERVER: 1,
+  ...PooledWait,
   /** The held connection owes answers: `held` starts with a command that acts once it owes none (commands.ts). */
   SETTLE: 2,
   /** A lookup (another pool, a user's hash, a KILL target in another worker): commands.ts goes on when it answers. */
   LOOKUP: 3
 } as const
 
-export const SERVER_FULL = 1 // the server connection's buffer is full: the client is paused
-export const ENDING = 2 // COM_QUIT or the client's FIN: close once nothing is owed
-export const QUIT = 4 // COM_QUIT read (or the session failed): nothing after it is
-export const CLOSED = 8
-
 const empty = Buffer.alloc(0)
 
-export class Holding {
-  readonly client: Sock
-  /** The pool of its current user and database (USE and COM_CHANGE_USER move it to another). */
-  pool: MysqlPool
+export abstract class Holding extends PooledSessionBase<MysqlServerConn, Link, MysqlPool, MysqlSessionHome> {
+  /** Its current user and database (USE and COM_CHANGE_USER move it to another pool). */
   login: ProxyLogin
-  readonly home: MysqlSessionHome
-  link: Link | undefined = undefined
-  wait: number = Wait.NONE
-  flags = 0
   /** The kinds of session state on the held connection that keep it held (transaction mode); undefined: none yet. */
   pins: Set<string> | undefined = undefined
   /** A client packet's first bytes, not yet enough to act on. */
@@ -47,14 +33,14 @@ export class Holding {
   skipping = false
   /** The client's current packet is 2^24-1 bytes long: the next one continues its payload. */
   continued = false
+  /** Payload length of the command `held` starts with (Wait.SERVER): dropped when no server connection comes. */
+  heldLength = 0
   /** The server status of the connection last held (a new one's is the same in all that matters: autocommit). */
   protected lastStatus: number = Status.AUTOCOMMIT
 
   constructor(client: net.Socket, pool: MysqlPool, login: ProxyLogin, home: MysqlSessionHome) {
-    this.client = client
-    this.pool = pool
+    super(client, pool, home)
     this.login = login
-    this.home = home
   }
 
   /** The server status the session's statements run under: the held connection's, else the last one's. */
@@ -73,22 +59,14 @@ export class Holding {
   }
 
   protected attach(conn: MysqlServerConn): void {
-    this.link = new Link(conn)
-    const socket: Sock = conn.socket
-    socket._mysql = this as unknown as MysqlSession
-    socket.on("data", onServerData)
-    socket.on("drain", onServerDrain)
-    socket.on("close", onServerClose)
-    socket.resume()
+    this.hook(new Link(conn))
   }
 
-  /** Bytes for the server connection; a full buffer pauses the client until it drains. */
-  forward(link: Link, bytes: Buffer): void {
-    if (bytes.length === 0) return
-    if (!link.conn.socket.write(bytes) && !(this.flags & SERVER_FULL)) {
-      this.flags |= SERVER_FULL
-      this.client.pause()
-    }
+  /** The command `bytes` starts with (payload `length`) needs a server connection: the client waits for one. */
+  waitForServer(bytes: Buffer, length: number): void {
+    this.suspend(Wait.SERVER, bytes)
+    this.heldLength = length
+    this.acquire()
   }
 
   /** A command of the proxy's making (a translated KILL) for the held connection, answered to the client. */
@@ -100,38 +78,6 @@ export class Holding {
   /** OK to a command the proxy answers itself (COM_RESET_CONNECTION while it holds nothing). */
   answerOk(): void {
     this.answer(okPacket(1, Status.AUTOCOMMIT))
-  }
-
-  /** Bytes for the client from the proxy itself, when nothing is owed before them. */
-  answer(bytes: Buffer): void {
-    if (!(this.flags & CLOSED)) this.client.write(bytes)
-  }
-
-  /** Bytes for the client; a full buffer pauses the server connection until the client drains. */
-  toClient(link: Link, bytes: Buffer): void {
-    if (bytes.length === 0) return
-    if (!this.client.write(bytes) && !link.paused) {
-      link.paused = true
-      link.conn.socket.pause()
-    }
-  }
-
-  clientDrained(): void {
-    const link = this.link
-    if (link?.paused) {
-      link.paused = false
-      link.conn.socket.resume()
-    }
-  }
-
-  serverDrained(): void {
-    if (!(this.flags & SERVER_FULL)) return
-    this.flags &= ~SERVER_FULL
-    this.resumeClient()
-  }
-
-  resumeClient(): void {
-    if (this.wait === Wait.NONE && !(this.flags & (SERVER_FULL | QUIT | CLOSED))) this.client.resume()
   }
 
   /** Session state the next client must not see: the connection stays with this one (transaction mode). */
@@ -188,26 +134,13 @@ export class Holding {
     this.dropServer()
   }
 
-  /** Gives the server connection back: to the pool when nothing is owed on it (reset first if dirty), else closed. */
-  dropServer(): void {
-    const link = this.link
-    if (link === undefined) return
-    this.link = undefined
+  /** To the pool when nothing is owed on the connection (reset first if dirty), else closed. */
+  protected giveBack(link: Link): void {
     const conn = link.conn
-    const socket: Sock = conn.socket
-    socket.off("data", onServerData)
-    socket.off("drain", onServerDrain)
-    socket.off("close", onServerClose)
-    socket._mysql = undefined
-    socket.pause()
     this.lastStatus = conn.status
     // The pool resets it first when dirty, a transaction is open or autocommit is off (and always in session mode).
     if (this.pinnedBy !== undefined) conn.dirty = true
     if (link.settled && this.remaining === 0 && !this.continued) this.pool.release(conn)
     else this.pool.discard(conn)
-    if (this.flags & SERVER_FULL) {
-      this.flags &= ~SERVER_FULL
-      this.resumeClient()
-    }
   }
 }

@@ -6,8 +6,9 @@
 // client, else when the holder left state on it or its status says so), what an idle server says before it hangs up,
 // and refusals a client reads as ERR 1040.
 //
-// Given back: the session removes its `data` listener first, then calls `release` (the response it was reading has
-// ended) or `discard` (anything else: the client gone mid-response, a broken exchange).
+// Given back: the session unhooks itself from the socket (its handlers stay, finding no session) and calls `release`
+// (the response it was reading has ended) or `discard` (anything else: the client gone mid-response, a broken
+// exchange).
 import { encodeErrPacket, parseErrPacket } from "../../../codec/mysql/index.ts"
 import type { VettedEndpoint } from "../../../domain/Endpoint.ts"
 import { type ProxyError, proxyError } from "../../../domain/ProxyError.ts"

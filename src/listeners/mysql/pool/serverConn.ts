@@ -5,8 +5,8 @@
 // statements, session variables and locks and rolls back, but keeps the current database (whatever the last client
 // USEd) and the login's character set; MySQL resets the character set to the server's default (MySQL bug 97633).
 // So COM_INIT_DB of the pool's database follows it, and on MySQL a SET of the login's collation: all pipelined, one
-// round trip. Once ready its socket belongs to the pool (idle) or a session (busy): see
-// src/listeners/pool/serverPool.ts for who listens when.
+// round trip. Once ready it reads into the shared buffer (src/listeners/pool/sharedReads.ts) and belongs to the pool
+// (idle) or a session (busy): see src/listeners/pool/serverPool.ts for who listens when.
 import {
   Capability,
   decodePacket,
@@ -27,6 +27,7 @@ import {
   type ServerConnOwner
 } from "../../pool/serverConnBase.ts"
 import type { ServerConnOptions } from "../../pool/serverOptions.ts"
+import { readPooledShared } from "../../pool/sharedReads.ts"
 import { type LoginStep, MysqlLoginExchange, type ProxyLogin, serverFailure } from "./serverLogin.ts"
 
 export type { ProxyLogin }
@@ -185,6 +186,7 @@ export class MysqlServerConn extends PooledServerConn<MysqlServerConn> {
     this.status = this.exchange!.status
     this.autocommitAtLogin = this.status & Status.AUTOCOMMIT
     this.exchange = undefined
+    this.sharedReads = readPooledShared(this.socket)
     this.owner.opened(this)
   }
 

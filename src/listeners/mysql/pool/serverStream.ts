@@ -1,7 +1,7 @@
 // server → client for a pooled MySQL client: the server connection's bytes go to the client as they come, each read
 // whole and untouched; the link's ResponseEnd frames them on the side (it reads the first bytes of each packet only,
 // keeping at most a packet head of its own across reads) to tell where the response to each command ends. When the
-// last one owed ends, the session may give the connection back (session.ts `answered`).
+// last one owed ends, the session may give the connection back (session.ts `answered`), before it writes the bytes.
 import type { Link } from "./link.ts"
 import type { MysqlSession } from "./session.ts"
 
@@ -24,6 +24,6 @@ export const fromServer = (s: MysqlSession, link: Link, chunk: Buffer): void => 
     link.conn.status = end.status
     over = !link.answered()
   }
-  s.toClient(link, chunk)
-  if (over) s.answered()
+  if (over) s.answered(link, chunk)
+  else s.toClient(link, chunk)
 }

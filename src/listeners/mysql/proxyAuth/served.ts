@@ -91,7 +91,12 @@ const poolFailure = (error: ProxyError): ProxyError =>
 const acquire = (pool: MysqlPool): Effect.Effect<MysqlServerConn, ProxyError> =>
   Effect.callback<MysqlServerConn, ProxyError>((resume) => {
     const cancel = pool.acquire({
-      granted: (conn) => resume(Effect.succeed(conn)),
+      granted: (conn) => {
+        // No session reads it until one starts, an Effect step away: a socket reading shared reads on unless paused
+        // (serverConnBase.ts `unlistenIdle`), and what it read would go unheard. The session resumes it.
+        conn.socket.pause()
+        resume(Effect.succeed(conn))
+      },
       failed: (error) => resume(Effect.fail(poolFailure(error)))
     })
     return Effect.sync(cancel)

@@ -4,9 +4,10 @@
 // the login its connections share (the role's newest SCRAM keys or md5 secret), the session-mode reset query, the
 // FATAL an idle server sends, and refusals with the SQLSTATE a PostgreSQL client reads.
 //
-// Given back: the session removes its `data` listener first, then calls `release` (status "I") or `discard`
-// (anything else, or the client gone mid-transaction). A granted socket reading shared (sharedReads.ts) is not
-// paused: nothing reads it before the session, told in the same tick, adds its own listener.
+// Given back: the session unhooks itself from the socket (its handlers stay, finding no session) and calls `release`
+// (status "I") or `discard` (anything else, or the client gone mid-transaction). A granted socket reading shared
+// (src/listeners/pool/sharedReads.ts) is not paused: nothing reads it before the session, told in the same tick,
+// hooks itself on.
 
 import { decodeErrorResponse } from "../../../codec/pg/index.ts"
 import type { VettedEndpoint } from "../../../domain/Endpoint.ts"

@@ -2,7 +2,7 @@
 // held, closed (src/listeners/pool/serverConnBase.ts, every protocol's). What is PostgreSQL's here: TLS after an
 // SSLRequest when the route asks for it, then the login (serverLogin.ts) until ReadyForQuery('I'); its BackendKeyData
 // and ParameterStatus values kept; the session-mode reset query, run before the connection serves another client;
-// reads into the shared buffer once ready (sharedReads.ts). Once ready its socket belongs to the pool (idle) or a
+// reads into the shared buffer once ready (src/listeners/pool/sharedReads.ts). Once ready its socket belongs to the pool (idle) or a
 // session (busy): see src/listeners/pool/serverPool.ts for who listens when.
 import type * as net from "node:net"
 import { decodeBackendMessage, decodeReadyForQuery, decodeSslResponse, SSL_REQUEST } from "../../../codec/pg/index.ts"
@@ -17,9 +17,9 @@ import {
   RESET
 } from "../../pool/serverConnBase.ts"
 import type { ServerConnOptions } from "../../pool/serverOptions.ts"
+import { readPooledShared } from "../../pool/sharedReads.ts"
 import { LoginExchange, type LoginStep, type ServerLogin } from "./serverLogin.ts"
 import { encodeQuery, parameterStatus, serverFailure, TERMINATE } from "./serverMessages.ts"
-import { readPooledShared } from "./sharedReads.ts"
 
 export { type ServerConnOptions, serverConnOptions, type UpstreamTls } from "../../pool/serverOptions.ts"
 export type { ServerLogin }

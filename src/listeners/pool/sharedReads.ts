@@ -1,19 +1,17 @@
-// The pooled sockets (clients from their ReadyForQuery on, server connections once logged in) read into the relay's
-// shared buffer instead of a new Buffer per read (Node's own reads allocate an external ArrayBuffer per read and run
-// it through the stream's push; bench/README.md "What each cut bought"). Each read is copied into a slab. A pooled
-// session's own sockets hand it straight to its relay (clientStream.ts, serverStream.ts); any other (a server
+// The pooled sockets of every protocol (clients served by a pooled session, server connections once logged in) read
+// into the relay's shared buffer instead of a new Buffer per read (Node's own reads allocate an external ArrayBuffer
+// per read and run it through the stream's push; bench/README.md "What each cut bought"). Each read is copied into a
+// slab. A pooled session's own sockets hand it straight to the session (pooledSession.ts); any other (a server
 // connection idle in its pool, logging in, resetting) emits it as its `data`, so those handlers stay as they were
-// (serverConn.ts). The slab is only ever appended to: a chunk may be kept past its read (a write the kernel did not
-// take at once, a waiting client's held bytes, a split message), and a new slab is taken when one is full, the old
+// (serverConnBase.ts). The slab is only ever appended to: a chunk may be kept past its read (a write the kernel did
+// not take at once, a waiting client's held bytes, a split message), and a new slab is taken when one is full, the old
 // one living as long as something keeps a piece of it. A socket that cannot switch (TLS, bytes already buffered)
 // keeps Node's reads. A socket reading shared stops reading at pause() (Node's reads go on into the stream's buffer up
 // to its high-water mark), so a stop and start costs epoll changes: the pooled sockets are paused only when needed —
 // a waiting client once it sent `holdLimit` bytes, a server connection not at all between holders (one tick).
 import type * as net from "node:net"
-import { readIntoSharedWith } from "../../../relay/relay.ts"
-import type { ReadCallback } from "../../../relay/userBuffer.ts"
-import { fromClient } from "./clientStream.ts"
-import { fromServer } from "./serverStream.ts"
+import { readIntoSharedWith } from "../../relay/relay.ts"
+import type { ReadCallback } from "../../relay/userBuffer.ts"
 import type { Sock } from "./sessionSockets.ts"
 
 const slabSize = 64 * 1024
@@ -31,12 +29,12 @@ function onSharedRead(this: Sock, nread: number, buf: Buffer): boolean {
   const s = this._pooled
   if (s !== undefined) {
     if (s.client === this) {
-      fromClient(s, chunk)
+      s.clientRead(chunk)
       return true
     }
     const link = s.link
     if (link !== undefined && link.conn.socket === this) {
-      fromServer(s, link, chunk)
+      s.serverRead(link, chunk)
       return true
     }
   }
