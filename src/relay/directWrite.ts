@@ -3,7 +3,7 @@
 // tick; the handle's writeBuffer alone tries the write at once (uv_try_write) and needs a WriteWrap only when the
 // kernel did not take everything (then libuv queues the rest, in order behind any write already queued). Where the
 // write completes at once, one WriteWrap object serves every such write: C++ reads it only for a write it queues.
-// Used on the pooled Postgres hot path (listeners/postgres/pool/session.ts) and by the byte relay (relay.ts; bench/README.md
+// Used on the pooled sessions' hot path (listeners/pool/pooledSession.ts) and by the byte relay (relay.ts; bench/README.md
 // "What each cut bought").
 //
 // The WriteWrap constructor and the write state come from Node's `stream_wrap` binding (what net.Socket itself uses;

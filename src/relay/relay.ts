@@ -170,7 +170,7 @@ export const readIntoShared = (socket: net.Socket, clientData?: DataHandler): bo
   readIntoSharedWith(socket, clientData === undefined ? (onReadInto as ReadCallback) : readerFor(clientData))
 
 /**
- * `readIntoShared` for a reader of its own (the pooled Postgres sockets, listeners/postgres/pool/sharedReads.ts): each
+ * `readIntoShared` for a reader of its own (the pooled PostgreSQL and MySQL sockets, listeners/pool/sharedReads.ts): each
  * read, in the shared buffer, goes to `callback`, which must copy what outlives the call. The same conditions.
  */
 export const readIntoSharedWith = (socket: net.Socket, callback: ReadCallback): boolean => {
