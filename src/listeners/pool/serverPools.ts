@@ -6,6 +6,7 @@ import type { VettedEndpoint } from "../../domain/Endpoint.ts"
 import type { Route } from "../../domain/Route.ts"
 import { backendPoolOrOwn, type PooledBackend, type PoolGroup } from "../../services/BackendPool.ts"
 import type { LogShape } from "../../services/Log.ts"
+import type { ProtocolContext } from "../ProtocolContext.ts"
 import type { ClientTlsOptions } from "../tls.ts"
 import type { CountedPool, PoolSeries } from "./poolMetrics.ts"
 import { poolTls, type ServerConnOptions, serverConnOptions } from "./serverOptions.ts"
@@ -18,6 +19,25 @@ export interface ServerPoolsOptions {
   /** The listener's `upstreamTls`; a route's `metadata.tls` overrides it. */
   readonly upstreamTls: ClientTlsOptions | undefined
   readonly log?: LogShape | undefined
+}
+
+/**
+ * A listener's pool options from its config: `timeouts.connect`, the login bounded by `timeouts.handshake` or, with no
+ * handshake limit, by `serverLoginSeconds` (what the server itself would wait: PostgreSQL's authentication_timeout,
+ * MariaDB's connect_timeout), its `upstreamTls`.
+ */
+export const serverPoolsOptions = (
+  ctx: ProtocolContext,
+  log: LogShape,
+  serverLoginSeconds: number
+): ServerPoolsOptions => {
+  const { connect, handshake } = ctx.config.timeouts
+  return {
+    connectTimeoutMs: connect * 1000,
+    loginTimeoutMs: (handshake > 0 ? handshake : serverLoginSeconds) * 1000,
+    upstreamTls: ctx.upstreamTls,
+    log
+  }
 }
 
 export class ServerPools<P extends PooledBackend & CountedPool> {

@@ -28,6 +28,7 @@ import type { Route } from "../../domain/Route.ts"
 import { Log } from "../../services/Log.ts"
 import type { ClientConnection, Identified, Protocol } from "../Protocol.ts"
 import type { ProtocolContext } from "../ProtocolContext.ts"
+import { serverPoolsOptions } from "../pool/serverPools.ts"
 import { readFrame } from "../readFrame.ts"
 import {
   acceptTls,
@@ -126,19 +127,13 @@ const routingKey = (message: StartupMessage, routeBy: PgRouteBy, sni: string | u
   }
 }
 
-/** Server logins of pooled routes get timeouts.handshake; with no handshake limit, PostgreSQL's authentication_timeout. */
-const loginTimeoutMs = (handshake: number) => (handshake > 0 ? handshake : 60) * 1000
+/** With no handshake limit, a pooled server login gets PostgreSQL's own authentication_timeout (60 s). */
+const serverLoginSeconds = 60
 
 export const postgresProtocol = (ctx: ProtocolContext) =>
   Effect.gen(function* () {
     const log = yield* Log
-    const { timeouts } = ctx.config
-    const pools = yield* listenerPgPools(ctx.name, {
-      connectTimeoutMs: timeouts.connect * 1000,
-      loginTimeoutMs: loginTimeoutMs(timeouts.handshake),
-      upstreamTls: ctx.upstreamTls,
-      log
-    })
+    const pools = yield* listenerPgPools(ctx.name, serverPoolsOptions(ctx, log, serverLoginSeconds))
     const pooling = new Pooling({ pools, log, listener: ctx.name, upstreamTls: ctx.upstreamTls })
     yield* Effect.addFinalizer(() => Effect.sync(() => pooling.close()))
     return makePostgresProtocol({

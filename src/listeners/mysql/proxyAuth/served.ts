@@ -24,6 +24,7 @@ import { Log, type LogShape } from "../../../services/Log.ts"
 import { type CachedRoute, RoutingCache, type RoutingCacheShape } from "../../../services/RoutingCache.ts"
 import type { ClientConnection, Identified, ServedSession } from "../../Protocol.ts"
 import type { ProtocolContext } from "../../ProtocolContext.ts"
+import { serverPoolsOptions } from "../../pool/serverPools.ts"
 import { type ClientTlsOptions, upstreamTlsFor } from "../../tls.ts"
 import { nextServerSequence } from "../errPacket.ts"
 import { firstCommand, type Routed } from "../firstCommand.ts"
@@ -277,8 +278,8 @@ export class ProxyAuth {
   }
 }
 
-/** Server logins of pools get timeouts.handshake; with no handshake limit, MariaDB's connect_timeout (10 s). */
-const poolLoginMs = (handshake: number) => (handshake > 0 ? handshake : 10) * 1000
+/** With no handshake limit, a pooled server login gets MariaDB's own connect_timeout (10 s). */
+const serverLoginSeconds = 10
 
 /**
  * The ProxyAuth of the listener of `ctx`: its RoutingCache (the users' backend, USE lookups), its pools (a group of
@@ -292,13 +293,7 @@ export const makeProxyAuth = (
   Effect.gen(function* () {
     const cache = yield* RoutingCache
     const log = yield* Log
-    const { timeouts } = ctx.config
-    const pools = yield* listenerMysqlPools(ctx.name, {
-      connectTimeoutMs: timeouts.connect * 1000,
-      loginTimeoutMs: poolLoginMs(timeouts.handshake),
-      upstreamTls: ctx.upstreamTls,
-      log
-    })
+    const pools = yield* listenerMysqlPools(ctx.name, serverPoolsOptions(ctx, log, serverLoginSeconds))
     const proxyAuth = new ProxyAuth({
       listener: ctx.name,
       settings,
