@@ -1,10 +1,42 @@
 // Small socket helpers the specs share: ports, an echo backend, a one-shot round trip.
 import { spawn } from "node:child_process"
+import { readFileSync } from "node:fs"
 import * as net from "node:net"
-import { freePort } from "./backends/local.ts"
 
-/** A loopback port nothing listens on (bound, then released): for "backend is down" cases. */
-export const closedPort = freePort
+/** The kernel's ephemeral range starts here: listen(0) and outgoing connections take ports from it. */
+const ephemeralStart = (): number => {
+  try {
+    const first = Number(readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/)[0])
+    return Number.isInteger(first) && first > 2048 ? first : 32768
+  } catch {
+    return 32768
+  }
+}
+
+const refused = (port: number) =>
+  new Promise<boolean>((resolve) => {
+    const s = net.connect(port, "127.0.0.1")
+    s.once("connect", () => {
+      s.destroy()
+      resolve(false)
+    })
+    s.once("error", (e: NodeJS.ErrnoException) => resolve(e.code === "ECONNREFUSED"))
+  })
+
+/**
+ * A loopback port nothing listens on, for "backend is down" cases: one below the ephemeral range, checked refused.
+ * A port bound and released (freePort) can be taken again by another spec's listen(0) or an outgoing connection
+ * before the test dials it (psql once read an HTTP server's "H" there); ports below the range nobody takes by chance.
+ */
+export const closedPort = async (): Promise<number> => {
+  const top = ephemeralStart()
+  const bottom = Math.max(1024, top - 12_000)
+  for (let tries = 0; tries < 50; tries++) {
+    const port = bottom + Math.floor(Math.random() * (top - bottom))
+    if (await refused(port)) return port
+  }
+  throw new Error("no closed port found below the ephemeral range")
+}
 
 /** An echo server on 127.0.0.1 (port 0 = any). */
 export const echoServer = async (port = 0): Promise<net.Server> => {
