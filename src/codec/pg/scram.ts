@@ -2,7 +2,7 @@
 // needs only the role's secret from pg_authid; the client's proof then yields its ClientKey, and with that key (and
 // the secret's ServerKey) the proxy logs in to the real server as the role, as PgBouncer does: no password is stored
 // or configured anywhere. Pure code on node:crypto; nothing here throws on a peer's bytes.
-import { createHash, createHmac, pbkdf2Sync, randomBytes, timingSafeEqual } from "node:crypto"
+import { createHash, createHmac, createSecretKey, pbkdf2Sync, randomBytes, timingSafeEqual } from "node:crypto"
 import {
   Attributes,
   decodeBase64,
@@ -53,7 +53,11 @@ export interface ScramFailure {
   readonly detail?: string
 }
 
-const hmac = (key: Uint8Array, data: Uint8Array | string): Buffer => createHmac("sha256", key).update(data).digest()
+// The key as a KeyObject: given a Buffer, Node 24's createHmac first asks whether it is a KeyObject and then a CryptoKey,
+// and each answer "no" is an exception thrown and caught (≈ 16 µs an HMAC here, against ≈ 7 µs with createSecretKey;
+// two HMACs a pooled login: 10% of the proxy's profile samples while 14k pooled clients logged in, 1% with this).
+const hmac = (key: Uint8Array, data: Uint8Array | string): Buffer =>
+  createHmac("sha256", createSecretKey(key)).update(data).digest()
 const sha256 = (data: Uint8Array): Buffer => createHash("sha256").update(data).digest()
 const xor = (a: Buffer, b: Buffer): Buffer => {
   const out = Buffer.allocUnsafe(a.length)
