@@ -10,6 +10,7 @@ import * as Effect from "effect/Effect"
 import { formatEndpoint, type VettedEndpoint } from "../domain/Endpoint.ts"
 import { type ProxyError, proxyError } from "../domain/ProxyError.ts"
 import { errorPlaceholder, relayReads } from "../relay/relay.ts"
+import { fastReads } from "../relay/userBuffer.ts"
 import { type KeepAliveSetup, tcpKeepAlive } from "./keepAlive.ts"
 import { nextSourceAddress } from "./sourceAddress.ts"
 
@@ -165,6 +166,7 @@ export const dialWith = (waiter: DialWaiter, timeoutMs: number, profile: DialPro
     family: target.family,
     localAddress: nextSourceAddress(target.family)
   })
+  if (profile.onread !== undefined) fastReads(raw)
   const pending: PendingDial = { waiter, timer: undefined, raw, socket: raw, connected: false }
   raw._dial = pending
   if (timeoutMs > 0) pending.timer = setTimeout(onDialTimeout, timeoutMs, raw, timeoutMs)
