@@ -31,12 +31,14 @@ export const pooledRoute = (
 /**
  * A `polyproxy serve` config (startCliProxy) of `workers` processes, each with listener "postgres" routing `database`
  * to `db` in transaction mode with a pool of `size` (the lookup login as pooledRoute's), waiting for "workers ready".
+ * `port`: the route's endpoint port, when something stands between the proxy and `db`.
  */
 export const startPoolingCli = async (
   db: PostgresServer,
   database: string,
   size: number,
-  workers = 2
+  workers = 2,
+  port = db.port
 ): Promise<CliProxy> => {
   const cli = await startCliProxy(`workers: ${workers}
 admin: { host: 127.0.0.1, port: 0 }
@@ -44,7 +46,7 @@ listeners:
   postgres: { host: 127.0.0.1, port: 0 }
 routes:
   ${database}:
-    endpoint: "127.0.0.1:${db.port}"
+    endpoint: "127.0.0.1:${port}"
     metadata:
       pool: { mode: transaction, size: ${size} }
       auth: { user: ${db.superuser}, password: "${db.password}", database: postgres }

@@ -13,8 +13,12 @@ export type FromWorker =
   | { readonly t: "ck+"; readonly key: string; readonly target: VettedEndpoint }
   | { readonly t: "ck-"; readonly key: string }
   | { readonly t: "ck?"; readonly id: number; readonly key: string }
-  // A pooled client's cancel target, asked of the worker that issued its key (pk?).
+  // A pooled client's cancel target, asked of the worker that issued its key (pk?), with the number of the claim that
+  // worker took on the server connection (SharedCancel `hold`: no other client gets it until the cancel is over).
   | { readonly t: "pk="; readonly id: number; readonly found: SharedCancel | null }
+  // The cancel sent for another worker's pooled client is over (its connection to the server closed, or it was
+  // refused): the primary tells the worker that issued `key` (pk-), which ends its claim `hold`.
+  | { readonly t: "pk-"; readonly key: string; readonly hold: number }
   | { readonly t: "admin"; readonly id: number; readonly result: unknown }
   | { readonly t: "wake?"; readonly id: number; readonly key: string; readonly ttlMs: number }
   // MySQL sessions by the proxy's connection id (KILL), and this worker's share of those ids.
@@ -30,6 +34,7 @@ export type FromPrimary =
   | { readonly t: "status?"; readonly id: number }
   | { readonly t: "ck="; readonly id: number; readonly found: SharedCancel | null }
   | { readonly t: "pk?"; readonly id: number; readonly key: string }
+  | { readonly t: "pk-"; readonly hold: number }
   | { readonly t: "shutdown" }
   | { readonly t: "wake="; readonly id: number; readonly mine: boolean }
   | { readonly t: "ms="; readonly id: number; readonly session: MysqlSessionRecord | null }

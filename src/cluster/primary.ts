@@ -160,6 +160,13 @@ const startPrimary = (
         )
         return
       }
+      case "pk-": {
+        // A claim on a server connection ends in the worker that lent it; a lost word lets it lapse there by itself.
+        const owner = slots[pooledKeyOwner(m.key, count)]
+        if (owner?.ready && owner.worker.isConnected())
+          owner.worker.send({ t: "pk-", hold: m.hold } satisfies FromPrimary)
+        return
+      }
       case "ms+":
         return mysqlSessions.set(m.proxyId, m.session, slot.worker.id)
       case "ms-":

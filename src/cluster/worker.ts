@@ -13,8 +13,8 @@ import {
   MysqlSessions,
   type SharedMysqlSessions
 } from "../listeners/mysql/sessions.ts"
-import { CancelKeys, type SharedCancelKeys, sharedCancelOf } from "../listeners/postgres/CancelKeys.ts"
-import { pooledCancelOf, setPooledKeySlot } from "../listeners/postgres/pool/pooledKeys.ts"
+import { CancelKeys, type SharedCancelKeys } from "../listeners/postgres/CancelKeys.ts"
+import { pooledCancelDone, pooledCancelLent, setPooledKeySlot } from "../listeners/postgres/pool/pooledKeys.ts"
 import { type ProxyHandle, runProxy } from "../Proxy.ts"
 import { metricsText } from "../services/Metrics.ts"
 import { SharedCache } from "../services/SharedCache.ts"
@@ -64,7 +64,8 @@ export const runWorker = (config: Config, configSource?: () => Config): void => 
         (id) => ({ t: "ck?", id, key }),
         (m) => (m.t === "ck=" ? (m.found ?? undefined) : undefined),
         undefined
-      )
+      ),
+    done: (key, hold) => send({ t: "pk-", key, hold })
   }
   const sharedSessions: SharedMysqlSessions = {
     add: (proxyId, session) => send({ t: "ms+", proxyId, session }),
@@ -119,11 +120,12 @@ export const runWorker = (config: Config, configSource?: () => Config): void => 
       case "status?":
         send({ t: "status", id: m.id, listeners: statusOf(handle) })
         return
-      case "pk?": {
-        const found = pooledCancelOf(m.key)
-        send({ t: "pk=", id: m.id, found: found === undefined ? null : sharedCancelOf(found) })
+      case "pk?":
+        send({ t: "pk=", id: m.id, found: pooledCancelLent(m.key) ?? null })
         return
-      }
+      case "pk-":
+        pooledCancelDone(m.hold)
+        return
       case "mk?": {
         const found = mysqlSessions === undefined ? undefined : killAskedElsewhere(mysqlSessions, m.proxyId, m.kill)
         send({ t: "mk=", id: m.id, session: found ?? null })

@@ -41,6 +41,8 @@ export interface PoolCensus {
   readonly open: number
   readonly opening: number
   readonly idle: number
+  /** Given back while a cancel request to them is in flight, serving nobody until it ends (being_canceled). */
+  readonly cancelling: number
   readonly waiting: number
   /** performance.now() at which the longest-waiting client started waiting; undefined: none waits. */
   readonly oldestWait: number | undefined
@@ -64,9 +66,10 @@ export const describePool = (pool: CountedPool, census: PoolCensus): Readonly<Re
   mode: pool.settings.mode,
   size: pool.settings.size,
   open: census.open,
-  active: census.open - census.idle - census.opening,
+  active: census.open - census.idle - census.opening - census.cancelling,
   idle: census.idle,
   opening: census.opening,
+  cancelling: census.cancelling,
   waiting: census.waiting,
   maxWaitMs: census.oldestWait === undefined ? 0 : Math.round(performance.now() - census.oldestWait),
   transactions: pool.tally.transactions,
@@ -121,7 +124,7 @@ export interface PoolSeries {
 /** The per-pool series of one protocol: `polyproxy_<prefix>_pool_…`, described as `<name>`'s ("PostgreSQL"). */
 export const poolSeries = (prefix: string, name: string): PoolSeries => {
   const serverConnections = Metric.gauge(`polyproxy_${prefix}_pool_server_connections`, {
-    description: `Server connections of a ${name} pool by state (active: held by a client; idle; opening)`
+    description: `Server connections of a ${name} pool by state (active: held by a client; idle; opening; cancelling: given back, serving nobody until a cancel request in flight to it ends)`
   })
   const clientsWaiting = Metric.gauge(`polyproxy_${prefix}_pool_clients_waiting`, {
     description: `Clients of a ${name} pool waiting for a server connection`
@@ -144,13 +147,13 @@ export const poolSeries = (prefix: string, name: string): PoolSeries => {
 
   const newSeries = (labels: Record<string, string>): Series => {
     const s: Series = { pools: new Set(), gone: new PoolTally() }
-    for (const state of ["active", "idle", "opening"] as const) {
-      const read =
-        state === "active"
-          ? (c: PoolCensus) => c.open - c.idle - c.opening
-          : state === "idle"
-            ? (c: PoolCensus) => c.idle
-            : (c: PoolCensus) => c.opening
+    const states: ReadonlyArray<[string, (c: PoolCensus) => number]> = [
+      ["active", (c) => c.open - c.idle - c.opening - c.cancelling],
+      ["idle", (c) => c.idle],
+      ["opening", (c) => c.opening],
+      ["cancelling", (c) => c.cancelling]
+    ]
+    for (const [state, read] of states) {
       registerRead(serverConnections, { ...labels, state }, () => ({ value: census(s, read) }))
     }
     registerRead(clientsWaiting, labels, () => ({ value: census(s, (c) => c.waiting) }))

@@ -93,6 +93,9 @@ export abstract class PooledServerConn<C> implements DialWaiter, PooledConn {
   idle = false
   /** Set by the pool once it stopped counting this connection. */
   dropped = false
+  /** The pool's: claims that keep it from the next client, and whether it waits for them, given back. */
+  holds = 0
+  parked = false
   /** The socket's first error, for the log line of its close. */
   error: Error | undefined = undefined
   /**

@@ -35,6 +35,10 @@ export interface PooledConn {
   idle: boolean
   /** Set by the pool once it stopped counting this connection. */
   dropped: boolean
+  /** Claims that keep it from the next client (cancel requests in flight to it): the pool's `hold` and `unhold`. */
+  holds: number
+  /** Set by the pool: given back while held, out of service (and listened to as idle) until the last claim ends. */
+  parked: boolean
   /** The socket's first error, for the log line of its close. */
   readonly error: Error | undefined
   /** Idle: the pool hears whatever the server sends (`spoke`), a FIN or an error at once. */
@@ -103,6 +107,8 @@ export abstract class ServerPool<C extends PooledConn, S extends PoolSizing> imp
   /** Connections open or opening, and those opening. */
   private open = 0
   private opening = 0
+  /** Connections given back while held (`park`): PgBouncer's being_canceled. */
+  private parkedCount = 0
   private loggedIn = false
   private retiring = false
 
@@ -172,8 +178,33 @@ export abstract class ServerPool<C extends PooledConn, S extends PoolSizing> imp
     waiter.granted(conn)
   }
 
-  /** A connection free to serve: the first waiter's, else idle. */
+  /** A claim on `conn` (a cancel routed to it): given back meanwhile, it serves nobody until `unhold` (`park`). */
+  hold(conn: C): void {
+    conn.holds++
+  }
+
+  /** A claim ended: the last one puts a connection given back meanwhile back the usual way (`release`). */
+  unhold(conn: C): void {
+    if (--conn.holds > 0 || !conn.parked) return
+    conn.parked = false
+    this.parkedCount--
+    conn.unlistenIdle()
+    this.release(conn)
+  }
+
+  /** Given back while held: out of service until `unhold`, read as an idle one is (bytes, a FIN: dropped). */
+  protected park(conn: C): void {
+    conn.parked = true
+    this.parkedCount++
+    conn.listenIdle()
+  }
+
+  /** A connection free to serve: the first waiter's, else idle (unless a claim holds it). */
   protected handOff(conn: C): void {
+    if (conn.holds > 0) {
+      this.park(conn)
+      return
+    }
     const next = this.next()
     if (next !== undefined) {
       this.grant(conn, next.waiter, next.at)
@@ -234,6 +265,8 @@ export abstract class ServerPool<C extends PooledConn, S extends PoolSizing> imp
   protected drop(conn: C, graceful: boolean): void {
     if (conn.dropped) return
     conn.dropped = true
+    if (conn.parked) this.parkedCount--
+    conn.parked = false
     if (conn.idle) {
       conn.idle = false
       const at = this.idle.lastIndexOf(conn)
@@ -331,7 +364,8 @@ export abstract class ServerPool<C extends PooledConn, S extends PoolSizing> imp
     for (let i = this.head; i < this.queue.length && oldestWait === undefined; i++) {
       if (this.queue[i]!.live) oldestWait = this.queue[i]!.at
     }
-    return { open: this.open, opening: this.opening, idle: this.idle.length, waiting: this.live, oldestWait }
+    const { open, opening, parkedCount: cancelling } = this
+    return { open, opening, idle: this.idle.length, cancelling, waiting: this.live, oldestWait }
   }
 
   describe(): Readonly<Record<string, unknown>> {

@@ -3,6 +3,7 @@
 // cancel often lands on another worker than its session: `shared` mirrors the table in the primary process, and the
 // primary asks the worker that issued a pooled client's key where that client's query runs (pool/pooledKeys.ts).
 import type { VettedEndpoint } from "../../domain/Endpoint.ts"
+import { type CancelTicket, cancelHoldMs } from "../pool/connHold.ts"
 
 /** Process id and secret key as one flat hex string: a table key held per session, so no pieces joined by a template. */
 export const cancelKeyOf = (processId: number, secretKey: Uint8Array) => {
@@ -17,15 +18,23 @@ export interface CancelTarget {
   readonly target: VettedEndpoint
   readonly processId: number
   readonly secretKey: Uint8Array
+  /** A pooled client's: the claim on its server connection, ended once the request is over (pool/connHold.ts). */
+  readonly ticket?: CancelTicket | undefined
 }
 
 /**
  * What the cluster knows of another worker's key, as it crosses processes: a relayed session's backend (no key: the
- * request goes with its own), a pooled client's server connection with that connection's key (secret in hex), or
- * "idle" (a pooled client running nothing).
+ * request goes with its own), a pooled client's server connection with that connection's key (secret in hex) and the
+ * number of the claim its worker took on it (`hold`, ended by SharedCancelKeys `done`), or "idle" (a pooled client
+ * running nothing).
  */
 export type SharedCancel =
-  | { readonly target: VettedEndpoint; readonly processId?: number; readonly secretKey?: string }
+  | {
+      readonly target: VettedEndpoint
+      readonly processId?: number
+      readonly secretKey?: string
+      readonly hold?: number
+    }
   | "idle"
 
 /** A table every worker can reach (the cluster primary's). */
@@ -33,13 +42,45 @@ export interface SharedCancelKeys {
   readonly add: (key: string, target: VettedEndpoint) => void
   readonly remove: (key: string) => void
   readonly lookup: (key: string) => Promise<SharedCancel | undefined>
+  /** A request sent for `key` is over: the worker that lent the claim `hold` ends it. */
+  readonly done?: ((key: string, hold: number) => void) | undefined
+}
+
+/**
+ * The claim another worker took for a request this one sends: it ends there on `done`, or by itself after
+ * cancelHoldMs from before it was lent; the request is not sent past half that from its arrival here, well within.
+ */
+class LentTicket implements CancelTicket {
+  private readonly shared: SharedCancelKeys
+  private readonly key: string
+  private readonly hold: number
+  private readonly until = performance.now() + cancelHoldMs / 2
+  private over = false
+  constructor(shared: SharedCancelKeys, key: string, hold: number) {
+    this.shared = shared
+    this.key = key
+    this.hold = hold
+  }
+  expired(): boolean {
+    return this.over || performance.now() > this.until
+  }
+  done(): void {
+    if (this.over) return
+    this.over = true
+    this.shared.done?.(this.key, this.hold)
+  }
 }
 
 /** A pooled client's cancel target as it crosses processes (see SharedCancel). */
-export const sharedCancelOf = (found: CancelTarget | "idle"): SharedCancel =>
+export const sharedCancelOf = (found: CancelTarget | "idle", hold?: number): SharedCancel =>
   found === "idle"
     ? found
-    : { target: found.target, processId: found.processId, secretKey: Buffer.from(found.secretKey).toString("hex") }
+    : {
+        target: found.target,
+        processId: found.processId,
+        secretKey: Buffer.from(found.secretKey).toString("hex"),
+        ...(hold === undefined ? {} : { hold })
+      }
 
 export class CancelKeys {
   private readonly table = new Map<string, VettedEndpoint>()
@@ -69,12 +110,18 @@ export class CancelKeys {
     const key = cancelKeyOf(processId, secretKey)
     const mine = this.table.get(key)
     if (mine !== undefined) return { target: mine, processId, secretKey }
-    const found = await this.shared?.lookup(key)
+    const shared = this.shared
+    const found = await shared?.lookup(key)
     if (found === undefined || found === "idle") return found
     if (found.processId === undefined || found.secretKey === undefined) {
       return { target: found.target, processId, secretKey }
     }
-    return { target: found.target, processId: found.processId, secretKey: Buffer.from(found.secretKey, "hex") }
+    return {
+      target: found.target,
+      processId: found.processId,
+      secretKey: Buffer.from(found.secretKey, "hex"),
+      ticket: found.hold === undefined ? undefined : new LentTicket(shared!, key, found.hold)
+    }
   }
 
   get size(): number {

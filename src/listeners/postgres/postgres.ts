@@ -28,6 +28,7 @@ import type { Route } from "../../domain/Route.ts"
 import { Log } from "../../services/Log.ts"
 import type { ClientConnection, Identified, Protocol } from "../Protocol.ts"
 import type { ProtocolContext } from "../ProtocolContext.ts"
+import type { CancelTicket } from "../pool/connHold.ts"
 import { serverPoolsOptions } from "../pool/serverPools.ts"
 import { readFrame } from "../readFrame.ts"
 import {
@@ -86,6 +87,23 @@ interface PgState {
   /** What a pooled route's session needs of the startup (pool/pooling.ts). */
   readonly pooled: PooledStartup
 }
+
+/** A pooled client's cancel request: the claim on its server connection, ended once the request is over. */
+interface CancelState {
+  readonly ticket: CancelTicket
+}
+
+/** identify's state of a startup; undefined for a cancel request. */
+const startupOf = (identified: Identified): PgState | undefined => {
+  const state = identified.state as PgState | CancelState | undefined
+  return state === undefined || "ticket" in state ? undefined : state
+}
+
+/**
+ * Cancel clients whose request holds a claim, until it is sent: a refusal before then (the server unreachable, its
+ * breaker open) ends the claim at once (`refuse`).
+ */
+const claims = new WeakMap<net.Socket, CancelTicket>()
 
 interface Routed {
   readonly key: string
@@ -225,11 +243,14 @@ export const makePostgresProtocol = (options: PostgresOptions): Protocol => {
               quiet: true
             })
           }
+          const ticket = found.ticket
+          if (ticket !== undefined) claims.set(conn.client, ticket)
           return {
             resourceId: `cancel:${packet.processId}`,
             client: conn.client,
             replay: encodeCancelRequest(found.processId, found.secretKey),
-            target: found.target
+            target: found.target,
+            state: ticket === undefined ? undefined : ({ ticket } satisfies CancelState)
           } satisfies Identified
         }
         case "StartupMessage": {
@@ -282,9 +303,21 @@ export const makePostgresProtocol = (options: PostgresOptions): Protocol => {
     identify,
     replay: (identified, route, backend) =>
       Effect.gen(function* () {
-        const state = identified.state as PgState | undefined
+        const state = startupOf(identified)
         // A cancel request goes to the backend as it came, in clear: Postgres reads it before any TLS.
         if (state === undefined) {
+          const ticket = (identified.state as CancelState | undefined)?.ticket
+          if (ticket !== undefined) {
+            claims.delete(identified.client)
+            // Its claim lapsed (cancelHoldMs): the connection may serve another client now, whose query it would hit.
+            if (ticket.expired()) {
+              return yield* proxyError("UNAVAILABLE", "backend", "cancel request not sent: too late for its query", {
+                quiet: true
+              })
+            }
+            // The server closes it once it has signalled the backend: the claim ends then.
+            backend.once("close", () => ticket.done())
+          }
           backend.write(identified.replay!)
           return backend
         }
@@ -295,16 +328,17 @@ export const makePostgresProtocol = (options: PostgresOptions): Protocol => {
         return socket
       }),
     relaying: (identified, backend, target) =>
-      identified.state === undefined ? undefined : watchBackendKeyData(backend, target, options.cancelKeys),
+      startupOf(identified) === undefined ? undefined : watchBackendKeyData(backend, target, options.cancelKeys),
     serves:
       pooling === undefined
         ? undefined
         : (identified, route, target) => {
-            const state = identified.state as PgState | undefined
+            const state = startupOf(identified)
             // A cancel request is relayed as it came.
             return state === undefined ? undefined : pooling.serves(identified.client, state.pooled, route, target)
           },
     refuse: (client, error) => {
+      claims.get(client)?.done()
       client.end(answerFor(error))
     }
   }

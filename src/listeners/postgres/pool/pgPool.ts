@@ -86,8 +86,10 @@ export class PgPool extends ServerPool<ServerConn, PoolSettings> implements Serv
       return
     }
     const s = this.settings
-    if (s.mode === "session" && s.resetQuery !== "") conn.reset(s.resetQuery, this.afterReset)
-    else this.handOff(conn)
+    if (s.mode !== "session" || s.resetQuery === "") this.handOff(conn)
+    // A cancel request in flight would cancel the reset: it waits for the claim's end (`unhold` comes back here).
+    else if (conn.holds > 0) this.park(conn)
+    else conn.reset(s.resetQuery, this.afterReset)
   }
 
   private readonly afterReset = (conn: ServerConn, ok: boolean): void => {

@@ -3,16 +3,24 @@
 // the server connection running that client's query at that moment, with that connection's key. The table is this
 // process's; with `workers: N` each worker's process ids are the ones ≡ its index (mod N), so the primary, when a
 // cancel lands on another worker, knows which worker to ask (`pooledKeyOwner`): PgBouncer's peers put a peer_id in
-// the key the same way. The secret key stays fully random.
-import { randomBytes } from "node:crypto"
-import type { CancelTarget } from "../CancelKeys.ts"
-import { cancelKeyOf } from "../CancelKeys.ts"
+// the key the same way. The secret key stays fully random. Each answer comes with a claim on that server connection
+// (pool/connHold.ts), so a request that arrives late cannot cancel the next client's query there; a claim lent to
+// another worker is kept here by number until that worker says its request is over (`pooledCancelDone`).
+import { randomBytes, randomInt } from "node:crypto"
+import type { ConnHold } from "../../pool/connHold.ts"
+import type { CancelTarget, SharedCancel } from "../CancelKeys.ts"
+import { cancelKeyOf, sharedCancelOf } from "../CancelKeys.ts"
 
 export type { CancelTarget }
 
+/** A pooled client's cancel target: its server connection now, claimed until the request is over. */
+export interface PooledCancelTarget extends CancelTarget {
+  readonly ticket: ConnHold<unknown>
+}
+
 /** What the table holds: a session, asked at cancel time (undefined: nothing of the client's is running). */
 export interface Cancellable {
-  cancelTarget(): CancelTarget | undefined
+  cancelTarget(): PooledCancelTarget | undefined
 }
 
 export interface PooledKey {
@@ -60,11 +68,33 @@ export const forgetPooledKey = (key: string): void => {
   sessions.delete(key)
 }
 
-/** pooledCancel by the table key (cancelKeyOf): the primary's question for a cancel another worker received. */
-export const pooledCancelOf = (key: string): CancelTarget | "idle" | undefined => {
+/** pooledCancel by the table key (cancelKeyOf). */
+const pooledCancelOf = (key: string): PooledCancelTarget | "idle" | undefined => {
   const session = sessions.get(key)
   if (session === undefined) return undefined
   return session.cancelTarget() ?? "idle"
+}
+
+/** Claims lent to other workers' requests, by number; a random start, so a restarted worker's numbers differ. */
+const lent = new Map<number, ConnHold<unknown>>()
+let lastLent = randomInt(0x7fffffff)
+
+/**
+ * The primary's question for a cancel another worker received (by the table key): the target as it crosses processes,
+ * its claim kept here under the number that worker quotes back when its request is over.
+ */
+export const pooledCancelLent = (key: string): SharedCancel | undefined => {
+  const found = pooledCancelOf(key)
+  if (found === undefined || found === "idle") return found
+  const hold = (lastLent = (lastLent + 1) & 0x7fffffff)
+  lent.set(hold, found.ticket)
+  found.ticket.ended = () => lent.delete(hold)
+  return sharedCancelOf(found, hold)
+}
+
+/** Another worker's request for a claim lent here is over (or never came: the claim lapses by itself). */
+export const pooledCancelDone = (hold: number): void => {
+  lent.get(hold)?.done()
 }
 
 /**
@@ -72,7 +102,7 @@ export const pooledCancelOf = (key: string): CancelTarget | "idle" | undefined =
  * this process (it may be a relayed session's, or another worker's: CancelKeys), or "idle" when the client runs
  * nothing now (the server would have nothing to cancel either: silence).
  */
-export const pooledCancel = (processId: number, secretKey: Uint8Array): CancelTarget | "idle" | undefined =>
+export const pooledCancel = (processId: number, secretKey: Uint8Array): PooledCancelTarget | "idle" | undefined =>
   pooledCancelOf(cancelKeyOf(processId, secretKey))
 
 /** Pooled clients with a key now (for specs and stats). */

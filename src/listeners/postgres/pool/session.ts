@@ -10,13 +10,14 @@ import type { ProxyError } from "../../../domain/ProxyError.ts"
 import type { RelayTotals } from "../../../relay/relay.ts"
 import type { LogShape } from "../../../services/Log.ts"
 import type { ServedSession } from "../../Protocol.ts"
+import { ConnHold } from "../../pool/connHold.ts"
 import { ENDING, PooledSessionBase, QUIT, type SessionKind, Wait } from "../../pool/pooledSession.ts"
 import type { Sock } from "../../pool/sessionSockets.ts"
 import { fatal, poolFailureBytes } from "./answers.ts"
 import { fromClient } from "./clientStream.ts"
 import { Link } from "./link.ts"
 import type { PgPool } from "./pgPool.ts"
-import { type Cancellable, type CancelTarget, forgetPooledKey, issuePooledKey } from "./pooledKeys.ts"
+import { type Cancellable, forgetPooledKey, issuePooledKey, type PooledCancelTarget } from "./pooledKeys.ts"
 import type { ServerConn } from "./serverConn.ts"
 import { encodeQuery } from "./serverMessages.ts"
 import { fromServer } from "./serverStream.ts"
@@ -169,11 +170,12 @@ export class PooledSession
     } else this.pool.discard(conn)
   }
 
-  cancelTarget(): CancelTarget | undefined {
+  /** The server connection running the client's query now, claimed until the cancel is over (connHold.ts). */
+  cancelTarget(): PooledCancelTarget | undefined {
     const conn = this.link?.conn
-    return conn === undefined
-      ? undefined
-      : { target: conn.target, processId: conn.processId, secretKey: conn.secretKey }
+    if (conn === undefined) return undefined
+    const ticket = new ConnHold(this.pool, conn)
+    return { target: conn.target, processId: conn.processId, secretKey: conn.secretKey, ticket }
   }
 
   // --- ending ---
