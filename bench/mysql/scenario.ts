@@ -8,7 +8,7 @@ import { join } from "node:path"
 import { randomSecret } from "../../spec/support/backends/local.ts"
 import { type MariaDbServer, startMariaDb } from "../../spec/support/backends/mariadb.ts"
 import { type Baseline, startHaproxy } from "../support/baselines.ts"
-import { firstBytes } from "../support/children.ts"
+import { firstBytes, NODE_RELAY_WHAT, type ReadyChild, startNodeRelay } from "../support/children.ts"
 import {
   compareToHaproxy,
   interleave,
@@ -44,7 +44,7 @@ import {
   whileCounting
 } from "./pooled.ts"
 
-export const MYSQL_VARIANTS = ["direct", "polyproxy", "haproxy", ...MYSQL_POOLED_VARIANTS] as const
+export const MYSQL_VARIANTS = ["direct", "polyproxy", "node-relay", "haproxy", ...MYSQL_POOLED_VARIANTS] as const
 export type MysqlVariantName = (typeof MYSQL_VARIANTS)[number]
 const DATABASE = "appdb"
 const ROWS = 10_000
@@ -185,6 +185,7 @@ export const runMysqlScenario = async (opts: MysqlOptions): Promise<ScenarioResu
   let monitor: Awaited<ReturnType<typeof openMonitor>> | undefined
   const proxies: Polyproxy[] = []
   const baselines: Baseline[] = []
+  const relays: ReadyChild<number>[] = []
   const variants: Variant[] = []
   const notes: string[] = []
   const measurements: Measurement[] = []
@@ -242,6 +243,11 @@ export const runMysqlScenario = async (opts: MysqlOptions): Promise<ScenarioResu
           })
           proxies.push(...started.proxies)
           variants.push(...started.variants)
+        } else if (name === "node-relay") {
+          const relay = await startNodeRelay(server.port)
+          relays.push(relay)
+          await login(relay.info)
+          variants.push(processVariant(name, relay.info, relay, "minimal Node relay", NODE_RELAY_WHAT))
         } else if (name === "haproxy") {
           const b = await startHaproxy({ dir: join(opts.dir, "haproxy-mysql"), backendPort: server.port, ready: login })
           baselines.push(b)
@@ -387,6 +393,7 @@ export const runMysqlScenario = async (opts: MysqlOptions): Promise<ScenarioResu
     await monitor?.end().catch(() => {})
     for (const p of proxies) await p.stop().catch(() => {})
     for (const b of baselines) await b.stop().catch(() => {})
+    for (const r of relays) r.stop()
     await server.stop().catch(() => {})
   }
 }

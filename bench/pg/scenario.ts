@@ -8,6 +8,7 @@ import { join } from "node:path"
 import pg from "pg"
 import { type PostgresServer, startPostgres } from "../../spec/support/backends/postgres.ts"
 import { type Baseline, startHaproxy } from "../support/baselines.ts"
+import { NODE_RELAY_WHAT, type ReadyChild, startNodeRelay } from "../support/children.ts"
 import {
   compareToHaproxy,
   cpuFields,
@@ -49,6 +50,7 @@ export const PG_VARIANTS = [
   "direct",
   "polyproxy",
   "polyproxy-tcp",
+  "node-relay",
   "haproxy",
   "pgbouncer",
   ...PG_POOLED_VARIANTS
@@ -129,6 +131,7 @@ export const runPgScenario = async (opts: PgOptions): Promise<ScenarioResult> =>
   log(`pg: PostgreSQL on ${server.host}:${server.port}`)
   const proxies: Polyproxy[] = []
   const baselines: Baseline[] = []
+  const relays: ReadyChild<number>[] = []
   const bouncers: PgBouncer[] = []
   let monitor: pg.Client | undefined
   const variants: Variant[] = []
@@ -189,6 +192,11 @@ export const runPgScenario = async (opts: PgOptions): Promise<ScenarioResult> =>
           })
           proxies.push(...started.proxies)
           variants.push(...started.variants)
+        } else if (name === "node-relay") {
+          const relay = await startNodeRelay(server.port)
+          relays.push(relay)
+          await login(relay.info)
+          variants.push(processVariant(name, relay.info, relay, "minimal Node relay", NODE_RELAY_WHAT))
         } else if (name === "haproxy") {
           const b = await startHaproxy({ dir: join(opts.dir, "haproxy-pg"), backendPort: server.port, ready: login })
           baselines.push(b)
@@ -359,6 +367,7 @@ export const runPgScenario = async (opts: PgOptions): Promise<ScenarioResult> =>
     await monitor?.end().catch(() => {})
     for (const p of proxies) await p.stop().catch(() => {})
     for (const b of baselines) await b.stop().catch(() => {})
+    for (const r of relays) r.stop()
     for (const b of bouncers) await b.stop().catch(() => {})
     await server.stop().catch(() => {})
   }

@@ -10,7 +10,7 @@
 // called them bound. Two sinks take about 1.6 times as many messages, and the ratios say something about the proxies.
 import { join } from "node:path"
 import { type Baseline, startHaproxy } from "../support/baselines.ts"
-import { type ReadyChild, startNodeRelay } from "../support/children.ts"
+import { NODE_RELAY_WHAT, type ReadyChild, startNodeRelay } from "../support/children.ts"
 import {
   compareToHaproxy,
   interleave,
@@ -96,9 +96,7 @@ export const plannedSmtpSeconds = (
 
 type Variant = VariantOf<SmtpVariantName | Compared<SmtpVariantName>>
 
-const RELAY_WHAT =
-  "the Node floor (bench/support/relay.ts): net.createServer + net.connect + data/drain handlers, nothing else; " +
-  "connections go to the sinks in turn"
+const RELAY_WHAT = `${NODE_RELAY_WHAT}; connections go to the sinks in turn`
 
 /**
  * Starts one variant in front of the sinks (polyproxy's with its `--compare` twin); every one must carry a message per

@@ -106,6 +106,10 @@ export const startHelper = async <A>(
 /** The first line's {"port":N}: what the Node helpers print once listening. */
 export const portLine = (line: string): number | undefined => (JSON.parse(line) as { port?: number }).port
 
+/** How the results describe the minimal Node relay variant. */
+export const NODE_RELAY_WHAT =
+  "the Node floor (bench/support/relay.ts): net.createServer + net.connect + data/drain handlers, nothing else"
+
 /** The minimal Node relay (bench/support/relay.ts) in front of `targetPort` (several: connections take turns). */
 export const startNodeRelay = (targetPort: number | readonly number[]): Promise<ReadyChild<number>> =>
   startHelper(
