@@ -163,11 +163,12 @@ describe("per-pool metrics and /admin/pools", () => {
       const tr = browser.page.locator(`tr[data-pool="postgres 127.0.0.1:${db.port} metricsdb ${db.user}"]`)
       await tr.waitFor({ timeout: 5_000 })
       const cells = await tr.locator("td").allTextContents()
-      expect(cells.slice(0, 4)).toEqual([
+      expect(cells.slice(0, 5)).toEqual([
         "postgres",
         `127.0.0.1:${db.port}`,
         `metricsdb / ${db.user}`,
-        `0 / ${row!.idle} / ${SIZE}`
+        `0 / ${row!.idle} / ${SIZE}`,
+        "0" // cancelling
       ])
     } finally {
       await browser.close()

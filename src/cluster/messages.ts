@@ -25,8 +25,11 @@ export type FromWorker =
   | { readonly t: "ms+"; readonly proxyId: number; readonly session: MysqlSessionRecord }
   | { readonly t: "ms-"; readonly proxyId: number }
   | { readonly t: "ms?"; readonly id: number; readonly proxyId: number; readonly kill: KillIssuer }
-  // A pooled MySQL client's record at KILL time, asked of the worker that greeted it (mk?).
+  // A pooled MySQL client's record at KILL time, asked of the worker that greeted it (mk?), with the number of the
+  // claim that worker took on its server connection (MysqlSessionRecord `lentHold`) for an issuer that says when its KILL
+  // is answered (mk-: the primary tells the worker that greeted `proxyId`, which ends the claim).
   | { readonly t: "mk="; readonly id: number; readonly session: MysqlSessionRecord | null }
+  | { readonly t: "mk-"; readonly proxyId: number; readonly hold: number }
   | { readonly t: "slot?"; readonly id: number }
 
 export type FromPrimary =
@@ -39,6 +42,7 @@ export type FromPrimary =
   | { readonly t: "wake="; readonly id: number; readonly mine: boolean }
   | { readonly t: "ms="; readonly id: number; readonly session: MysqlSessionRecord | null }
   | { readonly t: "mk?"; readonly id: number; readonly proxyId: number; readonly kill: KillIssuer }
+  | { readonly t: "mk-"; readonly hold: number }
   | { readonly t: "slot="; readonly id: number; readonly index: number; readonly count: number }
   | { readonly t: "admin?"; readonly id: number; readonly op: AdminOp; readonly arg?: string }
 

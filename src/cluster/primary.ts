@@ -167,6 +167,13 @@ const startPrimary = (
           owner.worker.send({ t: "pk-", hold: m.hold } satisfies FromPrimary)
         return
       }
+      case "mk-": {
+        // As pk-: the claim on a pooled MySQL client's server connection ends in the worker that greeted the client.
+        const owner = slots[proxyIdOwner(m.proxyId, count)]
+        if (owner?.ready && owner.worker.isConnected())
+          owner.worker.send({ t: "mk-", hold: m.hold } satisfies FromPrimary)
+        return
+      }
       case "ms+":
         return mysqlSessions.set(m.proxyId, m.session, slot.worker.id)
       case "ms-":

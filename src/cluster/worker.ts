@@ -6,6 +6,7 @@ import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import type { Config } from "../config/Config.ts"
+import { killClaimDone } from "../listeners/mysql/killClaim.ts"
 import { killAskedElsewhere } from "../listeners/mysql/killTap.ts"
 import {
   type IdSlot,
@@ -75,7 +76,8 @@ export const runWorker = (config: Config, configSource?: () => Config): void => 
         (id) => ({ t: "ms?", id, proxyId, kill }),
         (m) => (m.t === "ms=" ? (m.session ?? undefined) : undefined),
         undefined as MysqlSessionRecord | undefined
-      )
+      ),
+    done: (proxyId, hold) => send({ t: "mk-", proxyId, hold })
   }
   // This worker's share of the MySQL connection ids and of the pooled Postgres clients' process ids, by its place
   // among the workers (kept across restarts). Without an answer it counts through all of them from its random start:
@@ -125,6 +127,9 @@ export const runWorker = (config: Config, configSource?: () => Config): void => 
         return
       case "pk-":
         pooledCancelDone(m.hold)
+        return
+      case "mk-":
+        killClaimDone(m.hold)
         return
       case "mk?": {
         const found = mysqlSessions === undefined ? undefined : killAskedElsewhere(mysqlSessions, m.proxyId, m.kill)

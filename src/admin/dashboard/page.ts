@@ -104,7 +104,7 @@ const body = `<header>
   </section>
   <section class="row" id="pools-row" style="display:none">
     <div class="card"><h2>Server-connection pools <span class="aside muted">PostgreSQL and MySQL, per backend, database and user</span></h2>
-      <div class="scroll"><table><thead><tr><th>Listener</th><th>Backend</th><th>Database / role</th><th class="num">Active / idle / size</th><th class="num">Waiting</th><th class="num">Longest wait</th><th class="num">Transactions</th></tr></thead>
+      <div class="scroll"><table><thead><tr><th>Listener</th><th>Backend</th><th>Database / role</th><th class="num">Active / idle / size</th><th class="num">Cancelling</th><th class="num">Waiting</th><th class="num">Longest wait</th><th class="num">Transactions</th></tr></thead>
         <tbody id="pools"></tbody></table></div></div>
   </section>
   <section class="row side">

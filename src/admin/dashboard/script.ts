@@ -221,6 +221,7 @@ function renderPools(d) {
     return h("tr", { "data-pool": p.listener + " " + p.backend + " " + p.database + " " + p.user },
       h("td", null, p.listener), h("td", { class: "mono" }, p.backend), h("td", { class: "mono" }, p.database + " / " + p.user),
       h("td", { class: "num" }, fmt(p.active) + " / " + fmt(p.idle) + " / " + size),
+      h("td", { class: "num", title: "given back, serving nobody until a cancel or KILL in flight to them is over" }, fmt(p.cancelling || 0)),
       h("td", { class: "num" }, fmt(p.waiting)), h("td", { class: "num" }, p.maxWaitMs ? fmt(p.maxWaitMs) + " ms" : "—"),
       h("td", { class: "num" }, fmt(p.transactions)));
   }));

@@ -44,6 +44,7 @@ import {
 } from "../../codec/mysql/index.ts"
 import type { VettedEndpoint } from "../../domain/Endpoint.ts"
 import type { RelayWatch } from "../Protocol.ts"
+import { lendKillClaim } from "./killClaim.ts"
 import { isProxyId, type KillIssuer, type MysqlSessionRecord, type MysqlSessions } from "./sessions.ts"
 
 /** Payload bytes of a COM_QUERY read whole to find a KILL's id; a longer command passes untouched. */
@@ -189,7 +190,7 @@ const hungUp = (record: MysqlSessionRecord) =>
   record instanceof KillTap && (record.ended || record.backend.readableEnded || record.backend.destroyed)
 
 /** A statement the server answers with a plain OK: what a KILL that has nothing to kill on the server stands for. */
-const nothingToKill = Buffer.from("\x03DO 0", "latin1")
+export const nothingToKill = Buffer.from("\x03DO 0", "latin1")
 
 /**
  * The command payload that stands for KILL `payload` (of proxy id `id`, at `target`) on the issuer's own backend
@@ -211,8 +212,12 @@ export const killCommand = (
   return nothingToKill
 }
 
+/** Whether killCommand sends the KILL on to `record`'s backend thread (rather than an error, or nothing to kill). */
+export const killReaches = (record: MysqlSessionRecord | undefined, here: Issuer): record is MysqlSessionRecord =>
+  reachable(record, here) && record.user === here.user && record.backendId !== 0
+
 /** Where a KILL is issued from: the issuing client's server and user. */
-type Issuer = { readonly ip: string; readonly port: number; readonly user: string }
+export type Issuer = { readonly ip: string; readonly port: number; readonly user: string }
 
 /**
  * Whether the issuer's server knows `record`'s session. A session on another server is as unknown to it as a closed
@@ -222,19 +227,24 @@ type Issuer = { readonly ip: string; readonly port: number; readonly user: strin
 const reachable = (record: MysqlSessionRecord | undefined, here: Issuer): record is MysqlSessionRecord =>
   record !== undefined && record.ip === here.ip && record.port === here.port && !hungUp(record)
 
-/** The issuer of KILL `payload` (see `killAskedElsewhere`); made for a KILL of a proxy id only. */
-export const killIssuer = (payload: Buffer, target: KillTarget, here: Issuer): KillIssuer => ({
+/**
+ * The issuer of KILL `payload` (see `killAskedElsewhere`); made for a KILL of a proxy id only. `claims`: it tells when
+ * the KILL has been answered (a pooled client; the tap relays the answer unread).
+ */
+export const killIssuer = (payload: Buffer, target: KillTarget, here: Issuer, claims = false): KillIssuer => ({
   ip: here.ip,
   port: here.port,
   user: here.user,
-  connection: !killsQueryOnly(payload, target)
+  connection: !killsQueryOnly(payload, target),
+  ...(claims ? { claims } : {})
 })
 
 /**
  * Another worker's client KILLs session `proxyId` of this process (asked through the primary: the id is this
  * worker's, and no mirrored record had it, so it is a pooled client's or none). Answers what the issuer's worker
- * translates the KILL with (killCommand): the record as of now, a copy the message can carry. A KILL CONNECTION of a
- * pooled client that holds no server connection closes it here, as killCommand does in one process.
+ * translates the KILL with (killCommand): the record as of now, a copy the message can carry, with the number of the
+ * claim taken on the server connection it names when the issuer says when its KILL is answered (killClaim.ts). A KILL
+ * CONNECTION of a pooled client that holds no server connection closes it here, as killCommand does in one process.
  */
 export const killAskedElsewhere = (
   sessions: MysqlSessions,
@@ -246,11 +256,14 @@ export const killAskedElsewhere = (
   if (record.backendId === 0 && issuer.connection && reachable(record, issuer) && record.user === issuer.user) {
     record.killed?.()
   }
-  return { backendId: record.backendId, ip: record.ip, port: record.port, user: record.user }
+  const { backendId, ip, port, user } = record
+  // The KILL will reach that server connection: claimed, and the claim lent to the issuer's worker.
+  const hold = issuer.claims && killReaches(record, issuer) ? lendKillClaim(record, issuer.connection) : undefined
+  return hold === undefined ? { backendId, ip, port, user } : { backendId, ip, port, user, lentHold: hold }
 }
 
 /** KILL [HARD|SOFT] QUERY <id> (not COM_PROCESS_KILL, which ends the connection). */
-const killsQueryOnly = (payload: Buffer, target: KillTarget): boolean =>
+export const killsQueryOnly = (payload: Buffer, target: KillTarget): boolean =>
   payload[0] === Command.QUERY && /\bquery\b/i.test(payload.toString("latin1", 1, target.at))
 
 function onClientData(this: Tapped, chunk: Buffer) {

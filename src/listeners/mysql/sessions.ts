@@ -6,6 +6,7 @@
 // transaction): its id names the worker that greeted it (`proxyIdOwner`), which the primary asks at KILL time
 // (killTap.ts `killAskedElsewhere`), as it asks for a pooled Postgres client's cancel.
 import { randomInt } from "node:crypto"
+import { type CancelTicket, type ConnHold, LentTicket } from "../pool/connHold.ts"
 
 /** What a KILL needs to know of its target session. */
 export interface MysqlSessionRecord {
@@ -21,6 +22,14 @@ export interface MysqlSessionRecord {
   readonly user: string
   /** A pooled client's session: KILL CONNECTION of it while it holds no server connection closes it. */
   readonly killed?: (() => void) | undefined
+  /**
+   * A pooled client's session: a claim on the server connection it holds now (the one `backendId` names), which then
+   * serves nobody else until the KILL sent to it has been answered (killClaim.ts); `connection`: a KILL CONNECTION,
+   * after which it is closed.
+   */
+  readonly claimServer?: ((connection: boolean) => ConnHold<unknown> | undefined) | undefined
+  /** Another worker's pooled client, as that worker answered: the number of the claim it lent (killClaim.ts). */
+  readonly lentHold?: number | undefined
 }
 
 /** Who issues a KILL (its own server and user: what it may end), and whether it ends a connection or a query. */
@@ -30,6 +39,8 @@ export interface KillIssuer {
   readonly user: string
   /** KILL [CONNECTION], COM_PROCESS_KILL; false: KILL QUERY. */
   readonly connection: boolean
+  /** It tells when its KILL has been answered (a pooled client): a pooled target's connection is claimed till then. */
+  readonly claims?: boolean | undefined
 }
 
 /** A table every worker can reach (the cluster primary's). */
@@ -38,6 +49,8 @@ export interface SharedMysqlSessions {
   readonly remove: (proxyId: number) => void
   /** A mirrored record, else what the worker that greeted `proxyId` answers for a pooled client of its own. */
   readonly lookup: (proxyId: number, issuer: KillIssuer) => Promise<MysqlSessionRecord | undefined>
+  /** A KILL of `proxyId` sent with a lent claim (`hold`) was answered: the worker that lent it ends it. */
+  readonly done?: ((proxyId: number, hold: number) => void) | undefined
 }
 
 /** This process's share of the id space: ids ≡ index (mod count), so no two workers hand out the same. */
@@ -109,6 +122,12 @@ export class MysqlSessions {
    */
   find(proxyId: number, issuer: KillIssuer): MysqlSessionRecord | Promise<MysqlSessionRecord | undefined> | undefined {
     return this.table.get(proxyId) ?? this.shared?.lookup(proxyId, issuer)
+  }
+
+  /** The claim another worker lent (`hold`) for a KILL of its client `proxyId` that this process sends. */
+  lentTicket(proxyId: number, hold: number): CancelTicket | undefined {
+    const done = this.shared?.done
+    return done === undefined ? undefined : new LentTicket(done, proxyId, hold)
   }
 
   /** This process's session of that id, mirrored or not. */

@@ -3,7 +3,7 @@
 // cancel often lands on another worker than its session: `shared` mirrors the table in the primary process, and the
 // primary asks the worker that issued a pooled client's key where that client's query runs (pool/pooledKeys.ts).
 import type { VettedEndpoint } from "../../domain/Endpoint.ts"
-import { type CancelTicket, cancelHoldMs } from "../pool/connHold.ts"
+import { type CancelTicket, LentTicket } from "../pool/connHold.ts"
 
 /** Process id and secret key as one flat hex string: a table key held per session, so no pieces joined by a template. */
 export const cancelKeyOf = (processId: number, secretKey: Uint8Array) => {
@@ -46,31 +46,6 @@ export interface SharedCancelKeys {
   readonly done?: ((key: string, hold: number) => void) | undefined
 }
 
-/**
- * The claim another worker took for a request this one sends: it ends there on `done`, or by itself after
- * cancelHoldMs from before it was lent; the request is not sent past half that from its arrival here, well within.
- */
-class LentTicket implements CancelTicket {
-  private readonly shared: SharedCancelKeys
-  private readonly key: string
-  private readonly hold: number
-  private readonly until = performance.now() + cancelHoldMs / 2
-  private over = false
-  constructor(shared: SharedCancelKeys, key: string, hold: number) {
-    this.shared = shared
-    this.key = key
-    this.hold = hold
-  }
-  expired(): boolean {
-    return this.over || performance.now() > this.until
-  }
-  done(): void {
-    if (this.over) return
-    this.over = true
-    this.shared.done?.(this.key, this.hold)
-  }
-}
-
 /** A pooled client's cancel target as it crosses processes (see SharedCancel). */
 export const sharedCancelOf = (found: CancelTarget | "idle", hold?: number): SharedCancel =>
   found === "idle"
@@ -110,9 +85,9 @@ export class CancelKeys {
     const key = cancelKeyOf(processId, secretKey)
     const mine = this.table.get(key)
     if (mine !== undefined) return { target: mine, processId, secretKey }
-    const shared = this.shared
-    const found = await shared?.lookup(key)
+    const found = await this.shared?.lookup(key)
     if (found === undefined || found === "idle") return found
+    const done = this.shared?.done
     if (found.processId === undefined || found.secretKey === undefined) {
       return { target: found.target, processId, secretKey }
     }
@@ -120,7 +95,7 @@ export class CancelKeys {
       target: found.target,
       processId: found.processId,
       secretKey: Buffer.from(found.secretKey, "hex"),
-      ticket: found.hold === undefined ? undefined : new LentTicket(shared!, key, found.hold)
+      ticket: found.hold === undefined || done === undefined ? undefined : new LentTicket(done, key, found.hold)
     }
   }
 

@@ -4,7 +4,8 @@
 //   MySQL's 1192 while a transaction is open or session state pins the connection (that state would be lost).
 // - COM_CHANGE_USER: changeUser.ts.
 // - KILL <proxy id> and COM_PROCESS_KILL: translated on the issuer's own server connection (killTap.ts killCommand);
-//   the target may be another worker's client, looked up through the primary meanwhile (Step.LOOKING_UP).
+//   the target may be another worker's client, looked up through the primary meanwhile (Step.LOOKING_UP). The
+//   target's server connection is claimed until the KILL's answer (killClaim.ts).
 // - replication commands: refused.
 // Anything that answers the client itself first waits until the server owes it nothing (Wait.SETTLE), so answers come
 // in the order the commands were sent.
@@ -17,7 +18,8 @@ import {
   Status
 } from "../../../codec/mysql/index.ts"
 import { ProxyError, proxyError, withProps } from "../../../domain/ProxyError.ts"
-import { killCommand, killIssuer } from "../killTap.ts"
+import { killClaim } from "../killClaim.ts"
+import { killCommand, killIssuer, killReaches, killsQueryOnly, nothingToKill } from "../killTap.ts"
 import { isProxyId, type MysqlSessionRecord } from "../sessions.ts"
 import { type CommandHandler, DROP, flush, NEED_SERVER, PASS, STOP } from "./clientStream.ts"
 import { Wait } from "./holding.ts"
@@ -194,7 +196,7 @@ export const kill: CommandHandler<undefined> = (s, link, buf, from, i, length) =
     record = slow.record
     s.slow = undefined
   } else {
-    const found = s.home.sessions.find(target.id, killIssuer(payload, target, s))
+    const found = s.home.sessions.find(target.id, killIssuer(payload, target, s, true))
     if (found instanceof Promise) {
       flush(s, link, buf, from, i)
       s.suspend(Wait.LOOKUP, buf.subarray(i))
@@ -213,7 +215,17 @@ export const kill: CommandHandler<undefined> = (s, link, buf, from, i, length) =
     record = found
   }
   flush(s, link, buf, from, i)
+  // The target's server connection serves nobody else until this KILL is answered (killClaim.ts); a claim another
+  // worker lent that lapsed meanwhile: that connection may serve another client now, so nothing is killed.
+  const connection = !killsQueryOnly(payload, target)
+  const ticket = killClaim(s.home.sessions, target.id, record, killReaches(record, s), connection)
+  if (ticket?.expired()) {
+    ticket.done()
+    s.send(link, nothingToKill)
+    return DROP
+  }
   s.send(link, killCommand(payload, target.id, record, target, s))
+  if (ticket !== undefined) link.claimUntilAnswered(ticket)
   return DROP
 }
 

@@ -2,6 +2,7 @@
 // pipelined client's commands one after the other), and the ResponseEnd that frames the server's bytes to find where
 // the oldest one's response ends. Made per hold, dropped with it, so an idle client carries none of it.
 import { ResponseEnd } from "../../../codec/mysql/ResponseEnd.ts"
+import type { CancelTicket } from "../../pool/connHold.ts"
 import type { MysqlServerConn } from "./serverConn.ts"
 
 export class Link {
@@ -17,6 +18,9 @@ export class Link {
   infile = false
   /** The server socket is paused because the client's buffer is full. */
   paused = false
+  /** Responses ended so far; with `claims`, the count at which each ends (a KILL's claim: its own answer). */
+  private ends = 0
+  private claims: Array<{ readonly at: number; readonly ticket: CancelTicket }> | undefined = undefined
 
   constructor(conn: MysqlServerConn) {
     this.conn = conn
@@ -29,8 +33,19 @@ export class Link {
     else this.queue.push(command)
   }
 
+  /**
+   * The command just sent (a translated KILL) holds `ticket`'s claim on another server connection until its answer
+   * has come: the server has set the kill flag by then (or ended that connection), so the connection may serve again.
+   * A hold dropped before (the client gone) leaves the claim to lapse: the command may still reach the server.
+   */
+  claimUntilAnswered(ticket: CancelTicket): void {
+    ;(this.claims ??= []).push({ at: this.ends + this.pending, ticket })
+  }
+
   /** A response ended: the next command's is read from here on. Returns whether any command is still unanswered. */
   answered(): boolean {
+    this.ends++
+    if (this.claims !== undefined) this.endClaims()
     if (this.pending > 0) this.pending--
     if (this.pending === 0) return false
     this.end.begin(this.queue[this.head++]!, this.conn.deprecateEof)
@@ -39,6 +54,12 @@ export class Link {
       this.head = 0
     }
     return true
+  }
+
+  private endClaims(): void {
+    const claims = this.claims!
+    while (claims.length > 0 && claims[0]!.at <= this.ends) claims.shift()!.ticket.done()
+    if (claims.length === 0) this.claims = undefined
   }
 
   /** Nothing sent is unanswered (and so no server packet is half read). */

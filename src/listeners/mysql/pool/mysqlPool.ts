@@ -98,6 +98,17 @@ export class MysqlPool extends ServerPool<MysqlServerConn, MysqlPoolSettings> im
       this.drop(conn, false)
       return
     }
+    // A KILL in flight to it (killClaim.ts): out of service, not reset nor closed (the KILL would find no thread),
+    // until it is answered (`unhold` comes back here).
+    if (conn.holds > 0) {
+      this.park(conn)
+      return
+    }
+    // Killed: MariaDB hangs up, perhaps not yet heard of here.
+    if (conn.killed) {
+      this.drop(conn, false)
+      return
+    }
     if (this.expired(conn, performance.now())) {
       this.drop(conn, true)
       return

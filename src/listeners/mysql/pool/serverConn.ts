@@ -82,6 +82,8 @@ export class MysqlServerConn extends PooledServerConn<MysqlServerConn> {
   status = 0
   /** Set by the holder when the session left state on it (variables, temporary tables, USE…): reset before reuse. */
   dirty = false
+  /** A KILL CONNECTION was sent to it (killClaim.ts): once that is over, it is closed, never handed on. */
+  killed = false
   /** The server's ERR to the last reset, for the log; undefined: none (or the reset had no answer). */
   resetError: string | undefined = undefined
   /** The login's, for the reset (database, character set). */

@@ -18,6 +18,7 @@ import type { StatementEffects } from "../../../codec/mysql/StatementEffects.ts"
 import type { ProxyError } from "../../../domain/ProxyError.ts"
 import type { RelayTotals } from "../../../relay/relay.ts"
 import type { ServedSession } from "../../Protocol.ts"
+import { ConnHold } from "../../pool/connHold.ts"
 import { CLOSED, QUIT, type SessionKind } from "../../pool/pooledSession.ts"
 import type { MysqlSessionHome, ProxyAuthState } from "../proxyAuth/types.ts"
 import type { MysqlSessionRecord } from "../sessions.ts"
@@ -93,6 +94,13 @@ export class MysqlSession extends Holding implements ServedSession, MysqlSession
   /** KILL CONNECTION of it while it holds no server connection: closed, as the server would close it. */
   killed(): void {
     this.fail()
+  }
+  /** A KILL goes to the server connection it holds now: claimed until that KILL is answered (killClaim.ts). */
+  claimServer(connection: boolean): ConnHold<MysqlServerConn> | undefined {
+    const conn = this.link?.conn
+    if (conn === undefined) return undefined
+    if (connection) conn.killed = true
+    return new ConnHold(this.pool, conn)
   }
 
   get quit(): boolean {

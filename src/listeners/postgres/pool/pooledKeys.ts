@@ -6,8 +6,8 @@
 // the key the same way. The secret key stays fully random. Each answer comes with a claim on that server connection
 // (pool/connHold.ts), so a request that arrives late cannot cancel the next client's query there; a claim lent to
 // another worker is kept here by number until that worker says its request is over (`pooledCancelDone`).
-import { randomBytes, randomInt } from "node:crypto"
-import type { ConnHold } from "../../pool/connHold.ts"
+import { randomBytes } from "node:crypto"
+import { type ConnHold, LentClaims } from "../../pool/connHold.ts"
 import type { CancelTarget, SharedCancel } from "../CancelKeys.ts"
 import { cancelKeyOf, sharedCancelOf } from "../CancelKeys.ts"
 
@@ -75,9 +75,8 @@ const pooledCancelOf = (key: string): PooledCancelTarget | "idle" | undefined =>
   return session.cancelTarget() ?? "idle"
 }
 
-/** Claims lent to other workers' requests, by number; a random start, so a restarted worker's numbers differ. */
-const lent = new Map<number, ConnHold<unknown>>()
-let lastLent = randomInt(0x7fffffff)
+/** Claims lent to other workers' requests. */
+const lent = new LentClaims()
 
 /**
  * The primary's question for a cancel another worker received (by the table key): the target as it crosses processes,
@@ -86,15 +85,12 @@ let lastLent = randomInt(0x7fffffff)
 export const pooledCancelLent = (key: string): SharedCancel | undefined => {
   const found = pooledCancelOf(key)
   if (found === undefined || found === "idle") return found
-  const hold = (lastLent = (lastLent + 1) & 0x7fffffff)
-  lent.set(hold, found.ticket)
-  found.ticket.ended = () => lent.delete(hold)
-  return sharedCancelOf(found, hold)
+  return sharedCancelOf(found, lent.lend(found.ticket))
 }
 
 /** Another worker's request for a claim lent here is over (or never came: the claim lapses by itself). */
 export const pooledCancelDone = (hold: number): void => {
-  lent.get(hold)?.done()
+  lent.done(hold)
 }
 
 /**
