@@ -3,39 +3,38 @@
 // tick; the handle's writeBuffer alone tries the write at once (uv_try_write) and needs a WriteWrap only when the
 // kernel did not take everything (then libuv queues the rest, in order behind any write already queued). Where the
 // write completes at once, one WriteWrap object serves every such write: C++ reads it only for a write it queues.
-// Used on the pooled sessions' hot path (listeners/pool/pooledSession.ts) and by the byte relay (relay.ts; bench/README.md
-// "What each cut bought").
+// Used on the pooled sessions' hot path (listeners/pool/pooledSession.ts), by the byte relay (relay.ts) and, through
+// writeDirectTimed, by the http listener's HTTP/1 answers and backend requests (bench/README.md "What each cut bought").
 //
-// The WriteWrap constructor and the write state come from Node's `stream_wrap` binding (what net.Socket itself uses;
-// `process.binding` logs DEP0111 once under --pending-deprecation). Without it, on a TLS socket (its handle encrypts
+// The WriteWrap constructor and the write state come from Node's `stream_wrap` binding (streamWrap.ts). Without it, on a TLS socket (its handle encrypts
 // in C++ and completes writes its own way), a socket with bytes in Node's own write buffer (they would be
-// overtaken), one not writable (ended, destroyed: Node's own error path then) or with an idle timer (Node refreshes it
-// per write), the write goes through socket.write as before. What a socket owes after a queued write is counted here;
+// overtaken), one still connecting or not writable (ended, destroyed: Node's own error path then) or, for
+// writeDirect, with an idle timer (Node refreshes it per write; writeDirectTimed refreshes it itself), the write goes
+// through socket.write as before. What a socket owes after a queued write is counted here;
 // when the last one completes the socket emits `drain`, as Node does once its buffer empties, so a caller pauses its
 // source when a write returns false and resumes it on `drain` either way. `bytesWritten` counts these writes too
 // (Node reads it from the handle).
 import type * as net from "node:net"
 import { getSystemErrorName } from "node:util"
+import { streamWrap, type WriteReq } from "./streamWrap.ts"
 
-interface WriteReq {
-  handle: unknown
-  oncomplete: (this: WriteReq, status: number) => void
-  buffer: Buffer | null
-  socket: DirectSocket | null
+type Handle = {
+  writeBuffer?: (req: WriteReq, buf: Uint8Array) => number
+  /** Copies the string (to the stack, or to memory the request keeps when queued): nothing to hold on to here. */
+  writeLatin1String: (req: WriteReq, text: string) => number
 }
 
-interface StreamWrap {
-  readonly WriteWrap: new () => WriteReq
-  readonly streamBaseState: Int32Array
-  readonly kLastWriteWasAsync: number
+/** Node's Buffer methods for one encoding (what toString("latin1") and write(s, "latin1") end in). */
+type Latin1Buffer = Buffer & {
+  latin1Slice(start: number, end: number): string
+  latin1Write(text: string, offset: number): number
 }
-
-type Handle = { writeBuffer?: (req: WriteReq, buf: Uint8Array) => number }
 
 /** The fields this module keeps on a socket it wrote to. */
 type DirectSocket = net.Socket & {
   _handle?: Handle | null
   encrypted?: boolean
+  connecting: boolean
   timeout?: number
   /** Node's timeout refresh (net.Socket's kUpdateTimer). */
   _unrefTimer?: () => void
@@ -43,28 +42,13 @@ type DirectSocket = net.Socket & {
   _directQueued?: number
 }
 
-const streamWrap = ((): StreamWrap | undefined => {
-  try {
-    const b = (process as { binding?: (name: string) => unknown }).binding?.("stream_wrap") as
-      | Partial<StreamWrap>
-      | undefined
-    return typeof b?.WriteWrap === "function" &&
-      b.streamBaseState instanceof Int32Array &&
-      typeof b.kLastWriteWasAsync === "number"
-      ? (b as StreamWrap)
-      : undefined
-  } catch {
-    return undefined
-  }
-})()
-
 const writeError = (status: number): Error => {
   const code = getSystemErrorName(status)
   return Object.assign(new Error(`write ${code}`), { errno: status, code, syscall: "write" })
 }
 
 function onQueuedWriteDone(this: WriteReq, status: number) {
-  const socket = this.socket!
+  const socket = this.socket as DirectSocket
   this.socket = null
   this.buffer = null
   if (socket.destroyed) return
@@ -92,26 +76,31 @@ const newReq = (): WriteReq | undefined => {
 let spare = newReq()
 
 /**
- * Writes `buf` (kept unchanged until its write completes) to `socket`. True when the kernel took it all; false when
- * some of it waits: `drain` follows once nothing this socket was given waits any more.
+ * The handle to write to past Node's Writable, or undefined when `s` must take socket.write (see the top). `timed`: a
+ * socket with an idle timeout is written to as well, its timer refreshed here as socket.write does.
  */
-export const writeDirect = (socket: net.Socket, buf: Buffer): boolean => {
-  const s = socket as DirectSocket
+const directHandle = (s: DirectSocket, timed: boolean): Handle | undefined => {
   const handle = s._handle
-  const req = spare
   if (
-    req === undefined ||
+    spare === undefined ||
     handle == null ||
     handle.writeBuffer === undefined ||
     s.encrypted === true ||
-    s.timeout ||
     s.writableLength !== 0 ||
+    s.connecting ||
     !s.writable
   ) {
-    return socket.write(buf)
+    return undefined
   }
-  req.handle = handle
-  const err = handle.writeBuffer(req, buf)
+  if (s.timeout) {
+    if (!timed || s._unrefTimer === undefined) return undefined
+    s._unrefTimer()
+  }
+  return handle
+}
+
+/** After the handle was given `req` (`buf`: the bytes to keep alive while queued, or null for a copied string). */
+const settle = (s: DirectSocket, req: WriteReq, err: number, buf: Buffer | null): boolean => {
   if (err !== 0) {
     // Not queued: the request is free again.
     req.handle = null
@@ -128,4 +117,62 @@ export const writeDirect = (socket: net.Socket, buf: Buffer): boolean => {
   s._directQueued = (s._directQueued ?? 0) + 1
   spare = newReq()
   return false
+}
+
+/**
+ * Writes `buf` (kept unchanged until its write completes) to `socket`. True when the kernel took it all; false when
+ * some of it waits: `drain` follows once nothing this socket was given waits any more.
+ */
+export const writeDirect = (socket: net.Socket, buf: Buffer): boolean => {
+  const s = socket as DirectSocket
+  const handle = directHandle(s, false)
+  if (handle === undefined) return socket.write(buf)
+  const req = spare!
+  req.handle = handle
+  return settle(s, req, handle.writeBuffer!(req, buf), buf)
+}
+
+/**
+ * writeDirect for a socket whose idle timeout stays set (the http listener's: keep-alive, head and body deadlines):
+ * the timer is refreshed per write, as socket.write does. A string is written as latin1 (an HTTP head, or a head and a
+ * small body as one string: one syscall, no cork).
+ */
+export const writeDirectTimed = (socket: net.Socket, data: Buffer | string): boolean => {
+  const s = socket as DirectSocket
+  const handle = directHandle(s, true)
+  if (handle === undefined) return typeof data === "string" ? socket.write(data, "latin1") : socket.write(data)
+  const req = spare!
+  req.handle = handle
+  return typeof data === "string"
+    ? settle(s, req, handle.writeLatin1String(req, data), null)
+    : settle(s, req, handle.writeBuffer!(req, data), data)
+}
+
+/** Where writeDirectJoined puts a head and its body; a new one when a write from it was queued (libuv reads it then). */
+let joined = Buffer.allocUnsafeSlow(32 * 1024) as Latin1Buffer
+
+/**
+ * writeDirectTimed of a latin1 `head` followed by `body[start, end)`, in one write: both copied into one reused buffer
+ * (no string built from the body, none flattened, nothing left for the GC); too large for it, or not direct, as one
+ * latin1 string as before. The body bytes may be reused once this returns.
+ */
+export const writeDirectJoined = (
+  socket: net.Socket,
+  head: string,
+  body: Buffer,
+  start: number,
+  end: number
+): boolean => {
+  const s = socket as DirectSocket
+  const size = head.length + end - start
+  const handle = size > joined.length ? undefined : directHandle(s, true)
+  if (handle === undefined) return socket.write(head + (body as Latin1Buffer).latin1Slice(start, end), "latin1")
+  const buf = joined
+  buf.latin1Write(head, 0)
+  body.copy(buf, head.length, start, end)
+  const req = spare!
+  req.handle = handle
+  const done = settle(s, req, handle.writeBuffer!(req, buf.subarray(0, size)), buf)
+  if (spare !== req) joined = Buffer.allocUnsafeSlow(buf.length) as Latin1Buffer
+  return done
 }

@@ -44,6 +44,8 @@ export class Exchange {
   /** May be sent again on a fresh connection when a reused one closes without a byte of answer. */
   readonly retryable: boolean
   readonly upgrade: boolean
+  /** A request body follows the head (the backend connection then writes both inside one cork). */
+  readonly hasBody: boolean
   up: UpstreamConn | null = null
   /** The whole request body has been handed to the backend socket. */
   requestDone = false
@@ -66,7 +68,8 @@ export class Exchange {
     resourceId: string,
     head: string | Buffer,
     retryable: boolean,
-    upgrade: boolean
+    upgrade: boolean,
+    hasBody: boolean
   ) {
     this.client = client
     this.owner = owner
@@ -76,6 +79,7 @@ export class Exchange {
     this.head = head
     this.retryable = retryable
     this.upgrade = upgrade
+    this.hasBody = hasBody
   }
 
   /** The client went away or gave up: the backend connection cannot be reused mid-exchange. */

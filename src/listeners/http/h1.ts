@@ -2,16 +2,10 @@
 // relay (bodies both ways, byte for byte; a 101 becomes a tunnel, h1tunnel.ts) → next request on the same connection.
 // Plain callbacks and one object per connection.
 import type * as net from "node:net"
-import {
-  ChunkedReader,
-  Framing,
-  latin1,
-  parseAuthority,
-  type RequestHead,
-  type ResponseHead
-} from "../../codec/http/index.ts"
+import { ChunkedReader, Framing, parseAuthority, type RequestHead, type ResponseHead } from "../../codec/http/index.ts"
 import { formatEndpoint } from "../../domain/Endpoint.ts"
 import type { ConnectionInfo } from "../../domain/Route.ts"
+import { writeDirectJoined, writeDirectTimed } from "../../relay/directWrite.ts"
 import { type ReadCallback, readCallbackOf } from "../../relay/userBuffer.ts"
 import { clientAddress, clientPort } from "./clientAddress.ts"
 import { h1DirectBytes } from "./direct.ts"
@@ -159,7 +153,8 @@ export class H1Conn extends H1RequestReader implements ClientSide, ResourceHolde
       resourceId,
       text,
       mayRetry(head.method, !this.bodyDone, upgrade !== undefined),
-      upgrade !== undefined
+      upgrade !== undefined,
+      !this.bodyDone
     )
     ex.cacheHit = cacheHit
     this.ex = ex
@@ -198,11 +193,12 @@ export class H1Conn extends H1RequestReader implements ClientSide, ResourceHolde
     const head = this.pendingHead
     if (head.length > 0) {
       this.pendingHead = ""
-      // One write for head and a small body: a single latin1 string costs less than cork/uncork and a writev.
-      if (end - start <= smallBody) return socket.write(head + latin1(buf, start, end), "latin1")
-      socket.write(head, "latin1")
+      // One write for head and a small body, straight to the handle (a plain socket; TLS takes socket.write as one
+      // latin1 string, which costs less than cork/uncork and a writev); false pauses the backend until `drain`.
+      if (end - start <= smallBody) return writeDirectJoined(socket, head, buf, start, end)
+      writeDirectTimed(socket, head)
     }
-    return socket.write(ownedChunk(buf, start, end))
+    return writeDirectTimed(socket, ownedChunk(buf, start, end))
   }
 
   flush(_ex: Exchange): void {
@@ -214,7 +210,7 @@ export class H1Conn extends H1RequestReader implements ClientSide, ResourceHolde
     if (this.pendingHead.length > 0) {
       const head = this.pendingHead
       this.pendingHead = ""
-      if (!this.socket.destroyed) this.socket.write(head, "latin1")
+      if (!this.socket.destroyed) writeDirectTimed(this.socket, head)
     }
   }
 

@@ -155,7 +155,8 @@ class H2Request implements ClientSide, ResourceHolder {
       entry.route.resourceId,
       text,
       mayRetry(this.method, this.hasBody, false),
-      false
+      false,
+      this.hasBody
     )
     ex.cacheHit = cacheHit
     this.ex = ex

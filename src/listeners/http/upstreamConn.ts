@@ -14,6 +14,7 @@ import {
 } from "../../codec/http/index.ts"
 import type { VettedEndpoint } from "../../domain/Endpoint.ts"
 import type { ProxyError } from "../../domain/ProxyError.ts"
+import { writeDirectTimed } from "../../relay/directWrite.ts"
 import { type DialWaiter, dialWith } from "../dial.ts"
 import { type Exchange, ownedChunk } from "./exchange.ts"
 import { type Failure, failure } from "./failure.ts"
@@ -104,6 +105,14 @@ export class UpstreamConn implements ChunkSink, DialWaiter {
     this.setTimeoutMs(this.pool.settings.upstreamHeadersMs)
     ex.sentAt = performance.now()
     const s = this.socket
+    if (!ex.hasBody) {
+      // A head alone: one write straight to the handle (a plain socket; TLS takes socket.write), no cork. Should the
+      // kernel not take it all, the `drain` that follows finds nothing to resume.
+      writeDirectTimed(s, ex.head)
+      ex.client.connected(ex)
+      return
+    }
+    // The head and the body bytes the client already sent leave together.
     s.cork()
     if (typeof ex.head === "string") s.write(ex.head, "latin1")
     else s.write(ex.head)
