@@ -39,6 +39,44 @@ export interface ClientCredentials {
   readonly secret?: string | undefined
 }
 
+/**
+ * The login's messages to the client that PostgreSQL buffers instead of flushing (NegotiateProtocolVersion,
+ * AuthenticationSASLFinal, AuthenticationOk: "need not be sent until we are ready for queries", auth.c): held here
+ * and written with the next message — the next authentication request, the welcome (session.ts) or the FATAL that
+ * ends the login — in one write, as one flush of PostgreSQL's: each write is a syscall and a wakeup of the client.
+ */
+export class LoginOutput {
+  readonly client: net.Socket
+  private held: Buffer | undefined = undefined
+
+  constructor(client: net.Socket) {
+    this.client = client
+  }
+
+  hold(bytes: Buffer): void {
+    this.held = this.held === undefined ? bytes : Buffer.concat([this.held, bytes])
+  }
+
+  /** What is held, now the caller's to write first. */
+  take(): Buffer | undefined {
+    const held = this.held
+    this.held = undefined
+    return held
+  }
+
+  /** A message the client must see now (it answers it), behind what is held. */
+  send(bytes: Buffer): void {
+    const held = this.take()
+    this.client.write(held === undefined ? bytes : Buffer.concat([held, bytes]))
+  }
+
+  /** The login ended without a session: what is held goes out ahead of the refusal, as PostgreSQL's FATAL flushes it. */
+  flush(): void {
+    const held = this.take()
+    if (held !== undefined && !this.client.destroyed) this.client.write(held)
+  }
+}
+
 /** The process's own key for mock secrets: one unknown role gets the same salt every time it is tried. */
 const mockKey = randomBytes(32)
 
@@ -78,9 +116,10 @@ const scramFailed = (user: string, failure: ScramFailure): ProxyError =>
         fatal(failure.code, failure.error, failure.detail === undefined ? {} : { detail: failure.detail })
       )
 
-const md5Login = Effect.fnUntraced(function* (client: net.Socket, user: string, secret: string) {
+const md5Login = Effect.fnUntraced(function* (out: LoginOutput, user: string, secret: string) {
+  const client = out.client
   const salt = randomBytes(4)
-  client.write(encodeAuthenticationMd5(salt))
+  out.send(encodeAuthenticationMd5(salt))
   const body = yield* readAnswer(client, MAX_PASSWORD_MESSAGE_LENGTH, "password")
   const text = decodePasswordMessage(body)
   if (text._tag === "Invalid") return yield* protocolViolation(text.reason)
@@ -88,27 +127,28 @@ const md5Login = Effect.fnUntraced(function* (client: net.Socket, user: string, 
     return yield* refusedAs("FORBIDDEN", "empty password", fatal("28P01", "empty password returned by client"))
   }
   if (!md5Check(secret, salt, text.value)) return yield* passwordFailed(user, "wrong md5 password")
-  client.write(encodeAuthenticationOk())
+  out.hold(encodeAuthenticationOk())
   return { secret } satisfies ClientCredentials
 })
 
-const scramLogin = Effect.fnUntraced(function* (client: net.Socket, user: string, secret: string | undefined) {
+const scramLogin = Effect.fnUntraced(function* (out: LoginOutput, user: string, secret: string | undefined) {
+  const client = out.client
   const known = secret === undefined ? undefined : parseScramSecret(secret)
   // Unknown role, NOLOGIN, expired, no password, or a secret of a kind the proxy cannot check: the mock exchange.
   const scram = new ScramServer(known ?? mockScramSecret(user, mockKey))
-  client.write(encodeAuthenticationSasl(noSasl))
+  out.send(encodeAuthenticationSasl(noSasl))
   const initial = decodeSaslInitialResponse(yield* readAnswer(client, MAX_SASL_MESSAGE_LENGTH, "SASL"))
   if (initial._tag === "Invalid") return yield* protocolViolation(initial.reason)
   if (initial.value.mechanism !== SCRAM_SHA_256) return yield* protocolViolation(INVALID_MECHANISM)
   let clientFirst = initial.value.data
   if (clientFirst === undefined) {
     // No initial response: the server asks for it with an empty SASLContinue.
-    client.write(encodeAuthenticationSaslContinue(Buffer.alloc(0)))
+    out.send(encodeAuthenticationSaslContinue(Buffer.alloc(0)))
     clientFirst = yield* readAnswer(client, MAX_SASL_MESSAGE_LENGTH, "SASL")
   }
   const first = scram.first(clientFirst)
   if (!first.ok) return yield* scramFailed(user, first)
-  client.write(encodeAuthenticationSaslContinue(first.serverFirst))
+  out.send(encodeAuthenticationSaslContinue(first.serverFirst))
   const final = scram.final(yield* readAnswer(client, MAX_SASL_MESSAGE_LENGTH, "SASL"))
   if (!final.ok) {
     const why =
@@ -119,17 +159,18 @@ const scramLogin = Effect.fnUntraced(function* (client: net.Socket, user: string
           : "wrong password"
     return yield* scramFailed(user, { ...final, error: why })
   }
-  client.write(Buffer.concat([encodeAuthenticationSaslFinal(final.serverFinal), encodeAuthenticationOk()]))
+  out.hold(Buffer.concat([encodeAuthenticationSaslFinal(final.serverFinal), encodeAuthenticationOk()]))
   return { keys: final.keys } satisfies ClientCredentials
 })
 
 /**
- * Authenticates `client` as `user` against the role's `secret` (undefined: the role does not exist or cannot log
- * in). Succeeds once AuthenticationOk is sent; fails with the FATAL ErrorResponse PostgreSQL would send.
+ * Authenticates `out.client` as `user` against the role's `secret` (undefined: the role does not exist or cannot log
+ * in). Succeeds with AuthenticationOk held in `out` (for the welcome); fails with the FATAL ErrorResponse PostgreSQL
+ * would send.
  */
 export const authenticateClient = (
-  client: net.Socket,
+  out: LoginOutput,
   user: string,
   secret: string | undefined
 ): Effect.Effect<ClientCredentials, ProxyError> =>
-  secret !== undefined && isMd5Secret(secret) ? md5Login(client, user, secret) : scramLogin(client, user, secret)
+  secret !== undefined && isMd5Secret(secret) ? md5Login(out, user, secret) : scramLogin(out, user, secret)

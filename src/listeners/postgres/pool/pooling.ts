@@ -12,7 +12,7 @@ import type { LogShape } from "../../../services/Log.ts"
 import type { ServedSession } from "../../Protocol.ts"
 import { type ClientTlsOptions, upstreamTlsFor } from "../../tls.ts"
 import { fatal, poolFailure, refusedAs } from "./answers.ts"
-import { authenticateClient } from "./clientAuth.ts"
+import { authenticateClient, LoginOutput } from "./clientAuth.ts"
 import type { PgPool } from "./pgPool.ts"
 import type { PgPools } from "./pgPools.ts"
 import { loginSeries } from "./poolMetrics.ts"
@@ -99,7 +99,9 @@ export class Pooling {
         })
       )
     }
-    return serve(this, client, startup, route, target, settings)
+    const out = new LoginOutput(client)
+    // Failed, timed out or shut down: what the login held back goes out first, ahead of the refusal (if any).
+    return Effect.onError(serve(this, out, startup, route, target, settings), () => Effect.sync(() => out.flush()))
   }
 
   /**
@@ -167,12 +169,13 @@ export class Pooling {
 
 const serve = Effect.fnUntraced(function* (
   pooling: Pooling,
-  client: net.Socket,
+  out: LoginOutput,
   startup: PooledStartup,
   route: Route,
   target: VettedEndpoint,
   settings: PooledRoute
 ) {
+  const client = out.client
   const params = startup.params
   const user = params.get("user") ?? ""
   const database = params.get("database") || user
@@ -182,15 +185,15 @@ const serve = Effect.fnUntraced(function* (
     return yield* refusedAs("BAD_REQUEST", message, fatal("08P01", message))
   }
   const options = [...params.keys()].filter((name) => name.startsWith("_pq_."))
-  if (startup.minor > 0 || options.length > 0) client.write(encodeNegotiateProtocolVersion(0, options))
+  if (startup.minor > 0 || options.length > 0) out.hold(encodeNegotiateProtocolVersion(0, options))
   if (startup.rest.length > 0) client.unshift(startup.rest)
   const secret = yield* pooling.secretOf(target, route, database, user, settings)
-  const credentials = yield* Effect.tapError(authenticateClient(client, user, secret), (e) =>
+  const credentials = yield* Effect.tapError(authenticateClient(out, user, secret), (e) =>
     // A wrong password or unknown role (28P01), not a client that left or broke the protocol.
     e.reason === "FORBIDDEN" ? Effect.sync(pooling.loginFailed) : Effect.void
   )
   const login: ServerLogin = { user, database, params: new Map(), ...credentials }
   const pool = pooling.options.pools.get(target, route, login, settings.pool)
   const server = yield* pooling.serverParameters(pool)
-  return new PooledSession(client, pool, pooling.home, initialTracked(server, params), server)
+  return new PooledSession(client, pool, pooling.home, initialTracked(server, params), server, out.take())
 })

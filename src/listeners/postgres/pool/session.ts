@@ -38,6 +38,14 @@ type PgSock = Sock & { _pooledAligned?: Tracked | undefined }
 
 const empty = Buffer.alloc(0)
 
+/** What the client's welcome is made of, besides its own values (session.ts `welcome`). */
+interface Startup {
+  /** The server's parameters, for the client's ParameterStatus (the pool's, shared). */
+  readonly server: ReadonlyMap<string, string>
+  /** What the login held back (AuthenticationOk, after SCRAM's SASLFinal; clientAuth.ts `LoginOutput`). */
+  readonly authOk: Buffer | undefined
+}
+
 const kind: SessionKind<PooledSession, Link> = {
   fromClient,
   fromServer,
@@ -63,32 +71,38 @@ export class PooledSession
   /** Bytes of the client's current message still to pass (or, `skipping`, to drop). */
   remaining = 0
   skipping = false
-  /** Until start: the server's parameters, for the client's ParameterStatus (the pool's, shared). */
-  private server: ReadonlyMap<string, string> | undefined
+  /** Until start (one slot, not a field each for the life of an idle client): what the welcome is made of. */
+  private startup: Startup | undefined
 
   constructor(
     client: net.Socket,
     pool: PgPool,
     home: SessionHome,
     params: Tracked,
-    server: ReadonlyMap<string, string>
+    server: ReadonlyMap<string, string>,
+    authOk: Buffer | undefined
   ) {
     super(client, pool, home)
     this.params = params
-    this.server = server
+    this.startup = { server, authOk }
   }
 
   protected get kind(): SessionKind<this, Link> {
     return kind
   }
 
-  /** What ends the client's startup: ParameterStatus of each server parameter, BackendKeyData, ReadyForQuery. */
+  /**
+   * What ends the client's startup, in one write as PostgreSQL flushes it once: what the login held
+   * (AuthenticationOk), ParameterStatus of each server parameter, BackendKeyData, ReadyForQuery.
+   */
   private welcome(): Buffer {
     const parts: Array<Buffer> = []
-    for (const [name, value] of this.server ?? []) {
+    const startup = this.startup
+    this.startup = undefined
+    if (startup?.authOk !== undefined) parts.push(startup.authOk)
+    for (const [name, value] of startup?.server ?? []) {
       if (!(trackedNames as ReadonlyArray<string>).includes(name)) parts.push(encodeParameterStatus(name, value))
     }
-    this.server = undefined
     this.params.values.forEach((value, i) => {
       if (value !== undefined) parts.push(encodeParameterStatus(trackedNames[i]!, value))
     })
@@ -114,7 +128,7 @@ export class PooledSession
 
   protected forget(): void {
     if (this.key !== "") forgetPooledKey(this.key)
-    this.server = undefined
+    this.startup = undefined
   }
 
   // --- holding a server connection ---
