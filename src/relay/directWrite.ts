@@ -8,9 +8,9 @@
 //
 // The WriteWrap constructor and the write state come from Node's `stream_wrap` binding (streamWrap.ts). Without it, on a TLS socket (its handle encrypts
 // in C++ and completes writes its own way), a socket with bytes in Node's own write buffer (they would be
-// overtaken), one still connecting or not writable (ended, destroyed: Node's own error path then) or, for
-// writeDirect, with an idle timer (Node refreshes it per write; writeDirectTimed refreshes it itself), the write goes
-// through socket.write as before. What a socket owes after a queued write is counted here;
+// overtaken), or one still connecting or not writable (ended, destroyed: Node's own error path then), the write goes
+// through socket.write as before. A socket with a timeout has it refreshed per write here, as socket.write does (the
+// relay's idle and half-close timers, the http listener's deadlines). What a socket owes after a queued write is counted here;
 // when the last one completes the socket emits `drain`, as Node does once its buffer empties, so a caller pauses its
 // source when a write returns false and resumes it on `drain` either way. `bytesWritten` counts these writes too
 // (Node reads it from the handle).
@@ -76,10 +76,10 @@ const newReq = (): WriteReq | undefined => {
 let spare = newReq()
 
 /**
- * The handle to write to past Node's Writable, or undefined when `s` must take socket.write (see the top). `timed`: a
- * socket with an idle timeout is written to as well, its timer refreshed here as socket.write does.
+ * The handle to write to past Node's Writable, or undefined when `s` must take socket.write (see the top). A socket
+ * with a timeout has its timer refreshed here, as socket.write does.
  */
-const directHandle = (s: DirectSocket, timed: boolean): Handle | undefined => {
+const directHandle = (s: DirectSocket): Handle | undefined => {
   const handle = s._handle
   if (
     spare === undefined ||
@@ -93,7 +93,7 @@ const directHandle = (s: DirectSocket, timed: boolean): Handle | undefined => {
     return undefined
   }
   if (s.timeout) {
-    if (!timed || s._unrefTimer === undefined) return undefined
+    if (s._unrefTimer === undefined) return undefined
     s._unrefTimer()
   }
   return handle
@@ -125,7 +125,7 @@ const settle = (s: DirectSocket, req: WriteReq, err: number, buf: Buffer | null)
  */
 export const writeDirect = (socket: net.Socket, buf: Buffer): boolean => {
   const s = socket as DirectSocket
-  const handle = directHandle(s, false)
+  const handle = directHandle(s)
   if (handle === undefined) return socket.write(buf)
   const req = spare!
   req.handle = handle
@@ -133,13 +133,12 @@ export const writeDirect = (socket: net.Socket, buf: Buffer): boolean => {
 }
 
 /**
- * writeDirect for a socket whose idle timeout stays set (the http listener's: keep-alive, head and body deadlines):
- * the timer is refreshed per write, as socket.write does. A string is written as latin1 (an HTTP head, or a head and a
- * small body as one string: one syscall, no cork).
+ * writeDirect of a Buffer or a latin1 string (an HTTP head, or a head and a small body as one string: one syscall, no
+ * cork), for the http listener.
  */
 export const writeDirectTimed = (socket: net.Socket, data: Buffer | string): boolean => {
   const s = socket as DirectSocket
-  const handle = directHandle(s, true)
+  const handle = directHandle(s)
   if (handle === undefined) return typeof data === "string" ? socket.write(data, "latin1") : socket.write(data)
   const req = spare!
   req.handle = handle
@@ -165,7 +164,7 @@ export const writeDirectJoined = (
 ): boolean => {
   const s = socket as DirectSocket
   const size = head.length + end - start
-  const handle = size > joined.length ? undefined : directHandle(s, true)
+  const handle = size > joined.length ? undefined : directHandle(s)
   if (handle === undefined) return socket.write(head + (body as Latin1Buffer).latin1Slice(start, end), "latin1")
   const buf = joined
   buf.latin1Write(head, 0)
