@@ -117,7 +117,9 @@ const lateKill = async (kill: string) => {
     const killResult = await killed
     const bResult = await bDone
     if (bResult instanceof Error) throw bResult
-    return { b: bResult[0][0]!, killResult, serverId, seen, a }
+    // Whether A's own connection outlived the KILL (a KILL QUERY leaves it; a KILL CONNECTION ends it, as MariaDB's).
+    const aAfter = await outcome(a.query("SELECT 1"))
+    return { b: bResult[0][0]!, killResult, serverId, seen, aAlive: !(aAfter instanceof Error) }
   } finally {
     gate.open()
     await locker.query("ROLLBACK")
@@ -127,8 +129,9 @@ const lateKill = async (kill: string) => {
 
 describe("transaction pooling: a KILL in flight", () => {
   it("KILL QUERY that reaches the server after its query ended does not kill the next client's query", async () => {
-    const { b, killResult, serverId, seen } = await lateKill("KILL QUERY")
+    const { b, killResult, serverId, seen, aAlive } = await lateKill("KILL QUERY")
     expect(killResult).not.toBeInstanceOf(Error)
+    expect(aAlive).toBe(true)
     expect(b.v).toBe(0) // SLEEP(1) ran to its end: 1 would say it was interrupted
     expect(b.id).toBe(serverId) // the same server connection, kept
     // B waited while the connection, given back, was out of service.
@@ -136,9 +139,10 @@ describe("transaction pooling: a KILL in flight", () => {
     expect(await poolOf(proxy.adminUrl, "killdb")).toMatchObject({ open: 1, idle: 1, cancelling: 0, waiting: 0 })
   })
 
-  it("KILL CONNECTION that reaches the server late: the killed connection is closed, the next client gets another", async () => {
-    const { b, killResult, serverId, seen } = await lateKill("KILL CONNECTION")
+  it("KILL CONNECTION that reaches the server late: the client and its old server connection are closed, the next client gets another", async () => {
+    const { b, killResult, serverId, seen, aAlive } = await lateKill("KILL CONNECTION")
     expect(killResult).not.toBeInstanceOf(Error)
+    expect(aAlive).toBe(false) // the killed client's connection ends, as on MariaDB
     expect(b.v).toBe(0)
     expect(b.id).not.toBe(serverId)
     expect(seen).toMatchObject({ cancelling: 1, waiting: 1 })

@@ -71,7 +71,11 @@ export class LentClaims {
     const hold = (this.last = (this.last + 1) & 0x7fffffff)
     const lent = this.lent
     lent.set(hold, claim)
-    claim.ended = () => lent.delete(hold)
+    const before = claim.ended
+    claim.ended = () => {
+      lent.delete(hold)
+      before?.()
+    }
     return hold
   }
 

@@ -95,12 +95,23 @@ export class MysqlSession extends Holding implements ServedSession, MysqlSession
   killed(): void {
     this.fail()
   }
-  /** A KILL goes to the server connection it holds now: claimed until that KILL is answered (killClaim.ts). */
+  /**
+   * A KILL goes to the server connection it holds now: claimed until that KILL is answered (killClaim.ts). A KILL
+   * CONNECTION ends this client as MariaDB ends the connection it names: through the server connection's hang-up
+   * while it still holds it, else here once the KILL is over (its query had ended and the connection gone back: the
+   * pool closes that one, and nothing would tell this client otherwise).
+   */
   claimServer(connection: boolean): ConnHold<MysqlServerConn> | undefined {
     const conn = this.link?.conn
     if (conn === undefined) return undefined
-    if (connection) conn.killed = true
-    return new ConnHold(this.pool, conn)
+    const claim = new ConnHold(this.pool, conn)
+    if (connection) {
+      conn.killed = true
+      claim.ended = () => {
+        if (this.link?.conn !== conn) this.fail()
+      }
+    }
+    return claim
   }
 
   get quit(): boolean {
