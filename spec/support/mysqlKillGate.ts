@@ -4,17 +4,10 @@
 // server at a moment of its choosing (after the query it was meant for has ended), whatever the scheduler does.
 import * as net from "node:net"
 import type { MariaDbServer } from "./backends/index.ts"
+import { GateState, type HeldGate } from "./heldGate.ts"
 
-export interface KillGate {
-  readonly port: number
-  /** KILL statements waiting at the shut gate. */
-  readonly held: () => number
-  /** From now on KILL statements wait. */
-  shut(): void
-  /** Passes on those waiting, and those to come. */
-  open(): void
-  close(): Promise<void>
-}
+/** Holds KILL statements while shut (`held` counts them). */
+export type KillGate = HeldGate
 
 /** The offset of a KILL command packet among the whole packets at the start of `chunk`, or -1. */
 const killAt = (chunk: Buffer): number => {
@@ -30,9 +23,8 @@ const killAt = (chunk: Buffer): number => {
 }
 
 export const startKillGate = async (db: MariaDbServer): Promise<KillGate> => {
-  let shut = false
-  let waiting: Array<() => void> = []
-  const sockets = new Set<net.Socket>()
+  const gate = new GateState()
+  const sockets = gate.sockets
   const server = net.createServer((inbound) => {
     const out = net.connect(db.port, db.host)
     for (const s of [inbound, out]) {
@@ -52,7 +44,7 @@ export const startKillGate = async (db: MariaDbServer): Promise<KillGate> => {
         held.push(chunk)
         return
       }
-      const at = shut ? killAt(chunk) : -1
+      const at = gate.shut ? killAt(chunk) : -1
       if (at < 0) {
         out.write(chunk)
         return
@@ -60,28 +52,11 @@ export const startKillGate = async (db: MariaDbServer): Promise<KillGate> => {
       out.write(chunk.subarray(0, at))
       const mine: Array<Buffer> = [chunk.subarray(at)]
       held = mine
-      waiting.push(() => {
+      gate.pass(() => {
         held = undefined
         for (const b of mine) out.write(b)
       })
     })
   })
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))
-  return {
-    port: (server.address() as net.AddressInfo).port,
-    held: () => waiting.length,
-    shut: () => {
-      shut = true
-    },
-    open: () => {
-      shut = false
-      const now = waiting
-      waiting = []
-      for (const send of now) send()
-    },
-    close: () => {
-      for (const s of sockets) s.destroy()
-      return new Promise((resolve) => server.close(() => resolve()))
-    }
-  }
+  return gate.listen(server)
 }

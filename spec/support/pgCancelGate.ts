@@ -4,28 +4,20 @@
 // has ended), whatever the scheduler does.
 import * as net from "node:net"
 import type { PostgresServer } from "./backends/index.ts"
+import { GateState, type HeldGate } from "./heldGate.ts"
 
 /** CancelRequest: length 16, code 1234.5678 (80877102). */
 const isCancelRequest = (first: Buffer) => first.readInt32BE(0) === 16 && first.readInt32BE(4) === 80877102
 
-export interface CancelGate {
-  readonly port: number
-  /** Cancel requests waiting at the shut gate. */
-  readonly held: () => number
+export interface CancelGate extends HeldGate {
   /** Cancel requests passed on to the server so far. */
   readonly passed: () => number
-  /** From now on cancel requests wait. */
-  shut(): void
-  /** Passes on those waiting, and those to come. */
-  open(): void
-  close(): Promise<void>
 }
 
 export const startCancelGate = async (db: PostgresServer): Promise<CancelGate> => {
-  let shut = false
-  let waiting: Array<() => void> = []
+  const gate = new GateState()
+  const sockets = gate.sockets
   let passed = 0
-  const sockets = new Set<net.Socket>()
   // Half-open allowed: the proxy hears the cancel connection close when the server closes it, not before.
   const server = net.createServer({ allowHalfOpen: true }, (inbound) => {
     sockets.add(inbound)
@@ -56,28 +48,9 @@ export const startCancelGate = async (db: PostgresServer): Promise<CancelGate> =
         passed++
         forward()
       }
-      if (shut) waiting.push(send)
-      else send()
+      gate.pass(send)
     }
     inbound.on("data", onData)
   })
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))
-  return {
-    port: (server.address() as net.AddressInfo).port,
-    held: () => waiting.length,
-    passed: () => passed,
-    shut: () => {
-      shut = true
-    },
-    open: () => {
-      shut = false
-      const now = waiting
-      waiting = []
-      for (const send of now) send()
-    },
-    close: () => {
-      for (const s of sockets) s.destroy()
-      return new Promise((resolve) => server.close(() => resolve()))
-    }
-  }
+  return { ...(await gate.listen(server)), passed: () => passed }
 }
