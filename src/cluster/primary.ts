@@ -160,18 +160,13 @@ const startPrimary = (
         )
         return
       }
-      case "pk-": {
-        // A claim on a server connection ends in the worker that lent it; a lost word lets it lapse there by itself.
-        const owner = slots[pooledKeyOwner(m.key, count)]
-        if (owner?.ready && owner.worker.isConnected())
-          owner.worker.send({ t: "pk-", hold: m.hold } satisfies FromPrimary)
-        return
-      }
+      case "pk-":
       case "mk-": {
-        // As pk-: the claim on a pooled MySQL client's server connection ends in the worker that greeted the client.
-        const owner = slots[proxyIdOwner(m.proxyId, count)]
+        // A claim on a pooled server connection ends in the worker that lent it (the pg key's, the MySQL client's);
+        // a lost word lets it lapse there by itself.
+        const owner = slots[m.t === "pk-" ? pooledKeyOwner(m.key, count) : proxyIdOwner(m.proxyId, count)]
         if (owner?.ready && owner.worker.isConnected())
-          owner.worker.send({ t: "mk-", hold: m.hold } satisfies FromPrimary)
+          owner.worker.send({ t: m.t, hold: m.hold } satisfies FromPrimary)
         return
       }
       case "ms+":

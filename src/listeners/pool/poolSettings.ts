@@ -3,7 +3,23 @@
 // pool) and picks the modes it has.
 import { ConfigError, int, type Obj, seconds } from "../../config/fields.ts"
 import type { Route } from "../../domain/Route.ts"
-import type { PoolSizing } from "./serverPool.ts"
+
+/** The settings every pool reads (the protocol's own settings add to them). */
+export interface PoolSizing {
+  readonly mode: string
+  /** Server connections per pool (backend, database, user, and what else its protocol keys it by); 0: no cap. */
+  readonly size: number
+  /** Server connections kept open even when idle (at most `size`). */
+  readonly minIdle: number
+  /** Seconds a server connection may stay idle before it is closed; 0: never. */
+  readonly idleTimeout: number
+  /** Seconds after which an idle server connection is closed however useful; 0: after its first use. */
+  readonly lifetime: number
+  /** Seconds a client may wait for a server connection; 0: no limit. */
+  readonly maxWait: number
+  /** Clients that may wait for a server connection of one pool at once; more are refused at once. */
+  readonly maxWaiting: number
+}
 
 export type Sizing = Omit<PoolSizing, "mode">
 

@@ -4,15 +4,14 @@
 // free wait in one FIFO queue, at most `maxWaiting` of them, each at most `maxWait` (failed by `sweep`, which the
 // BackendPool service runs about once a second). The backend's circuit breaker is asked before every dial. Plain
 // objects and callbacks: no Effect, Promise or closure per acquire that gets a connection at once.
-//
-// Who listens to a server connection's socket (its `close` and `error` listeners stay for its whole life, so the pool
-// counts a connection that dies whoever holds it):
+// Who listens to a server connection's socket (its `close` and `error` listeners stay for its whole life):
 // - idle in the pool: the pool reads it (`listenIdle`): bytes from an idle server can only be an error (an admin's
 //   kill, a shutdown) or a broken server, so the connection is closed (`spoke`); a FIN closes it too.
-// - granted (`waiter.granted(conn)`): the socket has no `data` listener and is paused (or reads shared: see the
-//   protocol's connection); the session resumes it, reads and writes it directly, and keeps its status current.
-// - given back: the session unhooks itself (its handlers stay for the socket's life, finding no session:
-//   pooledSession.ts), then calls `release` or `discard`; the pool takes the socket back. A connection whose socket closed while held needs neither: the pool already dropped it.
+// - granted (`waiter.granted(conn)`): paused, no `data` listener (or reading shared: see the protocol's connection);
+//   the session resumes it, reads and writes it directly, and keeps its status current.
+// - given back: the session unhooks itself (pooledSession.ts), then calls `release` or `discard`. One that closed
+//   while held needs neither. One given back while a cancel or KILL holds a claim on it (connHold.ts) is parked:
+//   read as an idle one, handed to nobody until the last claim ends.
 // What is the protocol's: how a connection opens (`connect`), what makes one fit to serve again (`release`), what an
 // idle server said (`spoke`) and the words of a refusal (`queueFull`, `waitedTooLong`).
 import type * as net from "node:net"
@@ -23,6 +22,9 @@ import type { BreakerHooks, PoolCounts, PooledBackend } from "../../services/Bac
 import type { LogShape } from "../../services/Log.ts"
 import { backendName } from "../dial.ts"
 import { describePool, type PoolCensus, PoolTally } from "./poolMetrics.ts"
+import type { PoolSizing } from "./poolSettings.ts"
+
+export type { PoolSizing }
 
 /** What the pool needs of a server connection: its socket and the pool's own bookkeeping fields. */
 export interface PooledConn {
@@ -54,23 +56,6 @@ export interface Waiter<C> {
   /** May come before `acquire` returns. The connection is the waiter's until it gives it back. */
   granted(conn: C): void
   failed(error: ProxyError): void
-}
-
-/** The settings every pool reads (the protocol's own settings add to them). */
-export interface PoolSizing {
-  readonly mode: string
-  /** Server connections per pool (backend, database, user, and what else its protocol keys it by); 0: no cap. */
-  readonly size: number
-  /** Server connections kept open even when idle (at most `size`). */
-  readonly minIdle: number
-  /** Seconds a server connection may stay idle before it is closed; 0: never. */
-  readonly idleTimeout: number
-  /** Seconds after which an idle server connection is closed however useful; 0: after its first use. */
-  readonly lifetime: number
-  /** Seconds a client may wait for a server connection; 0: no limit. */
-  readonly maxWait: number
-  /** Clients that may wait for a server connection of one pool at once; more are refused at once. */
-  readonly maxWaiting: number
 }
 
 export interface ServerPoolDeps {
