@@ -1,14 +1,14 @@
 // writeDirect (src/relay/directWrite.ts): writes to the socket's handle, past Node's Writable. Real loopback sockets:
 // every byte arrives once and in order (also mixed with socket.write and across a full kernel buffer), a write the
 // kernel could not take returns false and `drain` follows once everything queued is written, `bytesWritten` counts
-// them, and a TLS socket keeps Node's own path. writeDirectTimed and writeDirectJoined (the http listener's): latin1
+// them, and a TLS socket keeps Node's own path. writeDirectLatin1 and writeDirectJoined (the http listener's): latin1
 // strings and a head joined to body bytes arrive intact, past socket.write, with the socket's idle timeout kept
 // refreshed by the writes as socket.write would.
 import { createHash, randomBytes } from "node:crypto"
 import * as net from "node:net"
 import * as tls from "node:tls"
 import { afterEach, describe, expect, it } from "vitest"
-import { writeDirect, writeDirectJoined, writeDirectTimed } from "../../src/relay/directWrite.ts"
+import { writeDirect, writeDirectJoined, writeDirectLatin1 } from "../../src/relay/directWrite.ts"
 import { makeCerts } from "../support/certs.ts"
 
 const cleanups: Array<() => void> = []
@@ -138,7 +138,7 @@ const countNodeWrites = (s: net.Socket): { calls: number } => {
 const latin1Text = (i: number): string =>
   `HTTP/1.1 200 OK\r\nx-n: ${i}\r\nx-bytes: ${String.fromCharCode(...Array.from({ length: 256 }, (_, c) => c))}\r\n\r\n`
 
-describe("writeDirectTimed and writeDirectJoined", () => {
+describe("writeDirectLatin1 and writeDirectJoined", () => {
   it("write latin1 heads and joined bodies past socket.write, intact and in order, also across a full kernel buffer", async () => {
     const { client, accepted } = await pair()
     const nodeWrites = countNodeWrites(client)
@@ -150,7 +150,7 @@ describe("writeDirectTimed and writeDirectJoined", () => {
       const head = latin1Text(i)
       body.fill(i % 251)
       const end = 100 + ((i * 7) % 900)
-      results.push(i % 3 === 0 ? writeDirectTimed(client, head) : writeDirectJoined(client, head, body, 100, end))
+      results.push(i % 3 === 0 ? writeDirectLatin1(client, head) : writeDirectJoined(client, head, body, 100, end))
       expected.push(Buffer.from(head, "latin1"))
       if (i % 3 !== 0) expected.push(Buffer.from(body.subarray(100, end)))
     }
@@ -161,7 +161,7 @@ describe("writeDirectTimed and writeDirectJoined", () => {
     while (!queued && expected.length < 2000) {
       const c = randomBytes(64 * 1024)
       expected.push(c)
-      queued = !writeDirectTimed(client, c)
+      queued = !writeDirect(client, c)
     }
     expect(queued).toBe(true)
     results.length = 0
@@ -186,7 +186,7 @@ describe("writeDirectTimed and writeDirectJoined", () => {
     // 2.5 s of writes every 100 ms, nothing read from the peer: only the writes keep the 1 s timeout from firing.
     for (let i = 0; i < 25; i++) {
       await new Promise((r) => setTimeout(r, 100))
-      if (i % 2 === 0) writeDirectTimed(client, "HTTP/1.1 204 No Content\r\n\r\n")
+      if (i % 2 === 0) writeDirectLatin1(client, "HTTP/1.1 204 No Content\r\n\r\n")
       else writeDirectJoined(client, "HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\n", body, 0, 4)
     }
     expect(timeouts).toBe(0)
@@ -205,7 +205,7 @@ describe("writeDirectTimed and writeDirectJoined", () => {
       body.subarray(10, 3000)
     ])
     const reading = readAll(s, want.length)
-    writeDirectTimed(client, latin1Text(1))
+    writeDirectLatin1(client, latin1Text(1))
     writeDirectJoined(client, latin1Text(2), body, 10, 3000)
     expect(digest(await reading)).toBe(digest(want))
     expect(nodeWrites.calls).toBe(2)

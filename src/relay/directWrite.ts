@@ -4,7 +4,7 @@
 // kernel did not take everything (then libuv queues the rest, in order behind any write already queued). Where the
 // write completes at once, one WriteWrap object serves every such write: C++ reads it only for a write it queues.
 // Used on the pooled sessions' hot path (listeners/pool/pooledSession.ts), by the byte relay (relay.ts) and, through
-// writeDirectTimed, by the http listener's HTTP/1 answers and backend requests (bench/README.md "What each cut bought").
+// writeDirectLatin1, by the http listener's HTTP/1 answers and backend requests (bench/README.md "What each cut bought").
 //
 // The WriteWrap constructor and the write state come from Node's `stream_wrap` binding (streamWrap.ts). Without it, on a TLS socket (its handle encrypts
 // in C++ and completes writes its own way), a socket with bytes in Node's own write buffer (they would be
@@ -132,26 +132,21 @@ export const writeDirect = (socket: net.Socket, buf: Buffer): boolean => {
   return settle(s, req, handle.writeBuffer!(req, buf), buf)
 }
 
-/**
- * writeDirect of a Buffer or a latin1 string (an HTTP head, or a head and a small body as one string: one syscall, no
- * cork), for the http listener.
- */
-export const writeDirectTimed = (socket: net.Socket, data: Buffer | string): boolean => {
+/** writeDirect of a latin1 string (an HTTP head: one syscall, no cork), for the http listener. */
+export const writeDirectLatin1 = (socket: net.Socket, text: string): boolean => {
   const s = socket as DirectSocket
   const handle = directHandle(s)
-  if (handle === undefined) return typeof data === "string" ? socket.write(data, "latin1") : socket.write(data)
+  if (handle === undefined) return socket.write(text, "latin1")
   const req = spare!
   req.handle = handle
-  return typeof data === "string"
-    ? settle(s, req, handle.writeLatin1String(req, data), null)
-    : settle(s, req, handle.writeBuffer!(req, data), data)
+  return settle(s, req, handle.writeLatin1String(req, text), null)
 }
 
 /** Where writeDirectJoined puts a head and its body; a new one when a write from it was queued (libuv reads it then). */
 let joined = Buffer.allocUnsafeSlow(32 * 1024) as Latin1Buffer
 
 /**
- * writeDirectTimed of a latin1 `head` followed by `body[start, end)`, in one write: both copied into one reused buffer
+ * writeDirectLatin1 of `head` followed by `body[start, end)`, in one write: both copied into one reused buffer
  * (no string built from the body, none flattened, nothing left for the GC); too large for it, or not direct, as one
  * latin1 string as before. The body bytes may be reused once this returns.
  */

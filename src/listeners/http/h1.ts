@@ -5,7 +5,7 @@ import type * as net from "node:net"
 import { ChunkedReader, Framing, parseAuthority, type RequestHead, type ResponseHead } from "../../codec/http/index.ts"
 import { formatEndpoint } from "../../domain/Endpoint.ts"
 import type { ConnectionInfo } from "../../domain/Route.ts"
-import { writeDirectJoined, writeDirectTimed } from "../../relay/directWrite.ts"
+import { writeDirect, writeDirectJoined, writeDirectLatin1 } from "../../relay/directWrite.ts"
 import { type ReadCallback, readCallbackOf } from "../../relay/userBuffer.ts"
 import { clientAddress, clientPort } from "./clientAddress.ts"
 import { h1DirectBytes } from "./direct.ts"
@@ -196,9 +196,9 @@ export class H1Conn extends H1RequestReader implements ClientSide, ResourceHolde
       // One write for head and a small body, straight to the handle (a plain socket; TLS takes socket.write as one
       // latin1 string, which costs less than cork/uncork and a writev); false pauses the backend until `drain`.
       if (end - start <= smallBody) return writeDirectJoined(socket, head, buf, start, end)
-      writeDirectTimed(socket, head)
+      writeDirectLatin1(socket, head)
     }
-    return writeDirectTimed(socket, ownedChunk(buf, start, end))
+    return writeDirect(socket, ownedChunk(buf, start, end))
   }
 
   flush(_ex: Exchange): void {
@@ -210,7 +210,7 @@ export class H1Conn extends H1RequestReader implements ClientSide, ResourceHolde
     if (this.pendingHead.length > 0) {
       const head = this.pendingHead
       this.pendingHead = ""
-      if (!this.socket.destroyed) writeDirectTimed(this.socket, head)
+      if (!this.socket.destroyed) writeDirectLatin1(this.socket, head)
     }
   }
 

@@ -14,7 +14,7 @@ import {
 } from "../../codec/http/index.ts"
 import type { VettedEndpoint } from "../../domain/Endpoint.ts"
 import type { ProxyError } from "../../domain/ProxyError.ts"
-import { writeDirectTimed } from "../../relay/directWrite.ts"
+import { writeDirect, writeDirectLatin1 } from "../../relay/directWrite.ts"
 import { type DialWaiter, dialWith } from "../dial.ts"
 import { type Exchange, ownedChunk } from "./exchange.ts"
 import { type Failure, failure } from "./failure.ts"
@@ -108,7 +108,9 @@ export class UpstreamConn implements ChunkSink, DialWaiter {
     if (!ex.hasBody) {
       // A head alone: one write straight to the handle (a plain socket; TLS takes socket.write), no cork. Should the
       // kernel not take it all, the `drain` that follows finds nothing to resume.
-      writeDirectTimed(s, ex.head)
+      const head = ex.head
+      if (typeof head === "string") writeDirectLatin1(s, head)
+      else writeDirect(s, head)
       ex.client.connected(ex)
       return
     }
