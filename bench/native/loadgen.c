@@ -4,7 +4,7 @@
 // a few bytes per connection in a table indexed by fd.
 //   bench/native/bin/loadgen --mode conn|echo|bulk|latency|tls --port P [--host 127.0.0.1] [--duration S]
 //                            [--warmup S] [--concurrency N] [--size BYTES]
-//                            [--targets NAME@PORT,NAME@PORT --ca FILE,FILE]     (tls)
+//                            [--targets NAME@PORT,NAME@PORT --ca FILE,FILE [--resume 1]]     (tls)   [--sources N]
 // Modes (defaults in brackets), as bench/tcp/loadgen.ts:
 //   conn     N [100] loops of: connect, write SIZE [64] bytes, read them back, FIN, wait for the peer's FIN, close.
 //            op = one connection
@@ -15,7 +15,15 @@
 //   latency  1 connection, SIZE [64] bytes ping-pong; every round trip timed (p50, p90, p99, max, mean in µs)
 //   tls      N [32] loops of: connect to the next target's port, full TLS handshake with its NAME as SNI (no
 //            session resumption; the certificate verified against the CA files and NAME), read the origin's answer
-//            to its close, close. op = one connection that got an answer
+//            to its close, close. op = one connection that got an answer. With --resume, a TLS 1.3 resumption
+//            instead: each target's first connection is a full handshake and keeps the origin's ticket; every
+//            later one offers it (psk_dhe_ke: a new X25519 exchange, no certificate signed or verified). The result
+//            counts the connections the origin resumed ("resumed").
+// Source addresses (conn and tls, IPv4 loopback targets): each new connection binds the next of N [64] addresses
+// 127.0.0.2, 127.0.0.3, … with IP_BIND_ADDRESS_NO_PORT, so the kernel picks the port at connect time per address.
+// From one source address at 14k connections/s, the TIME_WAIT sockets this client leaves fill the ephemeral port
+// range, and connect's port search (__inet_hash_connect, __inet_check_established, tcp_twsk_unique) took ≈ 30 % of
+// the generator's CPU (perf): the generator, not the proxy, set the rate. --sources 0 leaves the choice to the kernel.
 // Runs the workload unmeasured for --warmup s, prints {"event":"measuring"} when the measured window starts and
 // {"event":"result",…} when it ends (the runner reads the proxy's CPU at those two lines), then exits. Exits on its
 // own at duration + warmup + 15 s whatever happens, and when stdin (a pipe or socket: the runner) closes.
@@ -49,6 +57,21 @@ static int64_t bytes;
 // Loop modes open a connection's successor after the batch of events is handled, not at once: a new socket may
 // take the closed one's fd number, and a stale event of the batch would then be read as the new one's.
 static int to_open;
+// conn and tls: how many loopback source addresses new connections rotate over (0: one, the kernel's choice).
+static int n_sources, next_source;
+
+#ifndef IP_BIND_ADDRESS_NO_PORT
+#define IP_BIND_ADDRESS_NO_PORT 24
+#endif
+
+/** Binds fd to the next source address of the rotation, its port left to connect. 0, or an errno. */
+static int bind_source(int fd) {
+  struct sockaddr_in src = {.sin_family = AF_INET};
+  src.sin_addr.s_addr = htonl(0x7f000002u + (uint32_t)(next_source++ % n_sources));
+  int one = 1;
+  if (setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one) != 0) return errno;
+  return bind(fd, (struct sockaddr *)&src, sizeof src) != 0 ? errno : 0;
+}
 
 #define BULK_WINDOW (1 << 20)
 #define MAX_TARGETS 16
@@ -58,6 +81,10 @@ static struct {
 } targets[MAX_TARGETS];
 static int n_targets, next_target;
 static SSL_CTX *tls_ctx;
+// --resume: the session (with the origin's ticket) each target's connections offer; NULL until one arrived.
+static SSL_SESSION *sessions[MAX_TARGETS];
+static int resume;
+static long resumed;
 
 static double *rtts;
 static size_t n_rtts, cap_rtts;
@@ -87,6 +114,20 @@ static void close_conn(int fd) {
 
 /** A connection ended (done or failed): the loop modes start the next one, the persistent ones lose one. */
 static void finish(int fd, int ok) {
+  struct conn *c = &conns[fd];
+  if (ok && resume && c->ssl != NULL) {
+    if (SSL_session_reused(c->ssl)) {
+      if (measuring) resumed++;
+    } else if (sessions[c->target] == NULL) {
+      // A full handshake: its session holds the ticket the origin sent after it (read with the answer).
+      SSL_SESSION *s = SSL_get1_session(c->ssl);
+      if (s != NULL && SSL_SESSION_is_resumable(s)) sessions[c->target] = s;
+      else if (s != NULL) SSL_SESSION_free(s);
+    }
+    // The answer was read to its end: a clean close. Without this SSL_free takes the connection for a broken one
+    // (no close_notify sent) and marks its session, the one kept above, not resumable.
+    SSL_set_shutdown(c->ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
+  }
   close_conn(fd);
   if (ok && measuring) ops++;
   if (!stopped && (mode == M_CONN || mode == M_TLS)) to_open++;
@@ -132,6 +173,14 @@ static void open_one(void) {
   if (mode == M_TLS) {
     c->target = (uint16_t)(next_target++ % n_targets);
     set_port(&addr, targets[c->target].port);
+  }
+  if (n_sources > 0) {
+    int e = bind_source(fd);
+    if (e != 0) {
+      close(fd);
+      fail(errno_name(e));
+      return;
+    }
   }
   c->state = S_CONNECTING;
   c->out_watched = 1;
@@ -213,6 +262,7 @@ static void on_connected(int fd) {
     SSL_set_fd(c->ssl, fd);
     SSL_set_tlsext_host_name(c->ssl, targets[c->target].name);
     SSL_set1_host(c->ssl, targets[c->target].name);
+    if (sessions[c->target] != NULL) SSL_set_session(c->ssl, sessions[c->target]);
     c->state = S_HANDSHAKE;
     return tls_step(fd);
   }
@@ -295,7 +345,8 @@ static double cpu_seconds(void) {
 static void usage(void) {
   fprintf(stderr,
           "loadgen: usage: --mode conn|echo|bulk|latency|tls --port P [--host H] [--duration S] [--warmup S]\n"
-          "                [--concurrency N] [--size BYTES] [--targets NAME@PORT,… --ca FILE,…]\n");
+          "                [--concurrency N] [--size BYTES] [--targets NAME@PORT,… --ca FILE,… [--resume 1]]\n"
+          "                [--sources N]\n");
   exit(2);
 }
 
@@ -314,9 +365,10 @@ static void setup_tls(char *ca_list) {
   tls_ctx = SSL_CTX_new(TLS_client_method());
   if (tls_ctx == NULL) exit(1);
   SSL_CTX_set_verify(tls_ctx, SSL_VERIFY_PEER, NULL);
-  // Every connection a full handshake, as a new client's: no session cache, no tickets kept.
+  // No session cache: without --resume every connection is a full handshake, as a new client's; with it the one
+  // session per target kept by hand (sessions[]) is what connections offer.
   SSL_CTX_set_session_cache_mode(tls_ctx, SSL_SESS_CACHE_OFF);
-  SSL_CTX_set_options(tls_ctx, SSL_OP_NO_TICKET);
+  if (!resume) SSL_CTX_set_options(tls_ctx, SSL_OP_NO_TICKET);
   for (char *save = NULL, *f = strtok_r(ca_list, ",", &save); f != NULL; f = strtok_r(NULL, ",", &save)) {
     if (SSL_CTX_load_verify_locations(tls_ctx, f, NULL) != 1) {
       fprintf(stderr, "loadgen: cannot load CA file %s\n", f);
@@ -328,7 +380,7 @@ static void setup_tls(char *ca_list) {
 int main(int argc, char **argv) {
   const char *host = "127.0.0.1", *mode_arg = "echo";
   char *targets_arg = NULL, *ca_arg = NULL;
-  int port = 0;
+  int port = 0, sources = 64;
   double duration_s = 5, warmup_s = 1;
   concurrency = -1;
   size = -1;
@@ -345,6 +397,8 @@ int main(int argc, char **argv) {
     else if (strcmp(k, "--size") == 0) size = atoi(v);
     else if (strcmp(k, "--targets") == 0) targets_arg = strdup(v);
     else if (strcmp(k, "--ca") == 0) ca_arg = strdup(v);
+    else if (strcmp(k, "--sources") == 0) sources = atoi(v);
+    else if (strcmp(k, "--resume") == 0 && strcmp(v, "1") == 0) resume = 1;
     else usage();
   }
   static const struct {
@@ -367,7 +421,10 @@ int main(int argc, char **argv) {
     setup_tls(ca_arg);
     port = targets[0].port;
   }
-  if (port <= 0 || (addr_len = parse_addr(host, port, &addr)) == 0) usage();
+  if (port <= 0 || (addr_len = parse_addr(host, port, &addr)) == 0 || sources < 0 || sources > 250) usage();
+  // Only loopback targets: any 127.0.0.0/8 address is this host's own, so every source can reach them.
+  int loopback = addr.ss_family == AF_INET && (ntohl(((struct sockaddr_in *)&addr)->sin_addr.s_addr) >> 24) == 127;
+  if ((mode == M_CONN || mode == M_TLS) && loopback) n_sources = sources;
   payload = malloc(size > 0 ? (size_t)size : 1);
   memset(payload, 'a', size > 0 ? (size_t)size : 1);
   signal(SIGPIPE, SIG_IGN);
@@ -436,6 +493,7 @@ int main(int argc, char **argv) {
           names[mode], concurrency, size, seconds, ops, (long long)bytes,
           (mode == M_BULK ? (double)bytes : (double)ops) / seconds, errors);
   out_errors(&o);
+  if (mode == M_TLS) out_add(&o, ",\"resumed\":%ld", resumed);
   out_add(&o, ",\"loadgenCpuSeconds\":%.4f", cpu);
   if (mode == M_LATENCY) {
     qsort(rtts, n_rtts, sizeof *rtts, cmp_double);

@@ -1,7 +1,9 @@
 // The SNI scenario's TLS origins in C (they were node:tls, as costly per handshake as the proxies they fed): one
 // listener per certificate on 127.0.0.1, each answering "ok\n" as soon as the handshake is done, then closing
-// (close_notify, FIN). No session cache and no tickets: every client pays a full handshake.
-//   bench/native/bin/tls-origin CERT:KEY [CERT:KEY …] [--lifetime S]
+// (close_notify, FIN). No session cache and no tickets: every client pays a full handshake. With --tickets, each
+// full handshake is followed by one TLS 1.3 session ticket (stateless: sealed with this process's own ticket key),
+// which a client may offer to resume (bench/native/loadgen.c --resume 1).
+//   bench/native/bin/tls-origin [--tickets] CERT:KEY [CERT:KEY …] [--lifetime S]
 // Prints {"ports":[…]} once listening, then {"accepted":N,"answered":N,"errors":N,"errorCodes":{…}} when it exits:
 // when stdin (a pipe or socket: the runner) closes, on SIGTERM or SIGINT, or when its lifetime (3600 s) is over. One thread, one epoll
 // set, non-blocking sockets, one SSL per descriptor in a table indexed by fd.
@@ -13,6 +15,7 @@
 
 #define MAX_CERTS 16
 static SSL_CTX *ctxs[MAX_CERTS];
+static int tickets; // --tickets: one stateless TLS 1.3 ticket after each full handshake
 static int listeners[MAX_CERTS], ports[MAX_CERTS], n_listeners;
 static SSL **ssls; // by fd; NULL for free descriptors
 static int max_fds, ep;
@@ -98,8 +101,9 @@ static void listen_with(const char *pair) {
     fprintf(stderr, "tls-origin: cannot load %s\n", pair);
     exit(2);
   }
-  SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
-  SSL_CTX_set_num_tickets(ctx, 0);
+  // OpenSSL sends TLS 1.3 tickets only with the server cache mode on; stateless tickets never enter the cache.
+  SSL_CTX_set_session_cache_mode(ctx, tickets ? SSL_SESS_CACHE_SERVER : SSL_SESS_CACHE_OFF);
+  SSL_CTX_set_num_tickets(ctx, tickets ? 1 : 0);
   struct sockaddr_storage ss;
   socklen_t len = parse_addr("127.0.0.1", 0, &ss);
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -127,11 +131,14 @@ int main(int argc, char **argv) {
   ep = epoll_create1(EPOLL_CLOEXEC);
   if (ssls == NULL || ep < 0) return 1;
   for (int i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "--tickets") == 0) tickets = 1;
+  }
+  for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--lifetime") == 0 && i + 1 < argc) lifetime_s = atof(argv[++i]);
-    else listen_with(argv[i]);
+    else if (strcmp(argv[i], "--tickets") != 0) listen_with(argv[i]);
   }
   if (n_listeners == 0) {
-    fprintf(stderr, "tls-origin: usage: CERT:KEY [CERT:KEY …] [--lifetime S]\n");
+    fprintf(stderr, "tls-origin: usage: [--tickets] CERT:KEY [CERT:KEY …] [--lifetime S]\n");
     return 2;
   }
   out_t o = {0};

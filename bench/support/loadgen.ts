@@ -16,6 +16,8 @@ interface LoadgenResult {
   readonly errorCodes: Record<string, number>
   readonly loadgenCpuSeconds: number
   readonly latencyUs?: LatencyUs
+  /** tls --resume 1: connections of the window the origin resumed. */
+  readonly resumed?: number
 }
 
 export type RunFields = Omit<Measurement, "workload" | "variant" | "round" | "position">
@@ -53,6 +55,10 @@ export const runLoadgen = async (o: {
   const amount = byBytes ? result.bytes : result.ops
   if (amount === 0) {
     throw new Error(`no ${byBytes ? "bytes" : "ops"} completed (errors: ${JSON.stringify(result.errorCodes)})`)
+  }
+  // A resumption run where handshakes fell back to full ones measures another workload: not a result.
+  if (o.args.includes("--resume") && (result.resumed ?? 0) < result.ops * 0.99) {
+    throw new Error(`only ${result.resumed ?? 0} of ${result.ops} TLS connections were resumed`)
   }
   return {
     command: `${relative(repoRoot, bin)} ${o.args.join(" ")}`,
