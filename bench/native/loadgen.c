@@ -16,8 +16,8 @@
 //   tls      N [32] loops of: connect to the next target's port, full TLS handshake with its NAME as SNI (no
 //            session resumption; the certificate verified against the CA files and NAME), read the origin's answer
 //            to its close, close. op = one connection that got an answer. With --resume, a TLS 1.3 resumption
-//            instead: each target's first connection is a full handshake and keeps the origin's ticket; every
-//            later one offers it (psk_dhe_ke: a new X25519 exchange, no certificate signed or verified). The result
+//            instead: before the run one full handshake per target fetches the origin's ticket, and every connection
+//            of the run offers it (psk_dhe_ke: a new X25519 exchange, no certificate signed or verified). The result
 //            counts the connections the origin resumed ("resumed").
 // Source addresses (conn and tls, IPv4 loopback targets): each new connection binds the next of N [64] addresses
 // 127.0.0.2, 127.0.0.3, … with IP_BIND_ADDRESS_NO_PORT, so the kernel picks the port at connect time per address.
@@ -81,7 +81,7 @@ static struct {
 } targets[MAX_TARGETS];
 static int n_targets, next_target;
 static SSL_CTX *tls_ctx;
-// --resume: the session (with the origin's ticket) each target's connections offer; NULL until one arrived.
+// --resume: the session (with the origin's ticket) each target's connections offer (prime_sessions).
 static SSL_SESSION *sessions[MAX_TARGETS];
 static int resume;
 static long resumed;
@@ -116,16 +116,9 @@ static void close_conn(int fd) {
 static void finish(int fd, int ok) {
   struct conn *c = &conns[fd];
   if (ok && resume && c->ssl != NULL) {
-    if (SSL_session_reused(c->ssl)) {
-      if (measuring) resumed++;
-    } else if (sessions[c->target] == NULL) {
-      // A full handshake: its session holds the ticket the origin sent after it (read with the answer).
-      SSL_SESSION *s = SSL_get1_session(c->ssl);
-      if (s != NULL && SSL_SESSION_is_resumable(s)) sessions[c->target] = s;
-      else if (s != NULL) SSL_SESSION_free(s);
-    }
+    if (SSL_session_reused(c->ssl) && measuring) resumed++;
     // The answer was read to its end: a clean close. Without this SSL_free takes the connection for a broken one
-    // (no close_notify sent) and marks its session, the one kept above, not resumable.
+    // (no close_notify sent) and marks its session, the one every connection offers, not resumable.
     SSL_set_shutdown(c->ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
   }
   close_conn(fd);
@@ -377,6 +370,41 @@ static void setup_tls(char *ca_list) {
   }
 }
 
+/**
+ * --resume: one full handshake per target before the run, blocking, to fetch the ticket every connection of the run
+ * then offers; so even a short run's window holds resumed connections only. Exits when a target sends no ticket.
+ */
+static void prime_sessions(void) {
+  for (int t = 0; t < n_targets; t++) {
+    set_port(&addr, targets[t].port);
+    int fd = socket(addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    SSL *ssl = SSL_new(tls_ctx);
+    if (fd < 0 || ssl == NULL || connect(fd, (struct sockaddr *)&addr, addr_len) != 0) {
+      fprintf(stderr, "loadgen: cannot reach %s@%d to fetch its ticket\n", targets[t].name, targets[t].port);
+      exit(1);
+    }
+    SSL_set_fd(ssl, fd);
+    SSL_set_tlsext_host_name(ssl, targets[t].name);
+    SSL_set1_host(ssl, targets[t].name);
+    char buf[256];
+    if (SSL_connect(ssl) == 1) {
+      while (SSL_read(ssl, buf, sizeof buf) > 0) {
+      }
+    }
+    SSL_SESSION *s = SSL_get1_session(ssl);
+    if (s == NULL || !SSL_SESSION_is_resumable(s)) {
+      fprintf(stderr, "loadgen: %s@%d sent no session ticket (origin without --tickets?)\n", targets[t].name,
+              targets[t].port);
+      exit(1);
+    }
+    sessions[t] = s;
+    SSL_set_shutdown(ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN); // see finish: keeps the session resumable
+    SSL_free(ssl);
+    close(fd);
+  }
+  set_port(&addr, targets[0].port);
+}
+
 int main(int argc, char **argv) {
   const char *host = "127.0.0.1", *mode_arg = "echo";
   char *targets_arg = NULL, *ca_arg = NULL;
@@ -425,6 +453,7 @@ int main(int argc, char **argv) {
   // Only loopback targets: any 127.0.0.0/8 address is this host's own, so every source can reach them.
   int loopback = addr.ss_family == AF_INET && (ntohl(((struct sockaddr_in *)&addr)->sin_addr.s_addr) >> 24) == 127;
   if ((mode == M_CONN || mode == M_TLS) && loopback) n_sources = sources;
+  if (mode == M_TLS && resume) prime_sessions();
   payload = malloc(size > 0 ? (size_t)size : 1);
   memset(payload, 'a', size > 0 ? (size_t)size : 1);
   signal(SIGPIPE, SIG_IGN);

@@ -212,9 +212,9 @@ export const runSniScenario = async (opts: SniOptions): Promise<ScenarioResult> 
         ...notes,
         "Each connection: TCP connect, a TLS 1.3 handshake that resumes the name's session with the origin's ticket " +
           "(psk_dhe_ke: a fresh X25519 exchange, no certificate sent), the origin writes `ok` and closes, the client " +
-          "reads to the end and closes. The first connection to each name is a full handshake (ECDSA P-256, the " +
-          "certificate verified against that origin's own CA and name) and keeps the ticket; the generator " +
-          "reports how many it resumed. `route: sni`, HAProxy and direct alternate two server names and origins; the " +
+          "reads to the end and closes. Before the run one full handshake per name (ECDSA P-256, the certificate " +
+          "verified against that origin's own CA and name) fetches the ticket; the generator reports how many " +
+          "connections were resumed (all, or the run fails). `route: sni`, HAProxy and direct alternate two server names and origins; the " +
           "fixed route and the relay go to the first.",
         "Why resumption: a full handshake costs the generator ≈ 0.6 ms of CPU and the origin about as much (OpenSSL " +
           "3.0), so on 2 cores direct ran barely faster than HAProxy and every ratio was `bound`. A passthrough " +
