@@ -203,7 +203,8 @@ export const runSniScenario = async (opts: SniOptions): Promise<ScenarioResult> 
         rounds: opts.rounds,
         durationSeconds: opts.duration,
         warmupSeconds: opts.warmup,
-        origin: "bench/native/tls-origin.c --tickets (C, OpenSSL, epoll, one process, one stateless TLS 1.3 ticket per full handshake)",
+        origin:
+          "bench/native/tls-origin.c --tickets (C, OpenSSL, epoll, one process, one stateless TLS 1.3 ticket per full handshake)",
         loadgen: "bench/native/loadgen.c --mode tls --resume 1 (C, OpenSSL, epoll, one process per run)",
         openssl: versionOf("openssl", ["version"]),
         baselineConfigs: Object.fromEntries(baselines.map((b) => [b.name, b.config]))

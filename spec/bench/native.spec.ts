@@ -2,6 +2,7 @@
 // every load generator mode completes operations against the C echo backend and reports them in the runner's JSON
 // lines, the TLS loops verify each origin's certificate by name, failures are counted by reason, and the minimal
 // Node relay carries the traffic. Functional only: no figure here is compared with a speed.
+import { createServer, type Server } from "node:net"
 import { afterEach, describe, expect, it } from "vitest"
 import { type ReadyChild, spawnLines, startHelper, startNodeRelay } from "../../bench/support/children.ts"
 import { benchBinaries } from "../../bench/support/native.ts"
@@ -22,6 +23,7 @@ interface Result {
   readonly errorCodes: Record<string, number>
   readonly loadgenCpuSeconds: number
   readonly latencyUs?: { p50: number; p99: number; max: number }
+  readonly resumed?: number
 }
 
 const helpers: Array<ReadyChild<unknown>> = []
@@ -99,6 +101,57 @@ describe("bench/native: the C load generator and TLS origin", () => {
     const wrong = await loadgen(["--mode", "tls", "--targets", `${hosts[0]}@${b}`, "--ca", ca, "--concurrency", "2"])
     expect(wrong.result.ops).toBe(0)
     expect(Object.keys(wrong.result.errorCodes)).toEqual(["CERT_VERIFY"])
+  })
+
+  it("conn: new connections rotate over loopback source addresses; --sources 0 leaves one", async () => {
+    // An echo server of our own, to see where each connection comes from.
+    const seen = new Set<string>()
+    const server: Server = createServer((socket) => {
+      seen.add(socket.remoteAddress ?? "")
+      socket.on("error", () => {})
+      socket.pipe(socket)
+    })
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))
+    try {
+      const port = String((server.address() as { port: number }).port)
+      const rotated = await loadgen(["--mode", "conn", "--port", port, "--concurrency", "4"])
+      expect(rotated.result).toMatchObject({ errors: 0 })
+      expect(rotated.result.ops).toBeGreaterThan(64)
+      expect(seen.size).toBe(64)
+      expect(seen.has("127.0.0.2") && seen.has("127.0.0.65") && !seen.has("127.0.0.1")).toBe(true)
+      seen.clear()
+      const one = await loadgen(["--mode", "conn", "--port", port, "--concurrency", "4", "--sources", "0"])
+      expect(one.result.ops).toBeGreaterThan(0)
+      expect([...seen]).toEqual(["127.0.0.1"])
+    } finally {
+      server.close()
+    }
+  })
+
+  it("tls --resume 1: every measured connection resumes with the origin's ticket; an origin without tickets is refused", async () => {
+    const sites = await Promise.all(["a.bench.test", "b.bench.test"].map((h) => makeSiteCerts([h])))
+    const pairs = sites.map((s) => `${s.server.certPath}:${s.server.keyPath}`)
+    const ports = (line: string) => (JSON.parse(line) as { ports?: number[] }).ports
+    const ticketing = keep(await startHelper("tls origin", native.tlsOrigin, ["--tickets", ...pairs], ports))
+    const ca = sites.map((s) => s.ca.certPath).join(",")
+    const targets = `a.bench.test@${ticketing.info[0]},b.bench.test@${ticketing.info[1]}`
+    const resumed = await loadgen(["--mode", "tls", "--targets", targets, "--ca", ca, "--resume", "1"])
+    expect(resumed.result).toMatchObject({ errors: 0, errorCodes: {} })
+    expect(resumed.result.ops).toBeGreaterThan(1)
+    expect(resumed.result.resumed).toBe(resumed.result.ops)
+    // Without --resume each connection is a full handshake, tickets or not.
+    const full = await loadgen(["--mode", "tls", "--targets", targets, "--ca", ca])
+    expect(full.result.ops).toBeGreaterThan(1)
+    expect(full.result.resumed).toBe(0)
+
+    const plain = keep(await startHelper("tls origin", native.tlsOrigin, pairs, ports))
+    const refused = spawnLines(
+      native.loadgen,
+      ["--mode", "tls", "--targets", `a.bench.test@${plain.info[0]}`, "--ca", ca, "--resume", "1", "--duration", "0.5"],
+      () => {}
+    )
+    expect(await refused.exited).toBe(1)
+    expect(refused.stderr()).toContain("sent no session ticket")
   })
 
   it("stops when its stdin (the runner) closes", async () => {
