@@ -7,7 +7,7 @@
 //                                    short round each; exit 1 unless every variant gave numbers
 //
 // `--help` lists every option; bench/README.md says what is measured and how to read it.
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs"
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs"
 import { join, relative, resolve } from "node:path"
 import { parseArgs } from "node:util"
 import { makeTempDir, removeTempDir } from "../spec/support/backends/local.ts"
@@ -42,7 +42,7 @@ import {
   staleDistWarning,
   workingTree
 } from "./support/polyproxy.ts"
-import { installExitHooks, killEverything, machineInfo, runBounded } from "./support/process.ts"
+import { installExitHooks, killEverything, machineInfo } from "./support/process.ts"
 import { keptRuns, renderScenario, scenarioChecks, summarize } from "./support/report.ts"
 import { chartPanels, readmeTable, renderTargets, targets } from "./support/targets.ts"
 import { plannedTcpSeconds, runTcpScenario, TCP_VARIANTS, TCP_WORKLOADS, type TcpVariantName } from "./tcp/scenario.ts"
@@ -324,14 +324,6 @@ const writeAtomically = (file: string, content: string): void => {
   renameSync(`${file}.tmp`, file)
 }
 
-/** Results under bench/ are inside `biome check .`: give them the project's formatting. */
-const formatResults = async (files: readonly string[], log: (line: string) => void): Promise<void> => {
-  const biome = join(repoRoot, "node_modules", ".bin", "biome")
-  if (!existsSync(biome) || files.some((f) => !resolve(f).startsWith(join(repoRoot, "bench")))) return
-  const r = await runBounded(biome, ["format", "--write", ...files], { env: process.env, timeoutMs: 60_000 })
-  if (r.code !== 0) log(`warning: biome format of the results failed:\n${r.stdout}${r.stderr}`)
-}
-
 /** Why these results may not be published (empty: they may). */
 const unpublishable = (o: Options, scenarios: Record<string, ScenarioResult>, skipped: Record<string, string>) => {
   const why: string[] = []
@@ -507,7 +499,6 @@ const main = async (): Promise<number> => {
     writeAtomically(files.json, json)
     writeAtomically(files.md, md)
     writeAtomically(files.svg, svg)
-    await formatResults([files.dated, files.json, files.md], log)
     process.stdout.write(`${readFileSync(files.md, "utf8")}\n`)
     log(
       `wrote ${Object.values(files)
