@@ -8,6 +8,7 @@ import { encodeProxyHeader } from "../codec/proxy/ProxyHeader.ts"
 import type { VettedEndpoint } from "../domain/Endpoint.ts"
 import { type ProxyError, proxyError } from "../domain/ProxyError.ts"
 import type { ConnectionInfo, Route } from "../domain/Route.ts"
+import { writeDirect } from "../relay/directWrite.ts"
 import type { Connection } from "./Connection.ts"
 import type { ListenerState } from "./ListenerState.ts"
 
@@ -33,7 +34,9 @@ const header = (c: Connection, route: Route, dialed: net.Socket) => {
 export const replayNow = (c: Connection, dialed: net.Socket): net.Socket => {
   header(c, c.route!, dialed)
   const replay = c.identified?.replay
-  if (replay !== undefined && replay.length > 0) dialed.write(replay)
+  // Past Node's Writable (relay/directWrite.ts), as the relay writes what follows; behind a PROXY header still in
+  // Node's buffer it takes socket.write itself, so the order holds.
+  if (replay !== undefined && replay.length > 0) writeDirect(dialed, replay)
   return dialed
 }
 
