@@ -20,6 +20,7 @@ import {
 } from "./http/scenario.ts"
 import { POOLED_CLIENTS as MYSQL_POOLED_CLIENTS } from "./mysql/pooled.ts"
 import { MYSQL_VARIANTS, type MysqlVariantName, plannedMysqlSeconds, runMysqlScenario } from "./mysql/scenario.ts"
+import { PG_OPT_IN_VARIANTS } from "./pg/pooled.ts"
 import { PG_VARIANTS, type PgVariantName, plannedPgSeconds, runPgScenario } from "./pg/scenario.ts"
 import {
   plannedSmtpSeconds,
@@ -73,7 +74,7 @@ const OPTIONS = {
   "pg-clients": { type: "string", default: "1,10,50" },
   "pg-scale": { type: "string", default: "10" },
   "pg-pool-size": { type: "string", default: "10" },
-  "pg-variants": { type: "string", default: PG_VARIANTS.join(",") },
+  "pg-variants": { type: "string", default: PG_VARIANTS.filter((v) => !PG_OPT_IN_VARIANTS.includes(v)).join(",") },
   "smtp-duration": { type: "string", default: "3" },
   "smtp-connections": { type: "string", default: "1,10" },
   "smtp-variants": { type: "string", default: SMTP_VARIANTS.join(",") },

@@ -1,10 +1,13 @@
 // PgBouncer as a baseline: session or transaction mode, its own ini and userlist in a temp dir, on a free 127.0.0.1
-// port.
+// port; with `processes` above 1, that many PgBouncers sharing the port (`so_reuseport`, the kernel spreading the
+// clients), each with its own pools: how PgBouncer, one thread by design, is run on more than one core.
 // PgBouncer refuses to run as root, so (like PostgreSQL in spec/support/backends) it is spawned directly with the
 // postgres account's uid/gid: the child's pid is PgBouncer itself, which the CPU accounting needs.
 import { join } from "node:path"
 import {
+  type LaunchSpec,
   launch,
+  launchAt,
   makeTempDir,
   removeTempDir,
   unprivilegedAccount,
@@ -16,6 +19,8 @@ export interface PgBouncer {
   readonly host: string
   readonly port: number
   readonly pid: number
+  /** Every process's (`pid` first). */
+  readonly pids: readonly number[]
   readonly version: string
   readonly settings: Readonly<Record<string, string | number>>
   readonly stop: () => Promise<void>
@@ -39,6 +44,8 @@ export interface PgBouncerOptions {
    * login's, and PgBouncer logs in to the server with SCRAM keys taken from the client's proof (pass-through).
    */
   readonly authUser?: { readonly user: string; readonly password: string }
+  /** PgBouncers on the one port (so_reuseport), each with `poolSize` per pool. Default 1. */
+  readonly processes?: number
 }
 
 const quote = (s: string): string => `"${s.replaceAll('"', '""')}"`
@@ -46,6 +53,7 @@ const quote = (s: string): string => `"${s.replaceAll('"', '""')}"`
 export const startPgBouncer = async (opts: PgBouncerOptions): Promise<PgBouncer> => {
   const account = unprivilegedAccount("postgres")
   const dir = makeTempDir("pgbouncer", account)
+  const processes = opts.processes ?? 1
   const settings = {
     pool_mode: opts.poolMode ?? "session",
     default_pool_size: opts.poolSize,
@@ -60,13 +68,14 @@ export const startPgBouncer = async (opts: PgBouncerOptions): Promise<PgBouncer>
     log_connections: 0,
     log_disconnections: 0,
     stats_period: 3600,
-    ...(opts.authUser === undefined ? {} : { auth_user: opts.authUser.user })
+    ...(opts.authUser === undefined ? {} : { auth_user: opts.authUser.user }),
+    ...(processes > 1 ? { so_reuseport: 1 } : {})
   }
   try {
     const version = versionOf("pgbouncer", ["--version"])
     const login = opts.authUser ?? opts
     writeOwnedFile(join(dir, "userlist.txt"), `${quote(login.user)} ${quote(login.password)}\n`, 0o600, account)
-    const server = await launch((port) => {
+    const spec = (port: number): LaunchSpec => {
       const ini = [
         "[databases]",
         `${opts.database} = host=${opts.backendHost} port=${opts.backendPort} dbname=${opts.database}`,
@@ -94,17 +103,26 @@ export const startPgBouncer = async (opts: PgBouncerOptions): Promise<PgBouncer>
         stopSignal: "SIGTERM",
         exitSignal: "SIGKILL"
       }
-    })
+    }
+    const servers = [await launch(spec)]
+    const port = servers[0]!.port
+    try {
+      while (servers.length < processes) servers.push(await launchAt(spec(port), port))
+    } catch (error) {
+      for (const s of servers) await s.kill()
+      throw error
+    }
     let stopped: Promise<void> | undefined
     return {
       host: "127.0.0.1",
-      port: server.port,
-      pid: server.child.pid!,
+      port,
+      pid: servers[0]!.child.pid!,
+      pids: servers.map((s) => s.child.pid!),
       version,
       settings,
       stop: () =>
         (stopped ??= (async () => {
-          await server.kill()
+          for (const s of servers) await s.kill()
           removeTempDir(dir)
         })())
     }

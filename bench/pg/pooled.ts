@@ -16,8 +16,24 @@ import { type Compared, comparedWith, processVariant, type Variant } from "../su
 import { DATABASE, type PgWorkload, pgWorkloadOf } from "./pgbench.ts"
 import { type PgBouncer, startPgBouncer } from "./pgbouncer.ts"
 
-export const PG_POOLED_VARIANTS = ["polyproxy-transaction", "pgbouncer-transaction"] as const
+export const PG_POOLED_VARIANTS = [
+  "polyproxy-transaction",
+  "pgbouncer-transaction",
+  "polyproxy-transaction-2",
+  "pgbouncer-transaction-2"
+] as const
 export type PgPooledVariantName = (typeof PG_POOLED_VARIANTS)[number]
+
+/**
+ * The `-2` variants, asked for by name only (not in the default `--pg-variants`): each pooler as two processes on the
+ * two cores, polyproxy with `workers: 2`, PgBouncer as two processes on one port (`so_reuseport`), each process with
+ * half the pool so that the server still holds at most `--pg-pool-size`. How each scales past one core; the published
+ * ratio stays the one-process pair's.
+ */
+export const PG_OPT_IN_VARIANTS: readonly string[] = ["polyproxy-transaction-2", "pgbouncer-transaction-2"]
+
+/** Processes of a pooled variant: its pools are split between them. */
+const processesOf = (name: PgPooledVariantName): number => (name.endsWith("-2") ? 2 : 1)
 
 /** What the issue asks for: select-only at 100 clients, TPC-B-like at 50, each against a pool of `--pg-pool-size`. */
 export const POOLED_WORKLOADS: readonly { readonly kind: PgWorkload; readonly clients: number }[] = [
@@ -65,10 +81,16 @@ export interface PooledStarted {
 
 export const startPooledVariant = async (o: PooledStart): Promise<PooledStarted> => {
   const lookup = { user: o.server.superuser, password: o.server.password }
-  if (o.name === "polyproxy-transaction") {
-    const pool = { mode: "transaction", size: o.poolSize, idleTimeout: 1 }
+  const processes = processesOf(o.name)
+  if (o.poolSize % processes !== 0) {
+    throw new Error(`--pg-pool-size ${o.poolSize} cannot be split evenly between ${processes} processes`)
+  }
+  const size = o.poolSize / processes
+  if (o.name.startsWith("polyproxy-")) {
+    const pool = { mode: "transaction", size, idleTimeout: 1 }
     const started = await startPolyproxyVariants({
       name: o.name,
+      workers: processes,
       entry: o.entry,
       compare: o.compare,
       dir: o.dir,
@@ -83,9 +105,10 @@ export const startPooledVariant = async (o: PooledStart): Promise<PooledStarted>
         }
       },
       ready: o.ready,
-      label: "polyproxy postgres, transaction pool",
+      label: `polyproxy postgres, transaction pool${processes > 1 ? `, ${processes} workers` : ""}`,
       what:
-        `\`postgres\` listener, its route in \`pool: { mode: transaction, size: ${o.poolSize}, idleTimeout: 1 }\`, ` +
+        `\`postgres\` listener, its route in \`pool: { mode: transaction, size: ${size}, idleTimeout: 1 }\`` +
+        `${processes > 1 ? ` per worker (${o.poolSize} in all)` : ""}, ` +
         "client secrets looked up as the superuser (`auth`, the default pg_authid query), SCRAM pass-through to the server"
     })
     return { variants: started.variants, proxies: started.proxies }
@@ -96,7 +119,8 @@ export const startPooledVariant = async (o: PooledStart): Promise<PooledStarted>
     database: DATABASE,
     user: o.server.user,
     password: o.server.userPassword,
-    poolSize: o.poolSize,
+    poolSize: size,
+    processes,
     maxClientConn: Math.max(200, 2 * Math.max(...POOLED_WORKLOADS.map((w) => w.clients))),
     poolMode: "transaction",
     authUser: lookup
@@ -112,14 +136,18 @@ export const startPooledVariant = async (o: PooledStart): Promise<PooledStarted>
     bouncer,
     proxies: [],
     variants: [
-      processVariant(
-        o.name,
-        bouncer.port,
-        { pid: bouncer.pid, alive: () => true },
-        "PgBouncer transaction",
-        `${bouncer.version.split(",")[0]}, ${settings.join(", ")}; auth_query: its default (pg_shadow), ` +
-          "SCRAM pass-through to the server"
-      )
+      {
+        ...processVariant(
+          o.name,
+          bouncer.port,
+          { pid: bouncer.pid, alive: () => true },
+          `PgBouncer transaction${processes > 1 ? `, ${processes} processes` : ""}`,
+          `${bouncer.version.split(",")[0]}, ${settings.join(", ")}` +
+            `${processes > 1 ? ` (${processes} processes on one port, ${o.poolSize} server connections in all)` : ""}; ` +
+            "auth_query: its default (pg_shadow), SCRAM pass-through to the server"
+        ),
+        pids: bouncer.pids
+      }
     ]
   }
 }

@@ -2,12 +2,19 @@
 // limit is discarded and rerun (kept and marked only in development runs), and a variant whose rate comes within
 // 15 % of the bare backend's in a round is "bound": its ratios are printed as such and no target counts it.
 import { describe, expect, it } from "vitest"
-import { checkPoolBound, directClients, pooledWorkloadOf } from "../../bench/pg/pooled.ts"
-import { plannedPgSeconds } from "../../bench/pg/scenario.ts"
+import {
+  checkPoolBound,
+  directClients,
+  PG_OPT_IN_VARIANTS,
+  pooledWorkloadOf,
+  startPooledVariant
+} from "../../bench/pg/pooled.ts"
+import { PG_VARIANTS, plannedPgSeconds } from "../../bench/pg/scenario.ts"
 import { interleave, type Measurement, type ScenarioResult, type Workload } from "../../bench/support/interleave.ts"
 import { renderScenario, scenarioChecks, summarize } from "../../bench/support/report.ts"
 import { readmeTable, renderTargets, targets, verdict } from "../../bench/support/targets.ts"
 import { variantInfos } from "../../bench/support/variant.ts"
+import type { PostgresServer } from "../../spec/support/backends/postgres.ts"
 
 const workload: Workload = {
   id: "conn",
@@ -240,6 +247,23 @@ describe("bench pg transaction pooling", () => {
     expect(directClients("polyproxy-transaction", 100, 10)).toBe(100)
     expect(directClients("pgbouncer-transaction", 50, 10)).toBe(50)
     expect(pooled.label).toContain("direct at 10 clients")
+  })
+
+  it("runs the two-process poolers only when named, and refuses a pool they cannot split", async () => {
+    expect(PG_OPT_IN_VARIANTS).toEqual(["polyproxy-transaction-2", "pgbouncer-transaction-2"])
+    for (const v of PG_OPT_IN_VARIANTS) expect(PG_VARIANTS).toContain(v)
+    for (const name of ["polyproxy-transaction-2", "pgbouncer-transaction-2"] as const) {
+      // Refused before anything starts: the server is never reached.
+      const start = startPooledVariant({
+        name,
+        entry: { form: "dist", root: "/nonexistent" },
+        dir: "/nonexistent",
+        server: {} as PostgresServer,
+        poolSize: 9,
+        ready: async () => {}
+      })
+      await expect(start).rejects.toThrow(/--pg-pool-size 9 cannot be split evenly between 2 processes/)
+    }
   })
 
   it("fails a pooled variant's run when the server held more backends than the pool size", () => {

@@ -172,6 +172,12 @@ export const launch = async (spec: (port: number) => LaunchSpec): Promise<LocalS
   throw lastError
 }
 
+/** `launch` on a port already chosen: a second server sharing it (SO_REUSEPORT), no other port tried. */
+export const launchAt = (spec: LaunchSpec, port: number): Promise<LocalServer> => {
+  installExitHooks()
+  return launchOnce(spec, port)
+}
+
 class PortTakenError extends Error {}
 
 const launchOnce = (s: LaunchSpec, port: number): Promise<LocalServer> =>
