@@ -136,18 +136,15 @@ export const startPooledVariant = async (o: PooledStart): Promise<PooledStarted>
     bouncer,
     proxies: [],
     variants: [
-      {
-        ...processVariant(
-          o.name,
-          bouncer.port,
-          { pid: bouncer.pid, alive: () => true },
-          `PgBouncer transaction${processes > 1 ? `, ${processes} processes` : ""}`,
-          `${bouncer.version.split(",")[0]}, ${settings.join(", ")}` +
-            `${processes > 1 ? ` (${processes} processes on one port, ${o.poolSize} server connections in all)` : ""}; ` +
-            "auth_query: its default (pg_shadow), SCRAM pass-through to the server"
-        ),
-        pids: bouncer.pids
-      }
+      processVariant(
+        o.name,
+        bouncer.port,
+        { pid: bouncer.pid, pids: bouncer.pids, alive: () => true },
+        `PgBouncer transaction${processes > 1 ? `, ${processes} processes` : ""}`,
+        `${bouncer.version.split(",")[0]}, ${settings.join(", ")}` +
+          `${processes > 1 ? ` (${processes} processes on one port, ${o.poolSize} server connections in all)` : ""}; ` +
+          "auth_query: its default (pg_shadow), SCRAM pass-through to the server"
+      )
     ]
   }
 }

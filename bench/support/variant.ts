@@ -19,14 +19,20 @@ export const directVariant = <N extends string>(name: N, port: number, descripti
   info: { name, label: "direct", description }
 })
 
-/** A proxy process the scenario started. */
+/** A proxy process the scenario started (or several serving one port: `pids`). */
 export const processVariant = <N extends string>(
   name: N,
   port: number,
-  process: { readonly pid: number; readonly alive: () => boolean },
+  process: { readonly pid: number; readonly pids?: readonly number[]; readonly alive: () => boolean },
   label: string,
   description: string
-): Variant<N> => ({ name, port, pids: [process.pid], alive: process.alive, info: { name, label, description } })
+): Variant<N> => ({
+  name,
+  port,
+  pids: process.pids ?? [process.pid],
+  alive: process.alive,
+  info: { name, label, description }
+})
 
 /** Whether a child process still runs. */
 export const childAlive =
