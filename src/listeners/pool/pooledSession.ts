@@ -12,6 +12,7 @@ import type { ProxyError } from "../../domain/ProxyError.ts"
 import { writeDirect } from "../../relay/directWrite.ts"
 import type { RelayTotals } from "../../relay/relay.ts"
 import type { LogShape } from "../../services/Log.ts"
+import { type DeferredWriter, deferReply, flushReplies } from "./deferredReplies.ts"
 import type { Waiter } from "./serverPool.ts"
 import { listenClient, listenServer, type Sock, type SocketSession } from "./sessionSockets.ts"
 import { holdLimit, readPooledShared } from "./sharedReads.ts"
@@ -28,6 +29,7 @@ export const CLIENT_FULL = 2 // a reply left with no server connection to hold b
 export const ENDING = 4 // the client's goodbye or FIN: close once nothing is owed
 export const QUIT = 8 // the goodbye read (or the session failed): nothing after it is
 export const CLOSED = 16
+const REPLY_DEFERRED = 32 // a reply waits in deferredReplies.ts: written before anything else for this client
 
 /** A server connection as a session holds it. */
 export interface HeldConn {
@@ -72,7 +74,7 @@ export abstract class PooledSessionBase<
   L extends HeldLink<C>,
   P extends SessionPool<C>,
   H extends SessionHomeBase
-> implements Waiter<C>, SocketSession
+> implements Waiter<C>, SocketSession, DeferredWriter
 {
   readonly client: Sock
   pool: P
@@ -232,12 +234,14 @@ export abstract class PooledSessionBase<
 
   /** Bytes for the client from the proxy itself, when nothing is owed before them. */
   answer(bytes: Buffer): void {
+    if (this.flags & REPLY_DEFERRED) flushReplies()
     if (!(this.flags & CLOSED)) this.client.write(bytes)
   }
 
   /** Bytes for the client; a full buffer pauses the server connection until the client drains. */
   toClient(link: L, bytes: Buffer): void {
     if (bytes.length === 0) return
+    if (this.flags & REPLY_DEFERRED) flushReplies()
     if (!writeDirect(this.client, bytes) && !link.paused) {
       link.paused = true
       link.conn.socket.pause()
@@ -247,11 +251,19 @@ export abstract class PooledSessionBase<
   /**
    * The end of a reply whose server connection was given back just before (so that the server starts on the next
    * waiting client's work while this reply is written: the pool's few connections are what the clients wait for, and
-   * a write that wakes this client can cost the proxy its core for a while). A reply the client's buffer cannot take
-   * pauses its reads until it drains (there is no server connection left to hold back).
+   * a write that wakes this client can cost the proxy its core for a while). Written with the other such replies of
+   * this pass of the event loop (deferredReplies.ts).
    */
   protected replyUnheld(reply: Buffer): void {
-    if (!writeDirect(this.client, reply) && !(this.flags & CLOSED)) {
+    this.flags |= REPLY_DEFERRED
+    deferReply(this, reply)
+  }
+
+  /** The deferred reply: one the client's buffer cannot take pauses its reads until it drains. */
+  writeDeferred(reply: Buffer): void {
+    this.flags &= ~REPLY_DEFERRED
+    if (this.flags & CLOSED) return
+    if (!writeDirect(this.client, reply)) {
       this.flags |= CLIENT_FULL
       this.client.pause()
     }
@@ -312,6 +324,7 @@ export abstract class PooledSessionBase<
     if (link !== undefined && link.pending > 0) return
     this.dropServer()
     this.flags |= QUIT
+    if (this.flags & REPLY_DEFERRED) flushReplies()
     const c = this.client
     if (c.writableEnded) return
     c.pause()
@@ -327,6 +340,7 @@ export abstract class PooledSessionBase<
     this.held = undefined
     this.wait = Wait.NONE
     this.dropServer()
+    if (this.flags & REPLY_DEFERRED) flushReplies()
     const c = this.client
     c.pause()
     if (last !== undefined) c.end(last)
