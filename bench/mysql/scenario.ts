@@ -318,10 +318,11 @@ export const runMysqlScenario = async (opts: MysqlOptions): Promise<ScenarioResu
             return { r, w: windowCpu(before, after), loadgenCpuSeconds: reapedChildrenCpu() - generator }
           }
           // The pooled row: the server's connections of the bench user counted throughout the measured run, once
-          // the warm-up's (or the previous run's) are gone.
+          // every earlier run's are gone. All of them, not "at most the pool size": with `--compare` the other
+          // polyproxy's pool may still hold its idle connections (closed after its `idleTimeout: 1`), and this
+          // variant's run would then count them with its own.
           if (pooled && monitor) {
-            const keeps = isMysqlPooledVariant(variant.name) ? opts.poolSize : 0
-            if (!(await waitForSessions(monitor, server.user, keeps))) log(`mysql ${workload.id}: connections linger`)
+            if (!(await waitForSessions(monitor, server.user, 0))) log(`mysql ${workload.id}: connections linger`)
           }
           const sampled = pooled && monitor ? await whileCounting(monitor, server.user, timed) : undefined
           const { r, w, loadgenCpuSeconds } = sampled?.result ?? (await timed())
