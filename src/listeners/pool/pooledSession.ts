@@ -234,14 +234,14 @@ export abstract class PooledSessionBase<
 
   /** Bytes for the client from the proxy itself, when nothing is owed before them. */
   answer(bytes: Buffer): void {
-    if (this.flags & REPLY_DEFERRED) flushReplies()
+    this.repliesFirst()
     if (!(this.flags & CLOSED)) this.client.write(bytes)
   }
 
   /** Bytes for the client; a full buffer pauses the server connection until the client drains. */
   toClient(link: L, bytes: Buffer): void {
     if (bytes.length === 0) return
-    if (this.flags & REPLY_DEFERRED) flushReplies()
+    this.repliesFirst()
     if (!writeDirect(this.client, bytes) && !link.paused) {
       link.paused = true
       link.conn.socket.pause()
@@ -257,6 +257,11 @@ export abstract class PooledSessionBase<
   protected replyUnheld(reply: Buffer): void {
     this.flags |= REPLY_DEFERRED
     deferReply(this, reply)
+  }
+
+  /** Before any other bytes for the client (or its end): a reply of its still deferred goes out first. */
+  private repliesFirst(): void {
+    if (this.flags & REPLY_DEFERRED) flushReplies()
   }
 
   /** The deferred reply: one the client's buffer cannot take pauses its reads until it drains. */
@@ -324,7 +329,7 @@ export abstract class PooledSessionBase<
     if (link !== undefined && link.pending > 0) return
     this.dropServer()
     this.flags |= QUIT
-    if (this.flags & REPLY_DEFERRED) flushReplies()
+    this.repliesFirst()
     const c = this.client
     if (c.writableEnded) return
     c.pause()
@@ -340,7 +345,7 @@ export abstract class PooledSessionBase<
     this.held = undefined
     this.wait = Wait.NONE
     this.dropServer()
-    if (this.flags & REPLY_DEFERRED) flushReplies()
+    this.repliesFirst()
     const c = this.client
     c.pause()
     if (last !== undefined) c.end(last)
