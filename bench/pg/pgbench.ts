@@ -5,6 +5,7 @@ import { join } from "node:path"
 import type pg from "pg"
 import type { PostgresServer } from "../../spec/support/backends/postgres.ts"
 import type { Workload } from "../support/interleave.ts"
+import { pinnedCommand } from "../support/pin.ts"
 import { runBounded, sleep } from "../support/process.ts"
 
 export const DATABASE = "appdb"
@@ -14,17 +15,19 @@ export type PgWorkload = (typeof PG_WORKLOADS)[number]
 /**
  * A row of the pg scenario's tables. With `pool`, a transaction-pooling workload (bench/pg/pooled.ts): its own id,
  * its second ratio taken against PgBouncer in transaction mode instead of HAProxy, and its `direct` run at as many
- * clients as the pool has server connections (`directClients` there).
+ * clients as the pool has server connections (`directClients` there); `pinned`, the one with the pooler on a core of
+ * its own (bench/support/pin.ts).
  */
 export const pgWorkloadOf = (
   kind: PgWorkload,
   clients: number,
-  pool?: { readonly size: number; readonly compareTo: string }
+  pool?: { readonly size: number; readonly compareTo: string; readonly pinned?: boolean }
 ): Workload => ({
-  id: `${pool ? "pooled-" : ""}${kind}-c${clients}`,
+  id: `${pool ? "pooled-" : ""}${kind}-c${clients}${pool?.pinned ? "-pinned" : ""}`,
   label:
     `pgbench ${kind}, ${clients} client${clients > 1 ? "s" : ""}` +
-    (pool ? `, transaction pooling (pool ${pool.size}; direct at ${pool.size} clients)` : ""),
+    (pool ? `, transaction pooling (pool ${pool.size}; direct at ${pool.size} clients)` : "") +
+    (pool?.pinned ? ", the pooler on a core of its own (PostgreSQL and pgbench on the other)" : ""),
   kind: "rate",
   unit: "TPS",
   displayDivisor: 1,
@@ -114,8 +117,10 @@ export const makePgbench = (server: PostgresServer, home: string) => {
       ...common(t),
       DATABASE
     ],
-    run: async (args: string[], seconds: number): Promise<PgbenchOutput> => {
-      const r = await runBounded(bin, args, { env, timeoutMs: (seconds + 60) * 1000 })
+    /** With `cpus`, pgbench runs pinned to them (bench/support/pin.ts). */
+    run: async (args: string[], seconds: number, cpus?: string): Promise<PgbenchOutput> => {
+      const [file, argv] = cpus === undefined ? [bin, args] : pinnedCommand(cpus, bin, args)
+      const r = await runBounded(file, argv, { env, timeoutMs: (seconds + 60) * 1000 })
       const parsed = r.code === 0 ? parsePgbench(r.stdout) : undefined
       if (parsed === undefined) {
         const why = r.timedOut

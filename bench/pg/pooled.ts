@@ -9,6 +9,7 @@
 import type pg from "pg"
 import type { PostgresServer } from "../../spec/support/backends/postgres.ts"
 import type { Measurement, Workload } from "../support/interleave.ts"
+import { childrenOf, type PinLayout, pin } from "../support/pin.ts"
 import type { Polyproxy, ProxyEntry } from "../support/polyproxy.ts"
 import { startPolyproxyVariants } from "../support/proxies.ts"
 import { whileSampling as sampleWhile } from "../support/sampling.ts"
@@ -35,11 +36,26 @@ export const PG_OPT_IN_VARIANTS: readonly string[] = ["polyproxy-transaction-2",
 /** Processes of a pooled variant: its pools are split between them. */
 const processesOf = (name: PgPooledVariantName): number => (name.endsWith("-2") ? 2 : 1)
 
-/** What the issue asks for: select-only at 100 clients, TPC-B-like at 50, each against a pool of `--pg-pool-size`. */
-export const POOLED_WORKLOADS: readonly { readonly kind: PgWorkload; readonly clients: number }[] = [
-  { kind: "select-only", clients: 100 },
-  { kind: "tpcb-like", clients: 50 }
+/**
+ * What the issue asks for: select-only at 100 clients, TPC-B-like at 50, each against a pool of `--pg-pool-size`;
+ * each twice, first with every process on the shared cores, then `pinned`: the pooler on a core of its own,
+ * PostgreSQL and pgbench on the others (bench/support/pin.ts), direct too. Shared, a pooler's CPU per transaction is
+ * taken from PostgreSQL and pgbench and the TPS measures it with its speed; pinned, the TPS is the pooler's own
+ * throughput and latency, as where a pooler has a host or core of its own. The one-process variants only run pinned.
+ */
+export const POOLED_WORKLOADS: readonly {
+  readonly kind: PgWorkload
+  readonly clients: number
+  readonly pinned: boolean
+}[] = [
+  { kind: "select-only", clients: 100, pinned: false },
+  { kind: "tpcb-like", clients: 50, pinned: false },
+  { kind: "select-only", clients: 100, pinned: true },
+  { kind: "tpcb-like", clients: 50, pinned: true }
 ]
+
+/** A variant of a pinned workload: direct and the one-process poolers (the pooler's core is one). */
+export const runsPinned = (name: string): boolean => !(comparedWith(name) ?? name).endsWith("-2")
 
 /**
  * The clients of `variant`'s pgbench in a pooled workload of `clients`. `direct` runs at the pool size: what a pooler
@@ -54,8 +70,8 @@ export const directClients = (variant: string, clients: number, poolSize: number
 /** The pooled workloads' ratios are taken against this one, not HAProxy. */
 const POOLED_BASELINE: PgPooledVariantName = "pgbouncer-transaction"
 
-export const pooledWorkloadOf = (kind: PgWorkload, clients: number, poolSize: number): Workload =>
-  pgWorkloadOf(kind, clients, { size: poolSize, compareTo: POOLED_BASELINE })
+export const pooledWorkloadOf = (kind: PgWorkload, clients: number, poolSize: number, pinned = false): Workload =>
+  pgWorkloadOf(kind, clients, { size: poolSize, compareTo: POOLED_BASELINE, pinned })
 
 /** A transaction-pooling variant, or its `--compare` twin. */
 export const isPooledVariant = (name: string): boolean =>
@@ -193,3 +209,27 @@ export const serverBackendsNotes = (
       const each = [...most].map(([v, n]) => `${label(v)}: ${n}`).join("; ")
       return [`${w.label}: the server's backends of the bench role, most sampled (every 100 ms) in a run: ${each}.`]
     })
+
+/** `pid` and every process below it. */
+const treeOf = (pid: number): number[] => [pid, ...childrenOf(pid).flatMap(treeOf)]
+
+/**
+ * Runs `f` with the pooler's processes (and any it forked) on `layout.proxy` and PostgreSQL (the postmaster and
+ * every process it forked; backends forked later inherit it) on `layout.rest`; pgbench is started pinned by the
+ * caller. Undone afterwards whatever `f` did, so the next workload runs on every core again.
+ */
+export const whilePinned = async <A>(
+  layout: PinLayout,
+  postmaster: number,
+  pooler: readonly number[],
+  f: () => Promise<A>
+): Promise<A> => {
+  try {
+    await pin(treeOf(postmaster), layout.rest)
+    await pin(pooler.flatMap(treeOf), layout.proxy)
+    return await f()
+  } finally {
+    await pin(treeOf(postmaster), layout.all)
+    await pin(pooler.flatMap(treeOf), layout.all)
+  }
+}

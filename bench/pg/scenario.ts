@@ -20,8 +20,9 @@ import {
   type Workload,
   windowCpu
 } from "../support/interleave.ts"
+import { type PinLayout, parentOf, pinLayout } from "../support/pin.ts"
 import type { Polyproxy, ProxyEntry } from "../support/polyproxy.ts"
-import { reapedChildrenCpu, versionOf } from "../support/process.ts"
+import { machineInfo, reapedChildrenCpu, versionOf } from "../support/process.ts"
 import { startPolyproxyVariants } from "../support/proxies.ts"
 import {
   type Compared,
@@ -41,8 +42,10 @@ import {
   PG_POOLED_VARIANTS,
   POOLED_WORKLOADS,
   pooledWorkloadOf,
+  runsPinned,
   serverBackendsNotes,
   startPooledVariant,
+  whilePinned,
   whileSampling
 } from "./pooled.ts"
 
@@ -81,14 +84,18 @@ interface PgRun {
   readonly clients: number
   /** A transaction-pooling workload: run by direct and the pooled variants only (the others by everyone else). */
   readonly pooled: boolean
+  /** The pooler on a core of its own (pooled.ts `POOLED_WORKLOADS`). */
+  readonly pinned?: PinLayout | undefined
 }
 
 /**
  * The workloads a run asks for: the usual ones at each of `clients` unless only pooled variants (and direct) were
  * asked for, and the pooled ones when a pooled variant was.
  */
-const pgRuns = (o: Pick<PgOptions, "clients" | "variants" | "poolSize">): PgRun[] => {
+const pgRuns = (o: Pick<PgOptions, "clients" | "variants" | "poolSize">, cores: number): PgRun[] => {
   const pooled = o.variants.some(isPooledVariant)
+  // Pinned workloads need two cores and a pooler that fits on one.
+  const layout = o.variants.some((n) => isPooledVariant(n) && runsPinned(n)) ? pinLayout(cores) : undefined
   const usual = !pooled || o.variants.some((n) => n !== "direct" && !isPooledVariant(n))
   return [
     ...(usual
@@ -97,11 +104,12 @@ const pgRuns = (o: Pick<PgOptions, "clients" | "variants" | "poolSize">): PgRun[
         )
       : []),
     ...(pooled
-      ? POOLED_WORKLOADS.map(({ kind, clients }) => ({
-          workload: pooledWorkloadOf(kind, clients, o.poolSize),
+      ? POOLED_WORKLOADS.filter((w) => !w.pinned || layout !== undefined).map(({ kind, clients, pinned }) => ({
+          workload: pooledWorkloadOf(kind, clients, o.poolSize, pinned),
           kind,
           clients,
-          pooled: true
+          pooled: true,
+          pinned: pinned ? layout : undefined
         }))
       : [])
   ]
@@ -111,12 +119,14 @@ const pgRuns = (o: Pick<PgOptions, "clients" | "variants" | "poolSize">): PgRun[
 const runsOf = <V extends string | { readonly name: string }>(run: PgRun, variants: readonly V[]): V[] =>
   variants.filter((v) => {
     const name = typeof v === "string" ? v : v.name
-    return name === "direct" || isPooledVariant(name) === run.pooled
+    return (name === "direct" || isPooledVariant(name) === run.pooled) && (run.pinned === undefined || runsPinned(name))
   })
 
 export const plannedPgSeconds = (
-  o: Pick<PgOptions, "rounds" | "duration" | "warmup" | "clients" | "variants" | "poolSize">
-) => pgRuns(o).reduce((n, run) => n + o.rounds * runsOf(run, o.variants).length * (o.duration + o.warmup + 1.5), 30)
+  o: Pick<PgOptions, "rounds" | "duration" | "warmup" | "clients" | "variants" | "poolSize">,
+  cores = machineInfo().nproc
+) =>
+  pgRuns(o, cores).reduce((n, run) => n + o.rounds * runsOf(run, o.variants).length * (o.duration + o.warmup + 1.5), 30)
 
 /** PgBouncer (either mode) and polyproxy's pools keep their server connections between runs: that is pooling. */
 const keepsServerConnections = (variant: string): boolean =>
@@ -156,6 +166,8 @@ export const runPgScenario = async (opts: PgOptions): Promise<ScenarioResult> =>
     monitor = client(server.port, "postgres", true)
     await monitor.connect()
     const quiet = monitor
+    // The postmaster: the parent of any backend (pinned workloads pin it with everything it forked).
+    const postmaster = parentOf((await monitor.query<{ pid: number }>("SELECT pg_backend_pid() AS pid")).rows[0]!.pid)
     const version = `PostgreSQL ${(await monitor.query<{ v: string }>("SELECT current_setting('server_version') AS v")).rows[0]?.v}`
     // Ready = a real login and query through the proxy.
     const login = async (port: number) => {
@@ -265,58 +277,70 @@ export const runPgScenario = async (opts: PgOptions): Promise<ScenarioResult> =>
 
     const workloads: Workload[] = []
     const measurements: Measurement[] = []
-    for (const run of pgRuns(opts)) {
-      const { workload, kind, clients, pooled } = run
+    const planned = pgRuns(opts, machineInfo().nproc)
+    for (const run of planned) {
+      const { workload, kind, clients, pooled, pinned } = run
       workloads.push(workload)
+      // One measured run of `variant`; with `cpus`, pgbench pinned to them (the pinned workloads).
+      const measure = async (
+        variant: Variant,
+        round: number,
+        position: number,
+        cpus?: string
+      ): Promise<Omit<Measurement, "workload">> => {
+        const target = { host: "127.0.0.1", port: variant.port }
+        const n = pooled ? directClients(variant.name, clients, opts.poolSize) : clients
+        // Start from a quiet server: the previous run's backends gone, dirty pages written out.
+        if (kind === "tpcb-like") await resetTables()
+        if (!(await waitForQuietServer(quiet, 0))) log(`pg ${workload.id}: backends of the previous run linger`)
+        await quiet.query("CHECKPOINT")
+        if (opts.warmup > 0) {
+          await bench.run(bench.args(target, kind, n, opts.warmup), opts.warmup, cpus)
+          // Poolers keep (and will reuse) their server connections: that is pooling, not leftovers.
+          if (!keepsServerConnections(variant.name)) await waitForQuietServer(quiet, 0)
+        }
+        const args = bench.args(target, kind, n, opts.duration)
+        const timed = async () => {
+          const before = sampleCpu(variant.pids, undefined)
+          const generator = reapedChildrenCpu()
+          const out = await bench.run(args, opts.duration, cpus)
+          const after = sampleCpu(variant.pids, undefined)
+          return { before, after, out, loadgenCpuSeconds: reapedChildrenCpu() - generator }
+        }
+        // Pooled workloads: the server's backends of the bench role counted throughout the measured run.
+        const sampled = pooled ? await whileSampling(quiet, server.user, timed) : undefined
+        const { before, after, out, loadgenCpuSeconds } = sampled?.result ?? (await timed())
+        const serverConnectionsMax = sampled?.max
+        // Other processes' CPU: read once this run's backends are gone (their time is then the postmaster's).
+        await waitForQuietServer(quiet, keepsServerConnections(variant.name) ? 1_000 : 0, 5_000)
+        const settled = windowCpu(before, sampleCpu(variant.pids, undefined))
+        if (out.failed > 0) throw new Error(`${out.failed} failed transactions`)
+        if (serverConnectionsMax !== undefined) checkPoolBound(variant.name, serverConnectionsMax, opts.poolSize)
+        return {
+          variant: variant.name,
+          round,
+          position,
+          command: `${cpus === undefined ? "" : `taskset -c ${cpus} `}pgbench ${args.join(" ")}`,
+          rate: out.tps,
+          ops: out.transactions,
+          seconds: opts.duration,
+          loadgenCpuSeconds,
+          ...cpuFields(windowCpu(before, after), 1000, out.transactions),
+          foreignCpuSeconds: settled.foreignCpuSeconds,
+          foreignShare: settled.foreignShare,
+          ...(serverConnectionsMax === undefined ? {} : { serverConnectionsMax })
+        }
+      }
       const runs = await interleave({
         workload,
         variants: runsOf(run, variants),
         rounds: opts.rounds,
         noise: opts.noise,
         log: (line) => log(`pg ${line}`),
-        measure: async (variant, round, position) => {
-          const target = { host: "127.0.0.1", port: variant.port }
-          const n = pooled ? directClients(variant.name, clients, opts.poolSize) : clients
-          // Start from a quiet server: the previous run's backends gone, dirty pages written out.
-          if (kind === "tpcb-like") await resetTables()
-          if (!(await waitForQuietServer(quiet, 0))) log(`pg ${workload.id}: backends of the previous run linger`)
-          await quiet.query("CHECKPOINT")
-          if (opts.warmup > 0) {
-            await bench.run(bench.args(target, kind, n, opts.warmup), opts.warmup)
-            // Poolers keep (and will reuse) their server connections: that is pooling, not leftovers.
-            if (!keepsServerConnections(variant.name)) await waitForQuietServer(quiet, 0)
-          }
-          const args = bench.args(target, kind, n, opts.duration)
-          const timed = async () => {
-            const before = sampleCpu(variant.pids, undefined)
-            const generator = reapedChildrenCpu()
-            const out = await bench.run(args, opts.duration)
-            const after = sampleCpu(variant.pids, undefined)
-            return { before, after, out, loadgenCpuSeconds: reapedChildrenCpu() - generator }
-          }
-          // Pooled workloads: the server's backends of the bench role counted throughout the measured run.
-          const sampled = pooled ? await whileSampling(quiet, server.user, timed) : undefined
-          const { before, after, out, loadgenCpuSeconds } = sampled?.result ?? (await timed())
-          const serverConnectionsMax = sampled?.max
-          // Other processes' CPU: read once this run's backends are gone (their time is then the postmaster's).
-          await waitForQuietServer(quiet, keepsServerConnections(variant.name) ? 1_000 : 0, 5_000)
-          const settled = windowCpu(before, sampleCpu(variant.pids, undefined))
-          if (out.failed > 0) throw new Error(`${out.failed} failed transactions`)
-          if (serverConnectionsMax !== undefined) checkPoolBound(variant.name, serverConnectionsMax, opts.poolSize)
-          return {
-            variant: variant.name,
-            round,
-            position,
-            command: `pgbench ${args.join(" ")}`,
-            rate: out.tps,
-            ops: out.transactions,
-            seconds: opts.duration,
-            loadgenCpuSeconds,
-            ...cpuFields(windowCpu(before, after), 1000, out.transactions),
-            foreignCpuSeconds: settled.foreignCpuSeconds,
-            foreignShare: settled.foreignShare,
-            ...(serverConnectionsMax === undefined ? {} : { serverConnectionsMax })
-          }
+        measure: (variant, round, position) => {
+          if (pinned === undefined) return measure(variant, round, position)
+          if (postmaster === undefined) throw new Error("the postmaster's pid is unknown: cannot pin")
+          return whilePinned(pinned, postmaster, variant.pids, () => measure(variant, round, position, pinned.rest))
         }
       })
       measurements.push(...runs)
@@ -358,6 +382,13 @@ export const runPgScenario = async (opts: PgOptions): Promise<ScenarioResult> =>
                 "size; the same -j and -T), what a pooler that costs nothing could reach, and the headroom check's " +
                 "reference for those rows; at the rows' own client count PostgreSQL's backends contend and direct is " +
                 "slower than pooling. The published figure is the ratio to PgBouncer transaction."
+            ]
+          : []),
+        ...(planned.some((r) => r.pinned !== undefined)
+          ? [
+              "Rows marked “the pooler on a core of its own”: every thread of the pooler on the last core, the " +
+                "postmaster with every process it forked and pgbench (`taskset -c`) on the others, the same for " +
+                "direct; undone after each run. Unmarked rows share every core between all of them."
             ]
           : []),
         ...serverBackendsNotes(workloads, measurements, labelOf)

@@ -102,6 +102,24 @@ const SPECS: readonly TargetSpec[] = [
     variant: "polyproxy-transaction",
     name: "pgbench TPC-B-like c=50 transaction pooling",
     goal: 1.0
+  },
+  // The same with the pooler on a core of its own (bench/support/pin.ts): its throughput without taking CPU from
+  // PostgreSQL and pgbench.
+  {
+    issue: 21,
+    scenario: "pg",
+    workload: "pooled-select-only-c100-pinned",
+    variant: "polyproxy-transaction",
+    name: "pgbench -S c=100 transaction pooling, pooler on its own core",
+    goal: 1.0
+  },
+  {
+    issue: 21,
+    scenario: "pg",
+    workload: "pooled-tpcb-like-c50-pinned",
+    variant: "polyproxy-transaction",
+    name: "pgbench TPC-B-like c=50 transaction pooling, pooler on its own core",
+    goal: 1.0
   }
 ]
 

@@ -1,16 +1,21 @@
 // The two rules that keep bench/run.ts from flattering: a round in which other processes used more than the noise
 // limit is discarded and rerun (kept and marked only in development runs), and a variant whose rate comes within
 // 15 % of the bare backend's in a round is "bound": its ratios are printed as such and no target counts it.
+import { spawn } from "node:child_process"
+import { readFileSync } from "node:fs"
 import { describe, expect, it } from "vitest"
 import {
   checkPoolBound,
   directClients,
   PG_OPT_IN_VARIANTS,
+  POOLED_WORKLOADS,
   pooledWorkloadOf,
+  runsPinned,
   startPooledVariant
 } from "../../bench/pg/pooled.ts"
 import { PG_VARIANTS, plannedPgSeconds } from "../../bench/pg/scenario.ts"
 import { interleave, type Measurement, type ScenarioResult, type Workload } from "../../bench/support/interleave.ts"
+import { childrenOf, parentOf, pin, pinLayout, pinnedCommand } from "../../bench/support/pin.ts"
 import { renderScenario, scenarioChecks, summarize } from "../../bench/support/report.ts"
 import { readmeTable, renderTargets, targets, verdict } from "../../bench/support/targets.ts"
 import { variantInfos } from "../../bench/support/variant.ts"
@@ -232,14 +237,57 @@ describe("bench pg transaction pooling", () => {
   it("runs the pooled workloads only when a pooled variant is asked for, with direct and the pooled ones", () => {
     const o = { rounds: 1, duration: 4, warmup: 1, clients: [1, 10, 50], poolSize: 10 }
     const perRun = 4 + 1 + 1.5
-    // 2 kinds × 3 client counts × 2 variants; the pooled variants' 2 workloads × 3 (with direct).
-    expect(plannedPgSeconds({ ...o, variants: ["direct", "polyproxy"] })).toBe(30 + 12 * perRun)
-    expect(plannedPgSeconds({ ...o, variants: ["direct", "polyproxy-transaction", "pgbouncer-transaction"] })).toBe(
-      30 + 6 * perRun
+    const poolers = ["direct", "polyproxy-transaction", "pgbouncer-transaction"] as const
+    // 2 kinds × 3 client counts × 2 variants; the pooled variants' 2 workloads × 3 (with direct), and on two cores
+    // or more the same 2 again pinned.
+    expect(plannedPgSeconds({ ...o, variants: ["direct", "polyproxy"] }, 2)).toBe(30 + 12 * perRun)
+    expect(plannedPgSeconds({ ...o, variants: [...poolers] }, 1)).toBe(30 + 6 * perRun)
+    expect(plannedPgSeconds({ ...o, variants: [...poolers] }, 2)).toBe(30 + 12 * perRun)
+    expect(plannedPgSeconds({ ...o, variants: ["direct", "polyproxy", "pgbouncer-transaction"] }, 2)).toBe(
+      30 + 12 * perRun + 4 * perRun + 4 * perRun
     )
-    expect(plannedPgSeconds({ ...o, variants: ["direct", "polyproxy", "pgbouncer-transaction"] })).toBe(
-      30 + 12 * perRun + 4 * perRun
+    // The two-process poolers do not fit on the pooler's one core: not pinned, and no pinned workload for direct alone.
+    expect(plannedPgSeconds({ ...o, variants: ["direct", "polyproxy-transaction-2"] }, 2)).toBe(30 + 4 * perRun)
+    expect(plannedPgSeconds({ ...o, variants: [...poolers, "pgbouncer-transaction-2"] }, 2)).toBe(
+      30 + 8 * perRun + 6 * perRun
     )
+  })
+
+  it("names the pinned workloads apart, and gives the pooler the last core and everything else the others", () => {
+    const pinned = pooledWorkloadOf("tpcb-like", 50, 10, true)
+    expect(pinned.id).toBe("pooled-tpcb-like-c50-pinned")
+    expect(pinned.label).toContain("the pooler on a core of its own")
+    expect(pooledWorkloadOf("tpcb-like", 50, 10).id).toBe("pooled-tpcb-like-c50")
+    expect(POOLED_WORKLOADS.filter((w) => w.pinned).map((w) => `${w.kind} ${w.clients}`)).toEqual(
+      POOLED_WORKLOADS.filter((w) => !w.pinned).map((w) => `${w.kind} ${w.clients}`)
+    )
+    expect(pinLayout(1)).toBeUndefined()
+    expect(pinLayout(2)).toEqual({ proxy: "1", rest: "0", all: "0-1" })
+    expect(pinLayout(8)).toEqual({ proxy: "7", rest: "0-6", all: "0-7" })
+    expect(runsPinned("polyproxy-transaction@abc1234")).toBe(true)
+    expect(runsPinned("pgbouncer-transaction-2")).toBe(false)
+    expect(pinnedCommand("0", "/usr/bin/pgbench", ["-S"])).toEqual(["taskset", ["-c", "0", "/usr/bin/pgbench", "-S"]])
+  })
+
+  it("pins every thread of a process tree and undoes it", async () => {
+    // A shell with a child: the pin reaches both, as it reaches the postmaster's backends.
+    const shell = spawn("sh", ["-c", "sleep 30 & wait"], { stdio: "ignore" })
+    try {
+      await new Promise((r) => setTimeout(r, 200))
+      const tree = [shell.pid!, ...childrenOf(shell.pid!)]
+      expect(tree.length).toBe(2)
+      const allowed = (pid: number) =>
+        /^Cpus_allowed_list:\s+(\S+)$/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1]
+      const before = allowed(shell.pid!)
+      await pin(tree, "0")
+      for (const pid of tree) expect(allowed(pid)).toBe("0")
+      await pin(tree, before!)
+      for (const pid of tree) expect(allowed(pid)).toBe(before)
+      expect(parentOf(tree[1]!)).toBe(shell.pid)
+    } finally {
+      shell.kill("SIGKILL")
+      for (const pid of childrenOf(shell.pid!)) process.kill(pid, "SIGKILL")
+    }
   })
 
   it("runs direct at the pool size in the pooled workloads, the poolers at the workload's clients", () => {
