@@ -9,7 +9,7 @@
 import type pg from "pg"
 import type { PostgresServer } from "../../spec/support/backends/postgres.ts"
 import type { Measurement, Workload } from "../support/interleave.ts"
-import { childrenOf, type PinLayout, pin } from "../support/pin.ts"
+import { type PinLayout, pin, processTree } from "../support/pin.ts"
 import type { Polyproxy, ProxyEntry } from "../support/polyproxy.ts"
 import { startPolyproxyVariants } from "../support/proxies.ts"
 import { whileSampling as sampleWhile } from "../support/sampling.ts"
@@ -41,7 +41,7 @@ const processesOf = (name: PgPooledVariantName): number => (name.endsWith("-2") 
  * each twice, first with every process on the shared cores, then `pinned`: the pooler on a core of its own,
  * PostgreSQL and pgbench on the others (bench/support/pin.ts), direct too. Shared, a pooler's CPU per transaction is
  * taken from PostgreSQL and pgbench and the TPS measures it with its speed; pinned, the TPS is the pooler's own
- * throughput and latency, as where a pooler has a host or core of its own. The one-process variants only run pinned.
+ * throughput and latency, as where a pooler has a host or core of its own. Only the one-process variants run pinned.
  */
 export const POOLED_WORKLOADS: readonly {
   readonly kind: PgWorkload
@@ -210,9 +210,6 @@ export const serverBackendsNotes = (
       return [`${w.label}: the server's backends of the bench role, most sampled (every 100 ms) in a run: ${each}.`]
     })
 
-/** `pid` and every process below it. */
-const treeOf = (pid: number): number[] => [pid, ...childrenOf(pid).flatMap(treeOf)]
-
 /**
  * Runs `f` with the pooler's processes (and any it forked) on `layout.proxy` and PostgreSQL (the postmaster and
  * every process it forked; backends forked later inherit it) on `layout.rest`; pgbench is started pinned by the
@@ -225,11 +222,11 @@ export const whilePinned = async <A>(
   f: () => Promise<A>
 ): Promise<A> => {
   try {
-    await pin(treeOf(postmaster), layout.rest)
-    await pin(pooler.flatMap(treeOf), layout.proxy)
+    await pin(processTree(postmaster), layout.rest)
+    await pin(pooler.flatMap(processTree), layout.proxy)
     return await f()
   } finally {
-    await pin(treeOf(postmaster), layout.all)
-    await pin(pooler.flatMap(treeOf), layout.all)
+    await pin(processTree(postmaster), layout.all)
+    await pin(pooler.flatMap(processTree), layout.all)
   }
 }

@@ -30,25 +30,31 @@ export const pinLayout = (cores: number): PinLayout | undefined =>
         all: `0-${cores - 1}`
       }
 
-/** The processes whose parent is `pid` (a PostgreSQL postmaster's backends and workers). */
-export const childrenOf = (pid: number): number[] => {
-  const out: number[] = []
-  for (const name of readdirSync("/proc")) {
-    if (!/^\d+$/.test(name)) continue
-    try {
-      const ppid = /^PPid:\s+(\d+)$/m.exec(readFileSync(`/proc/${name}/status`, "utf8"))?.[1]
-      if (ppid !== undefined && Number(ppid) === pid) out.push(Number(name))
-    } catch {
-      // gone meanwhile
-    }
+/** The parent of `pid` (the PPid line of /proc/PID/status), undefined when `pid` is gone. */
+export const parentOf = (pid: number): number | undefined => {
+  try {
+    const ppid = /^PPid:\s+(\d+)$/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1]
+    return ppid === undefined ? undefined : Number(ppid)
+  } catch {
+    return undefined
   }
-  return out
 }
 
-/** The parent of `pid`, from /proc. */
-export const parentOf = (pid: number): number | undefined => {
-  const ppid = /^PPid:\s+(\d+)$/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1]
-  return ppid === undefined ? undefined : Number(ppid)
+/** `pid` and every process below it (a postmaster with its backends and workers), from one pass over /proc. */
+export const processTree = (pid: number): number[] => {
+  const children = new Map<number, number[]>()
+  for (const name of readdirSync("/proc")) {
+    if (!/^\d+$/.test(name)) continue
+    const parent = parentOf(Number(name))
+    if (parent !== undefined) children.set(parent, [...(children.get(parent) ?? []), Number(name)])
+  }
+  const out: number[] = []
+  const walk = (p: number): void => {
+    out.push(p)
+    for (const c of children.get(p) ?? []) walk(c)
+  }
+  walk(pid)
+  return out
 }
 
 /** Every thread of each of `pids` on `cpus`. A process that exited meanwhile is skipped; any other failure throws. */

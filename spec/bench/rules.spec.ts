@@ -15,7 +15,7 @@ import {
 } from "../../bench/pg/pooled.ts"
 import { PG_VARIANTS, plannedPgSeconds } from "../../bench/pg/scenario.ts"
 import { interleave, type Measurement, type ScenarioResult, type Workload } from "../../bench/support/interleave.ts"
-import { childrenOf, parentOf, pin, pinLayout, pinnedCommand } from "../../bench/support/pin.ts"
+import { parentOf, pin, pinLayout, pinnedCommand, processTree } from "../../bench/support/pin.ts"
 import { renderScenario, scenarioChecks, summarize } from "../../bench/support/report.ts"
 import { readmeTable, renderTargets, targets, verdict } from "../../bench/support/targets.ts"
 import { variantInfos } from "../../bench/support/variant.ts"
@@ -273,8 +273,11 @@ describe("bench pg transaction pooling", () => {
     // A shell with a child: the pin reaches both, as it reaches the postmaster's backends.
     const shell = spawn("sh", ["-c", "sleep 30 & wait"], { stdio: "ignore" })
     try {
-      await new Promise((r) => setTimeout(r, 200))
-      const tree = [shell.pid!, ...childrenOf(shell.pid!)]
+      let tree = processTree(shell.pid!)
+      for (let i = 0; i < 100 && tree.length < 2; i++) {
+        await new Promise((r) => setTimeout(r, 50))
+        tree = processTree(shell.pid!)
+      }
       expect(tree.length).toBe(2)
       const allowed = (pid: number) =>
         /^Cpus_allowed_list:\s+(\S+)$/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1]
@@ -285,8 +288,7 @@ describe("bench pg transaction pooling", () => {
       for (const pid of tree) expect(allowed(pid)).toBe(before)
       expect(parentOf(tree[1]!)).toBe(shell.pid)
     } finally {
-      shell.kill("SIGKILL")
-      for (const pid of childrenOf(shell.pid!)) process.kill(pid, "SIGKILL")
+      for (const pid of processTree(shell.pid!).reverse()) process.kill(pid, "SIGKILL")
     }
   })
 
