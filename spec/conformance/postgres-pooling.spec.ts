@@ -206,7 +206,8 @@ describe("transaction pooling through the postgres listener", () => {
   it("refuses clients past the pool's limits: 53300 when the queue is full, 57P03 once maxWait has passed", async () => {
     const waitdb = viaProxy({ database: "waitdb" })
     const holder = await connected(waitdb)
-    await holder.query("begin") // holds the pool's only server connection
+    await holder.query("begin")
+    await holder.query("select 1") // holds the pool's only server connection (from its first statement on)
     const waiting = await connected(waitdb)
     waiting.on("error", () => {})
     const waited = failure(waiting.query("select 1"))
@@ -297,7 +298,10 @@ describe("transaction pooling through the postgres listener", () => {
   it("holds a 300 KB message sent while every server connection is busy, and runs it once one is free", async () => {
     // Past the 16 KB a waiting client may send before the proxy pauses it (sharedReads.ts `holdLimit`).
     const holders = await Promise.all(Array.from({ length: SIZE }, () => connected(viaProxy())))
-    for (const h of holders) await h.query("begin")
+    for (const h of holders) {
+      await h.query("begin")
+      await h.query("select 1") // a transaction holds its server connection from its first statement on
+    }
     const waiting = await connected(viaProxy())
     const big = "x".repeat(300 * 1024)
     const answer = waiting.query<{ n: number; tail: string }>("select length($1)::int as n, right($1, 3) as tail", [

@@ -36,7 +36,8 @@ describe("poolSettingsOf", () => {
         maxWaiting: 10_000,
         resetQuery: "DISCARD ALL",
         maxPreparedStatements: 200,
-        ignoreStartupParameters: ["extra_float_digits"]
+        ignoreStartupParameters: ["extra_float_digits"],
+        deferBegin: true
       },
       auth: {
         user: "pooler",
@@ -61,7 +62,8 @@ describe("poolSettingsOf", () => {
       maxWaiting: 50,
       resetQuery: "",
       maxPreparedStatements: 0,
-      ignoreStartupParameters: ["extra_float_digits", "geqo", "myext.flag"]
+      ignoreStartupParameters: ["extra_float_digits", "geqo", "myext.flag"],
+      deferBegin: false
     }
     const auth = { user: "u", query: "SELECT * FROM pooler.lookup($1)", database: "authdb", ttl: 0, negativeTtl: 1 }
     expect(poolSettingsOf(routeWith({ pool, auth }))).toEqual({ pool, auth: { ...auth, password: "" } })
@@ -110,6 +112,7 @@ describe("poolSettingsOf", () => {
       "metadata.pool.ignoreStartupParameters[0]: protocol options (_pq_.) are declined, never ignored"
     ],
     [{ pool: "transaction", auth: login }, 'metadata.pool: expected a mapping, got "transaction"'],
+    [{ pool: { mode: "transaction", deferBegin: "yes" }, auth: login }, "metadata.pool.deferBegin: expected"],
     [{ pool: { mode: "transaction" } }, "metadata.auth: required with pool.mode transaction"],
     [{ pool: { mode: "transaction" }, auth: { password: "x" } }, "metadata.auth.user: expected a non-empty string"],
     [

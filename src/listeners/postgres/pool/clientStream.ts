@@ -54,7 +54,11 @@ export const fromClient = (s: PooledSession, chunk: Buffer): void => {
       // Nothing was forwarded from this chunk (from === i): hold it all until a server connection is granted; a
       // Parse+Sync of a statement the pool knows is answered at once (statementStream.ts).
       if (type === TERMINATE) s.terminate(true)
-      else {
+      else if (type === QUERY && s.beginWithoutServer(buf, i, length)) {
+        i += 1 + length
+        from = i
+        continue
+      } else {
         const after = type === PARSE ? parseWhileIdle(s, buf, i, length) : -1
         if (after >= 0) {
           i = after

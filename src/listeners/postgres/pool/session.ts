@@ -15,6 +15,7 @@ import { ENDING, PooledSessionBase, QUIT, type SessionKind, Wait } from "../../p
 import type { Sock } from "../../pool/sessionSockets.ts"
 import { fatal, poolFailureBytes } from "./answers.ts"
 import { fromClient } from "./clientStream.ts"
+import { BEGIN_QUERY, BEGIN_REPLY, isStandaloneBegin } from "./deferredBegin.ts"
 import { Link } from "./link.ts"
 import type { PgPool } from "./pgPool.ts"
 import { type Cancellable, forgetPooledKey, issuePooledKey, type PooledCancelTarget } from "./pooledKeys.ts"
@@ -37,6 +38,9 @@ export interface SessionHome {
 type PgSock = Sock & { _pooledAligned?: Tracked | undefined }
 
 const empty = Buffer.alloc(0)
+
+/** A standalone BEGIN was answered and waits for the next server connection (deferredBegin.ts): a flag bit. */
+const BEGIN_PENDING = 64
 
 /** What the client's welcome is made of, besides its own values (session.ts `welcome`). */
 interface Startup {
@@ -120,6 +124,11 @@ export class PooledSession
     return (this.flags & ENDING) !== 0
   }
 
+  /** In a transaction the proxy answered the BEGIN of, on no server connection yet (deferredBegin.ts). */
+  get beginPending(): boolean {
+    return (this.flags & BEGIN_PENDING) !== 0
+  }
+
   start<S>(closed: (totals: RelayTotals, state: S) => void, state: S): void {
     this.listenClient(closed, state)
     this.client.write(this.welcome())
@@ -132,6 +141,18 @@ export class PooledSession
   }
 
   // --- holding a server connection ---
+
+  /**
+   * The Query at `i` of the client's bytes, while it holds no server connection: a standalone BEGIN is answered here
+   * and sent ahead of the next message (true); anything else needs a connection (false).
+   */
+  beginWithoutServer(buf: Buffer, i: number, length: number): boolean {
+    if (this.flags & BEGIN_PENDING || !this.pool.settings.deferBegin || !isStandaloneBegin(buf, i, length)) return false
+    this.flags |= BEGIN_PENDING
+    // No server connection holds it back: written with the poll phase's other such replies.
+    this.replyUnheld(BEGIN_REPLY)
+    return true
+  }
 
   /** The client's first message while it holds no server connection: wait for one, the client paused (`hold`). */
   waitForServer(bytes: Buffer): void {
@@ -150,6 +171,12 @@ export class PooledSession
       link.swallow = 1
       link.setting = align.indexes
       this.forward(link, encodeQuery(align.sql))
+    }
+    if (this.flags & BEGIN_PENDING) {
+      // The BEGIN the proxy answered: its reply, like the SET's, is kept from the client.
+      this.flags &= ~BEGIN_PENDING
+      link.swallow++
+      this.forward(link, BEGIN_QUERY)
     }
   }
 
@@ -199,7 +226,7 @@ export class PooledSession
     this.fail(fatal("08P01", why))
   }
 
-  /** The proxy's own SET on the server connection failed (a client value the server refuses). */
+  /** The proxy's own SET, or the BEGIN it answered, failed on the server connection (the server's error, then closed). */
   setFailed(body: Buffer): void {
     this.fail(encodeTypedMessage("E", body))
   }

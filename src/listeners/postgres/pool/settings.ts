@@ -8,11 +8,12 @@
 //   pool.resetQuery  server_reset_query    DISCARD ALL (session mode only; "" sends none)
 //   pool.maxPreparedStatements  max_prepared_statements  200 (0: named prepared statements refused)
 //   pool.ignoreStartupParameters ignore_startup_parameters ["extra_float_digits"] (PgBouncer's: none; see below)
+//   pool.deferBegin  (PgCat, PgDog)        true: a standalone BEGIN is answered and sent with the next message
 //   auth.query       auth_query            PgBouncer's current default (pg_authid, rolvaliduntil, rolcanlogin)
 //   auth.database    auth_dbname           the client's database
 // The same decoder serves the config check (a static route's bad block fails `check-config`) and the listener, which
 // reads routes from any resolver: it parses once per Route object, since it runs per client connection.
-import { ConfigError, int, isObj, type Obj, object, oneOf, seconds, show, str } from "../../../config/fields.ts"
+import { bool, ConfigError, int, isObj, type Obj, object, oneOf, seconds, show, str } from "../../../config/fields.ts"
 import type { Route } from "../../../domain/Route.ts"
 import { decodeSizing, parsedPerRoute, sizingDefaults, sizingKeys } from "../../pool/poolSettings.ts"
 import type { PoolSizing } from "../../pool/serverPool.ts"
@@ -35,6 +36,11 @@ export interface PoolSettings extends PoolSizing {
    * other untracked one is refused (`unsupported startup parameter`). Matched case-insensitively, as PostgreSQL does.
    */
   readonly ignoreStartupParameters: ReadonlyArray<string>
+  /**
+   * A client's standalone BEGIN is answered by the proxy and sent to the server connection its next message takes
+   * (deferredBegin.ts); false: it takes a connection itself, as in PgBouncer.
+   */
+  readonly deferBegin: boolean
 }
 
 export interface AuthSettings {
@@ -65,7 +71,8 @@ export const poolDefaults: PoolSettings = {
   // and Go's lib/pq send extra_float_digits (2 or 3) at startup. Dropping it is harmless since PostgreSQL 12: any value
   // above 0 (the server's default is 1) gives the same shortest exact float output. An older server would round floats
   // a client asked 3 for: the README says to set it on the server there.
-  ignoreStartupParameters: ["extra_float_digits"]
+  ignoreStartupParameters: ["extra_float_digits"],
+  deferBegin: true
 }
 
 export const authDefaults = {
@@ -78,7 +85,7 @@ export const authDefaults = {
   negativeTtl: 5
 } as const
 
-const poolKeys = [...sizingKeys, "resetQuery", "maxPreparedStatements", "ignoreStartupParameters"]
+const poolKeys = [...sizingKeys, "resetQuery", "maxPreparedStatements", "ignoreStartupParameters", "deferBegin"]
 const authKeys = ["user", "password", "query", "database", "ttl", "negativeTtl"]
 
 const text = (v: unknown, key: string, fallback: string): string => {
@@ -128,7 +135,8 @@ const decodePool = (v: unknown, key: string): PoolSettings => {
       100_000,
       poolDefaults.maxPreparedStatements
     ),
-    ignoreStartupParameters: ignoredParameters(o.ignoreStartupParameters, `${key}.ignoreStartupParameters`)
+    ignoreStartupParameters: ignoredParameters(o.ignoreStartupParameters, `${key}.ignoreStartupParameters`),
+    deferBegin: bool(o.deferBegin, `${key}.deferBegin`, poolDefaults.deferBegin)
   }
 }
 

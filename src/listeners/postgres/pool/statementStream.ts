@@ -197,6 +197,8 @@ const parsedIdle = Buffer.concat([PARSE_COMPLETE, encodeReadyForQuery("I")])
  */
 export const parseWhileIdle = (s: PooledSession, buf: Buffer, i: number, length: number): number => {
   const end = i + 1 + length
+  // In a transaction whose BEGIN the proxy answered, the ReadyForQuery would say 'T': the server answers it then.
+  if (s.beginPending) return -1
   if (buf.length < end + 5 || buf[end] !== SYNC || buf.readInt32BE(end + 1) !== 4 || buf[i + 5] === 0) return -1
   const max = s.pool.settings.maxPreparedStatements
   const named = cstring(buf, i + 5, end)

@@ -1,0 +1,185 @@
+// Real `pg` clients → polyproxy's postgres listener in transaction pooling mode → a real PostgreSQL 15: a standalone
+// BEGIN is answered by the proxy and sent to the server ahead of the client's next statement
+// (src/listeners/postgres/pool/deferredBegin.ts, `pool.deferBegin`). The transaction is still one server transaction
+// with PostgreSQL's own answers; what changes is that a client sitting after BEGIN holds no server connection.
+import pg from "pg"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { isStandaloneBegin } from "../../src/listeners/postgres/pool/deferredBegin.ts"
+import { encodeQuery } from "../../src/listeners/postgres/pool/serverMessages.ts"
+import { type PostgresServer, startPostgres } from "../support/backends/index.ts"
+import { superuserClient } from "../support/pgAdmin.ts"
+import { pooledRoute, startPoolingProxy } from "../support/pgPooling.ts"
+import type { TestProxy } from "../support/proxy.ts"
+
+let db: PostgresServer
+let proxy: TestProxy
+let monitor: pg.Client
+
+beforeAll(async () => {
+  db = await startPostgres({ databases: ["appdb", "plaindb"] })
+  monitor = await superuserClient(db, "appdb")
+  await monitor.query("CREATE TABLE IF NOT EXISTS begin_spec (id int, note text)")
+  await monitor.query(`GRANT ALL ON begin_spec TO ${db.user}`)
+  proxy = await startPoolingProxy({
+    // One server connection: whoever holds it, the others wait.
+    appdb: pooledRoute(db, { size: 1 }),
+    plaindb: pooledRoute(db, { size: 1, deferBegin: false })
+  })
+})
+
+afterAll(async () => {
+  await proxy?.stop()
+  await monitor?.end()
+  await db?.stop()
+})
+
+const connected = async (database = "appdb"): Promise<pg.Client> => {
+  const c = new pg.Client({
+    host: "127.0.0.1",
+    port: proxy.port("postgres"),
+    user: db.user,
+    password: db.userPassword,
+    database,
+    ssl: false
+  })
+  await c.connect()
+  return c
+}
+
+type PgError = Error & { code?: string }
+
+const failure = (p: Promise<unknown>): Promise<PgError> =>
+  p.then(
+    () => {
+      throw new Error("expected an error")
+    },
+    (e: PgError) => e
+  )
+
+/** Whether `p` settles within `ms`. */
+const settlesWithin = (p: Promise<unknown>, ms: number): Promise<boolean> =>
+  Promise.race([p.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), ms))])
+
+describe("a standalone BEGIN in transaction pooling", () => {
+  it("is answered by the proxy: a client sitting after BEGIN holds no server connection, the next one runs", async () => {
+    const a = await connected()
+    const b = await connected()
+    try {
+      const begun = await a.query("begin")
+      expect(begun.command).toBe("BEGIN")
+      // The pool's one connection is free: b runs at once.
+      const quick = b.query("select 1 as v")
+      expect(await settlesWithin(quick, 2_000)).toBe(true)
+      expect((await quick).rows[0].v).toBe(1)
+      // a's transaction now takes it, from its first statement to its end; b waits meanwhile.
+      await a.query("insert into begin_spec values (1, 'rolled back')")
+      const waiting = b.query("select 2 as v")
+      expect(await settlesWithin(waiting, 300)).toBe(false)
+      await a.query("rollback")
+      expect((await waiting).rows[0].v).toBe(2)
+      const rows = await monitor.query("select count(*)::int as n from begin_spec where note = 'rolled back'")
+      expect(rows.rows[0].n).toBe(0)
+    } finally {
+      await a.end()
+      await b.end()
+    }
+  })
+
+  it("runs the statements after it as one server transaction, committed by COMMIT", async () => {
+    const c = await connected()
+    try {
+      await c.query("BEGIN;")
+      const first = await c.query("select pg_current_xact_id()::text as x, now()::text as t")
+      await c.query("insert into begin_spec values (2, 'committed')")
+      const again = await c.query("select pg_current_xact_id()::text as x, now()::text as t")
+      expect(again.rows[0]).toEqual(first.rows[0])
+      expect((await c.query("commit")).command).toBe("COMMIT")
+      const rows = await monitor.query("select count(*)::int as n from begin_spec where note = 'committed'")
+      expect(rows.rows[0].n).toBe(1)
+    } finally {
+      await c.end()
+    }
+  })
+
+  it("keeps PostgreSQL's answers: a second BEGIN's warning, an error aborting the transaction, ROLLBACK", async () => {
+    const c = await connected()
+    const notices: Array<{ code: string | undefined; message: string | undefined }> = []
+    c.on("notice", (n) => notices.push({ code: (n as PgError).code, message: n.message }))
+    try {
+      await c.query("begin")
+      await c.query("begin")
+      expect(notices).toEqual([{ code: "25001", message: "there is already a transaction in progress" }])
+      expect((await failure(c.query("select 1/0"))).code).toBe("22012")
+      const aborted = await failure(c.query("select 1"))
+      expect(aborted.code).toBe("25P02")
+      expect(aborted.message).toBe("current transaction is aborted, commands ignored until end of transaction block")
+      expect((await c.query("rollback")).command).toBe("ROLLBACK")
+      expect((await c.query("select 3 as v")).rows[0].v).toBe(3)
+    } finally {
+      await c.end()
+    }
+  })
+
+  it("sends a BEGIN with options to the server as it is", async () => {
+    const c = await connected()
+    try {
+      await c.query("begin isolation level serializable")
+      expect((await c.query("show transaction_isolation")).rows[0].transaction_isolation).toBe("serializable")
+      await c.query("commit")
+      await c.query("BEGIN READ ONLY")
+      expect((await failure(c.query("insert into begin_spec values (3, 'read only')"))).code).toBe("25006")
+      await c.query("rollback")
+    } finally {
+      await c.end()
+    }
+  })
+
+  it("costs nothing when the client ends or commits right after it", async () => {
+    const a = await connected()
+    await a.query("begin")
+    await a.end()
+    const c = await connected()
+    try {
+      await c.query("begin")
+      expect((await c.query("commit")).command).toBe("COMMIT")
+      expect((await c.query("select 4 as v")).rows[0].v).toBe(4)
+    } finally {
+      await c.end()
+    }
+  })
+
+  it("with deferBegin: false, BEGIN takes the server connection itself, as in PgBouncer", async () => {
+    const a = await connected("plaindb")
+    const b = await connected("plaindb")
+    try {
+      await a.query("begin")
+      const waiting = b.query("select 5 as v")
+      expect(await settlesWithin(waiting, 300)).toBe(false)
+      await a.query("commit")
+      expect((await waiting).rows[0].v).toBe(5)
+    } finally {
+      await a.end()
+      await b.end()
+    }
+  })
+})
+
+describe("isStandaloneBegin", () => {
+  const at = (text: string): [Buffer, number, number] => {
+    const q = encodeQuery(text)
+    return [q, 0, q.readInt32BE(1)]
+  }
+  it.each(["BEGIN", "begin", "Begin;", "BEGIN;"])("%s is one", (text) => {
+    expect(isStandaloneBegin(...at(text))).toBe(true)
+  })
+  it.each(["BEGIN ;", "BEGIN TRANSACTION", "BEGIX", "begin; select 1", "START TRANSACTION", "BEGIN\n", "ROLLBACK"])(
+    "%j is not",
+    (text) => {
+      expect(isStandaloneBegin(...at(text))).toBe(false)
+    }
+  )
+  it("is not when the message is not whole in the buffer", () => {
+    const [q, i, length] = at("BEGIN")
+    expect(isStandaloneBegin(q.subarray(0, q.length - 1), i, length)).toBe(false)
+  })
+})
