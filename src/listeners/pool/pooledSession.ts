@@ -30,6 +30,7 @@ export const ENDING = 4 // the client's goodbye or FIN: close once nothing is ow
 export const QUIT = 8 // the goodbye read (or the session failed): nothing after it is
 export const CLOSED = 16
 const REPLY_DEFERRED = 32 // a reply waits in deferredReplies.ts: written before anything else for this client
+// A protocol's own flags take the bits from 64 on (postgres/pool/session.ts BEGIN_PENDING).
 
 /** A server connection as a session holds it. */
 export interface HeldConn {
