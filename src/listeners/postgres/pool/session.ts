@@ -147,7 +147,8 @@ export class PooledSession
    * and sent ahead of the next message (true); anything else needs a connection (false).
    */
   beginWithoutServer(buf: Buffer, i: number, length: number): boolean {
-    if (this.flags & BEGIN_PENDING || !this.pool.settings.deferBegin || !isStandaloneBegin(buf, i, length)) return false
+    // The length check first: it turns down every other first message of a transaction.
+    if (!isStandaloneBegin(buf, i, length) || this.flags & BEGIN_PENDING || !this.pool.settings.deferBegin) return false
     this.flags |= BEGIN_PENDING
     // No server connection holds it back: written with the poll phase's other such replies.
     this.replyUnheld(BEGIN_REPLY)
