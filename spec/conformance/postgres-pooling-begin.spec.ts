@@ -9,7 +9,7 @@ import { encodeQuery } from "../../src/listeners/postgres/pool/serverMessages.ts
 import { type PostgresServer, startPostgres } from "../support/backends/index.ts"
 import { superuserClient } from "../support/pgAdmin.ts"
 import { pooledRoute, startPoolingProxy } from "../support/pgPooling.ts"
-import type { TestProxy } from "../support/proxy.ts"
+import { eventually, type TestProxy } from "../support/proxy.ts"
 
 let db: PostgresServer
 let proxy: TestProxy
@@ -143,6 +143,35 @@ describe("a standalone BEGIN in transaction pooling", () => {
       await c.query("begin")
       expect((await c.query("commit")).command).toBe("COMMIT")
       expect((await c.query("select 4 as v")).rows[0].v).toBe(4)
+    } finally {
+      await c.end()
+    }
+  })
+
+  it("runs the transaction on a new server connection when the pool's one died while the client sat after BEGIN", async () => {
+    const c = await connected()
+    try {
+      await c.query("select 1") // the pool's connection is open
+      await c.query("begin")
+      // Nothing of this transaction is on the server yet: its connection dying loses nothing.
+      await monitor.query(
+        "select pg_terminate_backend(pid) from pg_stat_activity where datname = 'appdb' and usename = $1",
+        [db.user]
+      )
+      await eventually(async () => {
+        const r = await monitor.query(
+          "select count(*)::int as n from pg_stat_activity where datname = 'appdb' and usename = $1",
+          [db.user]
+        )
+        return r.rows[0].n === 0
+      })
+      await new Promise((r) => setTimeout(r, 200)) // the proxy has read the connection's end by now
+      await c.query("insert into begin_spec values (6, 'after a dead connection')")
+      const xid = await c.query("select pg_current_xact_id()::text as x")
+      expect((await c.query("select pg_current_xact_id()::text as x")).rows[0]).toEqual(xid.rows[0])
+      await c.query("commit")
+      const rows = await monitor.query("select count(*)::int as n from begin_spec where id = 6")
+      expect(rows.rows[0].n).toBe(1)
     } finally {
       await c.end()
     }
