@@ -46,6 +46,16 @@ const connected = async (database = "appdb"): Promise<pg.Client> => {
   return c
 }
 
+/** Runs `f` with a client of `database` through the proxy, ended after. */
+const withClient = async (f: (c: pg.Client) => Promise<void>, database = "appdb"): Promise<void> => {
+  const c = await connected(database)
+  try {
+    await f(c)
+  } finally {
+    await c.end()
+  }
+}
+
 type PgError = Error & { code?: string }
 
 const failure = (p: Promise<unknown>): Promise<PgError> =>
@@ -86,8 +96,7 @@ describe("a standalone BEGIN in transaction pooling", () => {
   })
 
   it("runs the statements after it as one server transaction, committed by COMMIT", async () => {
-    const c = await connected()
-    try {
+    await withClient(async (c) => {
       await c.query("BEGIN;")
       const first = await c.query("select pg_current_xact_id()::text as x, now()::text as t")
       await c.query("insert into begin_spec values (2, 'committed')")
@@ -96,16 +105,13 @@ describe("a standalone BEGIN in transaction pooling", () => {
       expect((await c.query("commit")).command).toBe("COMMIT")
       const rows = await monitor.query("select count(*)::int as n from begin_spec where note = 'committed'")
       expect(rows.rows[0].n).toBe(1)
-    } finally {
-      await c.end()
-    }
+    })
   })
 
   it("keeps PostgreSQL's answers: a second BEGIN's warning, an error aborting the transaction, ROLLBACK", async () => {
-    const c = await connected()
-    const notices: Array<{ code: string | undefined; message: string | undefined }> = []
-    c.on("notice", (n) => notices.push({ code: (n as PgError).code, message: n.message }))
-    try {
+    await withClient(async (c) => {
+      const notices: Array<{ code: string | undefined; message: string | undefined }> = []
+      c.on("notice", (n) => notices.push({ code: (n as PgError).code, message: n.message }))
       await c.query("begin")
       await c.query("begin")
       expect(notices).toEqual([{ code: "25001", message: "there is already a transaction in progress" }])
@@ -115,42 +121,33 @@ describe("a standalone BEGIN in transaction pooling", () => {
       expect(aborted.message).toBe("current transaction is aborted, commands ignored until end of transaction block")
       expect((await c.query("rollback")).command).toBe("ROLLBACK")
       expect((await c.query("select 3 as v")).rows[0].v).toBe(3)
-    } finally {
-      await c.end()
-    }
+    })
   })
 
   it("sends a BEGIN with options to the server as it is", async () => {
-    const c = await connected()
-    try {
+    await withClient(async (c) => {
       await c.query("begin isolation level serializable")
       expect((await c.query("show transaction_isolation")).rows[0].transaction_isolation).toBe("serializable")
       await c.query("commit")
       await c.query("BEGIN READ ONLY")
       expect((await failure(c.query("insert into begin_spec values (3, 'read only')"))).code).toBe("25006")
       await c.query("rollback")
-    } finally {
-      await c.end()
-    }
+    })
   })
 
   it("costs nothing when the client ends or commits right after it", async () => {
     const a = await connected()
     await a.query("begin")
     await a.end()
-    const c = await connected()
-    try {
+    await withClient(async (c) => {
       await c.query("begin")
       expect((await c.query("commit")).command).toBe("COMMIT")
       expect((await c.query("select 4 as v")).rows[0].v).toBe(4)
-    } finally {
-      await c.end()
-    }
+    })
   })
 
   it("runs the transaction on a new server connection when the pool's one died while the client sat after BEGIN", async () => {
-    const c = await connected()
-    try {
+    await withClient(async (c) => {
       await c.query("select 1") // the pool's connection is open
       await c.query("begin")
       // Nothing of this transaction is on the server yet: its connection dying loses nothing.
@@ -172,9 +169,7 @@ describe("a standalone BEGIN in transaction pooling", () => {
       await c.query("commit")
       const rows = await monitor.query("select count(*)::int as n from begin_spec where id = 6")
       expect(rows.rows[0].n).toBe(1)
-    } finally {
-      await c.end()
-    }
+    })
   })
 
   it("with deferBegin: false, BEGIN takes the server connection itself, as in PgBouncer", async () => {
