@@ -4,11 +4,12 @@
 // with PostgreSQL's own answers; what changes is that a client sitting after BEGIN holds no server connection.
 import pg from "pg"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { isStandaloneBegin } from "../../src/listeners/postgres/pool/deferredBegin.ts"
+import { isStandaloneBegin, withBegin, withoutBegin } from "../../src/listeners/postgres/pool/deferredBegin.ts"
 import { encodeQuery } from "../../src/listeners/postgres/pool/serverMessages.ts"
 import { type PostgresServer, startPostgres } from "../support/backends/index.ts"
 import { superuserClient } from "../support/pgAdmin.ts"
 import { pooledRoute, startPoolingProxy } from "../support/pgPooling.ts"
+import { type RawSession, rawSession } from "../support/pgRaw.ts"
 import { eventually, type TestProxy } from "../support/proxy.ts"
 
 let db: PostgresServer
@@ -185,6 +186,145 @@ describe("a standalone BEGIN in transaction pooling", () => {
       await a.end()
       await b.end()
     }
+  })
+})
+
+/** What a client reads of each statement of `script`: its results and notices, or its error. */
+const outcomes = async (c: pg.Client, script: ReadonlyArray<string>): Promise<Array<unknown>> => {
+  const notices: Array<string> = []
+  c.on("notice", (n) => notices.push(`${(n as PgError).code} ${n.message}`))
+  const out: Array<unknown> = []
+  for (const sql of script) {
+    try {
+      const r = (await c.query(sql)) as pg.QueryResult | Array<pg.QueryResult>
+      out.push((Array.isArray(r) ? r : [r]).map((x) => ({ command: x.command, rows: x.rows })))
+    } catch (e) {
+      const { code, message, position } = e as PgError & { position?: string }
+      out.push({ code, message, position })
+    }
+    out.push(notices.splice(0))
+  }
+  return out
+}
+
+const directClient = async (): Promise<pg.Client> => {
+  const c = new pg.Client({
+    host: "127.0.0.1",
+    port: db.port,
+    user: db.user,
+    password: db.userPassword,
+    database: "appdb",
+    ssl: false
+  })
+  await c.connect()
+  return c
+}
+
+describe("the BEGIN sent in the text of the client's next Query", () => {
+  it.each([
+    ["a syntax error (nothing ran, not even the BEGIN)", ["BEGIN", "SELEC 1", "SELECT 2 AS v", "ROLLBACK"]],
+    ["an unknown column, its cursor position", ["BEGIN", "SELECT nocol FROM begin_spec", "ROLLBACK"]],
+    ["a division by zero", ["BEGIN", "SELECT 1/0", "SELECT 2 AS v", "ROLLBACK"]],
+    ["an error in a Query's second statement", ["BEGIN", "SELECT 1 AS a; SELECT nocol FROM begin_spec", "ROLLBACK"]],
+    ["an empty Query", ["BEGIN", "", "SELECT 1 AS v", "ROLLBACK"]],
+    ["a Query that starts with a comment", ["BEGIN", "-- first\nSELECT 1 AS v", "ROLLBACK"]],
+    ["two statements in one Query", ["BEGIN", "SELECT 1 AS a; SELECT 2 AS b;", "ROLLBACK"]],
+    ["COMMIT right after", ["BEGIN", "COMMIT", "SELECT 1 AS v"]],
+    ["a ROLLBACK too many (its warning)", ["BEGIN", "ROLLBACK", "ROLLBACK"]],
+    ["what cannot run in a transaction", ["BEGIN", "VACUUM begin_spec", "ROLLBACK"]],
+    ["a second BEGIN", ["BEGIN", "BEGIN", "SELECT 1 AS v", "COMMIT"]]
+  ])("gives what PostgreSQL gives: %s", async (_, script) => {
+    const direct = await directClient()
+    try {
+      const expected = await outcomes(direct, script)
+      await withClient(async (c) => {
+        expect(await outcomes(c, script)).toEqual(expected)
+      })
+    } finally {
+      await direct.end()
+    }
+  })
+
+  it("runs the BEGIN and the statement as one Query: the one difference a client can read is its text", async () => {
+    await withClient(async (c) => {
+      await c.query("BEGIN")
+      expect((await c.query("SELECT current_query() AS q")).rows[0].q).toBe("BEGIN;SELECT current_query() AS q")
+      await c.query("COMMIT")
+      await c.query("BEGIN")
+      // A text that starts with a comment keeps its own Query, the BEGIN one of its own before it.
+      const text = "/* mine */ SELECT current_query() AS q"
+      expect((await c.query(text)).rows[0].q).toBe(text)
+      await c.query("COMMIT")
+    })
+  })
+
+  const role = () => ({ user: db.user, password: db.userPassword })
+  const q = encodeQuery
+
+  /** Writes `first`, then after `gap` `second`, on a raw session to `port`; the labels up to `readies` ReadyForQuery. */
+  const exchange = async (port: number, first: Buffer, second: Buffer, gap: number, readies: number) => {
+    const raw: RawSession = await rawSession(port, role(), "appdb")
+    try {
+      raw.write(first)
+      if (gap >= 0) await new Promise((r) => setTimeout(r, gap))
+      raw.write(second)
+      return await raw.untilReady(readies)
+    } finally {
+      raw.close()
+    }
+  }
+
+  it.each([-1, 0, 5])(
+    "keeps what a client sends behind a failing Query in order, written %i ms after it (-1: in the same tick)",
+    async (gap) => {
+      const first = Buffer.concat([q("BEGIN"), q("SELEC 1")])
+      const second = Buffer.concat([q("SELECT 2"), q("ROLLBACK"), q("SELECT 3")])
+      const mine = await exchange(proxy.port("postgres"), first, second, gap, 5)
+      const real = await exchange(db.port, first, second, gap, 5)
+      expect(real).toEqual([
+        "C BEGIN",
+        "Z T",
+        "E 42601 at 1",
+        "Z E",
+        "E 25P02",
+        "Z E",
+        "C ROLLBACK",
+        "Z I",
+        "T",
+        "D",
+        "C SELECT 1",
+        "Z I"
+      ])
+      expect(mine).toEqual(real)
+    }
+  )
+
+  it("holds what a client sends while the Query carrying the BEGIN runs, then runs it in the same transaction", async () => {
+    const first = Buffer.concat([q("BEGIN"), q("SELECT pg_sleep(0.2)")])
+    const second = Buffer.concat([q("SELECT nocol FROM begin_spec"), q("ROLLBACK")])
+    const mine = await exchange(proxy.port("postgres"), first, second, 20, 4)
+    const real = await exchange(db.port, first, second, 20, 4)
+    expect(real).toEqual(["C BEGIN", "Z T", "T", "D", "C SELECT 1", "Z T", "E 42703 at 8", "Z E", "C ROLLBACK", "Z I"])
+    expect(mine).toEqual(real)
+  })
+})
+
+describe("withBegin", () => {
+  it("puts BEGIN; in front of the text of one whole Query that starts with a keyword, and takes it out again", () => {
+    const merged = withBegin([encodeQuery("select 1")])!
+    expect(merged).toEqual(encodeQuery("BEGIN;select 1"))
+    expect(withoutBegin(merged)).toEqual(encodeQuery("select 1"))
+  })
+  it.each([
+    ["an empty Query", [encodeQuery("")]],
+    ["a comment first", [encodeQuery("-- x\nselect 1")]],
+    ["a space first", [encodeQuery(" select 1")]],
+    ["a Query with a message behind it", [Buffer.concat([encodeQuery("select 1"), encodeQuery("select 2")])]],
+    ["a Query not whole", [encodeQuery("select 1").subarray(0, 8)]],
+    ["two held reads", [encodeQuery("select 1"), encodeQuery("select 2")]],
+    ["a Parse", [Buffer.from([0x50, 0, 0, 0, 8, 0, 0, 0, 0])]]
+  ])("leaves %s alone", (_, held) => {
+    expect(withBegin(held)).toBeUndefined()
   })
 })
 

@@ -4,7 +4,8 @@ import {
   decodeErrorFields,
   decodeErrorResponse,
   type ErrorResponseInput,
-  encodeErrorResponse
+  encodeErrorResponse,
+  shiftPosition
 } from "../../../src/codec/pg/index.ts"
 import { feedByteByByte, fieldsOf, message, wellFormed } from "./support.ts"
 
@@ -136,5 +137,29 @@ describe("decodeErrorResponse", () => {
       }),
       { numRuns: 2000 }
     )
+  })
+})
+
+describe("shiftPosition", () => {
+  const body = (fields: string): Buffer => Buffer.from(`${fields}\0`, "latin1")
+
+  it("moves the cursor position back and leaves every other field as it was", () => {
+    const before = body('SERROR\0C42703\0Mcolumn "x" does not exist\0P14\0Fparse_relation.c\0')
+    const after = shiftPosition(before, 6)
+    expect(after.toString("latin1")).toBe(
+      body('SERROR\0C42703\0Mcolumn "x" does not exist\0P8\0Fparse_relation.c\0').toString("latin1")
+    )
+    expect(decodeErrorFields(after)._tag).toBe("Frame")
+  })
+
+  it.each([
+    ["no position", "SERROR\0C22012\0Mdivision by zero\0"],
+    ["only an internal position (p)", "SERROR\0C42601\0p3\0qselect\0"],
+    ["a position inside what was put in front", "SERROR\0C42601\0P6\0"],
+    ["a position that is no number", "SERROR\0P1x\0"],
+    ["no terminator", "SERROR\0P9"]
+  ])("returns the body itself for %s", (_, fields) => {
+    const b = Buffer.from(fields, "latin1")
+    expect(shiftPosition(b, 6)).toBe(b)
   })
 })

@@ -82,3 +82,25 @@ export const decodeErrorFields = (body: Buffer): Frame<ErrorResponse> | Invalid 
     offset = end + 1
   }
 }
+
+/**
+ * The body of an ErrorResponse or NoticeResponse with its cursor position ('P', a decimal count of characters into
+ * the query string) moved back by `by`: for a query the proxy sent with `by` characters of its own in front
+ * (src/listeners/postgres/pool/deferredBegin.ts). The body itself when it has no such field, or a malformed one
+ * (passed on as the server sent it); `internal position` ('p') counts in another text and is left alone.
+ */
+export const shiftPosition = (body: Buffer, by: number): Buffer => {
+  let offset = 0
+  while (offset < body.length && body[offset] !== 0) {
+    const end = body.indexOf(0, offset + 1)
+    if (end < 0) return body
+    if (body[offset] === 0x50) {
+      const text = body.toString("latin1", offset + 1, end)
+      const position = /^[0-9]{1,10}$/.test(text) ? Number(text) - by : 0
+      if (position < 1) return body
+      return Buffer.concat([body.subarray(0, offset + 1), Buffer.from(String(position), "latin1"), body.subarray(end)])
+    }
+    offset = end + 1
+  }
+  return body
+}

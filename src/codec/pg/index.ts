@@ -39,7 +39,8 @@ export {
   decodeErrorResponse,
   type ErrorResponse,
   type ErrorResponseInput,
-  encodeErrorResponse
+  encodeErrorResponse,
+  shiftPosition
 } from "./ErrorResponse.ts"
 export {
   CANCEL_REQUEST_CODE,

@@ -17,6 +17,8 @@ import type { Waiter } from "./serverPool.ts"
 import { listenClient, listenServer, type Sock, type SocketSession } from "./sessionSockets.ts"
 import { holdLimit, readPooledShared } from "./sharedReads.ts"
 
+const empty = Buffer.alloc(0)
+
 /** Why the client's bytes are held (`held`); a protocol numbers its own reasons from 2 on. */
 export const Wait = {
   NONE: 0,
@@ -87,6 +89,11 @@ export abstract class PooledSessionBase<
   held: Array<Buffer> | undefined = undefined
   heldBytes = 0
   protected cancelWait: (() => void) | undefined = undefined
+  /**
+   * What the protocol sends a connection it was granted before the client's bytes (`took`: PostgreSQL's SET and
+   * BEGIN), sent with the first of them in one write; undefined once sent.
+   */
+  protected lead: Buffer | undefined = undefined
   /** The client reads into the shared buffer (sharedReads.ts). */
   protected sharedReads = false
   private closed: ((totals: RelayTotals, state: unknown) => void) | undefined = undefined
@@ -208,6 +215,8 @@ export abstract class PooledSessionBase<
       this.clientRead(bytes)
     }
     if (this.wait !== Wait.NONE) return
+    // Nothing held was for the server: what leads goes alone.
+    if (this.lead !== undefined && this.link !== undefined) this.forward(this.link, empty)
     this.heldDone()
     this.endIfDone()
     this.resumeClient()
@@ -226,7 +235,10 @@ export abstract class PooledSessionBase<
 
   /** Bytes for the server connection; a full buffer pauses the client until it drains. */
   forward(link: L, bytes: Buffer): void {
-    if (bytes.length === 0) return
+    if (this.lead !== undefined) {
+      bytes = bytes.length === 0 ? this.lead : Buffer.concat([this.lead, bytes])
+      this.lead = undefined
+    } else if (bytes.length === 0) return
     if (!writeDirect(link.conn.socket, bytes) && !(this.flags & SERVER_FULL)) {
       this.flags |= SERVER_FULL
       this.client.pause()
@@ -302,6 +314,7 @@ export abstract class PooledSessionBase<
     const link = this.link
     if (link === undefined) return
     this.link = undefined
+    this.lead = undefined
     const conn = link.conn
     const socket = conn.socket
     socket._pooled = undefined

@@ -30,6 +30,12 @@ export class Link {
   rest: Buffer = empty
   /** Bytes of the server's current message still to pass through. */
   remaining = 0
+  /**
+   * The BEGIN the proxy answered, sent in the text of the client's first Query (deferredBegin.ts): how far its reply
+   * is read (`BEGIN_MERGED`, `BEGIN_SHIFT`, `BEGIN_RETRY`; 0 when no Query carries one), and that Query.
+   */
+  begin = 0
+  merged: Buffer | undefined = undefined
   /** The server socket is paused because the client's buffer is full. */
   paused = false
 

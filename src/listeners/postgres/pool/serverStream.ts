@@ -4,7 +4,10 @@
 // the ReadyForQuery('I') that leaves nothing unanswered. With named prepared statements on it also reads
 // ParseComplete, CloseComplete and ErrorResponse, to hide or replace the replies to the proxy's own messages
 // (replies.ts), and a DEALLOCATE ALL or DISCARD ALL that empties the connection of statements.
+import { shiftPosition } from "../../../codec/pg/ErrorResponse.ts"
+import { encodeTypedMessage } from "../../../codec/pg/Framing.ts"
 import { encodeParameterStatus } from "../../../codec/pg/SessionMessages.ts"
+import { BEGIN_COMPLETE, BEGIN_MERGED, BEGIN_RETRY, BEGIN_SHIFT, IN_FRONT_CHARS } from "./deferredBegin.ts"
 import type { Link } from "./link.ts"
 import { completed, errored, readied } from "./replies.ts"
 import { parameterStatus } from "./serverMessages.ts"
@@ -18,11 +21,56 @@ const ERROR = 0x45
 const PARSE_COMPLETE = 0x31
 const CLOSE_COMPLETE = 0x33
 const COMMAND_COMPLETE = 0x43
+const NOTICE = 0x4e
 /** CommandComplete bodies after which a server connection has no prepared statement left: its set is emptied. */
 const DEALLOCATE_ALL = Buffer.from("DEALLOCATE ALL\0")
 const DISCARD_ALL = Buffer.from("DISCARD ALL\0")
 
 const empty = Buffer.alloc(0)
+
+/** A message of the server's kept from the client. */
+const DROP = Buffer.alloc(0)
+
+/**
+ * A message of the reply to the Query that carries the BEGIN the proxy answered (deferredBegin.ts), which the relay
+ * reads whole (`readsWhole`): undefined passes it on, else what the client gets instead (`DROP`: nothing). The
+ * BEGIN's CommandComplete is dropped; an error before it means nothing ran: dropped up to its ReadyForQuery, then
+ * both are sent again as two Queries. A ReadyForQuery that passes ends the Query.
+ */
+const beginReply = (s: PooledSession, link: Link, type: number, body: Buffer): Buffer | undefined => {
+  if (link.begin === BEGIN_RETRY) {
+    if (type === READY) s.beginAgain(link)
+    return DROP
+  }
+  if (type === READY) {
+    link.begin = 0
+    link.merged = undefined
+    return undefined
+  }
+  if (link.begin === BEGIN_MERGED) {
+    if (type === COMMAND_COMPLETE && body.equals(BEGIN_COMPLETE)) {
+      link.begin = BEGIN_SHIFT
+      link.merged = undefined
+      s.beginSettled()
+      return DROP
+    }
+    if (type === ERROR) {
+      link.begin = BEGIN_RETRY
+      return DROP
+    }
+  }
+  if (type !== ERROR && type !== NOTICE) return undefined
+  // The cursor position counts `BEGIN;` in front of the client's text.
+  const shifted = shiftPosition(body, IN_FRONT_CHARS)
+  return shifted === body ? undefined : encodeTypedMessage(String.fromCharCode(type), shifted)
+}
+
+/** What of the reply to the Query carrying the BEGIN the relay reads whole: see `beginReply`. */
+const readsWhole = (link: Link, type: number): boolean =>
+  link.begin === BEGIN_RETRY ||
+  type === ERROR ||
+  type === NOTICE ||
+  (link.begin === BEGIN_MERGED && type === COMMAND_COMPLETE)
 
 /** A ParameterStatus from the server: the connection's value, and the client's when it is a tracked one. */
 const parameterChanged = (s: PooledSession, link: Link, body: Buffer, tellClient: boolean): void => {
@@ -84,6 +132,7 @@ export const fromServer = (s: PooledSession, link: Link, chunk: Buffer): void =>
       type === READY ||
       type === PARAMETER_STATUS ||
       link.swallow > 0 ||
+      (link.begin !== 0 && readsWhole(link, type)) ||
       (type === ERROR && (tracking || link.probes !== undefined)) ||
       (tracking && (type === PARSE_COMPLETE || type === CLOSE_COMPLETE)) ||
       (tracking &&
@@ -96,6 +145,16 @@ export const fromServer = (s: PooledSession, link: Link, chunk: Buffer): void =>
     }
     const size = 1 + length
     if (n - i < size) break
+    if (link.begin !== 0 && link.swallow === 0) {
+      const instead = beginReply(s, link, type, buf.subarray(i + 5, i + size))
+      if (instead !== undefined) {
+        s.toClient(link, buf.subarray(from, i))
+        s.toClient(link, instead)
+        i += size
+        from = i
+        continue
+      }
+    }
     if (type === READY && link.swallow === 0) {
       // Every statement ends with one: read in place (its one byte), no view made of it.
       if (tracking) readied(s, link)

@@ -15,7 +15,7 @@ import { ENDING, PooledSessionBase, QUIT, type SessionKind, Wait } from "../../p
 import type { Sock } from "../../pool/sessionSockets.ts"
 import { fatal, poolFailureBytes } from "./answers.ts"
 import { fromClient } from "./clientStream.ts"
-import { BEGIN_QUERY, BEGIN_REPLY, isStandaloneBegin } from "./deferredBegin.ts"
+import { BEGIN_MERGED, BEGIN_QUERY, BEGIN_REPLY, isStandaloneBegin, withBegin, withoutBegin } from "./deferredBegin.ts"
 import { Link } from "./link.ts"
 import type { PgPool } from "./pgPool.ts"
 import { type Cancellable, forgetPooledKey, issuePooledKey, type PooledCancelTarget } from "./pooledKeys.ts"
@@ -41,6 +41,9 @@ const empty = Buffer.alloc(0)
 
 /** A standalone BEGIN was answered and waits for the next server connection (deferredBegin.ts): a flag bit. */
 const BEGIN_PENDING = 64
+
+/** Why the client's bytes are held (pooledSession.ts `Wait`): the Query carrying the BEGIN was not yet answered. */
+const BEGIN_WAIT = 2
 
 /** What the client's welcome is made of, besides its own values (session.ts `welcome`). */
 interface Startup {
@@ -168,17 +171,51 @@ export class PooledSession
     const socket: PgSock = conn.socket
     const align = socket._pooledAligned === this.params ? undefined : alignment(this.params, conn.parameters)
     socket._pooledAligned = undefined
+    // What goes before the client's bytes goes with them, in one write (`lead`).
+    let lead: Buffer | undefined
     if (align !== undefined) {
       link.swallow = 1
       link.setting = align.indexes
-      this.forward(link, encodeQuery(align.sql))
+      lead = encodeQuery(align.sql)
     }
     if (this.flags & BEGIN_PENDING) {
-      // The BEGIN the proxy answered: its reply, like the SET's, is kept from the client.
       this.flags &= ~BEGIN_PENDING
-      link.swallow++
-      this.forward(link, BEGIN_QUERY)
+      const merged = this.held === undefined ? undefined : withBegin(this.held)
+      if (merged !== undefined) {
+        // In the text of the client's Query: its reply starts with the BEGIN's (serverStream.ts drops it).
+        this.held![0] = merged
+        link.begin = BEGIN_MERGED
+        link.merged = merged
+      } else {
+        // A Query of its own, whose reply, like the SET's, is kept from the client.
+        link.swallow++
+        lead = lead === undefined ? BEGIN_QUERY : Buffer.concat([lead, BEGIN_QUERY])
+      }
     }
+    this.lead = lead
+  }
+
+  /** The Query carrying the BEGIN went: until its reply shows that the BEGIN ran, the client's next bytes wait. */
+  protected override heldDone(): void {
+    if (this.link?.begin === BEGIN_MERGED) this.suspend(BEGIN_WAIT, empty)
+  }
+
+  /** Its reply showed that the BEGIN ran, or the two went again: what the client sent since goes on. */
+  beginSettled(): void {
+    if (this.wait === BEGIN_WAIT) this.resumeHeld()
+  }
+
+  /**
+   * The Query that carried the BEGIN failed before the BEGIN ran (serverStream.ts dropped its reply): the two go again
+   * as two Queries, the BEGIN's reply kept from the client, so its error comes inside its transaction.
+   */
+  beginAgain(link: Link): void {
+    const merged = link.merged!
+    link.merged = undefined
+    link.begin = 0
+    link.swallow++
+    this.forward(link, Buffer.concat([BEGIN_QUERY, withoutBegin(merged)]))
+    this.beginSettled()
   }
 
   failed(error: ProxyError): void {
