@@ -307,6 +307,28 @@ describe("the BEGIN sent in the text of the client's next Query", () => {
     expect(real).toEqual(["C BEGIN", "Z T", "T", "D", "C SELECT 1", "Z T", "E 42703 at 8", "Z E", "C ROLLBACK", "Z I"])
     expect(mine).toEqual(real)
   })
+
+  it.each([-1, 0])("runs what follows a Query that ends the transaction it began (gap %i ms)", async (gap) => {
+    const first = Buffer.concat([q("BEGIN"), q("COMMIT")])
+    const second = Buffer.concat([q("SELECT 3"), q("BEGIN"), q("ROLLBACK")])
+    const mine = await exchange(proxy.port("postgres"), first, second, gap, 5)
+    const real = await exchange(db.port, first, second, gap, 5)
+    expect(real).toEqual([
+      "C BEGIN",
+      "Z T",
+      "C COMMIT",
+      "Z I",
+      "T",
+      "D",
+      "C SELECT 1",
+      "Z I",
+      "C BEGIN",
+      "Z T",
+      "C ROLLBACK",
+      "Z I"
+    ])
+    expect(mine).toEqual(real)
+  })
 })
 
 describe("withBegin", () => {

@@ -35,7 +35,8 @@ const DROP = Buffer.alloc(0)
  * A message of the reply to the Query that carries the BEGIN the proxy answered (deferredBegin.ts), which the relay
  * reads whole (`readsWhole`): undefined passes it on, else what the client gets instead (`DROP`: nothing). The
  * BEGIN's CommandComplete is dropped; an error before it means nothing ran: dropped up to its ReadyForQuery, then
- * both are sent again as two Queries. A ReadyForQuery that passes ends the Query.
+ * both are sent again as two Queries. A ReadyForQuery that passes ends the Query. What the client sent meanwhile
+ * waits until the end of the read (`fromServer`: session.ts `beginSettled`).
  */
 const beginReply = (s: PooledSession, link: Link, type: number, body: Buffer): Buffer | undefined => {
   if (link.begin === BEGIN_RETRY) {
@@ -51,7 +52,6 @@ const beginReply = (s: PooledSession, link: Link, type: number, body: Buffer): B
     if (type === COMMAND_COMPLETE && body.equals(BEGIN_COMPLETE)) {
       link.begin = BEGIN_SHIFT
       link.merged = undefined
-      s.beginSettled()
       return DROP
     }
     if (type === ERROR) {
@@ -209,4 +209,6 @@ export const fromServer = (s: PooledSession, link: Link, chunk: Buffer): void =>
   }
   if (i < n) link.rest = Buffer.from(buf.subarray(i))
   if (from < i) s.toClient(link, from === 0 && i === n ? buf : buf.subarray(from, i))
+  // The client's bytes held behind the Query carrying the BEGIN go once what came before them is written.
+  if (s.wait !== 0 && link.begin !== BEGIN_MERGED) s.beginSettled(link)
 }

@@ -200,9 +200,9 @@ export class PooledSession
     if (this.link?.begin === BEGIN_MERGED) this.suspend(BEGIN_WAIT, empty)
   }
 
-  /** Its reply showed that the BEGIN ran, or the two went again: what the client sent since goes on. */
-  beginSettled(): void {
-    if (this.wait === BEGIN_WAIT) this.resumeHeld()
+  /** The reply on `link` showed that the BEGIN ran, or the two went again: what the client sent since goes on. */
+  beginSettled(link: Link): void {
+    if (this.wait === BEGIN_WAIT && this.link === link) this.resumeHeld()
   }
 
   /**
@@ -215,7 +215,6 @@ export class PooledSession
     link.begin = 0
     link.swallow++
     this.forward(link, Buffer.concat([BEGIN_QUERY, withoutBegin(merged)]))
-    this.beginSettled()
   }
 
   failed(error: ProxyError): void {
@@ -232,6 +231,11 @@ export class PooledSession
   transactionEnded(reply: Buffer): void {
     this.dropServer()
     this.replyUnheld(reply)
+    // The Query carrying the BEGIN ended it too (`BEGIN;COMMIT`): what the client sent since goes on.
+    if (this.wait === BEGIN_WAIT) {
+      this.resumeHeld()
+      return
+    }
     this.endIfDone()
     this.resumeClient()
   }
