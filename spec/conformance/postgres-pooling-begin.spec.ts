@@ -274,60 +274,32 @@ describe("the BEGIN sent in the text of the client's next Query", () => {
     }
   }
 
-  it.each([-1, 0, 5])(
-    "keeps what a client sends behind a failing Query in order, written %i ms after it (-1: in the same tick)",
-    async (gap) => {
-      const first = Buffer.concat([q("BEGIN"), q("SELEC 1")])
-      const second = Buffer.concat([q("SELECT 2"), q("ROLLBACK"), q("SELECT 3")])
-      const mine = await exchange(proxy.port("postgres"), first, second, gap, 5)
-      const real = await exchange(db.port, first, second, gap, 5)
-      expect(real).toEqual([
-        "C BEGIN",
-        "Z T",
-        "E 42601 at 1",
-        "Z E",
-        "E 25P02",
-        "Z E",
-        "C ROLLBACK",
-        "Z I",
-        "T",
-        "D",
-        "C SELECT 1",
-        "Z I"
-      ])
-      expect(mine).toEqual(real)
-    }
-  )
-
-  it("holds what a client sends while the Query carrying the BEGIN runs, then runs it in the same transaction", async () => {
-    const first = Buffer.concat([q("BEGIN"), q("SELECT pg_sleep(0.2)")])
-    const second = Buffer.concat([q("SELECT nocol FROM begin_spec"), q("ROLLBACK")])
-    const mine = await exchange(proxy.port("postgres"), first, second, 20, 4)
-    const real = await exchange(db.port, first, second, 20, 4)
-    expect(real).toEqual(["C BEGIN", "Z T", "T", "D", "C SELECT 1", "Z T", "E 42703 at 8", "Z E", "C ROLLBACK", "Z I"])
-    expect(mine).toEqual(real)
-  })
-
-  it.each([-1, 0])("runs what follows a Query that ends the transaction it began (gap %i ms)", async (gap) => {
-    const first = Buffer.concat([q("BEGIN"), q("COMMIT")])
-    const second = Buffer.concat([q("SELECT 3"), q("BEGIN"), q("ROLLBACK")])
-    const mine = await exchange(proxy.port("postgres"), first, second, gap, 5)
-    const real = await exchange(db.port, first, second, gap, 5)
-    expect(real).toEqual([
-      "C BEGIN",
-      "Z T",
-      "C COMMIT",
-      "Z I",
-      "T",
-      "D",
-      "C SELECT 1",
-      "Z I",
-      "C BEGIN",
-      "Z T",
-      "C ROLLBACK",
-      "Z I"
-    ])
-    expect(mine).toEqual(real)
+  /** Labels as rawLabel writes them, `|` between. */
+  const labels = (text: string): Array<string> => text.split("|")
+  const failing = labels("C BEGIN|Z T|E 42601 at 1|Z E|E 25P02|Z E|C ROLLBACK|Z I|T|D|C SELECT 1|Z I")
+  const failingFirst = Buffer.concat([q("BEGIN"), q("SELEC 1")])
+  const failingSecond = Buffer.concat([q("SELECT 2"), q("ROLLBACK"), q("SELECT 3")])
+  const ended = labels("C BEGIN|Z T|C COMMIT|Z I|T|D|C SELECT 1|Z I|C BEGIN|Z T|C ROLLBACK|Z I")
+  const endedFirst = Buffer.concat([q("BEGIN"), q("COMMIT")])
+  const endedSecond = Buffer.concat([q("SELECT 3"), q("BEGIN"), q("ROLLBACK")])
+  it.each([
+    ["behind a Query that fails before the BEGIN ran, in the same tick", failingFirst, failingSecond, -1, failing],
+    ["behind a Query that fails before the BEGIN ran, 0 ms after", failingFirst, failingSecond, 0, failing],
+    ["behind a Query that fails before the BEGIN ran, 5 ms after", failingFirst, failingSecond, 5, failing],
+    [
+      "while the Query carrying the BEGIN runs (then in the same transaction)",
+      Buffer.concat([q("BEGIN"), q("SELECT pg_sleep(0.2)")]),
+      Buffer.concat([q("SELECT nocol FROM begin_spec"), q("ROLLBACK")]),
+      20,
+      ["C BEGIN", "Z T", "T", "D", "C SELECT 1", "Z T", "E 42703 at 8", "Z E", "C ROLLBACK", "Z I"]
+    ],
+    ["behind a Query that ends the transaction it began, in the same tick", endedFirst, endedSecond, -1, ended],
+    ["behind a Query that ends the transaction it began, 0 ms after", endedFirst, endedSecond, 0, ended]
+  ])("keeps what a client sends %s in order, as PostgreSQL does", async (_, first, second, gap, expected) => {
+    const readies = expected.filter((label) => label.startsWith("Z")).length
+    const real = await exchange(db.port, first, second, gap, readies)
+    expect(real).toEqual(expected)
+    expect(await exchange(proxy.port("postgres"), first, second, gap, readies)).toEqual(real)
   })
 })
 

@@ -145,65 +145,50 @@ export const fromServer = (s: PooledSession, link: Link, chunk: Buffer): void =>
     }
     const size = 1 + length
     if (n - i < size) break
-    if (link.begin !== 0 && link.swallow === 0) {
-      const instead = beginReply(s, link, type, buf.subarray(i + 5, i + size))
-      if (instead !== undefined) {
-        s.toClient(link, buf.subarray(from, i))
-        s.toClient(link, instead)
+    // What the client reads in place of this message, if not the message itself (DROP: nothing).
+    let instead =
+      link.begin !== 0 && link.swallow === 0 ? beginReply(s, link, type, buf.subarray(i + 5, i + size)) : undefined
+    if (instead === undefined) {
+      if (type === READY && link.swallow === 0) {
+        // Every statement ends with one: read in place (its one byte), no view made of it.
+        if (tracking) readied(s, link)
+        const status = buf[i + 5] === 0x49 ? "I" : buf[i + 5] === 0x54 ? "T" : "E"
+        link.conn.status = status
+        if (link.pending > 0) link.pending--
         i += size
-        from = i
-        continue
-      }
-    }
-    if (type === READY && link.swallow === 0) {
-      // Every statement ends with one: read in place (its one byte), no view made of it.
-      if (tracking) readied(s, link)
-      const status = buf[i + 5] === 0x49 ? "I" : buf[i + 5] === 0x54 ? "T" : "E"
-      link.conn.status = status
-      if (link.pending > 0) link.pending--
-      i += size
-      if (link.pending === 0) {
-        link.probes = undefined
-        if ((status === "I" || s.ending) && (link.settled(s.remaining > 0) || s.ending)) {
-          // Nothing more is owed; anything after it in this read (a notice) is still this client's.
-          s.transactionEnded(from === 0 ? buf : buf.subarray(from))
-          return
+        if (link.pending === 0) {
+          link.probes = undefined
+          if ((status === "I" || s.ending) && (link.settled(s.remaining > 0) || s.ending)) {
+            // Nothing more is owed; anything after it in this read (a notice) is still this client's.
+            s.transactionEnded(from === 0 ? buf : buf.subarray(from))
+            return
+          }
         }
+        continue
       }
-      continue
+      const body = buf.subarray(i + 5, i + size)
+      if (link.swallow > 0) {
+        s.toClient(link, buf.subarray(from, i))
+        i += size
+        from = i
+        swallowed(s, link, type, body)
+        if (s.link !== link) return
+        continue
+      }
+      if (type === PARAMETER_STATUS) parameterChanged(s, link, body, true)
+      else if (type === COMMAND_COMPLETE) {
+        // A client's DEALLOCATE ALL or DISCARD ALL took every statement off the connection, the proxy's included.
+        if (body.equals(DEALLOCATE_ALL) || body.equals(DISCARD_ALL)) link.conn.prepared = undefined
+      } else if (type === PARSE_COMPLETE || type === CLOSE_COMPLETE) instead = completed(s, link)
+      else if (type === ERROR) {
+        if (tracking) errored(s, link)
+        if (link.probes !== undefined) instead = probeAnswer(link, body)
+      }
     }
-    const body = buf.subarray(i + 5, i + size)
-    if (link.swallow > 0) {
+    if (instead !== undefined) {
       s.toClient(link, buf.subarray(from, i))
-      i += size
-      from = i
-      swallowed(s, link, type, body)
-      if (s.link !== link) return
-      continue
-    }
-    if (type === PARAMETER_STATUS) parameterChanged(s, link, body, true)
-    else if (type === COMMAND_COMPLETE) {
-      // A client's DEALLOCATE ALL or DISCARD ALL took every statement off the connection, the proxy's included.
-      if (body.equals(DEALLOCATE_ALL) || body.equals(DISCARD_ALL)) link.conn.prepared = undefined
-    } else if (type === PARSE_COMPLETE || type === CLOSE_COMPLETE) {
-      const instead = completed(s, link)
-      if (instead !== undefined) {
-        s.toClient(link, buf.subarray(from, i))
-        s.toClient(link, instead)
-        i += size
-        from = i
-        continue
-      }
-    } else if (type === ERROR) {
-      if (tracking) errored(s, link)
-      const answer = link.probes === undefined ? undefined : probeAnswer(link, body)
-      if (answer !== undefined) {
-        s.toClient(link, buf.subarray(from, i))
-        s.toClient(link, answer)
-        i += size
-        from = i
-        continue
-      }
+      s.toClient(link, instead)
+      from = i + size
     }
     i += size
   }
