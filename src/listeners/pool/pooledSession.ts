@@ -5,14 +5,15 @@
 // failure closes it, the server connection lost closes it). What is the protocol's: how it reads each side's bytes
 // (`clientRead`, `serverRead`), what it does with a connection it is granted (`took`) and whether one goes back to the
 // pool or is closed (`giveBack`).
-// Hot path: writes go straight to the socket handle (relay/directWrite.ts), reads straight to the session
+// Hot path: writes go straight to the socket handle (relay/directWrite.ts), those to the server connection and the
+// reply that ends a transaction at the end of the poll phase (deferredWrites.ts), reads straight to the session
 // (sharedReads.ts), a server socket keeps one handler set for life (sessionSockets.ts); no closure or allocation per
 // transaction or per read here.
 import type { ProxyError } from "../../domain/ProxyError.ts"
 import { writeDirect } from "../../relay/directWrite.ts"
 import type { RelayTotals } from "../../relay/relay.ts"
 import type { LogShape } from "../../services/Log.ts"
-import { type DeferredWriter, deferReply, flushReplies } from "./deferredReplies.ts"
+import { type DeferredWriter, deferReply, deferServerWrite, flushWrites } from "./deferredWrites.ts"
 import type { Waiter } from "./serverPool.ts"
 import { listenClient, listenServer, type Sock, type SocketSession } from "./sessionSockets.ts"
 import { holdLimit, readPooledShared } from "./sharedReads.ts"
@@ -31,8 +32,9 @@ export const CLIENT_FULL = 2 // a reply left with no server connection to hold b
 export const ENDING = 4 // the client's goodbye or FIN: close once nothing is owed
 export const QUIT = 8 // the goodbye read (or the session failed): nothing after it is
 export const CLOSED = 16
-const REPLY_DEFERRED = 32 // a reply waits in deferredReplies.ts: written before anything else for this client
-// A protocol's own flags take the bits from 64 on (postgres/pool/session.ts BEGIN_PENDING).
+const REPLY_DEFERRED = 32 // a reply waits in deferredWrites.ts: written before anything else for this client
+const SERVER_DEFERRED = 64 // bytes for the server connection wait there: written before it is let go
+// A protocol's own flags take the bits from 128 on (postgres/pool/session.ts BEGIN_PENDING).
 
 /** A server connection as a session holds it. */
 export interface HeldConn {
@@ -233,13 +235,23 @@ export abstract class PooledSessionBase<
     })
   }
 
-  /** Bytes for the server connection; a full buffer pauses the client until it drains. */
+  /** Bytes for the server connection, written at the end of this poll phase (deferredWrites.ts). */
   forward(link: L, bytes: Buffer): void {
     if (this.lead !== undefined) {
       bytes = bytes.length === 0 ? this.lead : Buffer.concat([this.lead, bytes])
       this.lead = undefined
     } else if (bytes.length === 0) return
-    if (!writeDirect(link.conn.socket, bytes) && !(this.flags & SERVER_FULL)) {
+    this.flags |= SERVER_DEFERRED
+    deferServerWrite(this, link, bytes)
+  }
+
+  /** What `forward` gave, now: a full buffer pauses the client until it drains. */
+  writeServerDeferred(link: L, bytes: Buffer): void {
+    this.flags &= ~SERVER_DEFERRED
+    const socket = link.conn.socket
+    // A connection closed since (the session failed, the server went away) takes nothing more.
+    if (socket.destroyed || !socket.writable) return
+    if (!writeDirect(socket, bytes) && this.link === link && !(this.flags & SERVER_FULL)) {
       this.flags |= SERVER_FULL
       this.client.pause()
     }
@@ -265,7 +277,7 @@ export abstract class PooledSessionBase<
    * The end of a reply whose server connection was given back just before (so that the server starts on the next
    * waiting client's work while this reply is written: the pool's few connections are what the clients wait for, and
    * a write that wakes this client can cost the proxy its core for a while). Written with the other such replies of
-   * this pass of the event loop (deferredReplies.ts).
+   * this pass of the event loop (deferredWrites.ts).
    */
   protected replyUnheld(reply: Buffer): void {
     this.flags |= REPLY_DEFERRED
@@ -274,7 +286,7 @@ export abstract class PooledSessionBase<
 
   /** Before any other bytes for the client (or its end): a reply of its still deferred goes out first. */
   private repliesFirst(): void {
-    if (this.flags & REPLY_DEFERRED) flushReplies()
+    if (this.flags & REPLY_DEFERRED) flushWrites()
   }
 
   /** The deferred reply: one the client's buffer cannot take pauses its reads until it drains. */
@@ -313,6 +325,8 @@ export abstract class PooledSessionBase<
   dropServer(): void {
     const link = this.link
     if (link === undefined) return
+    // What waits for the connection goes before anything else can be written to it (its next holder's, a reset).
+    if (this.flags & SERVER_DEFERRED) flushWrites()
     this.link = undefined
     this.lead = undefined
     const conn = link.conn

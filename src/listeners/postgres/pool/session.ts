@@ -40,7 +40,7 @@ type PgSock = Sock & { _pooledAligned?: Tracked | undefined }
 const empty = Buffer.alloc(0)
 
 /** A standalone BEGIN was answered and waits for the next server connection (deferredBegin.ts): a flag bit. */
-const BEGIN_PENDING = 64
+const BEGIN_PENDING = 128
 
 /** Why the client's bytes are held (pooledSession.ts `Wait`): the Query carrying the BEGIN was not yet answered. */
 const BEGIN_WAIT = 2
