@@ -12,9 +12,9 @@
 import type { ProxyError } from "../../domain/ProxyError.ts"
 import { writeDirect } from "../../relay/directWrite.ts"
 import type { RelayTotals } from "../../relay/relay.ts"
-import type { LogShape } from "../../services/Log.ts"
 import { type DeferredWriter, deferReply, deferServerWrite, flushWrites } from "./deferredWrites.ts"
 import type { Waiter } from "./serverPool.ts"
+import type { HeldConn, HeldLink, SessionHomeBase, SessionKind, SessionPool } from "./sessionShapes.ts"
 import { listenClient, listenServer, type Sock, type SocketSession } from "./sessionSockets.ts"
 import { holdLimit, readPooledShared } from "./sharedReads.ts"
 
@@ -35,44 +35,6 @@ export const CLOSED = 16
 const REPLY_DEFERRED = 32 // a reply waits in deferredWrites.ts: written before anything else for this client
 const SERVER_DEFERRED = 64 // bytes for the server connection wait there: written before it is let go
 // A protocol's own flags take the bits from 128 on (postgres/pool/session.ts BEGIN_PENDING).
-
-/** A server connection as a session holds it. */
-export interface HeldConn {
-  readonly socket: Sock
-  /** Reads into the shared buffer: not paused between holders (serverConnBase.ts). */
-  readonly sharedReads: boolean
-  readonly error: Error | undefined
-}
-
-/** A session's hold on one server connection (the protocol's Link). */
-export interface HeldLink<C extends HeldConn> {
-  readonly conn: C
-  /** Sent and not yet answered: the connection is not given back, nor the client closed, while any is. */
-  pending: number
-  /** The server socket is paused because the client's buffer is full. */
-  paused: boolean
-}
-
-export interface SessionPool<C> {
-  acquire(waiter: Waiter<C>): () => void
-  release(conn: C): void
-  discard(conn: C): void
-  readonly where: string
-}
-
-export interface SessionHomeBase {
-  readonly log: LogShape
-  readonly listener: string
-}
-
-/** What reads a protocol's bytes, and its words for the log (and the client's when its server connection is lost). */
-export interface SessionKind<S, L> {
-  readonly fromClient: (s: S, chunk: Buffer) => void
-  readonly fromServer: (s: S, link: L, chunk: Buffer) => void
-  readonly noServer: string
-  readonly lost: string
-  readonly lostBytes: Buffer | undefined
-}
 
 export abstract class PooledSessionBase<
   C extends HeldConn,
