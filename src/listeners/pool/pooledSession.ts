@@ -53,11 +53,6 @@ export abstract class PooledSessionBase<
   held: Array<Buffer> | undefined = undefined
   heldBytes = 0
   protected cancelWait: (() => void) | undefined = undefined
-  /**
-   * What the protocol sends a connection it was granted before the client's bytes (`took`: PostgreSQL's SET and
-   * BEGIN), sent with the first of them in one write; undefined once sent.
-   */
-  protected lead: Buffer | undefined = undefined
   /** The client reads into the shared buffer (sharedReads.ts). */
   protected sharedReads = false
   private closed: ((totals: RelayTotals, state: unknown) => void) | undefined = undefined
@@ -180,7 +175,7 @@ export abstract class PooledSessionBase<
     }
     if (this.wait !== Wait.NONE) return
     // Nothing held was for the server: what leads goes alone.
-    if (this.lead !== undefined && this.link !== undefined) this.forward(this.link, empty)
+    if (this.link?.lead !== undefined) this.forward(this.link, empty)
     this.heldDone()
     this.endIfDone()
     this.resumeClient()
@@ -199,9 +194,10 @@ export abstract class PooledSessionBase<
 
   /** Bytes for the server connection, written at the end of this poll phase (deferredWrites.ts). */
   forward(link: L, bytes: Buffer): void {
-    if (this.lead !== undefined) {
-      bytes = bytes.length === 0 ? this.lead : Buffer.concat([this.lead, bytes])
-      this.lead = undefined
+    const lead = link.lead
+    if (lead !== undefined) {
+      bytes = bytes.length === 0 ? lead : Buffer.concat([lead, bytes])
+      link.lead = undefined
     } else if (bytes.length === 0) return
     this.flags |= SERVER_DEFERRED
     deferServerWrite(this, link, bytes)
@@ -290,7 +286,6 @@ export abstract class PooledSessionBase<
     // What waits for the connection goes before anything else can be written to it (its next holder's, a reset).
     if (this.flags & SERVER_DEFERRED) flushWrites()
     this.link = undefined
-    this.lead = undefined
     const conn = link.conn
     const socket = conn.socket
     socket._pooled = undefined

@@ -19,6 +19,11 @@ export interface HeldLink<C extends HeldConn> {
   pending: number
   /** The server socket is paused because the client's buffer is full. */
   paused: boolean
+  /**
+   * What the protocol sends the connection before the client's bytes (`took`: PostgreSQL's SET and BEGIN), sent with
+   * the first of them in one write (pooledSession.ts `forward`); undefined once sent.
+   */
+  lead: Buffer | undefined
 }
 
 export interface SessionPool<C> {

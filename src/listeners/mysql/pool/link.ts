@@ -18,6 +18,8 @@ export class Link {
   infile = false
   /** The server socket is paused because the client's buffer is full. */
   paused = false
+  /** Bytes to send ahead of the client's (sessionShapes.ts `HeldLink`): none for MySQL. */
+  lead: Buffer | undefined = undefined
   /** Responses ended so far; with `claims`, the count at which each ends (a KILL's claim: its own answer). */
   private ends = 0
   private claims: Array<{ readonly at: number; readonly ticket: CancelTicket }> | undefined = undefined

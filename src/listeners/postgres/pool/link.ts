@@ -36,6 +36,8 @@ export class Link {
    */
   begin = 0
   merged: Buffer | undefined = undefined
+  /** What goes to the server before the client's first bytes, with them (sessionShapes.ts). */
+  lead: Buffer | undefined = undefined
   /** The server socket is paused because the client's buffer is full. */
   paused = false
 

@@ -172,7 +172,7 @@ export class PooledSession
     const socket: PgSock = conn.socket
     const align = socket._pooledAligned === this.params ? undefined : alignment(this.params, conn.parameters)
     socket._pooledAligned = undefined
-    // What goes before the client's bytes goes with them, in one write (`lead`).
+    // What goes before the client's bytes goes with them, in one write (the link's `lead`).
     let lead: Buffer | undefined
     if (align !== undefined) {
       link.swallow = 1
@@ -193,7 +193,7 @@ export class PooledSession
         lead = lead === undefined ? BEGIN_QUERY : Buffer.concat([lead, BEGIN_QUERY])
       }
     }
-    this.lead = lead
+    link.lead = lead
   }
 
   /** The Query carrying the BEGIN went: until its reply shows that the BEGIN ran, the client's next bytes wait. */
