@@ -43,6 +43,18 @@ describe("deferred writes", () => {
     expect(log).toEqual(["a>s1:xy", "b>s2:z", "a>s1:w", "a:end"])
   })
 
+  it("joins a connection's waiting bytes only up to 16 KB: a bulk stream goes as it came", async () => {
+    const sizes: number[] = []
+    const w: DeferredWriter = {
+      writeDeferred: () => {},
+      writeServerDeferred: (_, bytes) => void sizes.push(bytes.length)
+    }
+    for (let i = 0; i < 4; i++) deferServerWrite(w, "copy", Buffer.alloc(8 * 1024))
+    deferServerWrite(w, "copy", Buffer.alloc(64 * 1024))
+    await immediate()
+    expect(sizes).toEqual([16 * 1024, 16 * 1024, 64 * 1024])
+  })
+
   it("flushes early when asked, and the scheduled pass then finds nothing left to write twice", async () => {
     const log: string[] = []
     const [a, b] = [writer(log, "a"), writer(log, "b")]

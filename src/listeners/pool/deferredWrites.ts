@@ -3,9 +3,9 @@
 // replies before it polls again. Two kinds, the server connections' first:
 // - the bytes for a server connection (pooledSession.ts `forward`): the proxy reads every socket that is ready
 //   before it wakes any PostgreSQL or MySQL backend with the work read, instead of being preempted by the backend it
-//   woke between two reads on these shared cores. Consecutive writes to one connection go as one. pgbench through a
-//   pool of 10 (bench/README.md "What each cut bought"): -S c=100 1.08× TPS at 0.91× the CPU, TPC-B-like c=50 1.03×
-//   at 0.97×;
+//   woke between two reads on these shared cores. Consecutive small writes to one connection go as one. pgbench
+//   through a pool of 10 (bench/README.md "What each cut bought"): -S c=100 1.08× TPS at 0.91× the CPU, TPC-B-like
+//   c=50 1.03× at 0.97×;
 // - the last reply of a pooled transaction (the one after which its server connection went back to the pool,
 //   pooledSession.ts `replyUnheld`): a client process driving many connections (pgbench's threads, an application's
 //   pool) then finds several replies ready per wakeup instead of being woken once per reply. pgbench -S c=100 through a
@@ -59,13 +59,22 @@ export const flushWrites = (): void => {
   }
 }
 
+/**
+ * Up to this much, bytes waiting for one connection are joined into one write. Past it each goes as it came: a bulk
+ * stream (a COPY: libuv reads a busy socket up to 32 times per pass) would otherwise be copied again at every read.
+ */
+const joinLimit = 16 * 1024
+
 /** `bytes` go to `writer.writeServerDeferred` at the end of this poll phase, after what waits for `link` already. */
 export const deferServerWrite = (writer: DeferredWriter, link: unknown, bytes: Buffer): void => {
   const n = servers.length
   if (n > 0 && servers[n - 2] === link) {
-    // The last write waiting is this connection's: one write of both.
-    servers[n - 1] = Buffer.concat([servers[n - 1] as Buffer, bytes])
-    return
+    const last = servers[n - 1] as Buffer
+    if (last.length + bytes.length <= joinLimit) {
+      // The last write waiting is this connection's: one write of both.
+      servers[n - 1] = Buffer.concat([last, bytes])
+      return
+    }
   }
   servers.push(writer, link, bytes)
   schedule()
