@@ -10,26 +10,32 @@ import { type PostgresServer, startPostgres } from "../support/backends/index.ts
 import { superuserClient } from "../support/pgAdmin.ts"
 import { pooledRoute, startPoolingProxy } from "../support/pgPooling.ts"
 import { type RawSession, rawSession } from "../support/pgRaw.ts"
+import { type SplitReplies, startSplitReplies } from "../support/pgSplitReplies.ts"
 import { eventually, type TestProxy } from "../support/proxy.ts"
 
 let db: PostgresServer
 let proxy: TestProxy
 let monitor: pg.Client
+let split: SplitReplies
 
 beforeAll(async () => {
-  db = await startPostgres({ databases: ["appdb", "plaindb"] })
+  db = await startPostgres({ databases: ["appdb", "plaindb", "splitdb"] })
+  // An error and its ReadyForQuery 30 ms apart: time for the client to send more between them.
+  split = await startSplitReplies(db.port, 30)
   monitor = await superuserClient(db, "appdb")
   await monitor.query("CREATE TABLE IF NOT EXISTS begin_spec (id int, note text)")
   await monitor.query(`GRANT ALL ON begin_spec TO ${db.user}`)
   proxy = await startPoolingProxy({
     // One server connection: whoever holds it, the others wait.
     appdb: pooledRoute(db, { size: 1 }),
-    plaindb: pooledRoute(db, { size: 1, deferBegin: false })
+    plaindb: pooledRoute(db, { size: 1, deferBegin: false }),
+    splitdb: { ...pooledRoute(db, { size: 1 }), endpoint: `127.0.0.1:${split.port}` }
   })
 })
 
 afterAll(async () => {
   await proxy?.stop()
+  await split?.close()
   await monitor?.end()
   await db?.stop()
 })
@@ -261,9 +267,19 @@ describe("the BEGIN sent in the text of the client's next Query", () => {
   const role = () => ({ user: db.user, password: db.userPassword })
   const q = encodeQuery
 
-  /** Writes `first`, then after `gap` `second`, on a raw session to `port`; the labels up to `readies` ReadyForQuery. */
-  const exchange = async (port: number, first: Buffer, second: Buffer, gap: number, readies: number) => {
-    const raw: RawSession = await rawSession(port, role(), "appdb")
+  /**
+   * Writes `first`, then after `gap` `second`, on a raw session to `port` and `database`; the labels up to `readies`
+   * ReadyForQuery.
+   */
+  const exchange = async (
+    port: number,
+    first: Buffer,
+    second: Buffer,
+    gap: number,
+    readies: number,
+    database = "appdb"
+  ) => {
+    const raw: RawSession = await rawSession(port, role(), database)
     try {
       raw.write(first)
       if (gap >= 0) await new Promise((r) => setTimeout(r, gap))
@@ -300,6 +316,13 @@ describe("the BEGIN sent in the text of the client's next Query", () => {
     const real = await exchange(db.port, first, second, gap, readies)
     expect(real).toEqual(expected)
     expect(await exchange(proxy.port("postgres"), first, second, gap, readies)).toEqual(real)
+  })
+
+  it("holds what comes between a failing Query's error and its ReadyForQuery until the two went again", async () => {
+    // Through splitdb the error reaches the proxy 30 ms before its ReadyForQuery; the rest comes 15 ms after it.
+    const real = await exchange(db.port, failingFirst, failingSecond, 15, 5)
+    expect(real).toEqual(failing)
+    expect(await exchange(proxy.port("postgres"), failingFirst, failingSecond, 15, 5, "splitdb")).toEqual(real)
   })
 })
 

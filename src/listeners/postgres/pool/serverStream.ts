@@ -194,6 +194,7 @@ export const fromServer = (s: PooledSession, link: Link, chunk: Buffer): void =>
   }
   if (i < n) link.rest = Buffer.from(buf.subarray(i))
   if (from < i) s.toClient(link, from === 0 && i === n ? buf : buf.subarray(from, i))
-  // The client's bytes held behind the Query carrying the BEGIN go once what came before them is written.
-  if (s.wait !== 0 && link.begin !== BEGIN_MERGED) s.beginSettled(link)
+  // The client's bytes held behind the Query carrying the BEGIN go once what came before them is written: once the
+  // BEGIN is known to have run, or has gone again (an error and its ReadyForQuery may come in reads of their own).
+  if (s.wait !== 0 && link.begin !== BEGIN_MERGED && link.begin !== BEGIN_RETRY) s.beginSettled(link)
 }
