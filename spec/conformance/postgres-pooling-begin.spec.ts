@@ -40,10 +40,11 @@ afterAll(async () => {
   await db?.stop()
 })
 
-const connected = async (database = "appdb"): Promise<pg.Client> => {
+/** A client of `database` through the proxy, or at `port` (PostgreSQL itself). */
+const connected = async (database = "appdb", port = proxy.port("postgres")): Promise<pg.Client> => {
   const c = new pg.Client({
     host: "127.0.0.1",
-    port: proxy.port("postgres"),
+    port,
     user: db.user,
     password: db.userPassword,
     database,
@@ -213,19 +214,6 @@ const outcomes = async (c: pg.Client, script: ReadonlyArray<string>): Promise<Ar
   return out
 }
 
-const directClient = async (): Promise<pg.Client> => {
-  const c = new pg.Client({
-    host: "127.0.0.1",
-    port: db.port,
-    user: db.user,
-    password: db.userPassword,
-    database: "appdb",
-    ssl: false
-  })
-  await c.connect()
-  return c
-}
-
 describe("the BEGIN sent in the text of the client's next Query", () => {
   it.each([
     ["a syntax error (nothing ran, not even the BEGIN)", ["BEGIN", "SELEC 1", "SELECT 2 AS v", "ROLLBACK"]],
@@ -240,7 +228,7 @@ describe("the BEGIN sent in the text of the client's next Query", () => {
     ["what cannot run in a transaction", ["BEGIN", "VACUUM begin_spec", "ROLLBACK"]],
     ["a second BEGIN", ["BEGIN", "BEGIN", "SELECT 1 AS v", "COMMIT"]]
   ])("gives what PostgreSQL gives: %s", async (_, script) => {
-    const direct = await directClient()
+    const direct = await connected("appdb", db.port)
     try {
       const expected = await outcomes(direct, script)
       await withClient(async (c) => {
