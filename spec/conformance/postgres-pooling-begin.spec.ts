@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { isStandaloneBegin, withBegin, withoutBegin } from "../../src/listeners/postgres/pool/deferredBegin.ts"
 import { encodeQuery } from "../../src/listeners/postgres/pool/serverMessages.ts"
 import { type PostgresServer, startPostgres } from "../support/backends/index.ts"
-import { superuserClient } from "../support/pgAdmin.ts"
+import { appClientConfig, superuserClient } from "../support/pgAdmin.ts"
 import { pooledRoute, startPoolingProxy } from "../support/pgPooling.ts"
 import { type RawSession, rawSession } from "../support/pgRaw.ts"
 import { type SplitReplies, startSplitReplies } from "../support/pgSplitReplies.ts"
@@ -42,14 +42,7 @@ afterAll(async () => {
 
 /** A client of `database` through the proxy, or at `port` (PostgreSQL itself). */
 const connected = async (database = "appdb", port = proxy.port("postgres")): Promise<pg.Client> => {
-  const c = new pg.Client({
-    host: "127.0.0.1",
-    port,
-    user: db.user,
-    password: db.userPassword,
-    database,
-    ssl: false
-  })
+  const c = new pg.Client(appClientConfig(db, port, database))
   await c.connect()
   return c
 }

@@ -1,4 +1,5 @@
-// A superuser session on a spec's PostgreSQL, for the setup SQL (roles, functions) and the checks a spec reads back.
+// A superuser session on a spec's PostgreSQL, for the setup SQL (roles, functions) and the checks a spec reads back;
+// and the `pg` client options of its app role, for a spec's clients through a proxy or straight to it.
 import pg from "pg"
 import type { PostgresServer } from "./backends/index.ts"
 
@@ -18,3 +19,13 @@ export const superuserClient = async (
   }
   return client
 }
+
+/** `pg` client options for `db`'s app role on `database` at 127.0.0.1:`port` (a proxy's, or `db.port`), TLS off. */
+export const appClientConfig = (db: PostgresServer, port: number, database: string): pg.ClientConfig => ({
+  host: "127.0.0.1",
+  port,
+  user: db.user,
+  password: db.userPassword,
+  database,
+  ssl: false
+})

@@ -8,7 +8,7 @@ import * as net from "node:net"
 import pg from "pg"
 import { encodeCancelRequest } from "../../src/codec/pg/index.ts"
 import { type PostgresServer, startPostgres } from "./backends/index.ts"
-import { superuserClient } from "./pgAdmin.ts"
+import { appClientConfig, superuserClient } from "./pgAdmin.ts"
 import { type CancelGate, startCancelGate } from "./pgCancelGate.ts"
 import { eventually } from "./proxy.ts"
 
@@ -49,14 +49,7 @@ export const startCancelStage = async (): Promise<CancelStage> => {
 
 /** A `pg` client of `database` logged in through the proxy at `port` as `db`'s app role. */
 export const keyedClient = async (port: number, db: PostgresServer, database: string): Promise<Keyed> => {
-  const c = new pg.Client({
-    host: "127.0.0.1",
-    port,
-    user: db.user,
-    password: db.userPassword,
-    database,
-    ssl: false
-  }) as Keyed
+  const c = new pg.Client(appClientConfig(db, port, database)) as Keyed
   c.on("error", () => {}) // the proxy stopped under a failed spec's clients
   await c.connect()
   return c
